@@ -1,0 +1,107 @@
+/* Output queue: a ring of (buffer, offset) pairs. */
+#include "outq.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Private tail buffers are at least this big, so many small frames share one allocation. */
+#define OUTQ_CHUNK 16384
+
+struct obuf *obuf_new(size_t cap)
+{
+    struct obuf *b = malloc(sizeof *b + cap);
+    if (!b) return NULL;
+    b->refs = 1;
+    b->len = 0;
+    b->cap = cap;
+    return b;
+}
+
+void obuf_unref(struct obuf *b)
+{
+    if (--b->refs == 0) free(b);
+}
+
+static int grow(struct outq *q)
+{
+    uint32_t cap = q->cap ? q->cap * 2 : 8;
+    struct outq_entry *ring = malloc(cap * sizeof *ring);
+    if (!ring) return -1;
+    /* Unwrap the old ring into the start of the new one. */
+    for (uint32_t i = 0; i < q->count; i++) ring[i] = q->ring[(q->head + i) & (q->cap - 1)];
+    free(q->ring);
+    q->ring = ring;
+    q->head = 0;
+    q->cap = cap;
+    return 0;
+}
+
+int outq_push(struct outq *q, struct obuf *b, size_t off)
+{
+    if (q->count == q->cap && grow(q) < 0) return -1;
+    struct outq_entry *e = &q->ring[(q->head + q->count) & (q->cap - 1)];
+    e->buf = obuf_ref(b);
+    e->off = off;
+    q->count++;
+    q->bytes += b->len - off;
+    return 0;
+}
+
+int outq_append(struct outq *q, const void *p, size_t len)
+{
+    if (q->count) {
+        struct obuf *tail = q->ring[(q->head + q->count - 1) & (q->cap - 1)].buf;
+        /* Only a buffer nobody else references may grow: a shared one is someone's frame. */
+        if (tail->refs == 1 && tail->cap - tail->len >= len) {
+            memcpy(tail->data + tail->len, p, len);
+            tail->len += len;
+            q->bytes += len;
+            return 0;
+        }
+    }
+    struct obuf *b = obuf_new(len > OUTQ_CHUNK ? len : OUTQ_CHUNK);
+    if (!b) return -1;
+    memcpy(b->data, p, len);
+    b->len = len;
+    int rc = outq_push(q, b, 0);
+    obuf_unref(b); /* the queue holds its own reference, or none on failure */
+    return rc;
+}
+
+int outq_iov(const struct outq *q, struct iovec *iov, int max)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < q->count && n < max; i++) {
+        const struct outq_entry *e = &q->ring[(q->head + i) & (q->cap - 1)];
+        iov[n].iov_base = e->buf->data + e->off;
+        iov[n].iov_len = e->buf->len - e->off;
+        n++;
+    }
+    return n;
+}
+
+void outq_consume(struct outq *q, size_t n)
+{
+    q->bytes -= n;
+    while (n && q->count) {
+        struct outq_entry *e = &q->ring[q->head];
+        size_t left = e->buf->len - e->off;
+        if (n < left) {
+            e->off += n;
+            return;
+        }
+        n -= left;
+        obuf_unref(e->buf);
+        q->head = (q->head + 1) & (q->cap - 1);
+        q->count--;
+    }
+    /* An idle connection should not keep a ring around. */
+    if (q->count == 0) outq_clear(q);
+}
+
+void outq_clear(struct outq *q)
+{
+    for (uint32_t i = 0; i < q->count; i++) obuf_unref(q->ring[(q->head + i) & (q->cap - 1)].buf);
+    free(q->ring);
+    memset(q, 0, sizeof *q);
+}
