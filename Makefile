@@ -1,0 +1,95 @@
+# moonwire: `make run` and `make test` set up a fresh Debian 12 machine themselves (as root they
+# apt-get what is missing), build, and run the chat example / the whole test suite.
+
+CC      ?= cc
+BUILD   := build
+VERSION := 0.1.0
+
+# Debian packages, by purpose. `make deps-run` / `make deps-test` install what is missing.
+PKGS_BUILD := gcc make libc6-dev libev-dev liblua5.4-dev libssl-dev
+PKGS_TEST  := $(PKGS_BUILD) lua5.4 lua-busted lua-socket libcriterion-dev python3 \
+              python3-websockets
+
+WARN    := -Wall -Wextra -Wshadow -Wconversion
+CFLAGS  ?= -O2 -g
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -DMOONWIRE_VERSION='"$(VERSION)"' -I/usr/include/lua5.4 \
+              $(WARN) $(CFLAGS)
+LDLIBS  := -llua5.4 -lev -lssl -lcrypto -lm
+# The test build: warnings are errors, and the sanitizers watch every byte.
+SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+           -fno-sanitize-recover=undefined
+
+SERVER_SRCS := $(wildcard core/*.c)
+SERVER_OBJS := $(SERVER_SRCS:core/%.c=$(BUILD)/obj/%.o)
+ASAN_OBJS   := $(SERVER_SRCS:core/%.c=$(BUILD)/asan/%.o)
+# The pure modules the C unit tests link against.
+PURE_SRCS   := core/utf8.c core/ws_frame.c core/ws_close.c core/ws_reader.c core/http.c \
+               core/handshake.c core/outq.c
+UNIT_SRCS   := $(wildcard spec/unit/test_*.c)
+
+.PHONY: all run test check-deps deps-build deps-run deps-test unit clean
+
+all: $(BUILD)/moonwire
+
+$(BUILD)/moonwire: $(SERVER_OBJS)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/%.o: core/%.c $(wildcard core/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(BUILD)/moonwire-asan: $(ASAN_OBJS)
+	$(CC) $(CFLAGS_ALL) $(SAN) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/asan/%.o: core/%.c $(wildcard core/*.h) | $(BUILD)/asan
+	$(CC) $(CFLAGS_ALL) $(SAN) -Werror -c -o $@ $<
+
+$(BUILD)/unit-tests: $(UNIT_SRCS) $(PURE_SRCS) $(wildcard core/*.h spec/unit/*.h) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) -Werror -Icore -o $@ $(UNIT_SRCS) $(PURE_SRCS) -lcriterion -lcrypto
+
+$(BUILD)/unit-tests-asan: $(UNIT_SRCS) $(PURE_SRCS) $(wildcard core/*.h spec/unit/*.h) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) $(SAN) -Werror -Icore -o $@ $(UNIT_SRCS) $(PURE_SRCS) -lcriterion \
+	    -lcrypto
+
+$(BUILD) $(BUILD)/obj $(BUILD)/asan:
+	mkdir -p $@
+
+# ---- the two commands ---------------------------------------------------------------------
+
+run: deps-run
+	$(MAKE) all
+	$(BUILD)/moonwire examples/echo
+
+test: deps-test
+	$(MAKE) all $(BUILD)/moonwire-asan $(BUILD)/unit-tests $(BUILD)/unit-tests-asan
+	spec/run-tests
+
+unit: $(BUILD)/unit-tests $(BUILD)/unit-tests-asan
+	$(BUILD)/unit-tests && $(BUILD)/unit-tests-asan
+
+# ---- Debian packages ----------------------------------------------------------------------
+
+# Installs the packages in $(1) that are missing: as root with apt-get, otherwise it names them.
+define install_missing
+	@missing=$$(for p in $(1); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+	    || echo $$p; done | tr '\n' ' '); \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" != 0 ]; then \
+	        echo "moonwire needs these Debian packages: $$missing"; \
+	        echo "install them as root (apt-get install $$missing), or run make as root"; \
+	        exit 1; \
+	    fi; \
+	    echo "installing Debian packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends $$missing </dev/null; \
+	fi
+endef
+
+deps-build:
+	$(call install_missing,$(PKGS_BUILD))
+deps-run: deps-build
+deps-test:
+	$(call install_missing,$(PKGS_TEST))
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,40 @@
+-- moonwire configuration: the built-in defaults, written out.
+--
+-- This file is Lua that sets globals, run in an empty sandbox. Use it with
+--   build/moonwire -c conf/moonwire.conf.lua examples/echo
+-- Any key not listed here is an error naming this file and the line, so a typo never passes
+-- silently. Command-line flags (--host, --port, --max-message) override what is set here.
+-- Sizes are bytes (16 << 20 is 16 MiB); times are seconds and may have fractions.
+
+-- Where to accept connections. One table per address; host defaults to 127.0.0.1 (loopback
+-- only). Use "0.0.0.0" or "::" to accept from other machines. port = 0 picks a free port and
+-- logs which.
+listen = {
+    { host = "127.0.0.1", port = 8080 },
+}
+
+-- Limits protect a server exposed to the internet. 0 turns a limit off (except
+-- max_header_bytes, which always applies).
+limits = {
+    max_message       = 16 << 20, -- bytes in one message, after reassembly of fragments.
+                                  -- A frame whose declared length would pass it is refused
+                                  -- with close code 1009 before any of it is buffered.
+    max_header_bytes  = 16 << 10, -- bytes of the whole upgrade request (431 past it; at most
+                                  -- 100 header fields).
+    handshake_timeout = 5,        -- seconds from accept to a complete upgrade request (408).
+    idle_timeout      = 60,       -- seconds without any traffic before the server pings; as
+                                  -- long again without an answer and it closes with 1001.
+    close_timeout     = 5,        -- seconds to wait for the peer's close frame or FIN after
+                                  -- the server closed; then the socket is dropped.
+    send_buffer       = 4 << 20,  -- bytes queued for a slow reader before conn:send reports
+                                  -- backpressure and the server stops reading from it.
+    shutdown_timeout  = 5,        -- seconds SIGTERM/SIGINT wait for clients to finish the
+                                  -- close handshake before exiting.
+}
+
+-- The Lua sandbox every app runs in.
+sandbox = {
+    instructions = 10000000,      -- Lua instructions one callback may run before it is stopped
+                                  -- (pcall inside the app cannot catch this).
+    memory       = 64 << 20,      -- bytes the app's Lua state may hold.
+}

@@ -1,0 +1,298 @@
+/* Config file loading. The file runs in its own throwaway Lua state, in an environment whose
+ * __newindex accepts only known top-level keys and remembers the line of each assignment, so
+ * errors found later, in nested tables, can still point at the right line. */
+#include "config.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "util.h"
+
+void cfg_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->listen[0].host, sizeof cfg->listen[0].host, "127.0.0.1");
+    cfg->listen[0].port = 8080;
+    cfg->nlisten = 1;
+    cfg->limits = (struct cfg_limits){
+        .max_message = 16 << 20,
+        .max_header_bytes = 16 << 10,
+        .handshake_timeout = 5,
+        .idle_timeout = 60,
+        .close_timeout = 5,
+        .send_buffer = 4 << 20,
+        .shutdown_timeout = 5,
+    };
+    cfg->sandbox = (struct cfg_sandbox){ .instructions = 10000000, .memory = 64 << 20 };
+}
+
+/* ---- typed fields -------------------------------------------------------------------------- */
+
+enum field_type { F_U64, F_SIZE, F_SECONDS };
+
+struct field {
+    const char *name;
+    enum field_type type;
+    size_t offset;
+    double min; /* smallest allowed value other than 0 (which turns a limit off) */
+    bool zero_ok;
+};
+
+#define LIMIT(n, t, min, z) { #n, t, offsetof(struct cfg_limits, n), min, z }
+static const struct field limit_fields[] = {
+    LIMIT(max_message, F_U64, 1, true),
+    LIMIT(max_header_bytes, F_SIZE, 512, false),
+    LIMIT(handshake_timeout, F_SECONDS, 0, true),
+    LIMIT(idle_timeout, F_SECONDS, 0, true),
+    LIMIT(close_timeout, F_SECONDS, 0, true),
+    LIMIT(send_buffer, F_SIZE, 1, true),
+    LIMIT(shutdown_timeout, F_SECONDS, 0, true),
+    { NULL, 0, 0, 0, false },
+};
+#define SANDBOX(n, t, min) { #n, t, offsetof(struct cfg_sandbox, n), min, true }
+static const struct field sandbox_fields[] = {
+    SANDBOX(instructions, F_U64, 1000),
+    SANDBOX(memory, F_SIZE, 1 << 20),
+    { NULL, 0, 0, 0, false },
+};
+
+static const char *const top_keys[] = { "listen", "limits", "sandbox", NULL };
+
+struct loader {
+    lua_State *L;
+    const char *path;
+    char *err;
+    size_t errlen;
+};
+
+/* Finds where a setting is written, for error messages. Lua reports the line where an
+ * assignment ends, which for a table spread over several lines is its closing brace; the
+ * source says better. Returns the line of "key =" inside the statement "top = ..." that ends at
+ * end_line (or of "top =" itself when key is NULL), or end_line when the text does not say. */
+static long locate(const char *path, const char *top, const char *key, long end_line)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return end_line;
+    char line[1024];
+    long n = 0, start = 0, found = 0;
+    size_t toplen = strlen(top), keylen = key ? strlen(key) : 0;
+    while (n < end_line && fgets(line, sizeof line, f)) {
+        n++;
+        const char *p = line + strspn(line, " \t");
+        if (strncmp(p, top, toplen) == 0 && p[toplen + strspn(p + toplen, " \t")] == '=') {
+            start = n; /* the statement (re)starts here */
+            found = 0;
+        }
+        if (!key || !start || found) continue;
+        for (const char *k = strstr(line, key); k; k = strstr(k + 1, key)) {
+            bool word = (k == line || !(k[-1] == '_' || (k[-1] >= 'a' && k[-1] <= 'z') ||
+                                        (k[-1] >= 'A' && k[-1] <= 'Z')));
+            const char *after = k + keylen;
+            after += strspn(after, " \t");
+            if (word && *after == '=' && after[1] != '=') {
+                found = n;
+                break;
+            }
+        }
+    }
+    fclose(f);
+    return found ? found : start ? start : end_line;
+}
+
+/* Formats "path:line: message" for setting key (NULL for the whole value) of top-level top. */
+static int failf(struct loader *ld, const char *top, const char *key, const char *fmt, ...)
+{
+    lua_State *L = ld->L;
+    lua_getfield(L, LUA_REGISTRYINDEX, "moonwire.config.lines");
+    lua_getfield(L, -1, top);
+    long line = locate(ld->path, top, key, (long)lua_tointeger(L, -1));
+    lua_pop(L, 2);
+    int n = snprintf(ld->err, ld->errlen, "%s:%ld: ", ld->path, line);
+    if (n < 0 || (size_t)n >= ld->errlen) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ld->err + n, ld->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static void list_names(const struct field *f, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (; f->name && n < cap; f++)
+        n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? ", " : "", f->name);
+}
+
+/* Reads a table of fields (limits, sandbox) at the top of the stack into base. */
+static int read_fields(struct loader *ld, const char *key, const struct field *fields, void *base)
+{
+    lua_State *L = ld->L;
+    if (!lua_istable(L, -1)) return failf(ld, key, NULL, "%s must be a table", key);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        const struct field *f = fields;
+        while (f->name && (!name || strcmp(f->name, name) != 0)) f++;
+        if (!f->name) {
+            char known[512];
+            list_names(fields, known, sizeof known);
+            return failf(ld, key, name, "%s.%s is not a known setting (known: %s)", key,
+                         name ? name : luaL_tolstring(L, -2, NULL), known);
+        }
+        int isnum;
+        double v = lua_tonumberx(L, -1, &isnum);
+        if (!isnum || lua_type(L, -1) != LUA_TNUMBER || isnan(v) || v < 0)
+            return failf(ld, key, name, "%s.%s must be a number, 0 or more", key, name);
+        if (v == 0 && !f->zero_ok)
+            return failf(ld, key, name, "%s.%s cannot be 0", key, name);
+        if (v != 0 && v < f->min)
+            return failf(ld, key, name, "%s.%s must be at least %.0f", key, name, f->min);
+        char *p = (char *)base + f->offset;
+        switch (f->type) {
+        case F_SECONDS: *(double *)(void *)p = v; break;
+        case F_U64:
+        case F_SIZE:
+            if (v != floor(v) || v > 9e15)
+                return failf(ld, key, name, "%s.%s must be a whole number", key, name);
+            if (f->type == F_U64) *(uint64_t *)(void *)p = (uint64_t)v;
+            else *(size_t *)(void *)p = (size_t)v;
+            break;
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+static int read_listen(struct loader *ld, struct config *cfg)
+{
+    lua_State *L = ld->L;
+    if (!lua_istable(L, -1)) return failf(ld, "listen", NULL, "listen must be a list of tables");
+    size_t n = (size_t)lua_rawlen(L, -1);
+    if (n == 0) return failf(ld, "listen", NULL, "listen must hold at least one { port = N }");
+    if (n > CFG_MAX_LISTEN)
+        return failf(ld, "listen", NULL, "listen holds %zu entries; at most %d are supported", n,
+                     CFG_MAX_LISTEN);
+    for (size_t i = 1; i <= n; i++) {
+        struct cfg_listen *l = &cfg->listen[i - 1];
+        lua_rawgeti(L, -1, (lua_Integer)i);
+        if (!lua_istable(L, -1))
+            return failf(ld, "listen", NULL, "listen[%zu] must be a table like { port = 8080 }", i);
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            if (strcmp(k, "host") != 0 && strcmp(k, "port") != 0)
+                return failf(ld, "listen", k, "listen[%zu].%s is not a known setting (known: "
+                             "host, port)", i, k);
+            lua_pop(L, 1);
+        }
+        int ht = lua_getfield(L, -1, "host");
+        const char *host = ht == LUA_TNIL ? "127.0.0.1" : ht == LUA_TSTRING ? lua_tostring(L, -1)
+                                                                            : NULL;
+        if (!host || strlen(host) >= sizeof l->host)
+            return failf(ld, "listen", "host", "listen[%zu].host must be an address string", i);
+        snprintf(l->host, sizeof l->host, "%s", host);
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "port");
+        int isint;
+        lua_Integer port = lua_tointegerx(L, -1, &isint);
+        if (!isint || port < 0 || port > 65535)
+            return failf(ld, "listen", "port", "listen[%zu].port must be a number from 0 to 65535", i);
+        l->port = (int)port;
+        lua_pop(L, 2);
+    }
+    cfg->nlisten = n;
+    return 0;
+}
+
+/* __newindex of the config environment: known keys only, remembering where each was set. */
+static int config_set(lua_State *L)
+{
+    const char *key = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+    const char *const *k = top_keys;
+    while (*k && (!key || strcmp(*k, key) != 0)) k++;
+    lua_Debug ar;
+    long line = 0;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)) line = ar.currentline;
+    if (!*k) {
+        const struct loader *ld = lua_touserdata(L, lua_upvalueindex(2));
+        lua_pushfstring(L, "%s:%d: unknown setting '%s' (known: listen, limits, sandbox)",
+                        ld->path, key ? (int)locate(ld->path, key, NULL, line) : (int)line,
+                        key ? key : luaL_tolstring(L, 2, NULL));
+        return lua_error(L);
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "moonwire.config.lines");
+    lua_pushinteger(L, line);
+    lua_setfield(L, -2, key);
+    lua_pop(L, 1);
+    lua_settop(L, 3);
+    lua_rawset(L, lua_upvalueindex(1));
+    return 0;
+}
+
+static int load(lua_State *L)
+{
+    struct loader *ld = lua_touserdata(L, 1);
+    struct config *cfg = lua_touserdata(L, 2);
+    lua_settop(L, 0);
+
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "moonwire.config.lines");
+    lua_newtable(L); /* 1: values */
+    lua_newtable(L); /* 2: environment */
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, 1);
+    lua_pushlightuserdata(L, ld);
+    lua_pushcclosure(L, config_set, 2);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, 2);
+
+    if (luaL_loadfilex(L, ld->path, "t") != LUA_OK) {
+        snprintf(ld->err, ld->errlen, "%s", lua_tostring(L, -1));
+        return 0;
+    }
+    lua_pushvalue(L, 2);
+    lua_setupvalue(L, -2, 1);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        snprintf(ld->err, ld->errlen, "%s", lua_tostring(L, -1));
+        return 0;
+    }
+
+    int rc = 0;
+    if (lua_getfield(L, 1, "listen") != LUA_TNIL) rc = read_listen(ld, cfg);
+    lua_settop(L, 2);
+    if (!rc && lua_getfield(L, 1, "limits") != LUA_TNIL)
+        rc = read_fields(ld, "limits", limit_fields, &cfg->limits);
+    lua_settop(L, 2);
+    if (!rc && lua_getfield(L, 1, "sandbox") != LUA_TNIL)
+        rc = read_fields(ld, "sandbox", sandbox_fields, &cfg->sandbox);
+    lua_pushboolean(L, rc == 0);
+    return 1;
+}
+
+int cfg_load_file(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    struct loader ld = { L, path, err, errlen };
+    err[0] = '\0';
+    lua_pushcfunction(L, load);
+    lua_pushlightuserdata(L, &ld);
+    lua_pushlightuserdata(L, cfg);
+    int rc = lua_pcall(L, 2, 1, 0);
+    bool ok = rc == LUA_OK && lua_toboolean(L, -1);
+    if (rc != LUA_OK && !err[0]) snprintf(err, errlen, "%s: %s", path, lua_tostring(L, -1));
+    lua_close(L);
+    return ok ? 0 : -1;
+}

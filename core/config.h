@@ -1,0 +1,53 @@
+/* Configuration: built-in defaults, a Lua config file, then command-line flags on top.
+ *
+ * The file is Lua that sets globals (listen = {...}, limits = {...}), run in an empty
+ * environment. Every key is checked: a misspelt one is an error naming the file and line, never
+ * a silently ignored setting. */
+#ifndef MOONWIRE_CONFIG_H
+#define MOONWIRE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFG_MAX_LISTEN 16
+
+struct cfg_listen {
+    char host[256];
+    int port; /* 0: any free port (the log line says which) */
+};
+
+/* Every limit has a default that protects a server exposed to the internet; 0 turns one off. */
+struct cfg_limits {
+    uint64_t max_message;     /* bytes in one message (1009 past it) */
+    size_t max_header_bytes;  /* the whole upgrade request (431 past it) */
+    double handshake_timeout; /* seconds to complete the upgrade (408) */
+    double idle_timeout;      /* seconds without traffic before a ping, then as long for an answer */
+    double close_timeout;     /* seconds to wait for the peer's close or FIN */
+    size_t send_buffer;       /* queued bytes before backpressure and paused reading */
+    double shutdown_timeout;  /* seconds to drain on SIGTERM */
+};
+
+struct cfg_sandbox {
+    uint64_t instructions; /* per callback */
+    size_t memory;         /* bytes per app */
+};
+
+struct config {
+    struct cfg_listen listen[CFG_MAX_LISTEN];
+    size_t nlisten;
+    struct cfg_limits limits;
+    struct cfg_sandbox sandbox;
+    char app[1024];         /* the app to serve on every path */
+    char scripts_dir[1024]; /* where require finds "moonwire.*" */
+};
+
+/* Fills in the built-in defaults: one listener on 127.0.0.1:8080 and the limits of
+ * docs/configuration.md. */
+void cfg_defaults(struct config *cfg);
+
+/* Reads the Lua config file at path over the values in cfg. Returns 0, or -1 with a message
+ * naming the file and line in err. */
+int cfg_load_file(struct config *cfg, const char *path, char *err, size_t errlen);
+
+#endif

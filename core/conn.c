@@ -1,0 +1,652 @@
+/* Connection state machine: reads, the upgrade, WebSocket messages and the close handshake.
+ * Writes go out at once; only what the kernel refuses is queued, and the queue goes out with
+ * writev when the socket is writable again. While the server processes one connection's input,
+ * that connection is "corked": its replies collect in a loop-wide buffer and leave in one write
+ * at the end, so sixteen pipelined requests cost one syscall, not sixteen. */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "handshake.h"
+#include "http.h"
+#include "lua_bridge.h"
+#include "log.h"
+#include "server.h"
+#include "ws_close.h"
+
+#define HTTP_MAX_HEADERS 100
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void conn_drop(struct conn *c, const char *why);
+
+static const struct config *cfg_of(const struct conn *c) { return c->srv->cfg; }
+
+struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return NULL;
+    }
+    c->srv = srv;
+    c->fd = fd;
+    c->peer = *peer;
+    c->lua_ref = LB_NO_REF;
+    c->state = CONN_HANDSHAKE;
+    c->last_rx = ev_now(srv->loop);
+    if (srv_attach(srv, c) < 0) {
+        close(fd);
+        free(c);
+        return NULL;
+    }
+    ev_io_init(&c->rio, on_readable, fd, EV_READ);
+    ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
+    ev_init(&c->timer, on_timer);
+    ev_io_start(srv->loop, &c->rio);
+    double t = cfg_of(c)->limits.handshake_timeout;
+    if (t > 0) {
+        ev_timer_set(&c->timer, t, 0.);
+        ev_timer_start(srv->loop, &c->timer);
+    }
+    return c;
+}
+
+void conn_free(struct conn *c)
+{
+    if (c->app) lb_forget(c->app, c);
+    srv_detach(c->srv, c);
+    free(c->head);
+    free(c->msg);
+    free(c->path);
+    free(c->protocol);
+    free(c->close_reason);
+    outq_clear(&c->outq);
+    free(c);
+}
+
+void conn_format_ip(const struct conn *c, char *buf, size_t len)
+{
+    const void *a = c->peer.sa.sa_family == AF_INET6 ? (const void *)&c->peer.in6.sin6_addr
+                                                     : (const void *)&c->peer.in4.sin_addr;
+    if (!inet_ntop(c->peer.sa.sa_family, a, buf, (socklen_t)len)) snprintf(buf, len, "?");
+}
+
+/* A short tag for log lines: "conn 12 127.0.0.1". */
+#define CONN_FMT "conn %llu %s"
+#define CONN_ARGS(c, ip) (unsigned long long)(c)->id, ip
+
+static void arm_timer(struct conn *c, double after)
+{
+    ev_timer_stop(c->srv->loop, &c->timer);
+    if (after <= 0) return;
+    ev_timer_set(&c->timer, after, 0.);
+    ev_timer_start(c->srv->loop, &c->timer);
+}
+
+/* ---- the WebSocket ends: what the app hears ------------------------------------------------ */
+
+/* Records why the WebSocket ended and owes the app its close callback. Only the first end
+ * counts: a close frame we send after the peer's does not change the reported code. */
+static void ws_ended(struct conn *c, unsigned code, const char *reason, size_t reason_len)
+{
+    if (!c->app_open || c->notify_close || c->close_code) return;
+    c->close_code = (uint16_t)code;
+    if (reason_len) {
+        c->close_reason = malloc(reason_len + 1);
+        if (c->close_reason) {
+            memcpy(c->close_reason, reason, reason_len);
+            c->close_reason[reason_len] = '\0';
+        }
+    }
+    c->notify_close = true;
+    srv_schedule(c->srv, c);
+}
+
+bool conn_sweep(struct conn *c)
+{
+    if (c->notify_close) {
+        c->notify_close = false;
+        c->app_open = false;
+        const char *r = c->close_reason ? c->close_reason : "";
+        lb_close(c->app, c, c->close_code, r, strlen(r));
+    }
+    /* Checked after app.close, which may have changed the state. */
+    if (c->state != CONN_DEAD) return false;
+    conn_free(c);
+    return true;
+}
+
+/* ---- writing ------------------------------------------------------------------------------- */
+
+static void shut_write_if_done(struct conn *c)
+{
+    if (c->wr_shut || !outq_empty(&c->outq)) return;
+    if (c->srv->corked == c && c->srv->cork_len) return; /* the uncork's write comes back here */
+    if (c->state != CONN_CLOSING && c->state != CONN_LINGER) return;
+    /* Our last frame or response is out: send FIN, keep reading until the peer's. */
+    shutdown(c->fd, SHUT_WR);
+    c->wr_shut = true;
+}
+
+/* Pauses reading while the queue is past send_buffer, so a client that sends without reading
+ * cannot make the server buffer without bound. */
+static void check_backpressure(struct conn *c)
+{
+    size_t limit = cfg_of(c)->limits.send_buffer;
+    if (limit && !c->read_paused && c->outq.bytes > limit && c->state == CONN_OPEN) {
+        c->read_paused = true;
+        ev_io_stop(c->srv->loop, &c->rio);
+    }
+}
+
+static int queue_iov(struct conn *c, const struct iovec *iov, int n, size_t skip)
+{
+    for (int i = 0; i < n; i++) {
+        size_t len = iov[i].iov_len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        if (outq_append(&c->outq, (const uint8_t *)iov[i].iov_base + skip, len - skip) < 0)
+            return -1;
+        skip = 0;
+    }
+    return 0;
+}
+
+/* Writes now when nothing is queued, and queues what the kernel did not take. */
+static void conn_writev(struct conn *c, struct iovec *iov, int n)
+{
+    if (c->state == CONN_DEAD || c->wr_shut) return;
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += iov[i].iov_len;
+    size_t done = 0;
+    if (outq_empty(&c->outq)) {
+        ssize_t w;
+        do w = writev(c->fd, iov, n);
+        while (w < 0 && errno == EINTR);
+        if (w < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                conn_drop(c, strerror(errno));
+                return;
+            }
+            w = 0;
+        }
+        done = (size_t)w;
+        if (done == total) {
+            shut_write_if_done(c);
+            return;
+        }
+    }
+    if (queue_iov(c, iov, n, done) < 0) {
+        conn_drop(c, "out of memory for the send queue");
+        return;
+    }
+    ev_io_start(c->srv->loop, &c->wio);
+    check_backpressure(c);
+}
+
+static void conn_write(struct conn *c, const void *p, size_t len)
+{
+    struct iovec iov = { (void *)p, len };
+    conn_writev(c, &iov, 1);
+}
+
+void srv_flush_cork(struct server *s)
+{
+    struct conn *c = s->corked;
+    if (c && s->cork_len) {
+        size_t len = s->cork_len;
+        s->cork_len = 0;
+        conn_write(c, s->cork, len);
+    }
+}
+
+static void send_frame(struct conn *c, unsigned opcode, const void *payload, size_t len)
+{
+    uint8_t hdr[WS_FRAME_MAX_SERVER_HEADER];
+    size_t hl = ws_frame_build_header(hdr, true, 0, opcode, len);
+    struct server *s = c->srv;
+    if (s->corked == c) {
+        if (hl + len <= sizeof s->cork - s->cork_len) {
+            memcpy(s->cork + s->cork_len, hdr, hl);
+            memcpy(s->cork + s->cork_len + hl, payload, len);
+            s->cork_len += hl + len;
+            return;
+        }
+        srv_flush_cork(s);
+    }
+    struct iovec iov[2] = { { hdr, hl }, { (void *)payload, len } };
+    conn_writev(c, iov, 2);
+}
+
+static void send_close_frame(struct conn *c, unsigned code, const char *reason, size_t len)
+{
+    uint8_t payload[WS_CONTROL_MAX_PAYLOAD];
+    size_t n = ws_close_build(payload, code, reason, len);
+    send_frame(c, WS_OP_CLOSE, payload, n);
+}
+
+int conn_send_message(struct conn *c, const void *data, size_t len, bool binary)
+{
+    if (c->state != CONN_OPEN) return CONN_CLOSED;
+    send_frame(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len);
+    if (c->state != CONN_OPEN) return CONN_CLOSED;
+    size_t limit = cfg_of(c)->limits.send_buffer;
+    if (limit && c->outq.bytes > limit) {
+        c->want_drain = true;
+        return CONN_BACKPRESSURE;
+    }
+    return CONN_SENT;
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct conn *c = container_of(w, struct conn, wio);
+    struct iovec iov[64];
+    int n = outq_iov(&c->outq, iov, 64);
+    ssize_t done = n ? writev(c->fd, iov, n) : 0;
+    if (done < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            conn_drop(c, strerror(errno));
+        return;
+    }
+    outq_consume(&c->outq, (size_t)done);
+    if (!outq_empty(&c->outq)) return;
+    ev_io_stop(loop, &c->wio);
+    shut_write_if_done(c);
+
+    size_t limit = cfg_of(c)->limits.send_buffer;
+    if (c->read_paused && c->outq.bytes <= limit / 2) {
+        c->read_paused = false;
+        ev_io_start(loop, &c->rio);
+    }
+    if (c->want_drain && c->state == CONN_OPEN) {
+        c->want_drain = false;
+        lb_drain(c->app, c);
+    }
+}
+
+/* ---- ending the connection ----------------------------------------------------------------- */
+
+/* The socket is gone or must go now: no close handshake. */
+static void conn_drop(struct conn *c, const char *why)
+{
+    if (c->state == CONN_DEAD) return;
+    char ip[INET6_ADDRSTRLEN];
+    conn_format_ip(c, ip, sizeof ip);
+    if (c->state == CONN_OPEN)
+        log_debug(CONN_FMT ": connection lost (%s)", CONN_ARGS(c, ip), why);
+    ws_ended(c, WS_CLOSE_ABNORMAL, "", 0);
+    struct ev_loop *loop = c->srv->loop;
+    ev_io_stop(loop, &c->rio);
+    ev_io_stop(loop, &c->wio);
+    ev_timer_stop(loop, &c->timer);
+    close(c->fd);
+    c->fd = -1;
+    c->state = CONN_DEAD;
+    if (c->srv->corked == c) c->srv->cork_len = 0;
+    outq_clear(&c->outq);
+    srv_schedule(c->srv, c);
+}
+
+void conn_abort(struct conn *c) { conn_drop(c, "server shutting down"); }
+
+/* Nothing more to say: flush, half-close, and wait (bounded) for the peer's FIN. */
+static void enter_linger(struct conn *c)
+{
+    c->state = CONN_LINGER;
+    free(c->msg);
+    c->msg = NULL;
+    c->msg_len = c->msg_cap = 0;
+    if (c->read_paused) {
+        c->read_paused = false;
+        ev_io_start(c->srv->loop, &c->rio);
+    }
+    arm_timer(c, cfg_of(c)->limits.close_timeout);
+    shut_write_if_done(c);
+}
+
+void conn_close(struct conn *c, unsigned code, const char *reason, size_t reason_len)
+{
+    if (c->state != CONN_OPEN) return;
+    ws_ended(c, code ? code : WS_CLOSE_NO_STATUS, reason, reason_len);
+    c->state = CONN_CLOSING;
+    send_close_frame(c, code, reason, reason_len);
+    if (c->state == CONN_DEAD) return;
+    free(c->msg);
+    c->msg = NULL;
+    c->msg_len = c->msg_cap = 0;
+    arm_timer(c, cfg_of(c)->limits.close_timeout);
+    shut_write_if_done(c);
+}
+
+/* Fails the WebSocket connection (RFC 6455 7.1.7) for a protocol violation: say why in a close
+ * frame and stop reading frames. */
+static void conn_fail(struct conn *c, unsigned code, const char *why)
+{
+    char ip[INET6_ADDRSTRLEN];
+    conn_format_ip(c, ip, sizeof ip);
+    log_info(CONN_FMT ": closing with %u: %s", CONN_ARGS(c, ip), code, why);
+    bool say = c->state == CONN_OPEN;
+    ws_ended(c, code, why, strlen(why));
+    if (say) send_close_frame(c, code, why, strlen(why));
+    if (c->state != CONN_DEAD) enter_linger(c);
+}
+
+/* ---- HTTP answers -------------------------------------------------------------------------- */
+
+/* Answers the request with an error status and a one-line explanation, then lingers. */
+static void respond_error(struct conn *c, int status, const char *why, const char *headers)
+{
+    char ip[INET6_ADDRSTRLEN];
+    conn_format_ip(c, ip, sizeof ip);
+    log_info(CONN_FMT ": refused with %d: %s", CONN_ARGS(c, ip), status, why);
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf,
+                     "HTTP/1.1 %d %s\r\n"
+                     "Content-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Connection: close\r\n"
+                     "%s"
+                     "\r\n"
+                     "%s\n",
+                     status, http_status_text(status), strlen(why) + 1, headers ? headers : "",
+                     why);
+    if (n < 0 || (size_t)n >= sizeof buf) n = snprintf(buf, sizeof buf,
+        "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status,
+        http_status_text(status));
+    c->state = CONN_LINGER;
+    conn_write(c, buf, (size_t)n);
+    if (c->state != CONN_DEAD) enter_linger(c);
+}
+
+/* ---- WebSocket input ----------------------------------------------------------------------- */
+
+/* The reader's callbacks return this: go on while frames still matter. In CLOSING the reader
+ * keeps going, to find the peer's close frame among the data it now discards. */
+static int reader_should_stop(const struct conn *c) { return c->state >= CONN_LINGER; }
+
+static void deliver(struct conn *c, const uint8_t *data, size_t len, bool binary)
+{
+    if (lb_message(c->app, c, data, len, binary) < 0)
+        conn_close(c, WS_CLOSE_INTERNAL_ERROR, "internal error", 14);
+}
+
+static int on_data(void *ud, unsigned opcode, uint8_t *data, size_t len, bool first, bool last)
+{
+    struct conn *c = ud;
+    if (c->state != CONN_OPEN) return 0; /* after our close frame, data is discarded */
+    bool binary = opcode == WS_OP_BINARY;
+    if (first && last) {
+        /* The common case: the whole message sits in the read buffer. No copy. */
+        deliver(c, data, len, binary);
+        return reader_should_stop(c);
+    }
+    if (c->msg_len + len > c->msg_cap) {
+        size_t cap = c->msg_cap ? c->msg_cap : 4096;
+        while (cap < c->msg_len + len) cap *= 2;
+        uint8_t *p = realloc(c->msg, cap);
+        if (!p) {
+            conn_fail(c, WS_CLOSE_INTERNAL_ERROR, "out of memory for a fragmented message");
+            return 1;
+        }
+        c->msg = p;
+        c->msg_cap = cap;
+    }
+    memcpy(c->msg + c->msg_len, data, len);
+    c->msg_len += len;
+    if (!last) return 0;
+    /* Hand the buffer over before the call, so a handler that closes the connection cannot free
+     * it underneath, and an idle connection keeps no message buffer. */
+    uint8_t *msg = c->msg;
+    size_t msg_len = c->msg_len;
+    c->msg = NULL;
+    c->msg_len = c->msg_cap = 0;
+    deliver(c, msg, msg_len, binary);
+    free(msg);
+    return reader_should_stop(c);
+}
+
+static int on_control(void *ud, unsigned opcode, uint8_t *data, size_t len)
+{
+    struct conn *c = ud;
+    switch (opcode) {
+    case WS_OP_PING:
+        if (c->state == CONN_OPEN) send_frame(c, WS_OP_PONG, data, len);
+        return reader_should_stop(c);
+    case WS_OP_PONG:
+        c->ping_sent = false;
+        return 0;
+    default: { /* WS_OP_CLOSE, already validated by the reader */
+        unsigned code = len >= 2 ? (unsigned)data[0] << 8 | data[1] : WS_CLOSE_NO_STATUS;
+        if (c->state == CONN_OPEN) {
+            ws_ended(c, code, len > 2 ? (const char *)data + 2 : "", len > 2 ? len - 2 : 0);
+            /* Echo the code (RFC 6455 5.5.1), or an empty close for an empty one. */
+            c->state = CONN_CLOSING;
+            send_close_frame(c, code == WS_CLOSE_NO_STATUS ? 0 : code, "", 0);
+        }
+        if (c->state != CONN_DEAD) enter_linger(c);
+        return 1;
+    }
+    }
+}
+
+static const struct ws_reader_callbacks reader_callbacks = { on_data, on_control };
+
+static void read_frames(struct conn *c, uint8_t *data, size_t len)
+{
+    ssize_t n = ws_reader_feed(&c->reader, data, len, &reader_callbacks, c);
+    if (n < 0) conn_fail(c, (unsigned)-n, c->reader.error);
+}
+
+/* ---- the upgrade --------------------------------------------------------------------------- */
+
+static char *dup_range(const char *p, size_t len)
+{
+    char *s = malloc(len + 1);
+    if (s) {
+        memcpy(s, p, len);
+        s[len] = '\0';
+    }
+    return s;
+}
+
+/* Handles a complete request head. Returns 0 when the connection is now an open WebSocket. */
+static int upgrade(struct conn *c, const struct http_request *req)
+{
+    struct hs_upgrade up;
+    const char *why = NULL;
+    int rc = hs_check_request(req, &up, &why);
+    switch (rc) {
+    case 0: break;
+    case HS_NOT_UPGRADE:
+        respond_error(c, 426, "this address serves WebSocket; connect with a WebSocket client",
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\n");
+        return -1;
+    case HS_E_METHOD: respond_error(c, 405, why, "Allow: GET\r\n"); return -1;
+    case HS_E_VERSION: respond_error(c, 426, why, "Sec-WebSocket-Version: 13\r\n"); return -1;
+    default: respond_error(c, -rc, why, NULL); return -1;
+    }
+    if (c->srv->draining) {
+        respond_error(c, 503, "the server is shutting down; try again later", NULL);
+        return -1;
+    }
+
+    struct lb_app *app = srv_route(c->srv, up.path, up.path_len);
+    if (!app) {
+        respond_error(c, 404, "no app is mounted at this path", NULL);
+        return -1;
+    }
+    c->app = app;
+    c->path = dup_range(up.path, up.path_len);
+    if (!c->path) {
+        respond_error(c, 503, "the server is out of memory", NULL);
+        return -1;
+    }
+
+    struct lb_verdict v;
+    lb_upgrade(app, c, req, &up, &v);
+    if (v.status) {
+        respond_error(c, v.status, v.reason, v.headers[0] ? v.headers : NULL);
+        return -1;
+    }
+    if (v.protocol_len && !(c->protocol = dup_range(v.protocol, v.protocol_len))) {
+        respond_error(c, 503, "the server is out of memory", NULL);
+        return -1;
+    }
+
+    char resp[512];
+    size_t n = hs_build_response(resp, sizeof resp, up.key, c->protocol, v.protocol_len, NULL);
+    c->state = CONN_OPEN;
+    ws_reader_init(&c->reader, cfg_of(c)->limits.max_message, 0);
+    conn_write(c, resp, n);
+    if (c->state != CONN_OPEN) return -1;
+    arm_timer(c, cfg_of(c)->limits.idle_timeout);
+
+    c->app_open = true;
+    if (lb_open(app, c) < 0) conn_close(c, WS_CLOSE_INTERNAL_ERROR, "internal error", 14);
+    return c->state == CONN_OPEN ? 0 : -1;
+}
+
+/* Collects the request head; once complete, upgrades and passes any bytes after the head on
+ * to the frame reader (a client may send frames right behind its request). */
+static void read_handshake(struct conn *c, uint8_t *data, size_t len)
+{
+    size_t max = cfg_of(c)->limits.max_header_bytes;
+    const char *buf = (const char *)data;
+    size_t buf_len = len, used = len;
+    if (c->head) {
+        /* An earlier piece is kept: append what the head can still need. */
+        size_t room = max - c->head_len;
+        used = len < room ? len : room;
+        memcpy(c->head + c->head_len, data, used);
+        c->head_len += (uint32_t)used;
+        buf = c->head;
+        buf_len = c->head_len;
+    }
+
+    struct http_header headers[HTTP_MAX_HEADERS];
+    struct http_request req = { .headers = headers, .max_headers = HTTP_MAX_HEADERS };
+    struct http_scan scan = { c->head_scan };
+    const char *why = NULL;
+    int rc = http_parse_request(buf, buf_len, max, &scan, &req, &why);
+    if (rc == HTTP_NEED_MORE) {
+        c->head_scan = (uint32_t)scan.pos;
+        if (!c->head) {
+            c->head = malloc(max);
+            if (!c->head) {
+                conn_drop(c, "out of memory for the request head");
+                return;
+            }
+            memcpy(c->head, data, len); /* len < max, or the parser would have said 431 */
+            c->head_len = (uint32_t)len;
+        }
+        return;
+    }
+    if (rc < 0) {
+        respond_error(c, -rc, why, NULL);
+    } else if (upgrade(c, &req) == 0) {
+        /* Frames that came with the head: first the rest of the kept buffer, then the rest of
+         * this read that was not appended to it. */
+        uint8_t *rest = (uint8_t *)buf + rc;
+        size_t rest_len = buf_len - (size_t)rc;
+        if (rest_len) read_frames(c, rest, rest_len);
+        if (c->head && used < len && c->state == CONN_OPEN)
+            read_frames(c, data + used, len - used);
+    }
+    /* Whatever the outcome, the head is done with: a refused client lingering for
+     * close_timeout must not keep 16 KiB. */
+    free(c->head);
+    c->head = NULL;
+    c->head_len = c->head_scan = 0;
+}
+
+/* ---- the read side ------------------------------------------------------------------------- */
+
+static void process_input(struct conn *c, uint8_t *data, size_t len)
+{
+    switch (c->state) {
+    case CONN_HANDSHAKE: read_handshake(c, data, len); break;
+    case CONN_OPEN:
+    case CONN_CLOSING: read_frames(c, data, len); break;
+    default: break; /* LINGER: discard until the peer's FIN */
+    }
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct conn *c = container_of(w, struct conn, rio);
+    struct server *s = c->srv;
+    s->corked = c;
+    /* Read until the socket is empty, but give other connections a turn after 1 MiB. */
+    for (int round = 0; round < 16; round++) {
+        ssize_t n = read(c->fd, s->rbuf, sizeof s->rbuf);
+        if (n > 0) {
+            c->last_rx = ev_now(loop);
+            process_input(c, s->rbuf, (size_t)n);
+            if (c->state == CONN_DEAD || c->read_paused) break;
+            if ((size_t)n < sizeof s->rbuf) break;
+            continue;
+        }
+        if (n == 0) {
+            conn_drop(c, "the peer closed the connection");
+            break;
+        }
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) conn_drop(c, strerror(errno));
+        break;
+    }
+    srv_flush_cork(s);
+    s->corked = NULL;
+}
+
+/* ---- timers -------------------------------------------------------------------------------- */
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct conn *c = container_of(w, struct conn, timer);
+    const struct config *cfg = cfg_of(c);
+    char ip[INET6_ADDRSTRLEN];
+    switch (c->state) {
+    case CONN_HANDSHAKE:
+        respond_error(c, 408, "the upgrade request did not complete within handshake_timeout",
+                      NULL);
+        break;
+    case CONN_OPEN: {
+        /* last_rx is updated on every read; the timer is only re-armed here, lazily, so busy
+         * connections cost no timer operations per message (libev's recommended pattern). */
+        double idle = ev_now(loop) - c->last_rx;
+        double timeout = cfg->limits.idle_timeout;
+        if (idle < timeout) {
+            c->ping_sent = false;
+            arm_timer(c, timeout - idle);
+        } else if (!c->ping_sent) {
+            c->ping_sent = true;
+            send_frame(c, WS_OP_PING, "", 0);
+            if (c->state == CONN_OPEN) arm_timer(c, timeout);
+        } else {
+            conn_format_ip(c, ip, sizeof ip);
+            log_info(CONN_FMT ": closing: no answer to a ping within idle_timeout",
+                     CONN_ARGS(c, ip));
+            conn_close(c, WS_CLOSE_GOING_AWAY, "idle timeout", 12);
+        }
+        break;
+    }
+    default:
+        /* CLOSING or LINGER past close_timeout: the peer will not finish; stop waiting. */
+        conn_drop(c, "close_timeout passed");
+        break;
+    }
+}

@@ -1,0 +1,120 @@
+/* One client connection: the HTTP upgrade, the WebSocket session and the close handshake.
+ *
+ * Lifecycle:  HANDSHAKE --101--> OPEN --we send close--> CLOSING --peer's close--> LINGER --> DEAD
+ *                 |                |--peer's close / protocol error -------------> LINGER
+ *                 '-- HTTP error response ---------------------------------------> LINGER
+ * LINGER flushes what is queued, shuts down our side (FIN) and discards input until the peer
+ * closes too or close_timeout passes; closing at once could turn unread input into a reset that
+ * destroys the close frame or error response still in flight. Losing the socket in any state
+ * goes straight to DEAD.
+ * A connection is never freed inside one of its own callbacks: DEAD connections, and those whose
+ * app must hear about the close, wait on the server's pending list for the sweep that runs before
+ * the loop blocks (server.c). */
+#ifndef MOONWIRE_CONN_H
+#define MOONWIRE_CONN_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "outq.h"
+#include "ws_reader.h"
+
+struct server;
+struct lb_app;
+
+enum conn_state {
+    CONN_HANDSHAKE, /* reading the HTTP request */
+    CONN_OPEN,      /* WebSocket open */
+    CONN_CLOSING,   /* we sent a close frame and wait for the peer's */
+    CONN_LINGER,    /* nothing more to say: flush, half-close, wait for the peer's FIN */
+    CONN_DEAD,      /* socket closed; freed by the sweep */
+};
+
+/* Results of conn_send_message. */
+enum {
+    CONN_SENT = 0,          /* written or queued, queue under send_buffer */
+    CONN_BACKPRESSURE = 1,  /* queued, but the queue is now past send_buffer */
+    CONN_CLOSED = -1,       /* not open: nothing was sent */
+};
+
+union conn_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+};
+
+struct conn {
+    struct server *srv;
+    uint64_t id;            /* unique for the life of the process; what Lua holds */
+    uint32_t slot;          /* index in the server's connection table */
+    int fd;
+    ev_io rio;
+    ev_io wio;
+    ev_timer timer;         /* handshake, idle or close deadline, by state */
+    ev_tstamp last_rx;      /* when bytes last arrived (idle detection) */
+    uint8_t state;          /* enum conn_state */
+    bool read_paused;       /* reading stopped until the send queue drains */
+    bool wr_shut;           /* our side is shut down (FIN sent) */
+    bool ping_sent;         /* an idle ping is outstanding */
+    bool app_open;          /* app.open ran: app.close is owed */
+    bool notify_close;      /* app.close is due at the next sweep */
+    bool pending;           /* on the server's pending list */
+    bool want_drain;        /* a send reported backpressure: app.drain is owed */
+    union conn_addr peer;
+
+    /* Handshake: the request head while it arrives in pieces. */
+    char *head;
+    uint32_t head_len;
+    uint32_t head_scan;
+
+    /* WebSocket: the reader, and a message arriving in pieces. */
+    struct ws_reader reader;
+    uint8_t *msg;
+    size_t msg_len;
+    size_t msg_cap;
+
+    struct outq outq;
+
+    /* The app serving this connection and its Lua-side handle (a registry reference). */
+    struct lb_app *app;
+    int lua_ref;
+    char *path;             /* request path, without the query */
+    char *protocol;         /* negotiated subprotocol, or NULL */
+
+    /* Why the WebSocket closed, for app.close. */
+    uint16_t close_code;
+    char *close_reason;
+
+    struct conn *next_pending;
+};
+
+/* Takes over an accepted, non-blocking socket. Returns the connection (in HANDSHAKE, with its
+ * watchers started), or NULL when out of memory (the socket is then closed). */
+struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer);
+
+/* Frees a DEAD connection. Only the server's sweep calls this. */
+void conn_free(struct conn *c);
+
+/* Sends a text or binary message. Returns CONN_SENT, CONN_BACKPRESSURE (queued past
+ * send_buffer: stop sending until app.drain) or CONN_CLOSED (nothing sent). */
+int conn_send_message(struct conn *c, const void *data, size_t len, bool binary);
+
+/* Starts the close handshake with code (a valid close code, or 0 for none) and reason. Does
+ * nothing unless the connection is open. */
+void conn_close(struct conn *c, unsigned code, const char *reason, size_t reason_len);
+
+/* Drops the connection at once, without a close handshake (server shutdown past its timeout). */
+void conn_abort(struct conn *c);
+
+/* The sweep's work for this connection: app.close if owed, then the free if DEAD.
+ * Returns true when c was freed. */
+bool conn_sweep(struct conn *c);
+
+/* Writes the peer's address as text ("127.0.0.1", "::1") into buf. */
+void conn_format_ip(const struct conn *c, char *buf, size_t len);
+
+#endif

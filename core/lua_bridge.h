@@ -1,0 +1,71 @@
+/* The bridge between connections and a Lua app: loads the app into its sandbox, runs its
+ * handlers (upgrade, open, message, close, drain) and gives it the `conn` objects and the
+ * `mw` module.
+ *
+ * Every call into Lua goes through sb_call: traceback, budget, classified failure, one log
+ * line naming the app, the handler and the file:line. After any call the connection may have
+ * changed state (the handler may close it): callers re-check before touching it. */
+#ifndef MOONWIRE_LUA_BRIDGE_H
+#define MOONWIRE_LUA_BRIDGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "handshake.h"
+#include "http.h"
+
+struct server;
+struct conn;
+struct lb_app;
+
+/* conn->lua_ref of a connection that has no Lua object yet (Lua's LUA_NOREF). */
+#define LB_NO_REF (-2)
+
+struct lb_limits {
+    uint64_t instructions; /* per callback; 0: none */
+    size_t memory;         /* bytes for the app's Lua state; 0: no cap */
+};
+
+/* Loads the app at path (a Lua file, or a folder holding app.lua) and runs its main chunk.
+ * scripts_dir: where require finds "moonwire.*" modules. Returns the app, or NULL with a
+ * message in err (a syntax error with file:line, a missing file, a chunk that does not return a
+ * table of handlers...). */
+struct lb_app *lb_app_load(struct server *srv, const char *path, const char *scripts_dir,
+                           const struct lb_limits *limits, char *err, size_t errlen);
+void lb_app_free(struct lb_app *app);
+
+/* The app's name in log lines: the path it was loaded from. */
+const char *lb_app_name(const struct lb_app *app);
+
+/* What app.upgrade decided. status 0: accept, with protocol (if protocol_len) to answer in
+ * Sec-WebSocket-Protocol. Otherwise refuse with status, reason (the response body) and headers
+ * (extra "Name: value\r\n" lines, may be empty). */
+struct lb_verdict {
+    int status;
+    char reason[256];
+    char headers[512];
+    char protocol[128];
+    size_t protocol_len;
+};
+
+/* Runs app.upgrade(req) for a valid upgrade request on c (which has c->app and c->path set).
+ * Without an upgrade handler every request is accepted without a subprotocol. A handler that
+ * fails, or picks a protocol the client did not offer, refuses with 500 and a log line. */
+void lb_upgrade(struct lb_app *app, struct conn *c, const struct http_request *req,
+                const struct hs_upgrade *up, struct lb_verdict *v);
+
+/* Run app.open(conn) / app.message(conn, data, is_binary). Return 0, or -1 when the handler
+ * failed (already logged): the caller closes the connection with 1011. */
+int lb_open(struct lb_app *app, struct conn *c);
+int lb_message(struct lb_app *app, struct conn *c, const uint8_t *data, size_t len, bool binary);
+
+/* Run app.close(conn, code, reason) and app.drain(conn). Failures are logged only. */
+void lb_close(struct lb_app *app, struct conn *c, unsigned code, const char *reason,
+              size_t reason_len);
+void lb_drain(struct lb_app *app, struct conn *c);
+
+/* Releases the Lua side of c before c is freed; its conn object then answers nil, "closed". */
+void lb_forget(struct lb_app *app, struct conn *c);
+
+#endif

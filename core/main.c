@@ -1,0 +1,214 @@
+/* moonwire: the command line. Reads the configuration (defaults, then the config file, then
+ * flags), loads the app, listens, and runs the loop until SIGTERM or SIGINT has drained it. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "config.h"
+#include "log.h"
+#include "lua_bridge.h"
+#include "server.h"
+
+#ifndef MOONWIRE_VERSION
+#define MOONWIRE_VERSION "0.1.0"
+#endif
+
+static const char usage[] =
+    "usage: moonwire [options] [APP]\n"
+    "\n"
+    "Serves the WebSocket app APP: a Lua file, or a folder holding app.lua.\n"
+    "\n"
+    "options:\n"
+    "  -c, --config FILE       Lua config file (default: none; built-in defaults)\n"
+    "  -p, --port N            listen port (default 8080; 0 picks a free one and logs it)\n"
+    "      --host ADDR         listen address (default 127.0.0.1)\n"
+    "      --max-message SIZE  largest message accepted, in bytes, or with a K, M or G\n"
+    "                          suffix (default 16M; 0 for no limit)\n"
+    "      --check             load the config and the app, report errors, exit\n"
+    "      --log-level LEVEL   debug, info, warn or error (default info)\n"
+    "  -v, --version           print the version and exit\n"
+    "  -h, --help              print this help and exit\n"
+    "\n"
+    "signals: SIGTERM or SIGINT stop accepting, close every connection with 1001 and\n"
+    "exit within shutdown_timeout; a second one exits at once.\n"
+    "\n"
+    "examples:\n"
+    "  moonwire examples/echo\n"
+    "  moonwire --port 9001 examples/echo\n"
+    "  moonwire -c conf/moonwire.conf.lua examples/chat\n"
+    "\n"
+    "docs/command-line.md and docs/configuration.md have the details.\n";
+
+/* Parses a byte count with an optional binary suffix: 1048576, 1024K, 16M, 1G. */
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-') return -1;
+    int shift = 0;
+    switch (*end) {
+    case '\0': break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: return -1;
+    }
+    if (*end == 'i' && end[1] == 'B') end += 2; /* KiB, MiB, GiB */
+    else if (*end == 'B' && shift) end++;
+    if (*end || v > (UINT64_MAX >> shift)) return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+/* The shipped Lua libraries live in scripts/ next to build/, found from the executable. */
+static void find_scripts_dir(char *out, size_t cap)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            int len = snprintf(out, cap, "%s/../scripts", exe);
+            struct stat st;
+            if (len > 0 && (size_t)len < cap && stat(out, &st) == 0 && S_ISDIR(st.st_mode))
+                return;
+        }
+    }
+    snprintf(out, cap, "scripts");
+}
+
+/* The option getopt just stopped at: "--config" as written, or "-q" even inside a group of
+ * short options such as "-qv", where argv says nothing useful. */
+static const char *option_name(char **argv)
+{
+    static char name[3];
+    const char *arg = argv[optind - 1];
+    if (optopt == 0 || optopt >= 256 || strncmp(arg, "--", 2) == 0) return arg;
+    name[0] = '-';
+    name[1] = (char)optopt;
+    return name;
+}
+
+static void usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "moonwire: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nrun 'moonwire --help' for the options\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_HOST = 256, OPT_MAX_MESSAGE, OPT_CHECK, OPT_LOG_LEVEL };
+    static const struct option options[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "port", required_argument, NULL, 'p' },
+        { "host", required_argument, NULL, OPT_HOST },
+        { "max-message", required_argument, NULL, OPT_MAX_MESSAGE },
+        { "check", no_argument, NULL, OPT_CHECK },
+        { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+        { "version", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *config_file = NULL, *host = NULL;
+    long port = -1;
+    uint64_t max_message = 0;
+    bool have_max_message = false, check = false;
+
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":c:p:vh", options, NULL)) != -1) {
+        char *end;
+        switch (opt) {
+        case 'c': config_file = optarg; break;
+        case 'p':
+            port = strtol(optarg, &end, 10);
+            if (*end || end == optarg || port < 0 || port > 65535)
+                usage_error("--port needs a number from 0 to 65535, not '%s'", optarg);
+            break;
+        case OPT_HOST: host = optarg; break;
+        case OPT_MAX_MESSAGE:
+            if (parse_size(optarg, &max_message) < 0)
+                usage_error("--max-message needs a size like 1048576, 64K or 16M, not '%s'",
+                            optarg);
+            have_max_message = true;
+            break;
+        case OPT_CHECK: check = true; break;
+        case OPT_LOG_LEVEL: {
+            enum log_level level;
+            if (log_parse_level(optarg, &level) < 0)
+                usage_error("--log-level needs debug, info, warn or error, not '%s'", optarg);
+            log_set_level(level);
+            break;
+        }
+        case 'v': printf("moonwire %s\n", MOONWIRE_VERSION); return 0;
+        case 'h': fputs(usage, stdout); return 0;
+        case ':': usage_error("%s needs a value", option_name(argv)); break;
+        default: usage_error("unknown option '%s'", option_name(argv)); break;
+        }
+    }
+    if (argc - optind > 1) usage_error("only one APP can be given ('%s' is extra)", argv[optind + 1]);
+
+    static struct config cfg;
+    cfg_defaults(&cfg);
+    char err[1024];
+    if (config_file && cfg_load_file(&cfg, config_file, err, sizeof err) < 0) {
+        fprintf(stderr, "moonwire: %s\n", err);
+        return 1;
+    }
+    /* Flags win over the file: --host/--port replace the listeners with one. */
+    if (host || port >= 0) {
+        struct cfg_listen l = cfg.listen[0];
+        if (host) snprintf(l.host, sizeof l.host, "%s", host);
+        if (port >= 0) l.port = (int)port;
+        cfg.listen[0] = l;
+        cfg.nlisten = 1;
+    }
+    if (have_max_message) cfg.limits.max_message = max_message;
+    if (optind < argc) snprintf(cfg.app, sizeof cfg.app, "%s", argv[optind]);
+    if (!cfg.app[0]) usage_error("%s", "no app given: try 'moonwire examples/echo'");
+    find_scripts_dir(cfg.scripts_dir, sizeof cfg.scripts_dir);
+
+    static struct server srv;
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    if (!loop) {
+        fprintf(stderr, "moonwire: cannot start the event loop (libev found no backend)\n");
+        return 1;
+    }
+    srv_init(&srv, loop, &cfg);
+    struct lb_limits limits = { cfg.sandbox.instructions, cfg.sandbox.memory };
+    srv.app = lb_app_load(&srv, cfg.app, cfg.scripts_dir, &limits, err, sizeof err);
+    if (!srv.app) {
+        fprintf(stderr, "moonwire: %s\n", err);
+        return 1;
+    }
+    if (check) {
+        printf("moonwire: %s%s%s and app %s are valid\n", config_file ? "config " : "",
+               config_file ? config_file : "", config_file ? "" : "defaults", cfg.app);
+        lb_app_free(srv.app);
+        return 0;
+    }
+    if (srv_listen(&srv, err, sizeof err) < 0) {
+        fprintf(stderr, "moonwire: %s\n", err);
+        lb_app_free(srv.app);
+        return 1;
+    }
+    log_info("moonwire %s serving app %s", MOONWIRE_VERSION, cfg.app);
+    srv_run(&srv);
+    srv_destroy(&srv);
+    lb_app_free(srv.app);
+    ev_loop_destroy(loop);
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,527 @@
+/* Sandboxed Lua states for apps.
+ *
+ * Containment rests on five things. (1) An allow list: an app's globals are a fresh table holding
+ * only safe functions and read-only proxies of the safe libraries; the state's real global table
+ * and library tables are never reachable from app code. (2) The shared string metatable is
+ * locked and indexes a copy of the string library without string.dump, so ("").dump finds
+ * nothing. (3) A count hook charges every callback for the instructions it runs and checks its
+ * memory; once a callback is over either limit the hook re-arms itself to fire on every
+ * instruction, so a pcall in the app that catches the error is interrupted again at its next
+ * instruction, until the callback unwinds. (4) Lua runs some app code with hooks off: an xpcall
+ * message handler called for an error the hook raised, and __gc finalizers. The sandbox's
+ * xpcall skips the app's handler once a callback is being stopped, and its setmetatable refuses
+ * __gc, so no app code ever runs unbudgeted. (5) A byte-counting allocator refuses growth past
+ * a hard cap (never a shrink, which Lua requires to succeed). */
+#include "sandbox.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "log.h"
+
+/* The hook runs every HOOK_STEP instructions: cheap, and at most that far past the budget. */
+#define HOOK_STEP 1000
+
+static const char libs_key = 'L'; /* registry: the state's private library tables */
+
+/* ---- memory -------------------------------------------------------------------------------- */
+
+/* Records the innermost Lua function running on the main thread, for the log line of a refused
+ * allocation: Lua runs no message handler for memory errors, so this is the only moment the
+ * location is known. Safe inside the allocator: at every allocation point Lua 5.4 keeps its
+ * call chain and saved pc consistent (they are what an error would report), and reading them
+ * allocates nothing. Code in a coroutine is reported at the main thread's resume call. */
+static void note_refusal(struct sandbox *sb, size_t nsize)
+{
+    sb->mem_refused = nsize;
+    sb->mem_where[0] = '\0';
+    if (!sb->calling) return;
+    lua_Debug ar;
+    for (int level = 0; lua_getstack(sb->L, level, &ar); level++) {
+        if (lua_getinfo(sb->L, "Sl", &ar) && ar.currentline > 0) {
+            snprintf(sb->mem_where, sizeof sb->mem_where, "%s:%d: ", ar.short_src,
+                     ar.currentline);
+            return;
+        }
+    }
+}
+
+static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct sandbox *sb = ud;
+    size_t old = ptr ? osize : 0; /* without ptr, osize tells the object type, not a size */
+    if (nsize == 0) {
+        free(ptr);
+        sb->mem_used -= old;
+        return NULL;
+    }
+    if (nsize > old && sb->mem_hard && sb->mem_used - old + nsize > sb->mem_hard) {
+        note_refusal(sb, nsize);
+        return NULL;
+    }
+    void *p = realloc(ptr, nsize);
+    if (!p) {
+        if (nsize <= old) return ptr; /* a failed shrink keeps the larger block */
+        note_refusal(sb, nsize);
+        return NULL;
+    }
+    sb->mem_used = sb->mem_used - old + nsize;
+    return p;
+}
+
+/* ---- instruction budget -------------------------------------------------------------------- */
+
+struct sandbox *sb_of(lua_State *L) { return *(struct sandbox **)lua_getextraspace(L); }
+
+static void sb_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    struct sandbox *sb = sb_of(L);
+    if (!sb->stop) {
+        /* Coroutines keep the per-instruction hook of an earlier stop; put them back at the
+         * normal step before counting. */
+        lua_sethook(L, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
+        sb->used += HOOK_STEP;
+        if (sb->budget && sb->used > sb->budget) sb->stop = SB_BUDGET;
+        if (sb->mem_limit && sb->mem_used > sb->mem_limit) {
+            /* Garbage is no reason to stop anyone: collect, then judge what is alive. */
+            lua_gc(L, LUA_GCCOLLECT);
+            if (sb->mem_used > sb->mem_limit) sb->stop = SB_MEMORY;
+        }
+        if (!sb->stop) return;
+    }
+    lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
+    luaL_where(L, 0);
+    if (sb->stop == SB_BUDGET)
+        lua_pushfstring(L, "instruction budget exceeded (%I instructions)",
+                        (lua_Integer)sb->budget);
+    else
+        lua_pushfstring(L, "memory limit exceeded (%I bytes in use, limit %I)",
+                        (lua_Integer)sb->mem_used, (lua_Integer)sb->mem_limit);
+    lua_concat(L, 2);
+    lua_error(L);
+}
+
+/* ---- library functions with sandbox rules -------------------------------------------------- */
+
+void sb_log_values(lua_State *L, int first, char sep, enum log_level level)
+{
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = first; i <= n; i++) {
+        if (i > first) luaL_addchar(&b, sep);
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    log_msg(level, "app %s: %s", sb_of(L)->name, lua_tostring(L, -1));
+}
+
+/* print: one log line per call, arguments separated by tabs as in the standalone interpreter. */
+static int sb_print(lua_State *L)
+{
+    sb_log_values(L, 1, '\t', LOG_INFO);
+    return 0;
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]): text chunks only, and the environment must be
+ * given, so loaded code can never see the state's real globals. */
+static int sb_load(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    const char *name = luaL_optstring(L, 2, "=(load)");
+    const char *mode = luaL_optstring(L, 3, "t");
+    if (strcmp(mode, "t") != 0)
+        return luaL_error(L, "load: only text chunks (mode \"t\") are allowed in moonwire");
+    luaL_checktype(L, 4, LUA_TTABLE);
+    if (luaL_loadbufferx(L, s, len, name, "t") != LUA_OK) {
+        luaL_pushfail(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pushvalue(L, 4);
+    lua_setupvalue(L, -2, 1);
+    return 1;
+}
+
+/* setmetatable without finalizers: Lua runs __gc with hooks off, so a finalizer could loop
+ * forever outside the budget. An object is marked for finalization only if its metatable has a
+ * __gc field when set, so refusing such metatables here closes the door for good. */
+static int sb_setmetatable(lua_State *L)
+{
+    int t = lua_type(L, 2);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+    if (t == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "setmetatable: __gc metamethods are not allowed in moonwire "
+                                 "(finalizers would run outside the instruction budget)");
+        lua_pop(L, 1);
+    }
+    if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+        return luaL_error(L, "cannot change a protected metatable");
+    lua_settop(L, 2);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+/* The message handler xpcall installs: the app's own (upvalue 1), unless the callback is being
+ * stopped. Lua calls message handlers for errors raised by the budget hook while hooks are
+ * off, so running app code here then would escape the budget; the error goes on unchanged. */
+static int guarded_handler(lua_State *L)
+{
+    if (sb_of(L)->stop) return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int finish_xpcall(lua_State *L, int status, lua_KContext extra)
+{
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - (int)extra;
+}
+
+/* xpcall(f, msgh, ...) with msgh wrapped by guarded_handler. */
+static int sb_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, guarded_handler, 1);
+    lua_replace(L, 2);
+    lua_pushboolean(L, 1); /* the first result on success */
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2);   /* f, handler, true, f, args... */
+    int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, finish_xpcall);
+    return finish_xpcall(L, status, 2);
+}
+
+static int sb_collectgarbage(lua_State *L)
+{
+    const char *opt = luaL_optstring(L, 1, "collect");
+    if (strcmp(opt, "count") != 0)
+        return luaL_error(L, "collectgarbage: only \"count\" is allowed in moonwire");
+    int kb = lua_gc(L, LUA_GCCOUNT), bytes = lua_gc(L, LUA_GCCOUNTB);
+    lua_pushnumber(L, (lua_Number)kb + (lua_Number)bytes / 1024);
+    return 1;
+}
+
+/* require(name) for the app's own modules (app folder) and moonwire's (scripts folder).
+ * Upvalues: 1 the environment, 2 the table of loaded modules. Module names are dotted words, so
+ * no name can climb out of those folders. */
+static int sb_require(lua_State *L)
+{
+    struct sandbox *sb = sb_of(L);
+    size_t len;
+    const char *name = luaL_checklstring(L, 1, &len);
+    lua_settop(L, 1);
+    if (lua_getfield(L, lua_upvalueindex(2), name) != LUA_TNIL) return 1;
+    lua_pop(L, 1);
+    if (len == 0 || len > 200 || name[0] == '.' || strstr(name, ".."))
+        return luaL_error(L, "require: bad module name '%s'", name);
+    char rel[256];
+    for (size_t i = 0; i <= len; i++) {
+        char ch = name[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.' || ch == 0;
+        if (!ok) return luaL_error(L, "require: bad module name '%s'", name);
+        rel[i] = ch == '.' ? '/' : ch;
+    }
+    const char *base = strncmp(name, "moonwire.", 9) == 0 ? sb->scripts_dir : sb->app_dir;
+    char path[1024];
+    const char *forms[] = { "%s/%s.lua", "%s/%s/init.lua" };
+    FILE *f = NULL;
+    for (size_t i = 0; i < 2 && !f; i++) {
+        snprintf(path, sizeof path, forms[i], base, rel);
+        f = fopen(path, "r");
+    }
+    if (!f) return luaL_error(L, "require: module '%s' not found (looked in %s)", name, base);
+    fclose(f);
+    if (sb_load_file(sb, path, lua_upvalueindex(1)) != 0) return lua_error(L);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, lua_upvalueindex(2), name);
+    return 1;
+}
+
+/* ---- building environments ----------------------------------------------------------------- */
+
+static int readonly_newindex(lua_State *L)
+{
+    return luaL_error(L, "attempt to modify a read-only library table (field '%s')",
+                      luaL_tolstring(L, 2, NULL));
+}
+
+/* __pairs: pairs(proxy) walks the library behind it, so `for k, v in pairs(string)` works. */
+static int readonly_pairs(lua_State *L)
+{
+    lua_getglobal(L, "next"); /* the state's own next, from the real global table */
+    luaL_getmetafield(L, 1, "__index");
+    lua_pushnil(L);
+    return 3;
+}
+
+/* Pushes a read-only proxy of the table at index t. */
+static void push_readonly(lua_State *L, int t)
+{
+    t = lua_absindex(L, t);
+    lua_newtable(L);
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, t);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, readonly_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, readonly_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushliteral(L, "locked");
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+}
+
+/* Copies the named fields of the table at src into a new table and pushes it. */
+static void push_subset(lua_State *L, int src, const char *const *names)
+{
+    src = lua_absindex(L, src);
+    lua_newtable(L);
+    for (; *names; names++) {
+        lua_getfield(L, src, *names);
+        lua_setfield(L, -2, *names);
+    }
+}
+
+static const char *const base_allowed[] = {
+    "assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget",
+    "rawlen", "rawset", "select", "tonumber", "tostring", "type", "_VERSION", NULL,
+};
+static const char *const os_allowed[] = { "clock", "date", "difftime", "time", NULL };
+static const char *const libs_proxied[] = { "string", "table", "math", "utf8", "coroutine", "os",
+                                            NULL };
+
+void sb_push_env(struct sandbox *sb, int api_index)
+{
+    lua_State *L = sb->L;
+    api_index = lua_absindex(L, api_index);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &libs_key);
+    int libs = lua_gettop(L);
+
+    lua_getfield(L, libs, "_G");
+    push_subset(L, -1, base_allowed);
+    lua_remove(L, -2);
+    int env = lua_gettop(L);
+
+    for (const char *const *lib = libs_proxied; *lib; lib++) {
+        lua_getfield(L, libs, *lib);
+        push_readonly(L, -1);
+        lua_setfield(L, env, *lib);
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, env);
+    lua_setfield(L, env, "_G");
+    lua_pushvalue(L, api_index);
+    lua_setfield(L, env, "mw");
+
+    static const luaL_Reg sandboxed[] = {
+        { "print", sb_print },
+        { "load", sb_load },
+        { "collectgarbage", sb_collectgarbage },
+        { "setmetatable", sb_setmetatable },
+        { "xpcall", sb_xpcall },
+        { NULL, NULL },
+    };
+    luaL_setfuncs(L, sandboxed, 0);
+
+    /* require, with this environment's own table of loaded modules. */
+    lua_pushvalue(L, env);
+    lua_newtable(L);
+    lua_pushvalue(L, api_index);
+    lua_setfield(L, -2, "moonwire");
+    lua_pushcclosure(L, sb_require, 2);
+    lua_setfield(L, env, "require");
+
+    lua_remove(L, libs);
+}
+
+/* ---- the state ----------------------------------------------------------------------------- */
+
+/* Opens the safe standard libraries privately (not as globals) and locks the string metatable. */
+static int open_libs(lua_State *L)
+{
+    static const luaL_Reg libs[] = {
+        { "_G", luaopen_base },         { "string", luaopen_string },
+        { "table", luaopen_table },     { "math", luaopen_math },
+        { "utf8", luaopen_utf8 },       { "coroutine", luaopen_coroutine },
+        { "os", luaopen_os },           { NULL, NULL },
+    };
+    lua_newtable(L);
+    int t = lua_gettop(L);
+    for (const luaL_Reg *l = libs; l->name; l++) {
+        luaL_requiref(L, l->name, l->func, 0);
+        lua_setfield(L, t, l->name);
+    }
+    /* The real global table holds base functions that must not exist for apps at all. */
+    static const char *const banned[] = { "dofile", "loadfile", "load", "require", "print",
+                                          "collectgarbage", "setmetatable", "xpcall", NULL };
+    for (const char *const *b = banned; *b; b++) {
+        lua_pushnil(L);
+        lua_setglobal(L, *b);
+    }
+
+    /* string without dump; os narrowed to the clock functions. */
+    lua_getfield(L, t, "string");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump");
+    lua_pop(L, 1);
+    lua_getfield(L, t, "os");
+    push_subset(L, -1, os_allowed);
+    lua_setfield(L, t, "os");
+    lua_pop(L, 1);
+
+    /* Every string shares one metatable; apps must neither reach nor change it. */
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_getfield(L, t, "string");
+    lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 2);
+
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &libs_key);
+    return 0;
+}
+
+/* Every call into an app's state is protected (sb_call); reaching this is a moonwire bug. */
+static int sb_panic(lua_State *L)
+{
+    log_error("app %s: Lua error outside a protected call (a moonwire bug; please report "
+              "it): %s", sb_of(L)->name, lua_tostring(L, -1));
+    abort();
+}
+
+int sb_open(struct sandbox *sb)
+{
+    sb->mem_used = 0;
+    sb->mem_hard = 0; /* opening the libraries must not count against the cap */
+    lua_State *L = lua_newstate(sb_alloc, sb);
+    if (!L) return -1;
+    *(struct sandbox **)lua_getextraspace(L) = sb;
+    sb->L = L;
+    lua_atpanic(L, sb_panic);
+    lua_pushcfunction(L, open_libs);
+    int rc = lua_pcall(L, 0, 0, 0);
+    sb->mem_hard = sb->mem_limit ? sb->mem_limit + sb->mem_limit / 8 : 0;
+    if (rc != LUA_OK) {
+        lua_close(L);
+        sb->L = NULL;
+        return -1;
+    }
+    lua_sethook(L, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
+    return 0;
+}
+
+void sb_close(struct sandbox *sb)
+{
+    if (sb->L) lua_close(sb->L);
+    sb->L = NULL;
+}
+
+int sb_load_file(struct sandbox *sb, const char *path, int env_index)
+{
+    lua_State *L = sb->L;
+    env_index = lua_absindex(L, env_index);
+    /* luaL_loadfilex names the chunk "@path", so errors read "examples/chat/app.lua:12: ...". */
+    if (luaL_loadfilex(L, path, "t") != LUA_OK) return -1;
+    lua_pushvalue(L, env_index);
+    lua_setupvalue(L, -2, 1);
+    return 0;
+}
+
+/* ---- calls --------------------------------------------------------------------------------- */
+
+/* Message handler: the error as text plus a traceback. Runs in C, so the budget cannot stop
+ * it, and converts without calling the app's __tostring (which could misbehave again). */
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_getmetafield(L, 1, "__name") == LUA_TSTRING)
+            msg = lua_pushfstring(L, "(error object is a %s value)", lua_tostring(L, -1));
+        else
+            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Turns "msg\nstack traceback:\n\tf:1: in ...\n\t..." into one line:
+ * "msg [f:1: in ... < g:2: in ...]", dropping the C frames, which say nothing to app authors. */
+static void condense(const char *tb, char *out, size_t cap)
+{
+    const char *marker = strstr(tb, "\nstack traceback:");
+    size_t mlen = marker ? (size_t)(marker - tb) : strlen(tb);
+    size_t n = (size_t)snprintf(out, cap, "%.*s", (int)mlen, tb);
+    if (!marker || n >= cap) return;
+    const char *p = marker + strlen("\nstack traceback:");
+    int frames = 0;
+    while (*p && n < cap) {
+        while (*p == '\n' || *p == '\t') p++;
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len && strncmp(p, "[C]", 3) != 0 && frames < 6) {
+            n += (size_t)snprintf(out + n, cap - n, "%s%.*s", frames ? " < " : " [", (int)len, p);
+            frames++;
+        }
+        p += len;
+    }
+    if (frames && n < cap) snprintf(out + n, cap - n, "]");
+}
+
+enum sb_status sb_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t errlen)
+{
+    lua_State *L = sb->L;
+    int base = lua_gettop(L) - nargs; /* the function */
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, base);
+    sb->used = 0;
+    sb->stop = SB_OK;
+    sb->calling = true;
+    lua_sethook(L, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
+    int rc = lua_pcall(L, nargs, nresults, base);
+    sb->calling = false;
+    enum sb_status st = sb->stop;
+    sb->stop = SB_OK;
+    if (rc == LUA_OK) {
+        lua_remove(L, base);
+        return SB_OK;
+    }
+    if (st == SB_OK) st = rc == LUA_ERRMEM ? SB_MEMORY : SB_ERROR;
+    if (rc == LUA_ERRMEM) {
+        /* Lua runs no message handler for memory errors, so there is no traceback: say where
+         * (note_refusal), what was refused, and against what limit. */
+        snprintf(err, errlen, "%smemory limit exceeded: an allocation of %zu bytes was refused "
+                 "with %zu bytes in use (limit %zu)", sb->mem_where, sb->mem_refused,
+                 sb->mem_used, sb->mem_limit);
+    } else {
+        const char *tb = lua_tostring(L, -1);
+        condense(tb ? tb : "(no message)", err, errlen);
+    }
+    lua_settop(L, base - 1);
+    return st;
+}

@@ -1,0 +1,68 @@
+/* The Lua sandbox an app runs in: its own lua_State with a memory cap, an instruction budget per
+ * callback that pcall inside the app cannot swallow, and environments built from an allow list.
+ *
+ * Knows nothing of connections or the server: lua_bridge.c puts the app API on top. */
+#ifndef MOONWIRE_SANDBOX_H
+#define MOONWIRE_SANDBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+
+#include "log.h"
+
+/* Why the running callback is being stopped (or SB_OK while it may run). */
+enum sb_status {
+    SB_OK = 0,
+    SB_ERROR,        /* the code raised an error */
+    SB_BUDGET,       /* stopped by the instruction budget */
+    SB_MEMORY,       /* stopped by the memory limit */
+};
+
+struct sandbox {
+    lua_State *L;
+    const char *name;        /* the app's name, for log lines */
+    const char *app_dir;     /* require looks here first ... */
+    const char *scripts_dir; /* ... and here for "moonwire.*" modules */
+    /* Memory: a callback that takes the state past mem_limit is stopped at its next budget
+     * check, with the line it was running; the allocator refuses outright only past
+     * mem_hard (mem_limit + 1/8), which bounds what a single allocation can reach. */
+    size_t mem_used;
+    size_t mem_limit;        /* bytes; 0: no limit */
+    size_t mem_hard;
+    size_t mem_refused;      /* size of the last allocation refused ... */
+    char mem_where[160];     /* ... and the file:line that asked, when known */
+    bool calling;            /* inside sb_call: app code may be running */
+    uint64_t budget;         /* instructions per callback; 0: no budget */
+    uint64_t used;           /* instructions counted in this callback (in steps of the hook) */
+    uint8_t stop;            /* SB_BUDGET or SB_MEMORY: every instruction raises until unwound */
+};
+
+/* Creates sb->L. Fill name, dirs and limits first. Returns 0, or -1 when out of memory. */
+int sb_open(struct sandbox *sb);
+void sb_close(struct sandbox *sb);
+
+/* The sandbox that owns L (any thread of it). */
+struct sandbox *sb_of(lua_State *L);
+
+/* Pushes a new environment: the allowed globals, read-only library proxies, the table at index
+ * api_index as the global "mw" (and the module "moonwire"), and require/load/print bound to
+ * it. Each app version gets its own, so a reload starts from clean globals. */
+void sb_push_env(struct sandbox *sb, int api_index);
+
+/* Logs the values from stack index first on, joined by sep and converted like tostring, as
+ * one line at level naming the app. For print and mw.log. */
+void sb_log_values(lua_State *L, int first, char sep, enum log_level level);
+
+/* Loads the Lua text file at path as a function whose _ENV is the table at env_index.
+ * Returns 0 with the function pushed, or -1 with an error message pushed. */
+int sb_load_file(struct sandbox *sb, const char *path, int env_index);
+
+/* Calls the function below nargs arguments under the budget, with a traceback handler, keeping
+ * nresults results. On failure, pushes nothing and writes one log-ready line into err: the
+ * error with its file:line and a condensed traceback. */
+enum sb_status sb_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t errlen);
+
+#endif

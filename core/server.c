@@ -1,0 +1,309 @@
+/* Listeners, accepting, the connection table, the sweep, and signals. */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "lua_bridge.h"
+
+static void on_sweep(struct ev_loop *loop, ev_prepare *w, int revents);
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents);
+static void on_shutdown_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents);
+
+int srv_init(struct server *srv, struct ev_loop *loop, const struct config *cfg)
+{
+    memset(srv, 0, sizeof *srv);
+    srv->loop = loop;
+    srv->cfg = cfg;
+    ev_prepare_init(&srv->sweep, on_sweep);
+    ev_prepare_start(loop, &srv->sweep);
+    ev_signal_init(&srv->sigterm, on_signal, SIGTERM);
+    ev_signal_init(&srv->sigint, on_signal, SIGINT);
+    ev_signal_init(&srv->sighup, on_signal, SIGHUP);
+    ev_signal_start(loop, &srv->sigterm);
+    ev_signal_start(loop, &srv->sigint);
+    ev_signal_start(loop, &srv->sighup);
+    ev_init(&srv->shutdown_timer, on_shutdown_timer);
+    ev_init(&srv->accept_pause, on_accept_pause);
+    /* A peer that resets while we write must cost an EPIPE, not the process. */
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+double srv_now(const struct server *srv) { return ev_now(srv->loop); }
+
+/* ---- the connection table ------------------------------------------------------------------ */
+
+int srv_attach(struct server *srv, struct conn *c)
+{
+    if (srv->nfree == 0) {
+        uint32_t n = srv->nslots ? srv->nslots * 2 : 1024;
+        struct conn **slots = realloc(srv->slots, n * sizeof *slots);
+        if (!slots) return -1;
+        srv->slots = slots;
+        uint32_t *free_slots = realloc(srv->free_slots, n * sizeof *free_slots);
+        if (!free_slots) return -1;
+        srv->free_slots = free_slots;
+        /* Push new slots so that the lowest comes out first. */
+        for (uint32_t i = n; i > srv->nslots; i--) {
+            srv->slots[i - 1] = NULL;
+            srv->free_slots[srv->nfree++] = i - 1;
+        }
+        srv->nslots = n;
+    }
+    c->slot = srv->free_slots[--srv->nfree];
+    c->id = ++srv->next_id;
+    srv->slots[c->slot] = c;
+    srv->nconns++;
+    return 0;
+}
+
+void srv_detach(struct server *srv, struct conn *c)
+{
+    srv->slots[c->slot] = NULL;
+    srv->free_slots[srv->nfree++] = c->slot;
+    srv->nconns--;
+}
+
+struct conn *srv_find_conn(const struct server *srv, uint32_t slot, uint64_t id)
+{
+    if (slot >= srv->nslots) return NULL;
+    struct conn *c = srv->slots[slot];
+    return c && c->id == id ? c : NULL;
+}
+
+struct lb_app *srv_route(struct server *srv, const char *path, size_t len)
+{
+    (void)path;
+    (void)len;
+    return srv->app;
+}
+
+/* ---- the sweep ----------------------------------------------------------------------------- */
+
+void srv_schedule(struct server *srv, struct conn *c)
+{
+    if (c->pending) return;
+    c->pending = true;
+    c->next_pending = NULL;
+    if (srv->pending_tail) srv->pending_tail->next_pending = c;
+    else srv->pending_head = c;
+    srv->pending_tail = c;
+}
+
+/* Runs before the loop blocks, outside every connection callback: the one place where
+ * connections are freed and app.close runs. Work it causes (an app.close that closes another
+ * connection) joins the list and is handled in the same sweep. */
+static void on_sweep(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    struct server *srv = container_of(w, struct server, sweep);
+    struct conn *c;
+    while ((c = srv->pending_head)) {
+        srv->pending_head = c->next_pending;
+        if (!srv->pending_head) srv->pending_tail = NULL;
+        /* Still marked pending while swept, so it cannot be queued twice; cleared after, unless
+         * the sweep freed it. */
+        if (!conn_sweep(c)) c->pending = false;
+    }
+    if (srv->draining && srv->nconns == 0) ev_break(loop, EVBREAK_ALL);
+}
+
+/* ---- accepting ----------------------------------------------------------------------------- */
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct listener *l = container_of(w, struct listener, io);
+    struct server *srv = l->srv;
+    /* Bounded, so a flood of connections cannot starve the ones already open. */
+    for (int i = 0; i < 256; i++) {
+        union conn_addr peer;
+        socklen_t len = sizeof peer;
+        int fd = accept4(l->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE) {
+                /* The pending connection stays in the backlog and the listener stays readable:
+                 * pause instead of spinning. */
+                log_warn("cannot accept on %s: out of file descriptors (%s); raise the limit "
+                         "with ulimit -n; pausing accepts for 100 ms", l->name, strerror(errno));
+                for (size_t k = 0; k < srv->nlisteners; k++)
+                    ev_io_stop(loop, &srv->listeners[k].io);
+                ev_timer_set(&srv->accept_pause, 0.1, 0.);
+                ev_timer_start(loop, &srv->accept_pause);
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                log_warn("accept on %s failed: %s", l->name, strerror(errno));
+            }
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (!conn_new(srv, fd, &peer)) log_warn("out of memory: dropped a new connection");
+    }
+}
+
+static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct server *srv = container_of(w, struct server, accept_pause);
+    if (srv->draining) return;
+    for (size_t k = 0; k < srv->nlisteners; k++) ev_io_start(loop, &srv->listeners[k].io);
+}
+
+static int open_listener(struct server *srv, const struct cfg_listen *cl, char *err, size_t errlen)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+    struct addrinfo *res;
+    char port[16];
+    snprintf(port, sizeof port, "%d", cl->port);
+    int rc = getaddrinfo(cl->host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", cl->host, cl->port, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1, saved = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            saved = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0) break;
+        saved = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s%s", cl->host, cl->port,
+                 strerror(saved),
+                 saved == EADDRINUSE ? " (another process uses this port; pick another with "
+                                       "--port)"
+                                     : "");
+        return -1;
+    }
+
+    struct listener *l = &srv->listeners[srv->nlisteners++];
+    l->srv = srv;
+    l->fd = fd;
+    /* Report the real port: with port 0 the kernel picked one, and scripts read it from here. */
+    union conn_addr a;
+    socklen_t alen = sizeof a;
+    getsockname(fd, &a.sa, &alen);
+    int real_port = ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port : a.in4.sin_port);
+    bool v6 = a.sa.sa_family == AF_INET6;
+    snprintf(l->name, sizeof l->name, "%s%s%s:%d", v6 ? "[" : "", cl->host, v6 ? "]" : "",
+             real_port);
+    ev_io_init(&l->io, on_accept, fd, EV_READ);
+    ev_io_start(srv->loop, &l->io);
+    log_info("listening on ws://%s/", l->name);
+    return 0;
+}
+
+int srv_listen(struct server *srv, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < srv->cfg->nlisten; i++)
+        if (open_listener(srv, &srv->cfg->listen[i], err, errlen) < 0) return -1;
+    return 0;
+}
+
+static void close_listeners(struct server *srv)
+{
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        ev_io_stop(srv->loop, &srv->listeners[i].io);
+        close(srv->listeners[i].fd);
+    }
+    srv->nlisteners = 0;
+    ev_timer_stop(srv->loop, &srv->accept_pause);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------------- */
+
+void srv_drain(struct server *srv)
+{
+    if (srv->draining) return;
+    srv->draining = true;
+    close_listeners(srv);
+    log_info("shutting down: closing %zu connection%s with 1001 (shutdown_timeout %gs)",
+             srv->nconns, srv->nconns == 1 ? "" : "s", srv->cfg->limits.shutdown_timeout);
+    for (uint32_t i = 0; i < srv->nslots; i++) {
+        struct conn *c = srv->slots[i];
+        if (c && c->state == CONN_OPEN) conn_close(c, 1001, "going away", 10);
+    }
+    double t = srv->cfg->limits.shutdown_timeout;
+    ev_timer_set(&srv->shutdown_timer, t > 0 ? t : 0.001, 0.);
+    ev_timer_start(srv->loop, &srv->shutdown_timer);
+}
+
+static void abort_all(struct server *srv)
+{
+    for (uint32_t i = 0; i < srv->nslots; i++) {
+        struct conn *c = srv->slots[i];
+        if (c && c->state != CONN_DEAD) conn_abort(c);
+    }
+}
+
+static void on_shutdown_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct server *srv = container_of(w, struct server, shutdown_timer);
+    if (srv->nconns)
+        log_warn("shutdown_timeout passed with %zu connection%s still open; dropping them",
+                 srv->nconns, srv->nconns == 1 ? "" : "s");
+    abort_all(srv);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    if (w->signum == SIGHUP) {
+        log_info("SIGHUP: nothing to reload in this version; connections are unaffected");
+        return;
+    }
+    struct server *srv = container_of(w, struct server, sigterm);
+    if (w->signum == SIGINT) srv = container_of(w, struct server, sigint);
+    if (srv->draining) {
+        log_info("second %s: dropping every connection now", strsignal(w->signum));
+        abort_all(srv);
+        return;
+    }
+    srv_drain(srv);
+}
+
+void srv_run(struct server *srv) { ev_run(srv->loop, 0); }
+
+void srv_destroy(struct server *srv)
+{
+    close_listeners(srv);
+    abort_all(srv);
+    /* One last sweep frees what abort_all left, app.close included. */
+    on_sweep(srv->loop, &srv->sweep, 0);
+    ev_prepare_stop(srv->loop, &srv->sweep);
+    ev_signal_stop(srv->loop, &srv->sigterm);
+    ev_signal_stop(srv->loop, &srv->sigint);
+    ev_signal_stop(srv->loop, &srv->sighup);
+    ev_timer_stop(srv->loop, &srv->shutdown_timer);
+    free(srv->slots);
+    free(srv->free_slots);
+    srv->slots = NULL;
+    srv->free_slots = NULL;
+}
