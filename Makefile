@@ -6,7 +6,7 @@ BUILD   := build
 VERSION := 0.1.0
 
 # Debian packages, by purpose. `make deps-run` / `make deps-test` install what is missing.
-PKGS_BUILD := gcc make libc6-dev libev-dev liblua5.4-dev libssl-dev
+PKGS_BUILD := gcc make libc6-dev libev-dev liblua5.4-dev libssl-dev lua-cjson-dev
 PKGS_TEST  := $(PKGS_BUILD) lua5.4 lua-busted lua-socket libcriterion-dev python3 \
               python3-websockets
 
@@ -14,7 +14,7 @@ WARN    := -Wall -Wextra -Wshadow -Wconversion
 CFLAGS  ?= -O2 -g
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -DMOONWIRE_VERSION='"$(VERSION)"' -I/usr/include/lua5.4 \
               $(WARN) $(CFLAGS)
-LDLIBS  := -llua5.4 -lev -lssl -lcrypto -lm
+LDLIBS  := -llua5.4 -llua5.4-cjson -lev -lssl -lcrypto -lm
 # The test build: warnings are errors, and the sanitizers watch every byte.
 SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
            -fno-sanitize-recover=undefined
@@ -24,7 +24,7 @@ SERVER_OBJS := $(SERVER_SRCS:core/%.c=$(BUILD)/obj/%.o)
 ASAN_OBJS   := $(SERVER_SRCS:core/%.c=$(BUILD)/asan/%.o)
 # The pure modules the C unit tests link against.
 PURE_SRCS   := core/utf8.c core/ws_frame.c core/ws_close.c core/ws_reader.c core/http.c \
-               core/handshake.c core/outq.c
+               core/handshake.c core/outq.c core/topics.c core/static_files.c
 UNIT_SRCS   := $(wildcard spec/unit/test_*.c)
 
 .PHONY: all run test check-deps deps-build deps-run deps-test unit clean

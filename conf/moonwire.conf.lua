@@ -13,6 +13,12 @@ listen = {
     { host = "127.0.0.1", port = 8080 },
 }
 
+-- Apps mounted at paths, each in its own sandbox (own globals, state, topics, memory cap).
+-- Each serves WebSocket upgrades and its public/ folder for its path and everything below it.
+-- The APP given on the command line is mounted at "/" as well. By default there are none;
+-- to serve both examples from one server:
+--   apps = { ["/chat"] = "examples/chat", ["/game"] = "examples/game" }
+
 -- Limits protect a server exposed to the internet. 0 turns a limit off (except
 -- max_header_bytes, which always applies).
 limits = {

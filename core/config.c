@@ -62,7 +62,7 @@ static const struct field sandbox_fields[] = {
     { NULL, 0, 0, 0, false },
 };
 
-static const char *const top_keys[] = { "listen", "limits", "sandbox", NULL };
+static const char *const top_keys[] = { "listen", "apps", "limits", "sandbox", NULL };
 
 struct loader {
     lua_State *L;
@@ -211,6 +211,43 @@ static int read_listen(struct loader *ld, struct config *cfg)
     return 0;
 }
 
+/* apps = { ["/chat"] = "examples/chat", ... }: paths are absolute and unique (a table makes
+ * them unique); mounted in order of their paths, so the result does not depend on hashing. */
+static int read_apps(struct loader *ld, struct config *cfg)
+{
+    lua_State *L = ld->L;
+    if (!lua_istable(L, -1))
+        return failf(ld, "apps", NULL, "apps must be a table like { [\"/chat\"] = "
+                     "\"examples/chat\" }");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            return failf(ld, "apps", NULL, "apps maps paths to app folders, both strings, like "
+                         "[\"/chat\"] = \"examples/chat\"");
+        const char *path = lua_tostring(L, -2), *dir = lua_tostring(L, -1);
+        if (path[0] != '/' || strchr(path, '?') || strchr(path, ' ') ||
+            (strlen(path) > 1 && path[strlen(path) - 1] == '/'))
+            return failf(ld, "apps", NULL, "apps: '%s' is not a mount path: start it with '/' "
+                         "and end it without one, like \"/chat\"", path);
+        if (cfg->napps == CFG_MAX_APPS)
+            return failf(ld, "apps", NULL, "apps: at most %d apps can be mounted", CFG_MAX_APPS);
+        struct cfg_app *a = &cfg->apps[cfg->napps++];
+        if (strlen(path) >= sizeof a->path || strlen(dir) >= sizeof a->dir)
+            return failf(ld, "apps", NULL, "apps: '%s' is too long", path);
+        snprintf(a->path, sizeof a->path, "%s", path);
+        snprintf(a->dir, sizeof a->dir, "%s", dir);
+        lua_pop(L, 1);
+    }
+    /* Insertion sort by path: a handful of entries. */
+    for (size_t i = 1; i < cfg->napps; i++)
+        for (size_t j = i; j > 0 && strcmp(cfg->apps[j - 1].path, cfg->apps[j].path) > 0; j--) {
+            struct cfg_app tmp = cfg->apps[j];
+            cfg->apps[j] = cfg->apps[j - 1];
+            cfg->apps[j - 1] = tmp;
+        }
+    return 0;
+}
+
 /* __newindex of the config environment: known keys only, remembering where each was set. */
 static int config_set(lua_State *L)
 {
@@ -222,7 +259,7 @@ static int config_set(lua_State *L)
     if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)) line = ar.currentline;
     if (!*k) {
         const struct loader *ld = lua_touserdata(L, lua_upvalueindex(2));
-        lua_pushfstring(L, "%s:%d: unknown setting '%s' (known: listen, limits, sandbox)",
+        lua_pushfstring(L, "%s:%d: unknown setting '%s' (known: listen, apps, limits, sandbox)",
                         ld->path, key ? (int)locate(ld->path, key, NULL, line) : (int)line,
                         key ? key : luaL_tolstring(L, 2, NULL));
         return lua_error(L);
@@ -268,6 +305,8 @@ static int load(lua_State *L)
 
     int rc = 0;
     if (lua_getfield(L, 1, "listen") != LUA_TNIL) rc = read_listen(ld, cfg);
+    lua_settop(L, 2);
+    if (!rc && lua_getfield(L, 1, "apps") != LUA_TNIL) rc = read_apps(ld, cfg);
     lua_settop(L, 2);
     if (!rc && lua_getfield(L, 1, "limits") != LUA_TNIL)
         rc = read_fields(ld, "limits", limit_fields, &cfg->limits);

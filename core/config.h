@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #define CFG_MAX_LISTEN 16
+#define CFG_MAX_APPS 32
 
 struct cfg_listen {
     char host[256];
@@ -33,13 +34,21 @@ struct cfg_sandbox {
     size_t memory;         /* bytes per app */
 };
 
+/* An app mounted at a path: it serves requests for that path and everything below it. */
+struct cfg_app {
+    char path[256]; /* "/chat"; "/" for every path */
+    char dir[1024]; /* a Lua file, or a folder holding app.lua */
+};
+
 struct config {
     struct cfg_listen listen[CFG_MAX_LISTEN];
     size_t nlisten;
+    struct cfg_app apps[CFG_MAX_APPS];
+    size_t napps;
     struct cfg_limits limits;
     struct cfg_sandbox sandbox;
-    char app[1024];         /* the app to serve on every path */
     char scripts_dir[1024]; /* where require finds "moonwire.*" */
+    bool watch;             /* reload apps when their files change */
 };
 
 /* Fills in the built-in defaults: one listener on 127.0.0.1:8080 and the limits of

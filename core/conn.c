@@ -1,8 +1,11 @@
 /* Connection state machine: reads, the upgrade, WebSocket messages and the close handshake.
- * Writes go out at once; only what the kernel refuses is queued, and the queue goes out with
- * writev when the socket is writable again. While the server processes one connection's input,
- * that connection is "corked": its replies collect in a loop-wide buffer and leave in one write
- * at the end, so sixteen pipelined requests cost one syscall, not sixteen. */
+ *
+ * Writing: everything sent during one turn of the event loop collects in the connection's queue,
+ * and the server flushes each connection that has something with one writev before the loop
+ * blocks again (conn_flush). Sixteen pipelined messages answered, or a hundred messages
+ * published to a topic, cost one syscall per receiver, not one per message. A large payload
+ * with nothing queued ahead of it goes out at once instead, uncopied. Only what the kernel
+ * refuses stays queued, for when the socket is writable again. */
 #include "conn.h"
 
 #include <arpa/inet.h>
@@ -15,6 +18,7 @@
 
 #include "handshake.h"
 #include "http.h"
+#include "static_files.h"
 #include "lua_bridge.h"
 #include "log.h"
 #include "server.h"
@@ -26,8 +30,28 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void conn_drop(struct conn *c, const char *why);
+static bool feed_file(struct conn *c);
 
 static const struct config *cfg_of(const struct conn *c) { return c->srv->cfg; }
+
+/* A static file on its way out: conn_flush reads the next piece whenever the queue empties, so
+ * a large file never sits in memory. */
+struct sf_stream {
+    int fd;
+    off_t off;
+    off_t end;
+};
+
+#define FILE_CHUNK (64 * 1024)
+
+static void end_file(struct conn *c)
+{
+    if (!c->file) return;
+    close(c->file->fd);
+    free(c->file);
+    c->file = NULL;
+}
+
 
 struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer)
 {
@@ -61,6 +85,7 @@ struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer)
 
 void conn_free(struct conn *c)
 {
+    end_file(c);
     if (c->app) lb_forget(c->app, c);
     srv_detach(c->srv, c);
     free(c->head);
@@ -112,14 +137,17 @@ static void ws_ended(struct conn *c, unsigned code, const char *reason, size_t r
 
 bool conn_sweep(struct conn *c)
 {
+    /* Subscriptions end with the WebSocket; only here, never while a publish walks a topic. */
+    if (c->app && c->state != CONN_OPEN) lb_leave_topics(c->app, c);
     if (c->notify_close) {
         c->notify_close = false;
         c->app_open = false;
         const char *r = c->close_reason ? c->close_reason : "";
         lb_close(c->app, c, c->close_code, r, strlen(r));
     }
-    /* Checked after app.close, which may have changed the state. */
-    if (c->state != CONN_DEAD) return false;
+    /* Checked after app.close, which may have changed the state. A connection still on the
+     * flush list must stay until the flush has passed it. */
+    if (c->state != CONN_DEAD || c->dirty) return false;
     conn_free(c);
     return true;
 }
@@ -128,8 +156,7 @@ bool conn_sweep(struct conn *c)
 
 static void shut_write_if_done(struct conn *c)
 {
-    if (c->wr_shut || !outq_empty(&c->outq)) return;
-    if (c->srv->corked == c && c->srv->cork_len) return; /* the uncork's write comes back here */
+    if (c->wr_shut || !outq_empty(&c->outq) || c->file) return;
     if (c->state != CONN_CLOSING && c->state != CONN_LINGER) return;
     /* Our last frame or response is out: send FIN, keep reading until the peer's. */
     shutdown(c->fd, SHUT_WR);
@@ -162,25 +189,26 @@ static int queue_iov(struct conn *c, const struct iovec *iov, int n, size_t skip
     return 0;
 }
 
-/* Writes now when nothing is queued, and queues what the kernel did not take. */
+/* Payloads this big go out at once when nothing is queued ahead of them: copying them into
+ * the queue would cost more than the syscall saved by waiting. */
+#define DIRECT_WRITE_MIN (16 * 1024)
+
+/* Queues iov for the flush before the loop blocks; see the top of this file. */
 static void conn_writev(struct conn *c, struct iovec *iov, int n)
 {
     if (c->state == CONN_DEAD || c->wr_shut) return;
     size_t total = 0;
     for (int i = 0; i < n; i++) total += iov[i].iov_len;
     size_t done = 0;
-    if (outq_empty(&c->outq)) {
+    if (total >= DIRECT_WRITE_MIN && outq_empty(&c->outq) && !c->file) {
         ssize_t w;
         do w = writev(c->fd, iov, n);
         while (w < 0 && errno == EINTR);
-        if (w < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                conn_drop(c, strerror(errno));
-                return;
-            }
-            w = 0;
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            conn_drop(c, strerror(errno));
+            return;
         }
-        done = (size_t)w;
+        done = w > 0 ? (size_t)w : 0;
         if (done == total) {
             shut_write_if_done(c);
             return;
@@ -190,7 +218,7 @@ static void conn_writev(struct conn *c, struct iovec *iov, int n)
         conn_drop(c, "out of memory for the send queue");
         return;
     }
-    ev_io_start(c->srv->loop, &c->wio);
+    srv_mark_dirty(c->srv, c);
     check_backpressure(c);
 }
 
@@ -200,30 +228,10 @@ static void conn_write(struct conn *c, const void *p, size_t len)
     conn_writev(c, &iov, 1);
 }
 
-void srv_flush_cork(struct server *s)
-{
-    struct conn *c = s->corked;
-    if (c && s->cork_len) {
-        size_t len = s->cork_len;
-        s->cork_len = 0;
-        conn_write(c, s->cork, len);
-    }
-}
-
 static void send_frame(struct conn *c, unsigned opcode, const void *payload, size_t len)
 {
     uint8_t hdr[WS_FRAME_MAX_SERVER_HEADER];
     size_t hl = ws_frame_build_header(hdr, true, 0, opcode, len);
-    struct server *s = c->srv;
-    if (s->corked == c) {
-        if (hl + len <= sizeof s->cork - s->cork_len) {
-            memcpy(s->cork + s->cork_len, hdr, hl);
-            memcpy(s->cork + s->cork_len + hl, payload, len);
-            s->cork_len += hl + len;
-            return;
-        }
-        srv_flush_cork(s);
-    }
     struct iovec iov[2] = { { hdr, hl }, { (void *)payload, len } };
     conn_writev(c, iov, 2);
 }
@@ -248,20 +256,48 @@ int conn_send_message(struct conn *c, const void *data, size_t len, bool binary)
     return CONN_SENT;
 }
 
-static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
+int conn_send_shared(struct conn *c, struct obuf *frame)
 {
-    (void)revents;
-    struct conn *c = container_of(w, struct conn, wio);
-    struct iovec iov[64];
-    int n = outq_iov(&c->outq, iov, 64);
-    ssize_t done = n ? writev(c->fd, iov, n) : 0;
-    if (done < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            conn_drop(c, strerror(errno));
-        return;
+    if (c->state != CONN_OPEN) return CONN_CLOSED;
+    if (outq_push(&c->outq, frame, 0) < 0) {
+        conn_drop(c, "out of memory for the send queue");
+        return CONN_CLOSED;
     }
-    outq_consume(&c->outq, (size_t)done);
-    if (!outq_empty(&c->outq)) return;
+    srv_mark_dirty(c->srv, c);
+    check_backpressure(c);
+    size_t limit = cfg_of(c)->limits.send_buffer;
+    if (limit && c->outq.bytes > limit) {
+        c->want_drain = true;
+        return CONN_BACKPRESSURE;
+    }
+    return CONN_SENT;
+}
+
+void conn_flush(struct conn *c)
+{
+    struct ev_loop *loop = c->srv->loop;
+    for (;;) {
+        if (outq_empty(&c->outq)) {
+            if (!c->file) break;
+            if (!feed_file(c)) return;
+            if (outq_empty(&c->outq)) break;
+        }
+        struct iovec iov[64];
+        int n = outq_iov(&c->outq, iov, 64);
+        ssize_t done = writev(c->fd, iov, n);
+        if (done < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                /* The kernel is full: the rest waits for the socket to be writable. */
+                ev_io_start(loop, &c->wio);
+                return;
+            }
+            conn_drop(c, strerror(errno));
+            return;
+        }
+        outq_consume(&c->outq, (size_t)done);
+    }
+    if (c->state == CONN_DEAD) return;
     ev_io_stop(loop, &c->wio);
     shut_write_if_done(c);
 
@@ -274,6 +310,13 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
         c->want_drain = false;
         lb_drain(c->app, c);
     }
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn_flush(container_of(w, struct conn, wio));
 }
 
 /* ---- ending the connection ----------------------------------------------------------------- */
@@ -294,8 +337,8 @@ static void conn_drop(struct conn *c, const char *why)
     close(c->fd);
     c->fd = -1;
     c->state = CONN_DEAD;
-    if (c->srv->corked == c) c->srv->cork_len = 0;
     outq_clear(&c->outq);
+    end_file(c);
     srv_schedule(c->srv, c);
 }
 
@@ -345,12 +388,9 @@ static void conn_fail(struct conn *c, unsigned code, const char *why)
 
 /* ---- HTTP answers -------------------------------------------------------------------------- */
 
-/* Answers the request with an error status and a one-line explanation, then lingers. */
-static void respond_error(struct conn *c, int status, const char *why, const char *headers)
+/* Answers the request with a status and a one-line explanation, then lingers. */
+static void respond(struct conn *c, int status, const char *why, const char *headers)
 {
-    char ip[INET6_ADDRSTRLEN];
-    conn_format_ip(c, ip, sizeof ip);
-    log_info(CONN_FMT ": refused with %d: %s", CONN_ARGS(c, ip), status, why);
     char buf[1024];
     int n = snprintf(buf, sizeof buf,
                      "HTTP/1.1 %d %s\r\n"
@@ -368,6 +408,15 @@ static void respond_error(struct conn *c, int status, const char *why, const cha
     c->state = CONN_LINGER;
     conn_write(c, buf, (size_t)n);
     if (c->state != CONN_DEAD) enter_linger(c);
+}
+
+/* respond, with a log line: a refused request is news for the operator. */
+static void respond_error(struct conn *c, int status, const char *why, const char *headers)
+{
+    char ip[INET6_ADDRSTRLEN];
+    conn_format_ip(c, ip, sizeof ip);
+    log_info(CONN_FMT ": refused with %d: %s", CONN_ARGS(c, ip), status, why);
+    respond(c, status, why, headers);
 }
 
 /* ---- WebSocket input ----------------------------------------------------------------------- */
@@ -449,8 +498,6 @@ static void read_frames(struct conn *c, uint8_t *data, size_t len)
     if (n < 0) conn_fail(c, (unsigned)-n, c->reader.error);
 }
 
-/* ---- the upgrade --------------------------------------------------------------------------- */
-
 static char *dup_range(const char *p, size_t len)
 {
     char *s = malloc(len + 1);
@@ -461,6 +508,103 @@ static char *dup_range(const char *p, size_t len)
     return s;
 }
 
+/* ---- static files -------------------------------------------------------------------------- */
+
+/* Queues the next piece of the file; at its end, lets go of it. Returns false on a read error
+ * (the connection is then dropped: its headers promised a length it cannot have). */
+static bool feed_file(struct conn *c)
+{
+    struct sf_stream *f = c->file;
+    if (f->off >= f->end) {
+        end_file(c);
+        shut_write_if_done(c);
+        return true;
+    }
+    size_t want = (size_t)(f->end - f->off) < FILE_CHUNK ? (size_t)(f->end - f->off) : FILE_CHUNK;
+    uint8_t *buf = c->srv->rbuf; /* free here: reads are done with it by now */
+    ssize_t n = pread(f->fd, buf, want, f->off);
+    if (n <= 0 || outq_append(&c->outq, buf, (size_t)n) < 0) {
+        conn_drop(c, n < 0 ? strerror(errno) : "a static file shrank while being sent");
+        return false;
+    }
+    f->off += n;
+    return true;
+}
+
+/* Formats an HTTP date (RFC 9110 IMF-fixdate). */
+static void http_date(time_t t, char *out, size_t cap)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* Answers a plain GET or HEAD: from the app's public/ folder when it has one, else 426 (this
+ * address speaks WebSocket). */
+static void serve_plain(struct conn *c, const struct http_request *req, const struct hs_upgrade *up)
+{
+    const struct mount *m = srv_route(c->srv, up->path, up->path_len);
+    const char *root = m ? lb_app_public_dir(m->app) : NULL;
+    if (!root) {
+        respond_error(c, 426, "this address serves WebSocket; connect with a WebSocket client",
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\n");
+        return;
+    }
+    /* "/chat" -> "/chat/": relative links in the page must resolve below the mount. */
+    size_t mlen = m->len == 1 ? 0 : m->len;
+    if (up->path_len == mlen && mlen) {
+        char loc[300];
+        snprintf(loc, sizeof loc, "Location: %.*s/\r\n", (int)up->path_len, up->path);
+        respond(c, 301, "moved to the folder", loc);
+        return;
+    }
+    struct sf_file f;
+    int status = sf_open(root, up->path + mlen, up->path_len - mlen, &f);
+    if (status) {
+        /* Routine for a file server: no log line above debug. */
+        char ip[INET6_ADDRSTRLEN];
+        conn_format_ip(c, ip, sizeof ip);
+        log_debug(CONN_FMT ": %d for %.*s", CONN_ARGS(c, ip), status, (int)up->path_len,
+                  up->path);
+        respond(c, status, status == 404 ? "no such file" : status == 403 ? "forbidden"
+                                                                       : "bad path", NULL);
+        return;
+    }
+    char etag[64], date[64], head[768];
+    sf_etag(&f, etag, sizeof etag);
+    http_date(f.mtime, date, sizeof date);
+    const char *inm;
+    size_t inm_len;
+    bool fresh = http_find_header(req, "If-None-Match", &inm, &inm_len) == 1 &&
+                 inm_len == strlen(etag) && memcmp(inm, etag, inm_len) == 0;
+    bool is_head = req->method_len == 4;
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %s\r\n"
+                     "Content-Type: %s\r\n"
+                     "Content-Length: %lld\r\n"
+                     "Last-Modified: %s\r\n"
+                     "ETag: %s\r\n"
+                     "Cache-Control: no-cache\r\n"
+                     "X-Content-Type-Options: nosniff\r\n"
+                     "Connection: close\r\n\r\n",
+                     fresh ? "304 Not Modified" : "200 OK", f.type,
+                     fresh ? 0LL : (long long)f.size, date, etag);
+    c->state = CONN_LINGER;
+    conn_write(c, head, (size_t)n);
+    if (c->state == CONN_DEAD || fresh || is_head || f.size == 0) {
+        close(f.fd);
+    } else if (!(c->file = malloc(sizeof *c->file))) {
+        close(f.fd);
+        conn_drop(c, "out of memory for a static file");
+        return;
+    } else {
+        *c->file = (struct sf_stream){ f.fd, 0, f.size };
+    }
+    if (c->state != CONN_DEAD) enter_linger(c);
+}
+
+/* ---- the upgrade --------------------------------------------------------------------------- */
+
 /* Handles a complete request head. Returns 0 when the connection is now an open WebSocket. */
 static int upgrade(struct conn *c, const struct http_request *req)
 {
@@ -469,11 +613,8 @@ static int upgrade(struct conn *c, const struct http_request *req)
     int rc = hs_check_request(req, &up, &why);
     switch (rc) {
     case 0: break;
-    case HS_NOT_UPGRADE:
-        respond_error(c, 426, "this address serves WebSocket; connect with a WebSocket client",
-                      "Upgrade: websocket\r\nConnection: Upgrade\r\n");
-        return -1;
-    case HS_E_METHOD: respond_error(c, 405, why, "Allow: GET\r\n"); return -1;
+    case HS_NOT_UPGRADE: serve_plain(c, req, &up); return -1;
+    case HS_E_METHOD: respond_error(c, 405, why, "Allow: GET, HEAD\r\n"); return -1;
     case HS_E_VERSION: respond_error(c, 426, why, "Sec-WebSocket-Version: 13\r\n"); return -1;
     default: respond_error(c, -rc, why, NULL); return -1;
     }
@@ -482,11 +623,12 @@ static int upgrade(struct conn *c, const struct http_request *req)
         return -1;
     }
 
-    struct lb_app *app = srv_route(c->srv, up.path, up.path_len);
-    if (!app) {
+    const struct mount *m = srv_route(c->srv, up.path, up.path_len);
+    if (!m) {
         respond_error(c, 404, "no app is mounted at this path", NULL);
         return -1;
     }
+    struct lb_app *app = m->app;
     c->app = app;
     c->path = dup_range(up.path, up.path_len);
     if (!c->path) {
@@ -588,7 +730,6 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     struct conn *c = container_of(w, struct conn, rio);
     struct server *s = c->srv;
-    s->corked = c;
     /* Read until the socket is empty, but give other connections a turn after 1 MiB. */
     for (int round = 0; round < 16; round++) {
         ssize_t n = read(c->fd, s->rbuf, sizeof s->rbuf);
@@ -607,8 +748,6 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
         if (errno != EAGAIN && errno != EWOULDBLOCK) conn_drop(c, strerror(errno));
         break;
     }
-    srv_flush_cork(s);
-    s->corked = NULL;
 }
 
 /* ---- timers -------------------------------------------------------------------------------- */

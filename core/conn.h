@@ -21,10 +21,12 @@
 #include <ev.h>
 
 #include "outq.h"
+#include "topics.h"
 #include "ws_reader.h"
 
 struct server;
 struct lb_app;
+struct sf_stream;
 
 enum conn_state {
     CONN_HANDSHAKE, /* reading the HTTP request */
@@ -64,6 +66,7 @@ struct conn {
     bool notify_close;      /* app.close is due at the next sweep */
     bool pending;           /* on the server's pending list */
     bool want_drain;        /* a send reported backpressure: app.drain is owed */
+    bool dirty;             /* on the server's list of connections to flush */
     union conn_addr peer;
 
     /* Handshake: the request head while it arrives in pieces. */
@@ -78,6 +81,8 @@ struct conn {
     size_t msg_cap;
 
     struct outq outq;
+    struct sf_stream *file; /* a static file being sent after its headers, or NULL */
+    struct topic_set topics; /* the topics this connection is subscribed to */
 
     /* The app serving this connection and its Lua-side handle (a registry reference). */
     struct lb_app *app;
@@ -90,6 +95,7 @@ struct conn {
     char *close_reason;
 
     struct conn *next_pending;
+    struct conn *next_dirty;
 };
 
 /* Takes over an accepted, non-blocking socket. Returns the connection (in HANDSHAKE, with its
@@ -102,6 +108,14 @@ void conn_free(struct conn *c);
 /* Sends a text or binary message. Returns CONN_SENT, CONN_BACKPRESSURE (queued past
  * send_buffer: stop sending until app.drain) or CONN_CLOSED (nothing sent). */
 int conn_send_message(struct conn *c, const void *data, size_t len, bool binary);
+
+/* Queues a frame built once for many receivers (a publish): the queue holds a reference, not a
+ * copy. Returns as conn_send_message. */
+int conn_send_shared(struct conn *c, struct obuf *frame);
+
+/* Writes out the queue (the server calls this for every connection marked dirty, before the
+ * loop blocks, and libev when the socket is writable again). */
+void conn_flush(struct conn *c);
 
 /* Starts the close handshake with code (a valid close code, or 0 for none) and reason. Does
  * nothing unless the connection is open. */

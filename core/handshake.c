@@ -40,20 +40,24 @@ static void split_target(const struct http_request *req, struct hs_upgrade *up)
 int hs_check_request(const struct http_request *req, struct hs_upgrade *up, const char **why)
 {
     memset(up, 0, sizeof *up);
-    /* Methods are case-sensitive (RFC 9110 section 9.1): "get" is not GET. */
-    if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0)
+    /* Methods are case-sensitive (RFC 9110 section 9.1): "get" is not GET. HEAD is a plain
+     * request (for static files); only GET can upgrade. */
+    bool head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    if (!head && (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0))
         return fail(why, HS_E_METHOD, "only GET is allowed");
     split_target(req, up);
 
+    bool upgrade = !head && http_list_contains(req, "Upgrade", "websocket");
     int n = http_find_header(req, "Host", &up->host, &up->host_len);
-    if (n != 1 || up->host_len == 0)
+    /* HTTP/1.0 clients may leave Host out of plain requests; HTTP/1.1 and upgrades need it. */
+    if (n < 0 || (n == 0 && (upgrade || req->minor_version >= 1)) || (n == 1 && !up->host_len))
         return fail(why, HS_E_BAD_REQUEST,
                     n < 0 ? "more than one Host field" : "the request has no Host field");
     size_t len;
     if (http_find_header(req, "Origin", &up->origin, &len) == 1) up->origin_len = len;
     else up->origin = NULL;
 
-    if (!http_list_contains(req, "Upgrade", "websocket")) return HS_NOT_UPGRADE;
+    if (!upgrade) return HS_NOT_UPGRADE;
 
     if (req->minor_version < 1)
         return fail(why, HS_E_BAD_REQUEST, "a WebSocket upgrade needs HTTP/1.1");

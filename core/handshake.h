@@ -12,7 +12,7 @@
 
 /* Results of hs_check_request besides 0 (a valid upgrade) and negated HTTP statuses. */
 enum {
-    HS_NOT_UPGRADE = 1, /* a well-formed GET that does not ask for WebSocket */
+    HS_NOT_UPGRADE = 1, /* a well-formed GET or HEAD that does not ask for WebSocket */
     HS_E_BAD_REQUEST = -400,
     HS_E_METHOD = -405,      /* answer with Allow: GET */
     HS_E_VERSION = -426,     /* answer with Sec-WebSocket-Version: 13 */
@@ -34,8 +34,9 @@ struct hs_upgrade {
 };
 
 /* Checks req (a complete, parsed request head).
- * Returns 0 for a valid upgrade with *up filled; HS_NOT_UPGRADE for a GET without
- * "Upgrade: websocket" (*up has path, query and host); HS_E_METHOD for a method other than GET;
+ * Returns 0 for a valid upgrade with *up filled; HS_NOT_UPGRADE for a HEAD, or a GET without
+ * "Upgrade: websocket" (*up has path, query and host, which HTTP/1.0 may omit);
+ * HS_E_METHOD for a method other than GET and HEAD;
  * HS_E_VERSION when Sec-WebSocket-Version is missing or not 13; HS_E_BAD_REQUEST for an upgrade
  * over HTTP/1.0, a missing or repeated Host, a Connection field without the "upgrade" token, or a
  * Sec-WebSocket-Key that is missing, repeated or not base64 of 16 bytes. *why then says which. */

@@ -1,8 +1,10 @@
-/* Apps and their handlers. A Lua `conn` holds the connection's id and table slot, never a
- * pointer: every method looks the connection up again and answers nil, "closed" once it is gone,
- * however long the app kept the object. Each connection has one cached userdata, made when the
- * connection first reaches Lua and released when the connection is freed, so dispatching a
- * message builds no table and allocates nothing but the message string. */
+/* Apps: loading and hot-reloading the main chunk, and running its handlers.
+ *
+ * Every entry into an app's state is a C trampoline run by lb_run (sb_call underneath), so that
+ * everything that allocates (the message string, the conn object, the request table) happens
+ * inside the protected call: an app near its memory limit gets a clean memory error, never a
+ * panic. After any handler the connection may have changed (the handler may have closed it):
+ * callers re-check before touching it. */
 #include "lua_bridge.h"
 
 #include <errno.h>
@@ -16,250 +18,45 @@
 
 #include "conn.h"
 #include "log.h"
-#include "sandbox.h"
+#include "lua_app.h"
 #include "server.h"
-#include "utf8.h"
-#include "ws_close.h"
-
-struct lb_app {
-    struct sandbox sb;
-    struct server *srv;
-    char *name;       /* as given: "examples/chat" */
-    char *dir;        /* the folder require looks in */
-    char *file;       /* the main chunk */
-    char *scripts_dir;
-    int handlers_ref; /* registry: the table app.lua returned */
-    int api_ref;      /* registry: the mw module table */
-};
 
 static const char *const handler_names[] = { "upgrade", "open", "message", "close", "drain",
                                              "reload", NULL };
 
-static const char conn_meta[] = "moonwire.conn";
+struct lb_app *lb_app_of(lua_State *L) { return container_of(sb_of(L), struct lb_app, sb); }
 
-_Static_assert(LB_NO_REF == LUA_NOREF, "LB_NO_REF must match Lua's LUA_NOREF");
+static const char *const status_words[] = { "ok", "failed", "ran out of instructions",
+                                            "ran out of memory" };
 
-struct lb_conn {
-    uint64_t id;
-    uint32_t slot;
-};
-
-static struct lb_app *app_of(lua_State *L)
-{
-    return container_of(sb_of(L), struct lb_app, sb);
-}
-
-/* ---- conn objects -------------------------------------------------------------------------- */
-
-/* The connection behind the conn object at index 1, or NULL once it is gone. Raises when the
- * argument is not a conn (a misuse, such as conn.send() instead of conn:send()). */
-static struct conn *check_conn(lua_State *L)
-{
-    struct lb_conn *u = luaL_checkudata(L, 1, conn_meta);
-    struct conn *c = srv_find_conn(app_of(L)->srv, u->slot, u->id);
-    return c && c->state == CONN_OPEN ? c : NULL;
-}
-
-static int closed_result(lua_State *L)
-{
-    luaL_pushfail(L);
-    lua_pushliteral(L, "closed");
-    return 2;
-}
-
-/* conn:send(data [, binary]) -> true | false, "backpressure" | nil, "closed" */
-static int conn_send(lua_State *L)
-{
-    struct conn *c = check_conn(L);
-    size_t len;
-    const char *data = luaL_checklstring(L, 2, &len);
-    bool binary = lua_toboolean(L, 3);
-    if (!binary) {
-        uint32_t st = UTF8_ACCEPT;
-        if (!utf8_validate(&st, (const uint8_t *)data, len) || !utf8_complete(st))
-            return luaL_error(L, "conn:send: text is not valid UTF-8; send bytes as binary "
-                                 "with conn:send(data, true)");
-    }
-    if (!c) return closed_result(L);
-    switch (conn_send_message(c, data, len, binary)) {
-    case CONN_SENT: lua_pushboolean(L, 1); return 1;
-    case CONN_BACKPRESSURE:
-        lua_pushboolean(L, 0);
-        lua_pushliteral(L, "backpressure");
-        return 2;
-    default: return closed_result(L);
-    }
-}
-
-/* conn:close([code [, reason]]) -> true | nil, "closed" */
-static int conn_close_method(lua_State *L)
-{
-    struct conn *c = check_conn(L);
-    lua_Integer code = luaL_optinteger(L, 2, WS_CLOSE_NORMAL);
-    size_t len = 0;
-    const char *reason = luaL_optlstring(L, 3, "", &len);
-    if (code < 0 || code > 0xFFFF || !ws_close_code_is_valid((unsigned)code))
-        return luaL_error(L, "conn:close: %I is not a close code an endpoint may send "
-                             "(use 1000-1003, 1007-1014 or 3000-4999)", code);
-    uint32_t st = UTF8_ACCEPT;
-    if (!utf8_validate(&st, (const uint8_t *)reason, len) || !utf8_complete(st))
-        return luaL_error(L, "conn:close: the reason is not valid UTF-8");
-    if (!c) return closed_result(L);
-    conn_close(c, (unsigned)code, reason, len); /* a long reason is cut at 123 bytes */
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* conn.data: a table of the app's own, made on first use. */
-static void push_data(lua_State *L, int ud)
-{
-    if (lua_getiuservalue(L, ud, 1) == LUA_TTABLE) return;
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, ud, 1);
-}
-
-/* __index: methods first (upvalue 1), then the fields. */
-static int conn_index(lua_State *L)
-{
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-    lua_pop(L, 1);
-    struct lb_conn *u = luaL_checkudata(L, 1, conn_meta);
-    const char *key = lua_tostring(L, 2);
-    if (!key) return 0;
-    if (strcmp(key, "id") == 0) {
-        lua_pushinteger(L, (lua_Integer)u->id);
-        return 1;
-    }
-    if (strcmp(key, "data") == 0) {
-        push_data(L, 1);
-        return 1;
-    }
-    struct conn *c = srv_find_conn(app_of(L)->srv, u->slot, u->id);
-    if (!c) return 0; /* gone: only id and data remain */
-    if (strcmp(key, "ip") == 0) {
-        char ip[INET6_ADDRSTRLEN];
-        conn_format_ip(c, ip, sizeof ip);
-        lua_pushstring(L, ip);
-    } else if (strcmp(key, "path") == 0) {
-        lua_pushstring(L, c->path);
-    } else if (strcmp(key, "protocol") == 0) {
-        lua_pushstring(L, c->protocol); /* nil without one */
-    } else if (strcmp(key, "open") == 0) {
-        lua_pushboolean(L, c->state == CONN_OPEN);
-    } else {
-        return 0;
-    }
-    return 1;
-}
-
-static int conn_newindex(lua_State *L)
-{
-    const char *key = lua_tostring(L, 2);
-    if (key && strcmp(key, "data") == 0) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        lua_settop(L, 3);
-        lua_setiuservalue(L, 1, 1);
-        return 0;
-    }
-    return luaL_error(L, "conn.%s cannot be set; keep your own values in conn.data",
-                      key ? key : "?");
-}
-
-static int conn_tostring(lua_State *L)
-{
-    struct lb_conn *u = luaL_checkudata(L, 1, conn_meta);
-    lua_pushfstring(L, "conn %I", (lua_Integer)u->id);
-    return 1;
-}
-
-static void register_conn_type(lua_State *L)
-{
-    static const luaL_Reg methods[] = {
-        { "send", conn_send },
-        { "close", conn_close_method },
-        { NULL, NULL },
-    };
-    luaL_newmetatable(L, conn_meta);
-    luaL_newlib(L, methods);
-    lua_pushcclosure(L, conn_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, conn_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, conn_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, "locked");
-    lua_setfield(L, -2, "__metatable");
-    lua_pop(L, 1);
-}
-
-/* Pushes c's conn object, making it on first use. */
-static void push_conn(struct lb_app *app, struct conn *c)
+int lb_run(struct lb_app *app, lua_CFunction fn, void *ud, const char *what)
 {
     lua_State *L = app->sb.L;
-    if (c->lua_ref != LB_NO_REF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, c->lua_ref);
-        return;
-    }
-    struct lb_conn *u = lua_newuserdatauv(L, sizeof *u, 1);
-    u->id = c->id;
-    u->slot = c->slot;
-    luaL_setmetatable(L, conn_meta);
-    lua_pushvalue(L, -1);
-    c->lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, ud);
+    char err[1024];
+    enum sb_status st = sb_call(&app->sb, 1, 0, err, sizeof err);
+    if (st == SB_OK) return 0;
+    log_error("app %s: %s %s: %s", app->name, what, status_words[st], err);
+    return -1;
 }
 
-void lb_forget(struct lb_app *app, struct conn *c)
-{
-    if (c->lua_ref == LB_NO_REF) return;
-    luaL_unref(app->sb.L, LUA_REGISTRYINDEX, c->lua_ref);
-    c->lua_ref = LB_NO_REF;
-}
+/* ---- handlers ------------------------------------------------------------------------------ */
 
-/* ---- the mw module ------------------------------------------------------------------------- */
+enum call_kind { CALL_OPEN, CALL_MESSAGE, CALL_CLOSE, CALL_DRAIN, CALL_UPGRADE, CALL_RELOAD };
 
-static int mw_now(lua_State *L)
-{
-    lua_pushnumber(L, srv_now(app_of(L)->srv));
-    return 1;
-}
-
-static int mw_log(lua_State *L)
-{
-    static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
-    int level = luaL_checkoption(L, 1, NULL, levels);
-    sb_log_values(L, 2, ' ', (enum log_level)level);
-    return 0;
-}
-
-static void push_api(lua_State *L)
-{
-    static const luaL_Reg api[] = {
-        { "now", mw_now },
-        { "log", mw_log },
-        { NULL, NULL },
-    };
-    luaL_newlib(L, api);
-}
-
-/* ---- calling handlers ---------------------------------------------------------------------- */
-
-/* Every entry into an app's state is a C trampoline run by sb_call, so that everything that
- * allocates (the message string, the conn object, the request table) happens inside the
- * protected call: an app near its memory limit gets a clean memory error, never a panic. */
-enum call_kind { CALL_OPEN, CALL_MESSAGE, CALL_CLOSE, CALL_DRAIN, CALL_UPGRADE };
-
+/* What a handler call needs, handed to the trampoline as a light userdata. */
 struct call {
     enum call_kind kind;
     const char *handler;
+    const char *what;    /* for the log: "message handler" */
     struct lb_app *app;
     struct conn *c;
     const uint8_t *data; /* message, or close reason */
     size_t len;
     bool binary;
     unsigned code;
+    int previous_ref;    /* reload: the previous version's handlers */
     const struct http_request *req;
     const struct hs_upgrade *up;
     struct lb_verdict *verdict;
@@ -287,13 +84,19 @@ static int run_handler(lua_State *L)
     struct call *k = lua_touserdata(L, 1);
     lua_settop(L, 0);
     if (!push_handler(k->app, k->handler)) return 0;
-    if (k->kind == CALL_UPGRADE) {
+    switch (k->kind) {
+    case CALL_UPGRADE:
         push_request(L, k->c, k->req, k->up);
         lua_call(L, 1, 3);
         read_verdict(k->app, k->c, k->req, k->verdict);
         return 0;
+    case CALL_RELOAD:
+        lua_rawgeti(L, LUA_REGISTRYINDEX, k->previous_ref);
+        lua_call(L, 1, 0);
+        return 0;
+    default: break;
     }
-    push_conn(k->app, k->c);
+    lb_push_conn(k->app, k->c);
     switch (k->kind) {
     case CALL_MESSAGE:
         lua_pushlstring(L, (const char *)k->data, k->len);
@@ -310,48 +113,39 @@ static int run_handler(lua_State *L)
     return 0;
 }
 
-static const char *const status_words[] = { "ok", "failed", "ran out of instructions",
-                                            "ran out of memory" };
-
-/* Runs the call. Returns 0, or -1 after logging the failure. */
-static int dispatch(struct call *k)
-{
-    lua_State *L = k->app->sb.L;
-    lua_pushcfunction(L, run_handler);
-    lua_pushlightuserdata(L, k);
-    char err[1024];
-    enum sb_status st = sb_call(&k->app->sb, 1, 0, err, sizeof err);
-    if (st == SB_OK) return 0;
-    log_error("app %s: %s handler %s: %s", k->app->name, k->handler, status_words[st], err);
-    return -1;
-}
+static int dispatch(struct call *k) { return lb_run(k->app, run_handler, k, k->what); }
 
 int lb_open(struct lb_app *app, struct conn *c)
 {
-    struct call k = { .kind = CALL_OPEN, .handler = "open", .app = app, .c = c };
+    struct call k = { .kind = CALL_OPEN, .handler = "open", .what = "open handler", .app = app,
+                      .c = c };
     return dispatch(&k);
 }
 
 int lb_message(struct lb_app *app, struct conn *c, const uint8_t *data, size_t len, bool binary)
 {
-    struct call k = { .kind = CALL_MESSAGE, .handler = "message", .app = app, .c = c,
-                      .data = data, .len = len, .binary = binary };
+    struct call k = { .kind = CALL_MESSAGE, .handler = "message", .what = "message handler",
+                      .app = app, .c = c, .data = data, .len = len, .binary = binary };
     return dispatch(&k);
 }
 
 void lb_close(struct lb_app *app, struct conn *c, unsigned code, const char *reason,
               size_t reason_len)
 {
-    struct call k = { .kind = CALL_CLOSE, .handler = "close", .app = app, .c = c,
-                      .data = (const uint8_t *)reason, .len = reason_len, .code = code };
+    struct call k = { .kind = CALL_CLOSE, .handler = "close", .what = "close handler",
+                      .app = app, .c = c, .data = (const uint8_t *)reason, .len = reason_len,
+                      .code = code };
     dispatch(&k);
 }
 
 void lb_drain(struct lb_app *app, struct conn *c)
 {
-    struct call k = { .kind = CALL_DRAIN, .handler = "drain", .app = app, .c = c };
+    struct call k = { .kind = CALL_DRAIN, .handler = "drain", .what = "drain handler",
+                      .app = app, .c = c };
     dispatch(&k);
 }
+
+void lb_leave_topics(struct lb_app *app, struct conn *c) { topic_leave_all(&app->topics, &c->topics); }
 
 /* ---- the upgrade hook ---------------------------------------------------------------------- */
 
@@ -451,23 +245,20 @@ static void read_verdict(struct lb_app *app, struct conn *c, const struct http_r
         v->protocol_len = len;
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, base + 2, "data") == LUA_TTABLE) {
-        push_conn(app, c);
-        lua_insert(L, -2);
-        lua_setiuservalue(L, -2, 1);
-    }
+    if (lua_getfield(L, base + 2, "data") == LUA_TTABLE) lb_conn_set_data(app, c);
+    else lua_pop(L, 1);
 }
 
 void lb_upgrade(struct lb_app *app, struct conn *c, const struct http_request *req,
                 const struct hs_upgrade *up, struct lb_verdict *v)
 {
     memset(v, 0, sizeof *v);
-    struct call k = { .kind = CALL_UPGRADE, .handler = "upgrade", .app = app, .c = c,
-                      .req = req, .up = up, .verdict = v };
+    struct call k = { .kind = CALL_UPGRADE, .handler = "upgrade", .what = "upgrade handler",
+                      .app = app, .c = c, .req = req, .up = up, .verdict = v };
     if (dispatch(&k) < 0) refuse(v, 500, "internal error");
 }
 
-/* ---- loading ------------------------------------------------------------------------------- */
+/* ---- loading and reloading ----------------------------------------------------------------- */
 
 static char *join(const char *a, const char *b)
 {
@@ -502,6 +293,10 @@ static int locate(struct lb_app *app, const char *path, char *err, size_t errlen
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    /* A public/ folder next to app.lua holds the app's static files. */
+    char *pub = join(app->dir, "public");
+    if (pub && stat(pub, &st) == 0 && S_ISDIR(st.st_mode)) app->public_dir = pub;
+    else free(pub);
     return 0;
 }
 
@@ -536,20 +331,91 @@ static void check_handlers(struct lb_app *app, lua_State *L)
     }
 }
 
-/* Trampoline: sets up the state and runs the main chunk in a fresh environment. */
+/* Runs the main chunk in a fresh environment and leaves what it returned, checked, on the
+ * stack. Collects what it hands mw.after_load in a new list (the previous one is dropped: a
+ * failed load's functions never run). */
+static void run_main_chunk(struct lb_app *app, lua_State *L)
+{
+    lua_newtable(L);
+    if (app->after_load_ref == LUA_NOREF) app->after_load_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else lua_rawseti(L, LUA_REGISTRYINDEX, app->after_load_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, app->api_ref);
+    sb_push_env(&app->sb, -1);
+    if (sb_load_file(&app->sb, app->file, -1) != 0) lua_error(L);
+    app->loading = true;
+    lua_call(L, 0, 1);
+    app->loading = false;
+    check_handlers(app, L);
+}
+
+/* Trampoline: runs what the main chunk gave mw.after_load, in order, then forgets them. */
+static int run_after_load(lua_State *L)
+{
+    struct lb_app *app = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, app->after_load_ref);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_call(L, 0, 0);
+    }
+    lua_newtable(L);
+    lua_rawseti(L, LUA_REGISTRYINDEX, app->after_load_ref);
+    return 0;
+}
+
+/* Trampoline: sets up a new state and runs the first version of the code. */
 static int run_load(lua_State *L)
 {
     struct lb_app *app = lua_touserdata(L, 1);
     lua_settop(L, 0);
-    register_conn_type(L);
-    push_api(L);
-    lua_pushvalue(L, -1);
+    lb_conn_register(L);
+    lb_push_api(app);
     app->api_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    sb_push_env(&app->sb, -1);
-    if (sb_load_file(&app->sb, app->file, -1) != 0) return lua_error(L);
-    lua_call(L, 0, 1);
-    check_handlers(app, L);
+    run_main_chunk(app, L);
     app->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* Trampoline: runs the new version of the code; only when it loaded and returned good
+ * handlers are they swapped in. The previous handlers go to a new reference for app.reload. */
+static int run_reload(lua_State *L)
+{
+    struct call *k = lua_touserdata(L, 1);
+    struct lb_app *app = k->app;
+    lua_settop(L, 0);
+    run_main_chunk(app, L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, app->handlers_ref);
+    k->previous_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_rawseti(L, LUA_REGISTRYINDEX, app->handlers_ref);
+    return 0;
+}
+
+int lb_app_reload(struct lb_app *app)
+{
+    lua_State *L = app->sb.L;
+    uint32_t old = app->generation;
+    struct call k = { .kind = CALL_RELOAD, .handler = "reload", .what = "reload handler",
+                      .app = app, .previous_ref = LUA_NOREF };
+    /* Timers the new main chunk starts belong to the new version. */
+    app->timer_generation = old + 1;
+    lua_pushcfunction(L, run_reload);
+    lua_pushlightuserdata(L, &k);
+    char err[1024];
+    enum sb_status st = sb_call(&app->sb, 1, 0, err, sizeof err);
+    app->loading = false; /* the chunk may have raised while loading */
+    if (st != SB_OK) {
+        lb_cancel_timers(app, old + 1);
+        app->timer_generation = old;
+        log_error("app %s: reload failed, the previous version keeps running: %s", app->name,
+                  err);
+        return -1;
+    }
+    lb_cancel_timers(app, old);
+    app->generation = old + 1;
+    lb_run(app, run_after_load, app, "after_load function");
+    dispatch(&k);
+    luaL_unref(L, LUA_REGISTRYINDEX, k.previous_ref);
+    log_info("app %s reloaded (version %u)", app->name, app->generation + 1);
     return 0;
 }
 
@@ -562,7 +428,7 @@ struct lb_app *lb_app_load(struct server *srv, const char *path, const char *scr
         return NULL;
     }
     app->srv = srv;
-    app->handlers_ref = app->api_ref = LUA_NOREF;
+    app->handlers_ref = app->api_ref = app->after_load_ref = LUA_NOREF;
     app->name = strdup(path);
     app->scripts_dir = strdup(scripts_dir);
     if (!app->name || !app->scripts_dir) {
@@ -583,6 +449,9 @@ struct lb_app *lb_app_load(struct server *srv, const char *path, const char *scr
     lua_pushcfunction(app->sb.L, run_load);
     lua_pushlightuserdata(app->sb.L, app);
     if (sb_call(&app->sb, 1, 0, err, errlen) != SB_OK) goto fail;
+    lua_pushcfunction(app->sb.L, run_after_load);
+    lua_pushlightuserdata(app->sb.L, app);
+    if (sb_call(&app->sb, 1, 0, err, errlen) != SB_OK) goto fail;
     return app;
 
 fail:
@@ -593,12 +462,17 @@ fail:
 void lb_app_free(struct lb_app *app)
 {
     if (!app) return;
+    /* Closing the state runs the timers' __gc, which stops their watchers. */
     sb_close(&app->sb);
+    topic_table_free(&app->topics);
     free(app->name);
     free(app->dir);
     free(app->file);
+    free(app->public_dir);
     free(app->scripts_dir);
     free(app);
 }
 
 const char *lb_app_name(const struct lb_app *app) { return app->name; }
+const char *lb_app_dir(const struct lb_app *app) { return app->dir; }
+const char *lb_app_public_dir(const struct lb_app *app) { return app->public_dir; }

@@ -35,8 +35,18 @@ struct lb_app *lb_app_load(struct server *srv, const char *path, const char *scr
                            const struct lb_limits *limits, char *err, size_t errlen);
 void lb_app_free(struct lb_app *app);
 
-/* The app's name in log lines: the path it was loaded from. */
+/* Runs the app's main chunk again, in a fresh environment of the same state (SIGHUP, --watch).
+ * Only when it loads and returns good handlers are they swapped in: connections, conn.data,
+ * subscriptions and mw.state carry over, the old version's timers are cancelled, and
+ * app.reload(previous) runs. Otherwise the old version keeps serving. Logs either outcome;
+ * returns 0 or -1. */
+int lb_app_reload(struct lb_app *app);
+
+/* The app's name in log lines (the path it was loaded from), its folder, and its static files
+ * folder (NULL without a public/ folder). */
 const char *lb_app_name(const struct lb_app *app);
+const char *lb_app_dir(const struct lb_app *app);
+const char *lb_app_public_dir(const struct lb_app *app);
 
 /* What app.upgrade decided. status 0: accept, with protocol (if protocol_len) to answer in
  * Sec-WebSocket-Protocol. Otherwise refuse with status, reason (the response body) and headers
@@ -64,6 +74,9 @@ int lb_message(struct lb_app *app, struct conn *c, const uint8_t *data, size_t l
 void lb_close(struct lb_app *app, struct conn *c, unsigned code, const char *reason,
               size_t reason_len);
 void lb_drain(struct lb_app *app, struct conn *c);
+
+/* Ends c's subscriptions (when its WebSocket has closed). */
+void lb_leave_topics(struct lb_app *app, struct conn *c);
 
 /* Releases the Lua side of c before c is freed; its conn object then answers nil, "closed". */
 void lb_forget(struct lb_app *app, struct conn *c);

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "lua_bridge.h"
 #include "server.h"
+#include "watch.h"
 
 #ifndef MOONWIRE_VERSION
 #define MOONWIRE_VERSION "0.1.0"
@@ -23,7 +24,9 @@
 static const char usage[] =
     "usage: moonwire [options] [APP]\n"
     "\n"
-    "Serves the WebSocket app APP: a Lua file, or a folder holding app.lua.\n"
+    "Serves the WebSocket app APP on every path: a Lua file, or a folder holding app.lua\n"
+    "(and optionally public/, served as static files). A config file can mount\n"
+    "several apps at different paths instead (apps = { [\"/chat\"] = \"...\" }).\n"
     "\n"
     "options:\n"
     "  -c, --config FILE       Lua config file (default: none; built-in defaults)\n"
@@ -31,20 +34,22 @@ static const char usage[] =
     "      --host ADDR         listen address (default 127.0.0.1)\n"
     "      --max-message SIZE  largest message accepted, in bytes, or with a K, M or G\n"
     "                          suffix (default 16M; 0 for no limit)\n"
-    "      --check             load the config and the app, report errors, exit\n"
+    "      --watch             reload an app when its Lua files change\n"
+    "      --check             load the config and the apps, report errors, exit\n"
     "      --log-level LEVEL   debug, info, warn or error (default info)\n"
     "  -v, --version           print the version and exit\n"
     "  -h, --help              print this help and exit\n"
     "\n"
-    "signals: SIGTERM or SIGINT stop accepting, close every connection with 1001 and\n"
-    "exit within shutdown_timeout; a second one exits at once.\n"
+    "signals: SIGHUP reloads every app without closing a connection; SIGTERM or\n"
+    "SIGINT stop accepting, close every connection with 1001 and exit within\n"
+    "shutdown_timeout (a second one exits at once).\n"
     "\n"
     "examples:\n"
     "  moonwire examples/echo\n"
     "  moonwire --port 9001 examples/echo\n"
     "  moonwire -c conf/moonwire.conf.lua examples/chat\n"
     "\n"
-    "docs/command-line.md and docs/configuration.md have the details.\n";
+    "docs/command-line.md, docs/configuration.md and docs/lua-api.md have the details.\n";
 
 /* Parses a byte count with an optional binary suffix: 1048576, 1024K, 16M, 1G. */
 static int parse_size(const char *s, uint64_t *out)
@@ -99,6 +104,36 @@ static const char *option_name(char **argv)
     return name;
 }
 
+static void on_files_changed(void *ud, void *key)
+{
+    struct server *srv = ud;
+    struct lb_app *app = key;
+    log_info("files changed: reloading %s", app ? lb_app_name(app) : "every app (scripts/)");
+    srv_reload(srv, app);
+}
+
+/* --watch: each app's folder reloads that app; the shipped scripts/ reload every app. */
+static int start_watching(struct server *srv)
+{
+    srv->watch = watch_new(srv->loop, on_files_changed, srv);
+    if (!srv->watch) {
+        fprintf(stderr, "moonwire: --watch: cannot start inotify: %s\n", strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < srv->nmounts; i++) {
+        const char *dir = lb_app_dir(srv->mounts[i].app);
+        if (watch_add(srv->watch, dir, srv->mounts[i].app) < 0) {
+            fprintf(stderr, "moonwire: --watch: cannot watch %s: %s%s\n", dir, strerror(errno),
+                    errno == ENOSPC ? " (raise fs.inotify.max_user_watches)" : "");
+            return -1;
+        }
+    }
+    if (watch_add(srv->watch, srv->cfg->scripts_dir, NULL) < 0)
+        log_warn("--watch: cannot watch %s: %s; changes there need SIGHUP",
+                 srv->cfg->scripts_dir, strerror(errno));
+    return 0;
+}
+
 static void usage_error(const char *fmt, const char *arg)
 {
     fprintf(stderr, "moonwire: ");
@@ -109,13 +144,14 @@ static void usage_error(const char *fmt, const char *arg)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_HOST = 256, OPT_MAX_MESSAGE, OPT_CHECK, OPT_LOG_LEVEL };
+    enum { OPT_HOST = 256, OPT_MAX_MESSAGE, OPT_CHECK, OPT_LOG_LEVEL, OPT_WATCH };
     static const struct option options[] = {
         { "config", required_argument, NULL, 'c' },
         { "port", required_argument, NULL, 'p' },
         { "host", required_argument, NULL, OPT_HOST },
         { "max-message", required_argument, NULL, OPT_MAX_MESSAGE },
         { "check", no_argument, NULL, OPT_CHECK },
+        { "watch", no_argument, NULL, OPT_WATCH },
         { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
         { "version", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
@@ -124,7 +160,7 @@ int main(int argc, char **argv)
     const char *config_file = NULL, *host = NULL;
     long port = -1;
     uint64_t max_message = 0;
-    bool have_max_message = false, check = false;
+    bool have_max_message = false, check = false, watch = false;
 
     int opt;
     opterr = 0;
@@ -145,6 +181,7 @@ int main(int argc, char **argv)
             have_max_message = true;
             break;
         case OPT_CHECK: check = true; break;
+        case OPT_WATCH: watch = true; break;
         case OPT_LOG_LEVEL: {
             enum log_level level;
             if (log_parse_level(optarg, &level) < 0)
@@ -176,8 +213,19 @@ int main(int argc, char **argv)
         cfg.nlisten = 1;
     }
     if (have_max_message) cfg.limits.max_message = max_message;
-    if (optind < argc) snprintf(cfg.app, sizeof cfg.app, "%s", argv[optind]);
-    if (!cfg.app[0]) usage_error("%s", "no app given: try 'moonwire examples/echo'");
+    if (optind < argc) {
+        /* The command line's APP serves every path the config's apps do not. */
+        for (size_t i = 0; i < cfg.napps; i++)
+            if (strcmp(cfg.apps[i].path, "/") == 0)
+                usage_error("%s", "both APP and the config's apps[\"/\"] name an app for /; "
+                                  "keep one");
+        if (cfg.napps == CFG_MAX_APPS) usage_error("%s", "too many apps");
+        struct cfg_app *a = &cfg.apps[cfg.napps++];
+        snprintf(a->path, sizeof a->path, "/");
+        snprintf(a->dir, sizeof a->dir, "%s", argv[optind]);
+    }
+    if (!cfg.napps) usage_error("%s", "no app given: try 'moonwire examples/echo'");
+    cfg.watch = watch;
     find_scripts_dir(cfg.scripts_dir, sizeof cfg.scripts_dir);
 
     static struct server srv;
@@ -187,28 +235,42 @@ int main(int argc, char **argv)
         return 1;
     }
     srv_init(&srv, loop, &cfg);
+    int status = 0;
     struct lb_limits limits = { cfg.sandbox.instructions, cfg.sandbox.memory };
-    srv.app = lb_app_load(&srv, cfg.app, cfg.scripts_dir, &limits, err, sizeof err);
-    if (!srv.app) {
-        fprintf(stderr, "moonwire: %s\n", err);
-        return 1;
+    for (size_t i = 0; i < cfg.napps; i++) {
+        const struct cfg_app *a = &cfg.apps[i];
+        struct lb_app *app = lb_app_load(&srv, a->dir, cfg.scripts_dir, &limits, err, sizeof err);
+        if (!app) {
+            fprintf(stderr, "moonwire: app %s (for %s): %s\n", a->dir, a->path, err);
+            status = 1;
+            goto done;
+        }
+        srv_mount(&srv, a->path, app);
     }
     if (check) {
-        printf("moonwire: %s%s%s and app %s are valid\n", config_file ? "config " : "",
-               config_file ? config_file : "", config_file ? "" : "defaults", cfg.app);
-        lb_app_free(srv.app);
-        return 0;
+        printf("moonwire: %s%s and %zu app%s are valid\n", config_file ? "config " : "defaults",
+               config_file ? config_file : "", cfg.napps, cfg.napps == 1 ? "" : "s");
+        goto done;
+    }
+    if (cfg.watch && start_watching(&srv) < 0) {
+        status = 1;
+        goto done;
     }
     if (srv_listen(&srv, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
-        lb_app_free(srv.app);
-        return 1;
+        status = 1;
+        goto done;
     }
-    log_info("moonwire %s serving app %s", MOONWIRE_VERSION, cfg.app);
+    for (size_t i = 0; i < srv.nmounts; i++)
+        log_info("moonwire %s serving %s at %s%s", MOONWIRE_VERSION,
+                 lb_app_name(srv.mounts[i].app), srv.mounts[i].path,
+                 lb_app_public_dir(srv.mounts[i].app) ? " (with static files)" : "");
     srv_run(&srv);
-    srv_destroy(&srv);
-    lb_app_free(srv.app);
-    ev_loop_destroy(loop);
     log_info("stopped");
-    return 0;
+done:
+    srv_destroy(&srv);
+    watch_free(srv.watch);
+    for (size_t i = 0; i < srv.nmounts; i++) lb_app_free(srv.mounts[i].app);
+    ev_loop_destroy(loop);
+    return status;
 }

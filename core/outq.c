@@ -38,6 +38,9 @@ static int grow(struct outq *q)
 
 int outq_push(struct outq *q, struct obuf *b, size_t off)
 {
+    /* An entry without bytes would keep the queue non-empty with nothing to write, and a flush
+     * that writes 0 bytes and consumes 0 bytes would never get past it. */
+    if (off == b->len) return 0;
     if (q->count == q->cap && grow(q) < 0) return -1;
     struct outq_entry *e = &q->ring[(q->head + q->count) & (q->cap - 1)];
     e->buf = obuf_ref(b);
@@ -49,6 +52,7 @@ int outq_push(struct outq *q, struct obuf *b, size_t off)
 
 int outq_append(struct outq *q, const void *p, size_t len)
 {
+    if (len == 0) return 0; /* as in outq_push: never queue an empty entry */
     if (q->count) {
         struct obuf *tail = q->ring[(q->head + q->count - 1) & (q->cap - 1)].buf;
         /* Only a buffer nobody else references may grow: a shared one is someone's frame. */

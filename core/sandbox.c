@@ -266,7 +266,7 @@ static int sb_require(lua_State *L)
 
 static int readonly_newindex(lua_State *L)
 {
-    return luaL_error(L, "attempt to modify a read-only library table (field '%s')",
+    return luaL_error(L, "attempt to modify a read-only table (field '%s')",
                       luaL_tolstring(L, 2, NULL));
 }
 
@@ -279,8 +279,7 @@ static int readonly_pairs(lua_State *L)
     return 3;
 }
 
-/* Pushes a read-only proxy of the table at index t. */
-static void push_readonly(lua_State *L, int t)
+void sb_push_readonly(lua_State *L, int t)
 {
     t = lua_absindex(L, t);
     lua_newtable(L);
@@ -329,7 +328,7 @@ void sb_push_env(struct sandbox *sb, int api_index)
 
     for (const char *const *lib = libs_proxied; *lib; lib++) {
         lua_getfield(L, libs, *lib);
-        push_readonly(L, -1);
+        sb_push_readonly(L, -1);
         lua_setfield(L, env, *lib);
         lua_pop(L, 1);
     }

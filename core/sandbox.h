@@ -52,6 +52,10 @@ struct sandbox *sb_of(lua_State *L);
  * it. Each app version gets its own, so a reload starts from clean globals. */
 void sb_push_env(struct sandbox *sb, int api_index);
 
+/* Pushes a read-only proxy of the table at index t: reads and pairs() reach the table, writes
+ * raise, and the proxy's metatable is locked. */
+void sb_push_readonly(lua_State *L, int t);
+
 /* Logs the values from stack index first on, joined by sep and converted like tostring, as
  * one line at level naming the app. For print and mw.log. */
 void sb_log_values(lua_State *L, int first, char sep, enum log_level level);

@@ -17,7 +17,7 @@
 #include "log.h"
 #include "lua_bridge.h"
 
-static void on_sweep(struct ev_loop *loop, ev_prepare *w, int revents);
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents);
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents);
 static void on_shutdown_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents);
@@ -27,8 +27,8 @@ int srv_init(struct server *srv, struct ev_loop *loop, const struct config *cfg)
     memset(srv, 0, sizeof *srv);
     srv->loop = loop;
     srv->cfg = cfg;
-    ev_prepare_init(&srv->sweep, on_sweep);
-    ev_prepare_start(loop, &srv->sweep);
+    ev_prepare_init(&srv->before_block, on_prepare);
+    ev_prepare_start(loop, &srv->before_block);
     ev_signal_init(&srv->sigterm, on_signal, SIGTERM);
     ev_signal_init(&srv->sigint, on_signal, SIGINT);
     ev_signal_init(&srv->sighup, on_signal, SIGHUP);
@@ -84,11 +84,51 @@ struct conn *srv_find_conn(const struct server *srv, uint32_t slot, uint64_t id)
     return c && c->id == id ? c : NULL;
 }
 
-struct lb_app *srv_route(struct server *srv, const char *path, size_t len)
+static struct conn *conn_from(const struct server *srv, uint32_t slot)
 {
-    (void)path;
-    (void)len;
-    return srv->app;
+    for (; slot < srv->nslots; slot++)
+        if (srv->slots[slot]) return srv->slots[slot];
+    return NULL;
+}
+
+struct conn *srv_first_conn(const struct server *srv) { return conn_from(srv, 0); }
+
+struct conn *srv_next_conn(const struct server *srv, const struct conn *c)
+{
+    return conn_from(srv, c->slot + 1);
+}
+
+int srv_mount(struct server *srv, const char *path, struct lb_app *app)
+{
+    size_t len = strlen(path);
+    if (srv->nmounts == sizeof srv->mounts / sizeof srv->mounts[0] ||
+        len >= sizeof srv->mounts[0].path)
+        return -1;
+    for (size_t i = 0; i < srv->nmounts; i++)
+        if (strcmp(srv->mounts[i].path, path) == 0) return -1;
+    struct mount *m = &srv->mounts[srv->nmounts++];
+    memcpy(m->path, path, len + 1);
+    m->len = len;
+    m->app = app;
+    return 0;
+}
+
+const struct mount *srv_route(const struct server *srv, const char *path, size_t len)
+{
+    const struct mount *best = NULL;
+    for (size_t i = 0; i < srv->nmounts; i++) {
+        const struct mount *m = &srv->mounts[i];
+        bool covers = m->len == 1 || (len >= m->len && memcmp(path, m->path, m->len) == 0 &&
+                                      (len == m->len || path[m->len] == '/'));
+        if (covers && (!best || m->len > best->len)) best = m;
+    }
+    return best;
+}
+
+void srv_reload(struct server *srv, struct lb_app *only)
+{
+    for (size_t i = 0; i < srv->nmounts; i++)
+        if (!only || srv->mounts[i].app == only) lb_app_reload(srv->mounts[i].app);
 }
 
 /* ---- the sweep ----------------------------------------------------------------------------- */
@@ -103,20 +143,53 @@ void srv_schedule(struct server *srv, struct conn *c)
     srv->pending_tail = c;
 }
 
-/* Runs before the loop blocks, outside every connection callback: the one place where
- * connections are freed and app.close runs. Work it causes (an app.close that closes another
- * connection) joins the list and is handled in the same sweep. */
-static void on_sweep(struct ev_loop *loop, ev_prepare *w, int revents)
+void srv_mark_dirty(struct server *srv, struct conn *c)
+{
+    if (c->dirty) return;
+    c->dirty = true;
+    c->next_dirty = srv->dirty_head;
+    srv->dirty_head = c;
+}
+
+static void flush_dirty(struct server *srv)
+{
+    struct conn *c;
+    while ((c = srv->dirty_head)) {
+        srv->dirty_head = c->next_dirty;
+        c->dirty = false;
+        conn_flush(c);
+    }
+}
+
+/* Frees DEAD connections and runs app.close: the one place where that happens, outside every
+ * connection callback. Work it causes (an app.close that closes or sends to another
+ * connection) joins the lists and is handled in the same turn. */
+static void sweep(struct server *srv)
+{
+    /* Work on a snapshot: what is scheduled meanwhile waits for the next round, after the next
+     * flush, so a connection kept because it still had output to flush comes back. */
+    struct conn *c = srv->pending_head;
+    srv->pending_head = srv->pending_tail = NULL;
+    while (c) {
+        struct conn *next = c->next_pending;
+        /* Still marked pending while swept, so it cannot be queued twice meanwhile. */
+        if (!conn_sweep(c)) {
+            c->pending = false;
+            if (c->state == CONN_DEAD) srv_schedule(srv, c);
+        }
+        c = next;
+    }
+}
+
+/* Runs just before the loop blocks: write out what this turn queued, then sweep. A connection
+ * still waiting to be flushed is not freed (conn_sweep keeps it); the next round frees it. */
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)revents;
-    struct server *srv = container_of(w, struct server, sweep);
-    struct conn *c;
-    while ((c = srv->pending_head)) {
-        srv->pending_head = c->next_pending;
-        if (!srv->pending_head) srv->pending_tail = NULL;
-        /* Still marked pending while swept, so it cannot be queued twice; cleared after, unless
-         * the sweep freed it. */
-        if (!conn_sweep(c)) c->pending = false;
+    struct server *srv = container_of(w, struct server, before_block);
+    while (srv->dirty_head || srv->pending_head) {
+        flush_dirty(srv);
+        sweep(srv);
     }
     if (srv->draining && srv->nconns == 0) ev_break(loop, EVBREAK_ALL);
 }
@@ -276,7 +349,10 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)loop;
     (void)revents;
     if (w->signum == SIGHUP) {
-        log_info("SIGHUP: nothing to reload in this version; connections are unaffected");
+        struct server *srv = container_of(w, struct server, sighup);
+        log_info("SIGHUP: reloading %zu app%s; connections stay open", srv->nmounts,
+                 srv->nmounts == 1 ? "" : "s");
+        srv_reload(srv, NULL);
         return;
     }
     struct server *srv = container_of(w, struct server, sigterm);
@@ -295,9 +371,9 @@ void srv_destroy(struct server *srv)
 {
     close_listeners(srv);
     abort_all(srv);
-    /* One last sweep frees what abort_all left, app.close included. */
-    on_sweep(srv->loop, &srv->sweep, 0);
-    ev_prepare_stop(srv->loop, &srv->sweep);
+    /* One last turn frees what abort_all left, app.close included. */
+    on_prepare(srv->loop, &srv->before_block, 0);
+    ev_prepare_stop(srv->loop, &srv->before_block);
     ev_signal_stop(srv->loop, &srv->sigterm);
     ev_signal_stop(srv->loop, &srv->sigint);
     ev_signal_stop(srv->loop, &srv->sighup);

@@ -1,9 +1,9 @@
 /* The server: one libev loop, its listeners, the table of connections, the apps they are routed
  * to, and the process lifecycle (signals, drain on shutdown).
  *
- * Also owns two loop-wide buffers: the read buffer every connection reads into (64 KiB, so an
- * idle connection needs none of its own) and the cork buffer that batches the replies of the
- * connection being processed. */
+ * Before the loop blocks, the server flushes every connection that queued output during the
+ * turn and sweeps the connections that closed (see on_prepare). It also owns the loop-wide read
+ * buffer every connection reads into (64 KiB), so an idle connection needs none of its own. */
 #ifndef MOONWIRE_SERVER_H
 #define MOONWIRE_SERVER_H
 
@@ -18,8 +18,16 @@
 
 struct conn;
 struct lb_app;
+struct watch;
 
 #define SRV_READ_BUFFER (64 * 1024)
+
+/* An app mounted at a path prefix. */
+struct mount {
+    char path[256]; /* "/chat", or "/" for every path */
+    size_t len;
+    struct lb_app *app;
+};
 
 struct listener {
     struct server *srv;
@@ -31,7 +39,9 @@ struct listener {
 struct server {
     struct ev_loop *loop;
     const struct config *cfg;
-    struct lb_app *app;        /* served on every path */
+    struct mount mounts[CFG_MAX_APPS + 1];
+    size_t nmounts;
+    struct watch *watch;       /* --watch: reloads apps whose files change */
 
     struct listener listeners[CFG_MAX_LISTEN];
     size_t nlisteners;
@@ -45,10 +55,12 @@ struct server {
     uint64_t next_id;
     size_t nconns;
 
-    /* Connections with work for the sweep (app.close to call, memory to free). */
+    /* Connections with work for the sweep (app.close to call, memory to free), and connections
+     * with output to flush; both are handled before the loop blocks. */
     struct conn *pending_head;
     struct conn *pending_tail;
-    ev_prepare sweep;
+    struct conn *dirty_head;
+    ev_prepare before_block;
 
     ev_signal sigterm;
     ev_signal sigint;
@@ -56,9 +68,6 @@ struct server {
     ev_timer shutdown_timer;
     bool draining;
 
-    struct conn *corked;       /* whose input is being processed */
-    size_t cork_len;
-    uint8_t cork[SRV_READ_BUFFER];
     uint8_t rbuf[SRV_READ_BUFFER];
 };
 
@@ -78,8 +87,16 @@ void srv_destroy(struct server *srv);
 /* Stops accepting and closes every connection with 1001, giving them shutdown_timeout. */
 void srv_drain(struct server *srv);
 
-/* The app for a request path, or NULL. */
-struct lb_app *srv_route(struct server *srv, const char *path, size_t len);
+/* Mounts app at path ("/" for every path). Returns 0, or -1 when the path is taken or the
+ * table is full. */
+int srv_mount(struct server *srv, const char *path, struct lb_app *app);
+
+/* The mount serving a request path: the longest mount path that is the request path or a
+ * parent of it ("/chat" serves "/chat" and "/chat/x", not "/chatroom"). NULL when none does. */
+const struct mount *srv_route(const struct server *srv, const char *path, size_t len);
+
+/* Reloads every app (SIGHUP), or the one given (--watch). */
+void srv_reload(struct server *srv, struct lb_app *only);
 
 /* Gives c a slot and an id. Returns 0, or -1 when out of memory. */
 int srv_attach(struct server *srv, struct conn *c);
@@ -91,10 +108,15 @@ struct conn *srv_find_conn(const struct server *srv, uint32_t slot, uint64_t id)
 /* Puts c on the pending list for the next sweep (once). */
 void srv_schedule(struct server *srv, struct conn *c);
 
-/* Writes out the corked replies (conn.c). */
-void srv_flush_cork(struct server *srv);
+/* Puts c on the list of connections to flush before the loop blocks (once). */
+void srv_mark_dirty(struct server *srv, struct conn *c);
 
-/* The loop's time in seconds (cached per iteration). */
+/* The loop's time in seconds (cached per iteration), and the loop itself. */
 double srv_now(const struct server *srv);
+static inline struct ev_loop *srv_loop(const struct server *srv) { return srv->loop; }
+
+/* Iterates the connections: srv_first_conn, then srv_next_conn until NULL. */
+struct conn *srv_first_conn(const struct server *srv);
+struct conn *srv_next_conn(const struct server *srv, const struct conn *c);
 
 #endif

@@ -117,14 +117,14 @@ describe("--check", function()
     it("says a valid app is valid and exits 0", function()
         local out, code = run("--check " .. ECHO)
         assert.are.equal(0, code, out)
-        assert.is_true(has(out, "app " .. ECHO .. " are valid"), out)
+        assert.is_true(has(out, "defaults and 1 app are valid"), out)
     end)
 
     it("says a valid config and app are valid and exits 0", function()
         local path = conf("good.lua", "limits = { max_message = 1 << 20 }\n")
         local out, code = run("--check -c " .. q(path) .. " " .. ECHO)
         assert.are.equal(0, code, out)
-        assert.is_true(has(out, "config " .. path .. " and app " .. ECHO .. " are valid"), out)
+        assert.is_true(has(out, "config " .. path .. " and 1 app are valid"), out)
     end)
 
     it("reports a broken app with file:line and exits 1", function()
@@ -149,7 +149,7 @@ describe("config file errors exit 1 with file:line", function()
     -- { label, file text, texts the message must hold (FILE stands for the path) }
     local cases = {
         { "an unknown top-level key", "-- settings\nlisten = { { port = 0 } }\nx = 1\n",
-          { "FILE:3: unknown setting 'x'", "(known: listen, limits, sandbox)" } },
+          { "FILE:3: unknown setting 'x'", "(known: listen, apps, limits, sandbox)" } },
         { "limits.unknown", "-- settings\nlimits = { max_message = 1024, unknown = 2 }\n",
           { "FILE:2: limits.unknown is not a known setting",
             "(known: max_message, max_header_bytes, ", "shutdown_timeout)" } },

@@ -243,8 +243,8 @@ describe("a bad request", function()
 
     -- label, request, status, a word of the explanation, fields the answer must carry
     local cases = {
-        { "POST gets 405 with Allow: GET", request { line = "POST / HTTP/1.1" }, 405, "GET",
-          { Allow = "GET" } },
+        { "POST gets 405 with Allow: GET, HEAD", request { line = "POST / HTTP/1.1" }, 405,
+          "GET", { Allow = "GET, HEAD" } },
         { "a lower-case method gets 405", request { line = "get / HTTP/1.1" }, 405, "GET" },
         { "a plain GET gets 426 with Upgrade: websocket",
           "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 426, "WebSocket",

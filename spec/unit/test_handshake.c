@@ -97,7 +97,10 @@ static const struct check_case checks[] = {
       "Sec-WebSocket-Key: ++++////AAAAzzzz0000gg==\r\n" VERSION END, 0 },
     /* Method. */
     { "POST", "POST /chat HTTP/1.1\r\n" HOST UPGRADE CONNECTION KEY VERSION END, HS_E_METHOD },
-    { "HEAD", "HEAD /chat HTTP/1.1\r\n" HOST UPGRADE CONNECTION KEY VERSION END, HS_E_METHOD },
+    /* HEAD is a plain request (static files); only GET upgrades. */
+    { "HEAD, even asking for an upgrade",
+      "HEAD /chat HTTP/1.1\r\n" HOST UPGRADE CONNECTION KEY VERSION END, HS_NOT_UPGRADE },
+    { "plain HEAD", "HEAD / HTTP/1.1\r\n" HOST END, HS_NOT_UPGRADE },
     { "PUT without upgrade fields", "PUT / HTTP/1.1\r\n" HOST END, HS_E_METHOD },
     /* Methods are case-sensitive (RFC 9110 9.1): "get" is not GET. */
     { "get in lower case", "get /chat HTTP/1.1\r\n" HOST UPGRADE CONNECTION KEY VERSION END,
@@ -114,6 +117,9 @@ static const struct check_case checks[] = {
     { "Upgrade: websockets", LINE HOST "Upgrade: websockets\r\n" CONNECTION KEY VERSION END,
       HS_NOT_UPGRADE },
     { "plain GET over HTTP/1.0", "GET / HTTP/1.0\r\n" HOST END, HS_NOT_UPGRADE },
+    /* HTTP/1.0 may leave Host out of plain requests; HTTP/1.1 and upgrades may not. */
+    { "plain GET over HTTP/1.0 without Host", "GET / HTTP/1.0\r\n" END, HS_NOT_UPGRADE },
+    { "plain GET over HTTP/1.1 without Host", "GET / HTTP/1.1\r\n" END, HS_E_BAD_REQUEST },
     /* Connection. */
     { "missing Connection", LINE HOST UPGRADE KEY VERSION END, HS_E_BAD_REQUEST },
     { "Connection without upgrade", LINE HOST UPGRADE "Connection: keep-alive\r\n" KEY VERSION END,

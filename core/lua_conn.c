@@ -1,0 +1,226 @@
+/* The Lua `conn` object. It holds the connection's id and table slot, never a pointer: every
+ * method looks the connection up again and answers nil, "closed" once it is gone, however long
+ * the app kept the object. Each connection has one cached userdata, made when the connection
+ * first reaches Lua and released when it is freed, so dispatching a message builds no table. */
+#include <arpa/inet.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "conn.h"
+#include "lua_app.h"
+#include "server.h"
+#include "utf8.h"
+#include "ws_close.h"
+
+static const char conn_meta[] = "moonwire.conn";
+
+_Static_assert(LB_NO_REF == LUA_NOREF, "LB_NO_REF must match Lua's LUA_NOREF");
+
+struct lb_conn {
+    uint64_t id;
+    uint32_t slot;
+};
+
+/* The connection behind the conn object at index 1, or NULL once it is gone. Raises when the
+ * argument is not a conn (a misuse, such as conn.send() instead of conn:send()). */
+static struct conn *check_conn(lua_State *L)
+{
+    struct lb_conn *u = luaL_checkudata(L, 1, conn_meta);
+    struct conn *c = srv_find_conn(lb_app_of(L)->srv, u->slot, u->id);
+    return c && c->state == CONN_OPEN ? c : NULL;
+}
+
+static int closed_result(lua_State *L)
+{
+    luaL_pushfail(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+}
+
+/* conn:send(data [, binary]) -> true | false, "backpressure" | nil, "closed" */
+static int conn_send(lua_State *L)
+{
+    struct conn *c = check_conn(L);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    bool binary = lua_toboolean(L, 3);
+    if (!binary) {
+        uint32_t st = UTF8_ACCEPT;
+        if (!utf8_validate(&st, (const uint8_t *)data, len) || !utf8_complete(st))
+            return luaL_error(L, "conn:send: text is not valid UTF-8; send bytes as binary "
+                                 "with conn:send(data, true)");
+    }
+    if (!c) return closed_result(L);
+    switch (conn_send_message(c, data, len, binary)) {
+    case CONN_SENT: lua_pushboolean(L, 1); return 1;
+    case CONN_BACKPRESSURE:
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "backpressure");
+        return 2;
+    default: return closed_result(L);
+    }
+}
+
+/* conn:close([code [, reason]]) -> true | nil, "closed" */
+static int conn_close_method(lua_State *L)
+{
+    struct conn *c = check_conn(L);
+    lua_Integer code = luaL_optinteger(L, 2, WS_CLOSE_NORMAL);
+    size_t len = 0;
+    const char *reason = luaL_optlstring(L, 3, "", &len);
+    if (code < 0 || code > 0xFFFF || !ws_close_code_is_valid((unsigned)code))
+        return luaL_error(L, "conn:close: %I is not a close code an endpoint may send "
+                             "(use 1000-1003, 1007-1014 or 3000-4999)", code);
+    uint32_t st = UTF8_ACCEPT;
+    if (!utf8_validate(&st, (const uint8_t *)reason, len) || !utf8_complete(st))
+        return luaL_error(L, "conn:close: the reason is not valid UTF-8");
+    if (!c) return closed_result(L);
+    conn_close(c, (unsigned)code, reason, len); /* a long reason is cut at 123 bytes */
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* conn:subscribe(topic) -> true | false (already) | nil, "closed" */
+static int conn_subscribe(lua_State *L)
+{
+    struct conn *c = check_conn(L);
+    size_t len;
+    const char *topic = luaL_checklstring(L, 2, &len);
+    if (!c) return closed_result(L);
+    int rc = topic_subscribe(&lb_app_of(L)->topics, &c->topics, c, topic, len);
+    if (rc < 0) return luaL_error(L, "conn:subscribe: out of memory");
+    lua_pushboolean(L, rc);
+    return 1;
+}
+
+/* conn:unsubscribe(topic) -> true | false (was not) | nil, "closed" */
+static int conn_unsubscribe(lua_State *L)
+{
+    struct conn *c = check_conn(L);
+    size_t len;
+    const char *topic = luaL_checklstring(L, 2, &len);
+    if (!c) return closed_result(L);
+    lua_pushboolean(L, topic_unsubscribe(&lb_app_of(L)->topics, &c->topics, topic, len));
+    return 1;
+}
+
+/* conn.data: a table of the app's own, made on first use. */
+static void push_data(lua_State *L, int ud)
+{
+    if (lua_getiuservalue(L, ud, 1) == LUA_TTABLE) return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, ud, 1);
+}
+
+/* __index: methods first (upvalue 1), then the fields. */
+static int conn_index(lua_State *L)
+{
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    lua_pop(L, 1);
+    struct lb_conn *u = luaL_checkudata(L, 1, conn_meta);
+    const char *key = lua_tostring(L, 2);
+    if (!key) return 0;
+    if (strcmp(key, "id") == 0) {
+        lua_pushinteger(L, (lua_Integer)u->id);
+        return 1;
+    }
+    if (strcmp(key, "data") == 0) {
+        push_data(L, 1);
+        return 1;
+    }
+    struct conn *c = srv_find_conn(lb_app_of(L)->srv, u->slot, u->id);
+    if (!c) return 0; /* gone: only id and data remain */
+    if (strcmp(key, "ip") == 0) {
+        char ip[INET6_ADDRSTRLEN];
+        conn_format_ip(c, ip, sizeof ip);
+        lua_pushstring(L, ip);
+    } else if (strcmp(key, "path") == 0) {
+        lua_pushstring(L, c->path);
+    } else if (strcmp(key, "protocol") == 0) {
+        lua_pushstring(L, c->protocol); /* nil without one */
+    } else if (strcmp(key, "open") == 0) {
+        lua_pushboolean(L, c->state == CONN_OPEN);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static int conn_newindex(lua_State *L)
+{
+    const char *key = lua_tostring(L, 2);
+    if (key && strcmp(key, "data") == 0) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_settop(L, 3);
+        lua_setiuservalue(L, 1, 1);
+        return 0;
+    }
+    return luaL_error(L, "conn.%s cannot be set; keep your own values in conn.data",
+                      key ? key : "?");
+}
+
+static int conn_tostring(lua_State *L)
+{
+    struct lb_conn *u = luaL_checkudata(L, 1, conn_meta);
+    lua_pushfstring(L, "conn %I", (lua_Integer)u->id);
+    return 1;
+}
+
+void lb_conn_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        { "send", conn_send },
+        { "close", conn_close_method },
+        { "subscribe", conn_subscribe },
+        { "unsubscribe", conn_unsubscribe },
+        { NULL, NULL },
+    };
+    luaL_newmetatable(L, conn_meta);
+    luaL_newlib(L, methods);
+    lua_pushcclosure(L, conn_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, conn_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, conn_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "locked");
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+}
+
+/* Pushes c's conn object, making it on first use. */
+void lb_push_conn(struct lb_app *app, struct conn *c)
+{
+    lua_State *L = app->sb.L;
+    if (c->lua_ref != LB_NO_REF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, c->lua_ref);
+        return;
+    }
+    struct lb_conn *u = lua_newuserdatauv(L, sizeof *u, 1);
+    u->id = c->id;
+    u->slot = c->slot;
+    luaL_setmetatable(L, conn_meta);
+    lua_pushvalue(L, -1);
+    c->lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void lb_forget(struct lb_app *app, struct conn *c)
+{
+    if (c->lua_ref == LB_NO_REF) return;
+    luaL_unref(app->sb.L, LUA_REGISTRYINDEX, c->lua_ref);
+    c->lua_ref = LB_NO_REF;
+}
+
+void lb_conn_set_data(struct lb_app *app, struct conn *c)
+{
+    lua_State *L = app->sb.L;
+    lb_push_conn(app, c);
+    lua_insert(L, -2);
+    lua_setiuservalue(L, -2, 1);
+    lua_pop(L, 1);
+}

@@ -1,0 +1,73 @@
+/* Pub/sub membership for one app: which members (connections) are subscribed to which topics.
+ *
+ * Both directions are kept: each topic has an array of members, each member a set of
+ * references to its topics, and each side knows where it sits in the other. Subscribing,
+ * unsubscribing and a member leaving all its topics cost O(1) per topic; a publish walks a
+ * plain array. Pure: no I/O, no Lua; members are opaque pointers. */
+#ifndef MOONWIRE_TOPICS_H
+#define MOONWIRE_TOPICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct topic;
+
+/* Where one of a member's topics keeps it: the topic and the member's index in it. */
+struct topic_ref {
+    struct topic *topic;
+    uint32_t index;
+};
+
+/* A member's topics. Embed one per member, zeroed; it owns no memory until the first
+ * subscription and none after topic_leave_all. */
+struct topic_set {
+    struct topic_ref *refs;
+    uint32_t count;
+    uint32_t cap;
+};
+
+/* An entry of a topic's member array. */
+struct topic_member {
+    void *member;
+    struct topic_set *set;
+    uint32_t ref; /* index of this topic in set->refs */
+};
+
+struct topic {
+    struct topic *next; /* hash chain */
+    uint64_t hash;
+    struct topic_member *members;
+    uint32_t count;
+    uint32_t cap;
+    size_t name_len;
+    char name[];
+};
+
+/* All topics of one app. Zero it to start; topic_table_free releases it. */
+struct topic_table {
+    struct topic **buckets;
+    size_t nbuckets; /* a power of two, or 0 before the first topic */
+    size_t count;    /* topics with at least one member */
+};
+
+/* Subscribes member (whose set is set) to the topic name[0..len).
+ * Returns 1 when subscribed, 0 when it already was, -1 when out of memory (nothing changed). */
+int topic_subscribe(struct topic_table *t, struct topic_set *set, void *member, const char *name,
+                    size_t len);
+
+/* Unsubscribes the member of set from the topic. Returns 1, or 0 when it was not subscribed.
+ * A topic left without members is freed. */
+int topic_unsubscribe(struct topic_table *t, struct topic_set *set, const char *name, size_t len);
+
+/* Unsubscribes the member of set from every topic and frees the set's memory. */
+void topic_leave_all(struct topic_table *t, struct topic_set *set);
+
+/* The topic with that name, or NULL when nobody is subscribed. Its members array is valid until
+ * the next change to the table. */
+const struct topic *topic_find(const struct topic_table *t, const char *name, size_t len);
+
+/* Frees every topic and the table's buckets; sets are left pointing at freed topics, so call it
+ * only when their members are gone too. */
+void topic_table_free(struct topic_table *t);
+
+#endif
