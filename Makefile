@@ -57,7 +57,7 @@ $(BUILD) $(BUILD)/obj $(BUILD)/asan:
 
 run: deps-run
 	$(MAKE) all
-	$(BUILD)/moonwire examples/echo
+	$(BUILD)/moonwire examples/chat
 
 test: deps-test
 	$(MAKE) all $(BUILD)/moonwire-asan $(BUILD)/unit-tests $(BUILD)/unit-tests-asan
