@@ -24,7 +24,8 @@ SERVER_OBJS := $(SERVER_SRCS:core/%.c=$(BUILD)/obj/%.o)
 ASAN_OBJS   := $(SERVER_SRCS:core/%.c=$(BUILD)/asan/%.o)
 # The pure modules the C unit tests link against.
 PURE_SRCS   := core/utf8.c core/ws_frame.c core/ws_close.c core/ws_reader.c core/http.c \
-               core/handshake.c core/outq.c core/topics.c core/static_files.c
+               core/handshake.c core/outq.c core/topics.c core/static_files.c \
+               core/ratelimit.c core/origin.c core/ip_table.c
 UNIT_SRCS   := $(wildcard spec/unit/test_*.c)
 
 .PHONY: all run test check-deps deps-build deps-run deps-test unit clean

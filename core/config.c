@@ -170,6 +170,43 @@ static int read_fields(struct loader *ld, const char *key, const struct field *f
     return 0;
 }
 
+/* A listener's tls: { cert = "...", key = "..." }, or a list of them for SNI. */
+static int read_tls(struct loader *ld, struct cfg_listen *l, size_t i)
+{
+    lua_State *L = ld->L;
+    if (!lua_istable(L, -1))
+        return failf(ld, "listen", "tls", "listen[%zu].tls must be { cert = \"cert.pem\", key = "
+                     "\"key.pem\" } or a list of such tables", i);
+    bool list = lua_rawlen(L, -1) > 0;
+    size_t n = list ? (size_t)lua_rawlen(L, -1) : 1;
+    if (n > CFG_MAX_CERTS)
+        return failf(ld, "listen", "tls", "listen[%zu].tls: at most %d certificates", i,
+                     CFG_MAX_CERTS);
+    for (size_t k = 1; k <= n; k++) {
+        if (list) lua_rawgeti(L, -1, (lua_Integer)k);
+        else lua_pushvalue(L, -1);
+        struct cfg_tls *t = &l->tls[k - 1];
+        if (!lua_istable(L, -1))
+            return failf(ld, "listen", "tls", "listen[%zu].tls[%zu] must be a table", i, k);
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            const char *f = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            if ((strcmp(f, "cert") != 0 && strcmp(f, "key") != 0) ||
+                lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) >= sizeof t->cert)
+                return failf(ld, "listen", f, "listen[%zu].tls: %s is not a known setting, or "
+                             "not a file name (known: cert, key)", i, f);
+            snprintf(strcmp(f, "cert") == 0 ? t->cert : t->key, sizeof t->cert, "%s",
+                     lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+        if (!t->cert[0] || !t->key[0])
+            return failf(ld, "listen", "tls", "listen[%zu].tls needs both cert and key", i);
+        lua_pop(L, 1);
+    }
+    l->ntls = n;
+    return 0;
+}
+
 static int read_listen(struct loader *ld, struct config *cfg)
 {
     lua_State *L = ld->L;
@@ -181,15 +218,16 @@ static int read_listen(struct loader *ld, struct config *cfg)
                      CFG_MAX_LISTEN);
     for (size_t i = 1; i <= n; i++) {
         struct cfg_listen *l = &cfg->listen[i - 1];
+        memset(l, 0, sizeof *l);
         lua_rawgeti(L, -1, (lua_Integer)i);
         if (!lua_istable(L, -1))
             return failf(ld, "listen", NULL, "listen[%zu] must be a table like { port = 8080 }", i);
         lua_pushnil(L);
         while (lua_next(L, -2)) {
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-            if (strcmp(k, "host") != 0 && strcmp(k, "port") != 0)
+            if (strcmp(k, "host") != 0 && strcmp(k, "port") != 0 && strcmp(k, "tls") != 0)
                 return failf(ld, "listen", k, "listen[%zu].%s is not a known setting (known: "
-                             "host, port)", i, k);
+                             "host, port, tls)", i, k);
             lua_pop(L, 1);
         }
         int ht = lua_getfield(L, -1, "host");
@@ -203,8 +241,11 @@ static int read_listen(struct loader *ld, struct config *cfg)
         int isint;
         lua_Integer port = lua_tointegerx(L, -1, &isint);
         if (!isint || port < 0 || port > 65535)
-            return failf(ld, "listen", "port", "listen[%zu].port must be a number from 0 to 65535", i);
+            return failf(ld, "listen", "port", "listen[%zu].port must be a number from 0 to 65535",
+                         i);
         l->port = (int)port;
+        lua_pop(L, 1);
+        if (lua_getfield(L, -1, "tls") != LUA_TNIL && read_tls(ld, l, i) < 0) return -1;
         lua_pop(L, 2);
     }
     cfg->nlisten = n;

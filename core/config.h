@@ -12,10 +12,21 @@
 
 #define CFG_MAX_LISTEN 16
 #define CFG_MAX_APPS 32
+#define CFG_MAX_CERTS 8
+
+/* A certificate and its private key, PEM files (paths as given: relative to the working
+ * folder). */
+struct cfg_tls {
+    char cert[1024];
+    char key[1024];
+};
 
 struct cfg_listen {
     char host[256];
     int port; /* 0: any free port (the log line says which) */
+    /* TLS when ntls > 0: the first certificate is the default, the others are chosen by SNI. */
+    struct cfg_tls tls[CFG_MAX_CERTS];
+    size_t ntls;
 };
 
 /* Every limit has a default that protects a server exposed to the internet; 0 turns one off. */

@@ -19,6 +19,7 @@
 #include "handshake.h"
 #include "http.h"
 #include "static_files.h"
+#include "tls.h"
 #include "lua_bridge.h"
 #include "log.h"
 #include "server.h"
@@ -53,7 +54,8 @@ static void end_file(struct conn *c)
 }
 
 
-struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer)
+struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer,
+                      struct tls_context *tls)
 {
     struct conn *c = calloc(1, sizeof *c);
     if (!c) {
@@ -62,12 +64,18 @@ struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer)
     }
     c->srv = srv;
     c->fd = fd;
+    c->tr = &transport_tcp;
+    if (tls && tls_attach(c, tls) < 0) {
+        close(fd);
+        free(c);
+        return NULL;
+    }
     c->peer = *peer;
     c->lua_ref = LB_NO_REF;
     c->state = CONN_HANDSHAKE;
     c->last_rx = ev_now(srv->loop);
     if (srv_attach(srv, c) < 0) {
-        close(fd);
+        c->tr->close(c);
         free(c);
         return NULL;
     }
@@ -159,8 +167,17 @@ static void shut_write_if_done(struct conn *c)
     if (c->wr_shut || !outq_empty(&c->outq) || c->file) return;
     if (c->state != CONN_CLOSING && c->state != CONN_LINGER) return;
     /* Our last frame or response is out: send FIN, keep reading until the peer's. */
-    shutdown(c->fd, SHUT_WR);
+    c->tr->shutdown(c);
     c->wr_shut = true;
+}
+
+/* Starts reading again after a pause. Input the TLS layer already holds would never wake the
+ * watcher, so it gets an event of its own. */
+static void resume_reading(struct conn *c)
+{
+    c->read_paused = false;
+    ev_io_start(c->srv->loop, &c->rio);
+    if (c->tr->pending(c)) ev_feed_event(c->srv->loop, &c->rio, EV_READ);
 }
 
 /* Pauses reading while the queue is past send_buffer, so a client that sends without reading
@@ -201,9 +218,7 @@ static void conn_writev(struct conn *c, struct iovec *iov, int n)
     for (int i = 0; i < n; i++) total += iov[i].iov_len;
     size_t done = 0;
     if (total >= DIRECT_WRITE_MIN && outq_empty(&c->outq) && !c->file) {
-        ssize_t w;
-        do w = writev(c->fd, iov, n);
-        while (w < 0 && errno == EINTR);
+        ssize_t w = c->tr->writev(c, iov, n);
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             conn_drop(c, strerror(errno));
             return;
@@ -284,12 +299,12 @@ void conn_flush(struct conn *c)
         }
         struct iovec iov[64];
         int n = outq_iov(&c->outq, iov, 64);
-        ssize_t done = writev(c->fd, iov, n);
+        ssize_t done = c->tr->writev(c, iov, n);
         if (done < 0) {
-            if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                /* The kernel is full: the rest waits for the socket to be writable. */
-                ev_io_start(loop, &c->wio);
+                /* The kernel is full: the rest waits for the socket to be writable (or, for
+                 * TLS in the middle of a handshake message, readable: reads stay on). */
+                if (!(c->io_wants & IO_WRITE_WANTS_READ)) ev_io_start(loop, &c->wio);
                 return;
             }
             conn_drop(c, strerror(errno));
@@ -298,25 +313,31 @@ void conn_flush(struct conn *c)
         outq_consume(&c->outq, (size_t)done);
     }
     if (c->state == CONN_DEAD) return;
-    ev_io_stop(loop, &c->wio);
+    /* A TLS read that waits for the socket to be writable keeps the watcher. */
+    if (!(c->io_wants & IO_READ_WANTS_WRITE)) ev_io_stop(loop, &c->wio);
     shut_write_if_done(c);
 
     size_t limit = cfg_of(c)->limits.send_buffer;
-    if (c->read_paused && c->outq.bytes <= limit / 2) {
-        c->read_paused = false;
-        ev_io_start(loop, &c->rio);
-    }
+    if (c->read_paused && c->outq.bytes <= limit / 2) resume_reading(c);
     if (c->want_drain && c->state == CONN_OPEN) {
         c->want_drain = false;
         lb_drain(c->app, c);
     }
 }
 
+static void conn_read(struct conn *c);
+
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     (void)revents;
-    conn_flush(container_of(w, struct conn, wio));
+    struct conn *c = container_of(w, struct conn, wio);
+    if (c->io_wants & IO_READ_WANTS_WRITE) {
+        c->io_wants &= (uint8_t)~IO_READ_WANTS_WRITE;
+        conn_read(c);
+        if (c->state == CONN_DEAD) return;
+    }
+    conn_flush(c);
 }
 
 /* ---- ending the connection ----------------------------------------------------------------- */
@@ -334,8 +355,7 @@ static void conn_drop(struct conn *c, const char *why)
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
     ev_timer_stop(loop, &c->timer);
-    close(c->fd);
-    c->fd = -1;
+    c->tr->close(c);
     c->state = CONN_DEAD;
     outq_clear(&c->outq);
     end_file(c);
@@ -351,10 +371,7 @@ static void enter_linger(struct conn *c)
     free(c->msg);
     c->msg = NULL;
     c->msg_len = c->msg_cap = 0;
-    if (c->read_paused) {
-        c->read_paused = false;
-        ev_io_start(c->srv->loop, &c->rio);
-    }
+    if (c->read_paused) resume_reading(c);
     arm_timer(c, cfg_of(c)->limits.close_timeout);
     shut_write_if_done(c);
 }
@@ -725,29 +742,47 @@ static void process_input(struct conn *c, uint8_t *data, size_t len)
     }
 }
 
-static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
+/* Reads until the socket is empty, but gives other connections a turn after 1 MiB. */
+static void conn_read(struct conn *c)
 {
-    (void)revents;
-    struct conn *c = container_of(w, struct conn, rio);
     struct server *s = c->srv;
-    /* Read until the socket is empty, but give other connections a turn after 1 MiB. */
     for (int round = 0; round < 16; round++) {
-        ssize_t n = read(c->fd, s->rbuf, sizeof s->rbuf);
+        ssize_t n = c->tr->read(c, s->rbuf, sizeof s->rbuf);
         if (n > 0) {
-            c->last_rx = ev_now(loop);
+            c->last_rx = ev_now(s->loop);
             process_input(c, s->rbuf, (size_t)n);
-            if (c->state == CONN_DEAD || c->read_paused) break;
-            if ((size_t)n < sizeof s->rbuf) break;
+            if (c->state == CONN_DEAD || c->read_paused) return;
+            if ((size_t)n < sizeof s->rbuf && !c->tr->pending(c)) return;
             continue;
         }
         if (n == 0) {
             conn_drop(c, "the peer closed the connection");
-            break;
+            return;
         }
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) conn_drop(c, strerror(errno));
-        break;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (c->io_wants & IO_READ_WANTS_WRITE) ev_io_start(s->loop, &c->wio);
+        } else {
+            conn_drop(c, strerror(errno));
+        }
+        return;
     }
+    /* Out of turns with input left: come back next loop turn, even if the rest sits in the
+     * TLS buffer where epoll cannot see it. */
+    if (c->tr->pending(c)) ev_feed_event(s->loop, &c->rio, EV_READ);
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct conn *c = container_of(w, struct conn, rio);
+    if (c->io_wants & IO_WRITE_WANTS_READ) {
+        /* A TLS write was waiting for this: let the queue go first. */
+        c->io_wants &= (uint8_t)~IO_WRITE_WANTS_READ;
+        conn_flush(c);
+        if (c->state == CONN_DEAD) return;
+    }
+    conn_read(c);
 }
 
 /* ---- timers -------------------------------------------------------------------------------- */

@@ -22,11 +22,13 @@
 
 #include "outq.h"
 #include "topics.h"
+#include "transport.h"
 #include "ws_reader.h"
 
 struct server;
 struct lb_app;
 struct sf_stream;
+struct tls_context;
 
 enum conn_state {
     CONN_HANDSHAKE, /* reading the HTTP request */
@@ -54,6 +56,10 @@ struct conn {
     uint64_t id;            /* unique for the life of the process; what Lua holds */
     uint32_t slot;          /* index in the server's connection table */
     int fd;
+    const struct transport *tr; /* TCP, or TLS over it */
+    void *tls;                  /* the transport's TLS state (an SSL *), or NULL */
+    struct tls_context *tls_ctx;
+    uint8_t io_wants;           /* IO_READ_WANTS_WRITE, IO_WRITE_WANTS_READ (transport.h) */
     ev_io rio;
     ev_io wio;
     ev_timer timer;         /* handshake, idle or close deadline, by state */
@@ -98,9 +104,11 @@ struct conn {
     struct conn *next_dirty;
 };
 
-/* Takes over an accepted, non-blocking socket. Returns the connection (in HANDSHAKE, with its
- * watchers started), or NULL when out of memory (the socket is then closed). */
-struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer);
+/* Takes over an accepted, non-blocking socket; with tls, the connection speaks TLS on it.
+ * Returns the connection (in HANDSHAKE, with its watchers started), or NULL when out of memory
+ * (the socket is then closed). */
+struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer,
+                      struct tls_context *tls);
 
 /* Frees a DEAD connection. Only the server's sweep calls this. */
 void conn_free(struct conn *c);

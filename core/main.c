@@ -32,6 +32,8 @@ static const char usage[] =
     "  -c, --config FILE       Lua config file (default: none; built-in defaults)\n"
     "  -p, --port N            listen port (default 8080; 0 picks a free one and logs it)\n"
     "      --host ADDR         listen address (default 127.0.0.1)\n"
+    "      --tls-cert FILE     serve wss:// with this certificate (PEM, may hold the chain)\n"
+    "      --tls-key FILE      ... and this private key (PEM); both are needed\n"
     "      --max-message SIZE  largest message accepted, in bytes, or with a K, M or G\n"
     "                          suffix (default 16M; 0 for no limit)\n"
     "      --watch             reload an app when its Lua files change\n"
@@ -144,11 +146,14 @@ static void usage_error(const char *fmt, const char *arg)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_HOST = 256, OPT_MAX_MESSAGE, OPT_CHECK, OPT_LOG_LEVEL, OPT_WATCH };
+    enum { OPT_HOST = 256, OPT_MAX_MESSAGE, OPT_CHECK, OPT_LOG_LEVEL, OPT_WATCH, OPT_TLS_CERT,
+           OPT_TLS_KEY };
     static const struct option options[] = {
         { "config", required_argument, NULL, 'c' },
         { "port", required_argument, NULL, 'p' },
         { "host", required_argument, NULL, OPT_HOST },
+        { "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+        { "tls-key", required_argument, NULL, OPT_TLS_KEY },
         { "max-message", required_argument, NULL, OPT_MAX_MESSAGE },
         { "check", no_argument, NULL, OPT_CHECK },
         { "watch", no_argument, NULL, OPT_WATCH },
@@ -157,7 +162,7 @@ int main(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *config_file = NULL, *host = NULL;
+    const char *config_file = NULL, *host = NULL, *tls_cert = NULL, *tls_key = NULL;
     long port = -1;
     uint64_t max_message = 0;
     bool have_max_message = false, check = false, watch = false;
@@ -174,6 +179,8 @@ int main(int argc, char **argv)
                 usage_error("--port needs a number from 0 to 65535, not '%s'", optarg);
             break;
         case OPT_HOST: host = optarg; break;
+        case OPT_TLS_CERT: tls_cert = optarg; break;
+        case OPT_TLS_KEY: tls_key = optarg; break;
         case OPT_MAX_MESSAGE:
             if (parse_size(optarg, &max_message) < 0)
                 usage_error("--max-message needs a size like 1048576, 64K or 16M, not '%s'",
@@ -211,6 +218,18 @@ int main(int argc, char **argv)
         if (port >= 0) l.port = (int)port;
         cfg.listen[0] = l;
         cfg.nlisten = 1;
+    }
+    if (!tls_cert != !tls_key)
+        usage_error("%s", "--tls-cert and --tls-key go together: give both, or neither");
+    if (tls_cert) {
+        /* The command line's certificate is the first listener's only one. */
+        struct cfg_listen *l = &cfg.listen[0];
+        if (strlen(tls_cert) >= sizeof l->tls[0].cert || strlen(tls_key) >= sizeof l->tls[0].key)
+            usage_error("%s", "--tls-cert or --tls-key: the path is too long");
+        memset(l->tls, 0, sizeof l->tls);
+        snprintf(l->tls[0].cert, sizeof l->tls[0].cert, "%s", tls_cert);
+        snprintf(l->tls[0].key, sizeof l->tls[0].key, "%s", tls_key);
+        l->ntls = 1;
     }
     if (have_max_message) cfg.limits.max_message = max_message;
     if (optind < argc) {

@@ -16,6 +16,7 @@
 #include "conn.h"
 #include "log.h"
 #include "lua_bridge.h"
+#include "tls.h"
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents);
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents);
@@ -125,10 +126,31 @@ const struct mount *srv_route(const struct server *srv, const char *path, size_t
     return best;
 }
 
+/* New connections get the new certificates; connections (and handshakes) on the old ones keep
+ * theirs, which the context's reference count keeps alive. A certificate that does not load
+ * leaves the old one in use. */
+static void reload_certificates(struct server *srv)
+{
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        struct listener *l = &srv->listeners[i];
+        if (!l->tls) continue;
+        char err[1024];
+        struct tls_context *t = tls_context_new(l->cfg->tls, l->cfg->ntls, err, sizeof err);
+        if (!t) {
+            log_error("listener %s: %s; keeping the certificates it had", l->name, err);
+            continue;
+        }
+        tls_context_unref(l->tls);
+        l->tls = t;
+        log_info("listener %s: certificates reloaded", l->name);
+    }
+}
+
 void srv_reload(struct server *srv, struct lb_app *only)
 {
     for (size_t i = 0; i < srv->nmounts; i++)
         if (!only || srv->mounts[i].app == only) lb_app_reload(srv->mounts[i].app);
+    if (!only) reload_certificates(srv);
 }
 
 /* ---- the sweep ----------------------------------------------------------------------------- */
@@ -224,7 +246,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (!conn_new(srv, fd, &peer)) log_warn("out of memory: dropped a new connection");
+        if (!conn_new(srv, fd, &peer, l->tls)) log_warn("out of memory: dropped a new connection");
     }
 }
 
@@ -238,6 +260,8 @@ static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
 
 static int open_listener(struct server *srv, const struct cfg_listen *cl, char *err, size_t errlen)
 {
+    struct tls_context *tls = NULL;
+    if (cl->ntls && !(tls = tls_context_new(cl->tls, cl->ntls, err, errlen))) return -1;
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                               .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
     struct addrinfo *res;
@@ -245,6 +269,7 @@ static int open_listener(struct server *srv, const struct cfg_listen *cl, char *
     snprintf(port, sizeof port, "%d", cl->port);
     int rc = getaddrinfo(cl->host, port, &hints, &res);
     if (rc != 0) {
+        tls_context_unref(tls);
         snprintf(err, errlen, "cannot listen on %s:%d: %s", cl->host, cl->port, gai_strerror(rc));
         return -1;
     }
@@ -265,6 +290,7 @@ static int open_listener(struct server *srv, const struct cfg_listen *cl, char *
     }
     freeaddrinfo(res);
     if (fd < 0) {
+        tls_context_unref(tls);
         snprintf(err, errlen, "cannot listen on %s:%d: %s%s", cl->host, cl->port,
                  strerror(saved),
                  saved == EADDRINUSE ? " (another process uses this port; pick another with "
@@ -275,7 +301,9 @@ static int open_listener(struct server *srv, const struct cfg_listen *cl, char *
 
     struct listener *l = &srv->listeners[srv->nlisteners++];
     l->srv = srv;
+    l->cfg = cl;
     l->fd = fd;
+    l->tls = tls;
     /* Report the real port: with port 0 the kernel picked one, and scripts read it from here. */
     union conn_addr a;
     socklen_t alen = sizeof a;
@@ -286,7 +314,7 @@ static int open_listener(struct server *srv, const struct cfg_listen *cl, char *
              real_port);
     ev_io_init(&l->io, on_accept, fd, EV_READ);
     ev_io_start(srv->loop, &l->io);
-    log_info("listening on ws://%s/", l->name);
+    log_info("listening on %s://%s/", tls ? "wss" : "ws", l->name);
     return 0;
 }
 
@@ -302,6 +330,7 @@ static void close_listeners(struct server *srv)
     for (size_t i = 0; i < srv->nlisteners; i++) {
         ev_io_stop(srv->loop, &srv->listeners[i].io);
         close(srv->listeners[i].fd);
+        tls_context_unref(srv->listeners[i].tls);
     }
     srv->nlisteners = 0;
     ev_timer_stop(srv->loop, &srv->accept_pause);

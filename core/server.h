@@ -18,6 +18,7 @@
 
 struct conn;
 struct lb_app;
+struct tls_context;
 struct watch;
 
 #define SRV_READ_BUFFER (64 * 1024)
@@ -31,9 +32,11 @@ struct mount {
 
 struct listener {
     struct server *srv;
+    const struct cfg_listen *cfg;
     int fd;
     ev_io io;
-    char name[300]; /* "127.0.0.1:8080", for log lines */
+    struct tls_context *tls; /* NULL for plain ws:// */
+    char name[300];          /* "127.0.0.1:8080", for log lines */
 };
 
 struct server {
@@ -95,7 +98,8 @@ int srv_mount(struct server *srv, const char *path, struct lb_app *app);
  * parent of it ("/chat" serves "/chat" and "/chat/x", not "/chatroom"). NULL when none does. */
 const struct mount *srv_route(const struct server *srv, const char *path, size_t len);
 
-/* Reloads every app (SIGHUP), or the one given (--watch). */
+/* Reloads every app and every listener's TLS certificates (SIGHUP), or only the app given
+ * (--watch). */
 void srv_reload(struct server *srv, struct lb_app *only);
 
 /* Gives c a slot and an id. Returns 0, or -1 when out of memory. */
