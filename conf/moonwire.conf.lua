@@ -8,7 +8,8 @@
 
 -- Where to accept connections. One table per address; host defaults to 127.0.0.1 (loopback
 -- only). Use "0.0.0.0" or "::" to accept from other machines. port = 0 picks a free port and
--- logs which.
+-- logs which. Add tls = { cert = "cert.pem", key = "key.pem" } to serve wss:// (a list of such
+-- tables: several certificates, chosen by SNI; the first is the default).
 listen = {
     { host = "127.0.0.1", port = 8080 },
 }
@@ -34,6 +35,9 @@ limits = {
                                   -- the server closed; then the socket is dropped.
     send_buffer       = 4 << 20,  -- bytes queued for a slow reader before conn:send reports
                                   -- backpressure and the server stops reading from it.
+    max_send_buffer   = 16 << 20, -- bytes queued past which the reader is dropped with 1008
+                                  -- "slow consumer".
+    max_subscriptions = 1000,     -- topics one connection may be subscribed to.
     shutdown_timeout  = 5,        -- seconds SIGTERM/SIGINT wait for clients to finish the
                                   -- close handshake before exiting.
 }
@@ -43,4 +47,6 @@ sandbox = {
     instructions = 10000000,      -- Lua instructions one callback may run before it is stopped
                                   -- (pcall inside the app cannot catch this).
     memory       = 64 << 20,      -- bytes the app's Lua state may hold.
+    time_limit   = 1,             -- seconds one callback may take (wall clock), for work the
+                                  -- instruction count cannot see.
 }

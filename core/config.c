@@ -27,9 +27,12 @@ void cfg_defaults(struct config *cfg)
         .idle_timeout = 60,
         .close_timeout = 5,
         .send_buffer = 4 << 20,
+        .max_send_buffer = 16 << 20,
+        .max_subscriptions = 1000,
         .shutdown_timeout = 5,
     };
-    cfg->sandbox = (struct cfg_sandbox){ .instructions = 10000000, .memory = 64 << 20 };
+    cfg->sandbox = (struct cfg_sandbox){ .instructions = 10000000, .memory = 64 << 20,
+                                          .time_limit = 1 };
 }
 
 /* ---- typed fields -------------------------------------------------------------------------- */
@@ -52,6 +55,8 @@ static const struct field limit_fields[] = {
     LIMIT(idle_timeout, F_SECONDS, 0, true),
     LIMIT(close_timeout, F_SECONDS, 0, true),
     LIMIT(send_buffer, F_SIZE, 1, true),
+    LIMIT(max_send_buffer, F_SIZE, 1, true),
+    LIMIT(max_subscriptions, F_SIZE, 1, true),
     LIMIT(shutdown_timeout, F_SECONDS, 0, true),
     { NULL, 0, 0, 0, false },
 };
@@ -59,6 +64,7 @@ static const struct field limit_fields[] = {
 static const struct field sandbox_fields[] = {
     SANDBOX(instructions, F_U64, 1000),
     SANDBOX(memory, F_SIZE, 1 << 20),
+    SANDBOX(time_limit, F_SECONDS, 0.001),
     { NULL, 0, 0, 0, false },
 };
 
@@ -153,7 +159,7 @@ static int read_fields(struct loader *ld, const char *key, const struct field *f
         if (v == 0 && !f->zero_ok)
             return failf(ld, key, name, "%s.%s cannot be 0", key, name);
         if (v != 0 && v < f->min)
-            return failf(ld, key, name, "%s.%s must be at least %.0f", key, name, f->min);
+            return failf(ld, key, name, "%s.%s must be at least %.15g", key, name, f->min);
         char *p = (char *)base + f->offset;
         switch (f->type) {
         case F_SECONDS: *(double *)(void *)p = v; break;

@@ -37,12 +37,15 @@ struct cfg_limits {
     double idle_timeout;      /* seconds without traffic before a ping, then as long for an answer */
     double close_timeout;     /* seconds to wait for the peer's close or FIN */
     size_t send_buffer;       /* queued bytes before backpressure and paused reading */
+    size_t max_send_buffer;   /* queued bytes past which the client is dropped (1008) */
+    size_t max_subscriptions; /* topics one connection may be subscribed to */
     double shutdown_timeout;  /* seconds to drain on SIGTERM */
 };
 
 struct cfg_sandbox {
     uint64_t instructions; /* per callback */
     size_t memory;         /* bytes per app */
+    double time_limit;     /* seconds per callback */
 };
 
 /* An app mounted at a path: it serves requests for that path and everything below it. */

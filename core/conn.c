@@ -94,6 +94,7 @@ struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer,
 void conn_free(struct conn *c)
 {
     end_file(c);
+    if (c->app) lb_leave_topics(c->app, c);
     if (c->app) lb_forget(c->app, c);
     srv_detach(c->srv, c);
     free(c->head);
@@ -140,13 +141,13 @@ static void ws_ended(struct conn *c, unsigned code, const char *reason, size_t r
         }
     }
     c->notify_close = true;
+    /* Subscriptions end with the WebSocket, at once: mw.subscribers must not count it. */
+    lb_leave_topics(c->app, c);
     srv_schedule(c->srv, c);
 }
 
 bool conn_sweep(struct conn *c)
 {
-    /* Subscriptions end with the WebSocket; only here, never while a publish walks a topic. */
-    if (c->app && c->state != CONN_OPEN) lb_leave_topics(c->app, c);
     if (c->notify_close) {
         c->notify_close = false;
         c->app_open = false;
@@ -180,12 +181,25 @@ static void resume_reading(struct conn *c)
     if (c->tr->pending(c)) ev_feed_event(c->srv->loop, &c->rio, EV_READ);
 }
 
+static void conn_fail(struct conn *c, unsigned code, const char *why);
+
 /* Pauses reading while the queue is past send_buffer, so a client that sends without reading
- * cannot make the server buffer without bound. */
+ * cannot make the server buffer without bound. Past max_send_buffer the client is a slow
+ * consumer (it does not read, or too slowly for what the app sends it): it is closed with 1008
+ * and its queue dropped, so neither it nor an app that ignores backpressure can exhaust
+ * memory. */
 static void check_backpressure(struct conn *c)
 {
-    size_t limit = cfg_of(c)->limits.send_buffer;
-    if (limit && !c->read_paused && c->outq.bytes > limit && c->state == CONN_OPEN) {
+    const struct cfg_limits *lim = &cfg_of(c)->limits;
+    if (lim->max_send_buffer && c->outq.bytes > lim->max_send_buffer &&
+        c->state != CONN_DEAD) {
+        outq_clear(&c->outq);
+        if (c->state == CONN_OPEN) conn_fail(c, WS_CLOSE_POLICY, "slow consumer");
+        else conn_drop(c, "slow consumer");
+        return;
+    }
+    if (lim->send_buffer && !c->read_paused && c->outq.bytes > lim->send_buffer &&
+        c->state == CONN_OPEN) {
         c->read_paused = true;
         ev_io_stop(c->srv->loop, &c->rio);
     }
@@ -280,6 +294,7 @@ int conn_send_shared(struct conn *c, struct obuf *frame)
     }
     srv_mark_dirty(c->srv, c);
     check_backpressure(c);
+    if (c->state != CONN_OPEN) return CONN_CLOSED; /* past max_send_buffer */
     size_t limit = cfg_of(c)->limits.send_buffer;
     if (limit && c->outq.bytes > limit) {
         c->want_drain = true;
@@ -390,8 +405,8 @@ void conn_close(struct conn *c, unsigned code, const char *reason, size_t reason
     shut_write_if_done(c);
 }
 
-/* Fails the WebSocket connection (RFC 6455 7.1.7) for a protocol violation: say why in a close
- * frame and stop reading frames. */
+/* Fails the WebSocket connection (RFC 6455 7.1.7) for a protocol or policy violation: say why in
+ * a close frame and stop reading frames. */
 static void conn_fail(struct conn *c, unsigned code, const char *why)
 {
     char ip[INET6_ADDRSTRLEN];
@@ -561,7 +576,11 @@ static void http_date(time_t t, char *out, size_t cap)
 static void serve_plain(struct conn *c, const struct http_request *req, const struct hs_upgrade *up)
 {
     const struct mount *m = srv_route(c->srv, up->path, up->path_len);
-    const char *root = m ? lb_app_public_dir(m->app) : NULL;
+    if (!m) {
+        respond(c, 404, "no app is mounted at this path", NULL);
+        return;
+    }
+    const char *root = lb_app_public_dir(m->app);
     if (!root) {
         respond_error(c, 426, "this address serves WebSocket; connect with a WebSocket client",
                       "Upgrade: websocket\r\nConnection: Upgrade\r\n");

@@ -27,7 +27,7 @@ static const char *const handler_names[] = { "upgrade", "open", "message", "clos
 struct lb_app *lb_app_of(lua_State *L) { return container_of(sb_of(L), struct lb_app, sb); }
 
 static const char *const status_words[] = { "ok", "failed", "ran out of instructions",
-                                            "ran out of memory" };
+                                            "ran out of memory", "ran out of time" };
 
 int lb_run(struct lb_app *app, lua_CFunction fn, void *ud, const char *what)
 {
@@ -442,6 +442,7 @@ struct lb_app *lb_app_load(struct server *srv, const char *path, const char *scr
     app->sb.scripts_dir = app->scripts_dir;
     app->sb.mem_limit = limits->memory;
     app->sb.budget = limits->instructions;
+    app->sb.time_limit = limits->time_limit;
     if (sb_open(&app->sb) < 0) {
         snprintf(err, errlen, "cannot create a Lua state (out of memory)");
         goto fail;

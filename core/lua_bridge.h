@@ -25,6 +25,7 @@ struct lb_app;
 struct lb_limits {
     uint64_t instructions; /* per callback; 0: none */
     size_t memory;         /* bytes for the app's Lua state; 0: no cap */
+    double time_limit;     /* seconds per callback; 0: none */
 };
 
 /* Loads the app at path (a Lua file, or a folder holding app.lua) and runs its main chunk.

@@ -89,6 +89,12 @@ static int conn_subscribe(lua_State *L)
     size_t len;
     const char *topic = luaL_checklstring(L, 2, &len);
     if (!c) return closed_result(L);
+    size_t max = lb_app_of(L)->srv->cfg->limits.max_subscriptions;
+    if (max && c->topics.count >= max) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "too many subscriptions");
+        return 2;
+    }
     int rc = topic_subscribe(&lb_app_of(L)->topics, &c->topics, c, topic, len);
     if (rc < 0) return luaL_error(L, "conn:subscribe: out of memory");
     lua_pushboolean(L, rc);
@@ -134,7 +140,11 @@ static int conn_index(lua_State *L)
         return 1;
     }
     struct conn *c = srv_find_conn(lb_app_of(L)->srv, u->slot, u->id);
-    if (!c) return 0; /* gone: only id and data remain */
+    if (!c) { /* gone: only id and data remain, and it is not open */
+        if (strcmp(key, "open") != 0) return 0;
+        lua_pushboolean(L, 0);
+        return 1;
+    }
     if (strcmp(key, "ip") == 0) {
         char ip[INET6_ADDRSTRLEN];
         conn_format_ip(c, ip, sizeof ip);

@@ -1,9 +1,11 @@
 /* The `mw` module apps see: publish/subscribers (fan-out in C), timers, JSON, the clock, the
  * log, app state that survives reloads, and the list of connections.
  *
- * Apps get it as a read-only proxy, so no version of the code can replace a function for the
- * next one; mw.state is the one table they write, and it is the same table for every version. */
+ * Apps get a read-only view of it, made afresh for every version of their code, so no version
+ * can replace a function for the next one; mw.state is the one table they write, and it is the
+ * same table for every version. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -45,11 +47,21 @@ static int mw_publish(lua_State *L)
                                        binary ? WS_OP_BINARY : WS_OP_TEXT, len);
     memcpy(frame->data + frame->len, data, len);
     frame->len += len;
-    /* Sending never changes topic membership (that waits for the sweep), so the array holds
-     * still while it is walked. */
+    /* A send can end a connection (a slow consumer past its limit), which ends its
+     * subscriptions and so changes the member array: walk a copy. Connections are only freed
+     * between events, so the pointers in the copy stay valid. */
+    uint32_t n = t->count;
+    struct conn *local[256];
+    struct conn **members = n <= 256 ? local : malloc(n * sizeof *members);
+    if (!members) {
+        obuf_unref(frame);
+        return luaL_error(L, "mw.publish: out of memory");
+    }
+    for (uint32_t i = 0; i < n; i++) members[i] = t->members[i].member;
     lua_Integer sent = 0;
-    for (uint32_t i = 0; i < t->count; i++)
-        if (conn_send_shared(t->members[i].member, frame) != CONN_CLOSED) sent++;
+    for (uint32_t i = 0; i < n; i++)
+        if (conn_send_shared(members[i], frame) != CONN_CLOSED) sent++;
+    if (members != local) free(members);
     obuf_unref(frame);
     lua_pushinteger(L, sent);
     return 1;
@@ -340,11 +352,8 @@ void lb_push_api(struct lb_app *app)
     register_timer_type(L);
     luaL_newlib(L, api);
     push_json(L);
-    sb_push_readonly(L, -1);
-    lua_remove(L, -2);
     lua_setfield(L, -2, "json");
     lua_newtable(L);
     lua_setfield(L, -2, "state");
-    sb_push_readonly(L, -1);
-    lua_remove(L, -2);
+    /* Apps never see this table: each environment gets a read-only view of it (sandbox.c). */
 }

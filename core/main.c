@@ -255,7 +255,8 @@ int main(int argc, char **argv)
     }
     srv_init(&srv, loop, &cfg);
     int status = 0;
-    struct lb_limits limits = { cfg.sandbox.instructions, cfg.sandbox.memory };
+    struct lb_limits limits = { cfg.sandbox.instructions, cfg.sandbox.memory,
+                                cfg.sandbox.time_limit };
     for (size_t i = 0; i < cfg.napps; i++) {
         const struct cfg_app *a = &cfg.apps[i];
         struct lb_app *app = lb_app_load(&srv, a->dir, cfg.scripts_dir, &limits, err, sizeof err);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -73,7 +74,17 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
-/* ---- instruction budget -------------------------------------------------------------------- */
+/* ---- instruction budget and time limit ---------------------------------------------------- */
+
+/* The time limit exists for work the instruction count cannot see: one Lua instruction can
+ * compare or copy a long string, one call can run a C library function for long. The coarse
+ * clock costs a few nanoseconds, and the hook reads it only every HOOK_STEP instructions. */
+static double monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 struct sandbox *sb_of(lua_State *L) { return *(struct sandbox **)lua_getextraspace(L); }
 
@@ -87,6 +98,7 @@ static void sb_hook(lua_State *L, lua_Debug *ar)
         lua_sethook(L, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
         sb->used += HOOK_STEP;
         if (sb->budget && sb->used > sb->budget) sb->stop = SB_BUDGET;
+        if (sb->time_limit && monotonic_now() > sb->deadline) sb->stop = SB_TIME;
         if (sb->mem_limit && sb->mem_used > sb->mem_limit) {
             /* Garbage is no reason to stop anyone: collect, then judge what is alive. */
             lua_gc(L, LUA_GCCOLLECT);
@@ -99,6 +111,8 @@ static void sb_hook(lua_State *L, lua_Debug *ar)
     if (sb->stop == SB_BUDGET)
         lua_pushfstring(L, "instruction budget exceeded (%I instructions)",
                         (lua_Integer)sb->budget);
+    else if (sb->stop == SB_TIME)
+        lua_pushfstring(L, "time limit exceeded (%f seconds)", (lua_Number)sb->time_limit);
     else
         lua_pushfstring(L, "memory limit exceeded (%I bytes in use, limit %I)",
                         (lua_Integer)sb->mem_used, (lua_Integer)sb->mem_limit);
@@ -270,11 +284,23 @@ static int readonly_newindex(lua_State *L)
                       luaL_tolstring(L, 2, NULL));
 }
 
-/* __pairs: pairs(proxy) walks the library behind it, so `for k, v in pairs(string)` works. */
+/* The iterator pairs(proxy) returns: next over the table behind the proxy (upvalue 1), which
+ * never leaves C. Handing out that table as the iteration state, as a plain next would need,
+ * would give the app the table the proxy exists to protect. */
+static int readonly_next(lua_State *L)
+{
+    lua_settop(L, 2);
+    if (lua_next(L, lua_upvalueindex(1))) return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+/* __pairs: pairs(proxy) walks the table behind it, so `for k, v in pairs(string)` works. */
 static int readonly_pairs(lua_State *L)
 {
-    lua_getglobal(L, "next"); /* the state's own next, from the real global table */
     luaL_getmetafield(L, 1, "__index");
+    lua_pushcclosure(L, readonly_next, 1);
+    lua_pushvalue(L, 1); /* the state: the proxy itself, harmless */
     lua_pushnil(L);
     return 3;
 }
@@ -314,6 +340,28 @@ static const char *const os_allowed[] = { "clock", "date", "difftime", "time", N
 static const char *const libs_proxied[] = { "string", "table", "math", "utf8", "coroutine", "os",
                                             NULL };
 
+/* Pushes this environment's view of the app API (the table at api): a read-only proxy of a
+ * fresh copy, with nested tables (mw.json) proxied afresh too, except "state", which is the one
+ * table every version shares on purpose. Fresh per environment, so what one version of the
+ * code does to its view with rawset is gone after a reload. */
+static void push_api_view(lua_State *L, int api)
+{
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, api)) {
+        if (lua_type(L, -1) == LUA_TTABLE &&
+            !(lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "state") == 0)) {
+            sb_push_readonly(L, -1);
+            lua_remove(L, -2);
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+    sb_push_readonly(L, -1);
+    lua_remove(L, -2);
+}
+
 void sb_push_env(struct sandbox *sb, int api_index)
 {
     lua_State *L = sb->L;
@@ -334,7 +382,9 @@ void sb_push_env(struct sandbox *sb, int api_index)
     }
     lua_pushvalue(L, env);
     lua_setfield(L, env, "_G");
-    lua_pushvalue(L, api_index);
+    push_api_view(L, api_index);
+    int api = lua_gettop(L);
+    lua_pushvalue(L, api);
     lua_setfield(L, env, "mw");
 
     static const luaL_Reg sandboxed[] = {
@@ -345,16 +395,19 @@ void sb_push_env(struct sandbox *sb, int api_index)
         { "xpcall", sb_xpcall },
         { NULL, NULL },
     };
+    lua_pushvalue(L, env);
     luaL_setfuncs(L, sandboxed, 0);
+    lua_pop(L, 1);
 
     /* require, with this environment's own table of loaded modules. */
     lua_pushvalue(L, env);
     lua_newtable(L);
-    lua_pushvalue(L, api_index);
+    lua_pushvalue(L, api);
     lua_setfield(L, -2, "moonwire");
     lua_pushcclosure(L, sb_require, 2);
     lua_setfield(L, env, "require");
 
+    lua_pop(L, 1); /* api */
     lua_remove(L, libs);
 }
 
@@ -475,7 +528,13 @@ static void condense(const char *tb, char *out, size_t cap)
 {
     const char *marker = strstr(tb, "\nstack traceback:");
     size_t mlen = marker ? (size_t)(marker - tb) : strlen(tb);
-    size_t n = (size_t)snprintf(out, cap, "%.*s", (int)mlen, tb);
+    size_t n;
+    /* A very long message (each level of a runaway recursion adds a position) keeps both
+     * ends: where it started and what finally went wrong. */
+    if (mlen > 600)
+        n = (size_t)snprintf(out, cap, "%.300s ... %.*s", tb, 200, tb + mlen - 200);
+    else
+        n = (size_t)snprintf(out, cap, "%.*s", (int)mlen, tb);
     if (!marker || n >= cap) return;
     const char *p = marker + strlen("\nstack traceback:");
     int frames = 0;
@@ -501,6 +560,7 @@ enum sb_status sb_call(struct sandbox *sb, int nargs, int nresults, char *err, s
     sb->used = 0;
     sb->stop = SB_OK;
     sb->calling = true;
+    sb->deadline = monotonic_now() + sb->time_limit;
     lua_sethook(L, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
     int rc = lua_pcall(L, nargs, nresults, base);
     sb->calling = false;

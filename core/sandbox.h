@@ -19,6 +19,7 @@ enum sb_status {
     SB_ERROR,        /* the code raised an error */
     SB_BUDGET,       /* stopped by the instruction budget */
     SB_MEMORY,       /* stopped by the memory limit */
+    SB_TIME,         /* stopped by the time limit */
 };
 
 struct sandbox {
@@ -36,8 +37,11 @@ struct sandbox {
     char mem_where[160];     /* ... and the file:line that asked, when known */
     bool calling;            /* inside sb_call: app code may be running */
     uint64_t budget;         /* instructions per callback; 0: no budget */
+    double time_limit;       /* seconds per callback; 0: none */
+    double deadline;         /* when the running callback must be done (monotonic clock) */
     uint64_t used;           /* instructions counted in this callback (in steps of the hook) */
-    uint8_t stop;            /* SB_BUDGET or SB_MEMORY: every instruction raises until unwound */
+    uint8_t stop;            /* SB_BUDGET, SB_MEMORY or SB_TIME: every instruction raises until
+                              * unwound */
 };
 
 /* Creates sb->L. Fill name, dirs and limits first. Returns 0, or -1 when out of memory. */

@@ -138,6 +138,7 @@ int sf_open(const char *root, const char *rel, size_t len, struct sf_file *f)
     f->fd = fd;
     f->size = st.st_size;
     f->mtime = st.st_mtime;
+    f->mtime_nsec = st.st_mtim.tv_nsec;
     f->type = sf_content_type(name); /* the name asked for, not where a link leads */
     return 0;
 }
@@ -184,6 +185,7 @@ const char *sf_content_type(const char *name)
 
 void sf_etag(const struct sf_file *f, char *out, size_t cap)
 {
-    snprintf(out, cap, "\"%llx-%llx\"", (unsigned long long)f->size,
-             (unsigned long long)f->mtime);
+    /* Nanoseconds too: two edits of the same size within a second must not share an ETag. */
+    snprintf(out, cap, "\"%llx-%llx-%lx\"", (unsigned long long)f->size,
+             (unsigned long long)f->mtime, (unsigned long)f->mtime_nsec);
 }

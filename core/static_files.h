@@ -14,6 +14,7 @@ struct sf_file {
     int fd;           /* open for reading; the caller closes it */
     off_t size;
     time_t mtime;
+    long mtime_nsec;
     const char *type; /* Content-Type */
 };
 
