@@ -20,14 +20,28 @@ listen = {
 -- to serve both examples from one server:
 --   apps = { ["/chat"] = "examples/chat", ["/game"] = "examples/game" }
 
+-- Origins allowed to open a WebSocket (browsers send the page's origin). By default (no
+-- origins) only pages served from the same host and port may connect; list exact origins or
+-- wildcards like "https://*.example.com", or { "*" } for any. Clients without an Origin field
+-- (not browsers) are allowed unless require_origin = true.
+--   origins = { "https://example.com", "https://*.example.com" }
+require_origin = false
+
 -- Limits protect a server exposed to the internet. 0 turns a limit off (except
 -- max_header_bytes, which always applies).
 limits = {
     max_message       = 16 << 20, -- bytes in one message, after reassembly of fragments.
                                   -- A frame whose declared length would pass it is refused
                                   -- with close code 1009 before any of it is buffered.
-    max_header_bytes  = 16 << 10, -- bytes of the whole upgrade request (431 past it; at most
-                                  -- 100 header fields).
+    max_header_bytes  = 16 << 10, -- bytes of the whole upgrade request (431 past it).
+    max_headers       = 100,      -- header fields in it (431 past it).
+    max_connections   = 100000,   -- connections in total (503 past it).
+    per_ip            = 1000,     -- open connections from one address, or one IPv6 /64 (429).
+    connects_per_second = 0,      -- new connections per second from one address (429).
+    messages_per_second = 1000,   -- per connection, a token bucket ...
+    burst             = 2000,     -- ... of this size (1008 past it) ...
+    throttle          = false,    -- ... or, when true, reading pauses until the rate allows.
+    bytes_per_second  = 0,        -- per connection; reading pauses to hold the rate.
     handshake_timeout = 5,        -- seconds from accept to a complete upgrade request (408).
     idle_timeout      = 60,       -- seconds without any traffic before the server pings; as
                                   -- long again without an answer and it closes with 1001.

@@ -12,6 +12,8 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "http.h"
+#include "origin.h"
 #include "util.h"
 
 void cfg_defaults(struct config *cfg)
@@ -23,6 +25,14 @@ void cfg_defaults(struct config *cfg)
     cfg->limits = (struct cfg_limits){
         .max_message = 16 << 20,
         .max_header_bytes = 16 << 10,
+        .max_headers = 100,
+        .max_connections = 100000,
+        .per_ip = 1000,
+        .connects_per_second = 0,
+        .messages_per_second = 1000,
+        .burst = 2000,
+        .bytes_per_second = 0,
+        .throttle = false,
         .handshake_timeout = 5,
         .idle_timeout = 60,
         .close_timeout = 5,
@@ -37,7 +47,7 @@ void cfg_defaults(struct config *cfg)
 
 /* ---- typed fields -------------------------------------------------------------------------- */
 
-enum field_type { F_U64, F_SIZE, F_SECONDS };
+enum field_type { F_U64, F_SIZE, F_DOUBLE, F_BOOL };
 
 struct field {
     const char *name;
@@ -45,30 +55,41 @@ struct field {
     size_t offset;
     double min; /* smallest allowed value other than 0 (which turns a limit off) */
     bool zero_ok;
+    double max; /* largest allowed value; 0: none */
 };
 
-#define LIMIT(n, t, min, z) { #n, t, offsetof(struct cfg_limits, n), min, z }
+#define LIMIT(n, t, min, z) { #n, t, offsetof(struct cfg_limits, n), min, z, 0 }
+#define LIMIT_UPTO(n, t, min, max) { #n, t, offsetof(struct cfg_limits, n), min, false, max }
 static const struct field limit_fields[] = {
     LIMIT(max_message, F_U64, 1, true),
     LIMIT(max_header_bytes, F_SIZE, 512, false),
-    LIMIT(handshake_timeout, F_SECONDS, 0, true),
-    LIMIT(idle_timeout, F_SECONDS, 0, true),
-    LIMIT(close_timeout, F_SECONDS, 0, true),
+    LIMIT_UPTO(max_headers, F_SIZE, 8, HTTP_MAX_HEADER_FIELDS),
+    LIMIT(max_connections, F_SIZE, 1, true),
+    LIMIT(per_ip, F_SIZE, 1, true),
+    LIMIT(connects_per_second, F_DOUBLE, 0, true),
+    LIMIT(messages_per_second, F_DOUBLE, 0, true),
+    LIMIT(burst, F_DOUBLE, 1, false),
+    LIMIT(bytes_per_second, F_DOUBLE, 1, true),
+    LIMIT(throttle, F_BOOL, 0, true),
+    LIMIT(handshake_timeout, F_DOUBLE, 0, true),
+    LIMIT(idle_timeout, F_DOUBLE, 0, true),
+    LIMIT(close_timeout, F_DOUBLE, 0, true),
     LIMIT(send_buffer, F_SIZE, 1, true),
     LIMIT(max_send_buffer, F_SIZE, 1, true),
     LIMIT(max_subscriptions, F_SIZE, 1, true),
-    LIMIT(shutdown_timeout, F_SECONDS, 0, true),
-    { NULL, 0, 0, 0, false },
+    LIMIT(shutdown_timeout, F_DOUBLE, 0, true),
+    { NULL, 0, 0, 0, false, 0 },
 };
-#define SANDBOX(n, t, min) { #n, t, offsetof(struct cfg_sandbox, n), min, true }
+#define SANDBOX(n, t, min) { #n, t, offsetof(struct cfg_sandbox, n), min, true, 0 }
 static const struct field sandbox_fields[] = {
     SANDBOX(instructions, F_U64, 1000),
     SANDBOX(memory, F_SIZE, 1 << 20),
-    SANDBOX(time_limit, F_SECONDS, 0.001),
-    { NULL, 0, 0, 0, false },
+    SANDBOX(time_limit, F_DOUBLE, 0.001),
+    { NULL, 0, 0, 0, false, 0 },
 };
 
-static const char *const top_keys[] = { "listen", "apps", "limits", "sandbox", NULL };
+static const char *const top_keys[] = { "listen", "apps", "origins", "require_origin", "limits",
+                                        "sandbox", NULL };
 
 struct loader {
     lua_State *L;
@@ -152,6 +173,14 @@ static int read_fields(struct loader *ld, const char *key, const struct field *f
             return failf(ld, key, name, "%s.%s is not a known setting (known: %s)", key,
                          name ? name : luaL_tolstring(L, -2, NULL), known);
         }
+        char *p = (char *)base + f->offset;
+        if (f->type == F_BOOL) {
+            if (lua_type(L, -1) != LUA_TBOOLEAN)
+                return failf(ld, key, name, "%s.%s must be true or false", key, name);
+            *(bool *)(void *)p = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            continue;
+        }
         int isnum;
         double v = lua_tonumberx(L, -1, &isnum);
         if (!isnum || lua_type(L, -1) != LUA_TNUMBER || isnan(v) || v < 0)
@@ -160,9 +189,11 @@ static int read_fields(struct loader *ld, const char *key, const struct field *f
             return failf(ld, key, name, "%s.%s cannot be 0", key, name);
         if (v != 0 && v < f->min)
             return failf(ld, key, name, "%s.%s must be at least %.15g", key, name, f->min);
-        char *p = (char *)base + f->offset;
+        if (f->max && v > f->max)
+            return failf(ld, key, name, "%s.%s must be at most %.15g", key, name, f->max);
         switch (f->type) {
-        case F_SECONDS: *(double *)(void *)p = v; break;
+        case F_BOOL: break;
+        case F_DOUBLE: *(double *)(void *)p = v; break;
         case F_U64:
         case F_SIZE:
             if (v != floor(v) || v > 9e15)
@@ -258,6 +289,33 @@ static int read_listen(struct loader *ld, struct config *cfg)
     return 0;
 }
 
+/* origins = { "https://example.com", ... } or { "*" }, wildcards as the host's first label.
+ * Each is checked here, so a typo is an error at start, not a refused browser later. */
+static int read_origins(struct loader *ld, struct config *cfg)
+{
+    lua_State *L = ld->L;
+    if (!lua_istable(L, -1))
+        return failf(ld, "origins", NULL, "origins must be a list like { \"https://example.com\" }");
+    size_t n = (size_t)lua_rawlen(L, -1);
+    if (n > CFG_MAX_ORIGINS)
+        return failf(ld, "origins", NULL, "origins: at most %d entries", CFG_MAX_ORIGINS);
+    cfg->norigins = 0;
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i);
+        const char *o = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        const char *why = "an origin must be a string";
+        struct origin_pattern pat;
+        if (!o || strlen(o) >= sizeof cfg->origins[0] ||
+            (strcmp(o, "*") != 0 && origin_parse_pattern(o, &pat, &why) < 0))
+            return failf(ld, "origins", NULL, "origins[%zu] %s%s%s: %s", i, o ? "'" : "",
+                         o ? o : "", o ? "'" : "", o && strlen(o) >= sizeof cfg->origins[0]
+                                                      ? "too long" : why);
+        snprintf(cfg->origins[cfg->norigins++], sizeof cfg->origins[0], "%s", o);
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 /* apps = { ["/chat"] = "examples/chat", ... }: paths are absolute and unique (a table makes
  * them unique); mounted in order of their paths, so the result does not depend on hashing. */
 static int read_apps(struct loader *ld, struct config *cfg)
@@ -306,7 +364,8 @@ static int config_set(lua_State *L)
     if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)) line = ar.currentline;
     if (!*k) {
         const struct loader *ld = lua_touserdata(L, lua_upvalueindex(2));
-        lua_pushfstring(L, "%s:%d: unknown setting '%s' (known: listen, apps, limits, sandbox)",
+        lua_pushfstring(L, "%s:%d: unknown setting '%s' (known: listen, apps, origins, "
+                           "require_origin, limits, sandbox)",
                         ld->path, key ? (int)locate(ld->path, key, NULL, line) : (int)line,
                         key ? key : luaL_tolstring(L, 2, NULL));
         return lua_error(L);
@@ -354,6 +413,15 @@ static int load(lua_State *L)
     if (lua_getfield(L, 1, "listen") != LUA_TNIL) rc = read_listen(ld, cfg);
     lua_settop(L, 2);
     if (!rc && lua_getfield(L, 1, "apps") != LUA_TNIL) rc = read_apps(ld, cfg);
+    lua_settop(L, 2);
+    if (!rc && lua_getfield(L, 1, "origins") != LUA_TNIL) rc = read_origins(ld, cfg);
+    lua_settop(L, 2);
+    int t = lua_getfield(L, 1, "require_origin");
+    if (!rc && t != LUA_TNIL) {
+        if (t != LUA_TBOOLEAN) rc = failf(ld, "require_origin", NULL,
+                                          "require_origin must be true or false");
+        else cfg->require_origin = lua_toboolean(L, -1);
+    }
     lua_settop(L, 2);
     if (!rc && lua_getfield(L, 1, "limits") != LUA_TNIL)
         rc = read_fields(ld, "limits", limit_fields, &cfg->limits);

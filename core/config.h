@@ -33,6 +33,14 @@ struct cfg_listen {
 struct cfg_limits {
     uint64_t max_message;     /* bytes in one message (1009 past it) */
     size_t max_header_bytes;  /* the whole upgrade request (431 past it) */
+    size_t max_headers;       /* header fields in it (431 past it) */
+    size_t max_connections;   /* in total (503 past it) */
+    size_t per_ip;            /* open connections from one address or IPv6 /64 (429) */
+    double connects_per_second; /* new connections per address (429) */
+    double messages_per_second; /* per connection, a token bucket ... */
+    double burst;             /* ... of this size (1008 past it, or a pause with throttle) */
+    double bytes_per_second;  /* per connection: reading pauses to hold the rate */
+    bool throttle;            /* over messages_per_second: pause reading instead of 1008 */
     double handshake_timeout; /* seconds to complete the upgrade (408) */
     double idle_timeout;      /* seconds without traffic before a ping, then as long for an answer */
     double close_timeout;     /* seconds to wait for the peer's close or FIN */
@@ -54,9 +62,15 @@ struct cfg_app {
     char dir[1024]; /* a Lua file, or a folder holding app.lua */
 };
 
+#define CFG_MAX_ORIGINS 64
+
 struct config {
     struct cfg_listen listen[CFG_MAX_LISTEN];
     size_t nlisten;
+    /* Allowed Origin values ("*" for any); none: only the page's own host. */
+    char origins[CFG_MAX_ORIGINS][256];
+    size_t norigins;
+    bool require_origin;    /* refuse upgrades without an Origin field */
     struct cfg_app apps[CFG_MAX_APPS];
     size_t napps;
     struct cfg_limits limits;

@@ -18,6 +18,7 @@
 
 #include "handshake.h"
 #include "http.h"
+#include "origin.h"
 #include "static_files.h"
 #include "tls.h"
 #include "lua_bridge.h"
@@ -25,13 +26,13 @@
 #include "server.h"
 #include "ws_close.h"
 
-#define HTTP_MAX_HEADERS 100
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void conn_drop(struct conn *c, const char *why);
 static bool feed_file(struct conn *c);
+static void on_throttle_end(struct ev_loop *loop, ev_timer *w, int revents);
 
 static const struct config *cfg_of(const struct conn *c) { return c->srv->cfg; }
 
@@ -82,6 +83,10 @@ struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer,
     ev_io_init(&c->rio, on_readable, fd, EV_READ);
     ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
     ev_init(&c->timer, on_timer);
+    ev_init(&c->throttle, on_throttle_end);
+    const struct cfg_limits *lim = &srv->cfg->limits;
+    bucket_init(&c->messages, lim->burst, c->last_rx);
+    bucket_init(&c->bytes, lim->bytes_per_second, c->last_rx);
     ev_io_start(srv->loop, &c->rio);
     double t = cfg_of(c)->limits.handshake_timeout;
     if (t > 0) {
@@ -94,6 +99,7 @@ struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer,
 void conn_free(struct conn *c)
 {
     end_file(c);
+    srv_release(c->srv, c);
     if (c->app) lb_leave_topics(c->app, c);
     if (c->app) lb_forget(c->app, c);
     srv_detach(c->srv, c);
@@ -172,13 +178,39 @@ static void shut_write_if_done(struct conn *c)
     c->wr_shut = true;
 }
 
-/* Starts reading again after a pause. Input the TLS layer already holds would never wake the
- * watcher, so it gets an event of its own. */
-static void resume_reading(struct conn *c)
+static void pause_reading(struct conn *c, uint8_t why)
 {
-    c->read_paused = false;
+    if (!c->paused) ev_io_stop(c->srv->loop, &c->rio);
+    c->paused |= why;
+}
+
+/* Ends one reason for a pause; reading starts again when none is left. Input the TLS layer
+ * already holds would never wake the watcher, so it gets an event of its own. */
+static void resume_reading(struct conn *c, uint8_t why)
+{
+    if (!(c->paused & why)) return;
+    c->paused &= (uint8_t)~why;
+    if (c->paused || c->state == CONN_DEAD) return;
     ev_io_start(c->srv->loop, &c->rio);
     if (c->tr->pending(c)) ev_feed_event(c->srv->loop, &c->rio, EV_READ);
+}
+
+static void on_throttle_end(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    resume_reading(container_of(w, struct conn, throttle), PAUSE_THROTTLE);
+}
+
+/* Stops reading for wait seconds (or longer, if a pause already runs longer). */
+static void throttle_for(struct conn *c, double wait)
+{
+    struct ev_loop *loop = c->srv->loop;
+    pause_reading(c, PAUSE_THROTTLE);
+    if (ev_is_active(&c->throttle) && ev_timer_remaining(loop, &c->throttle) >= wait) return;
+    ev_timer_stop(loop, &c->throttle);
+    ev_timer_set(&c->throttle, wait, 0.);
+    ev_timer_start(loop, &c->throttle);
 }
 
 static void conn_fail(struct conn *c, unsigned code, const char *why);
@@ -198,11 +230,8 @@ static void check_backpressure(struct conn *c)
         else conn_drop(c, "slow consumer");
         return;
     }
-    if (lim->send_buffer && !c->read_paused && c->outq.bytes > lim->send_buffer &&
-        c->state == CONN_OPEN) {
-        c->read_paused = true;
-        ev_io_stop(c->srv->loop, &c->rio);
-    }
+    if (lim->send_buffer && c->outq.bytes > lim->send_buffer && c->state == CONN_OPEN)
+        pause_reading(c, PAUSE_BACKPRESSURE);
 }
 
 static int queue_iov(struct conn *c, const struct iovec *iov, int n, size_t skip)
@@ -333,7 +362,7 @@ void conn_flush(struct conn *c)
     shut_write_if_done(c);
 
     size_t limit = cfg_of(c)->limits.send_buffer;
-    if (c->read_paused && c->outq.bytes <= limit / 2) resume_reading(c);
+    if (c->outq.bytes <= limit / 2) resume_reading(c, PAUSE_BACKPRESSURE);
     if (c->want_drain && c->state == CONN_OPEN) {
         c->want_drain = false;
         lb_drain(c->app, c);
@@ -370,6 +399,7 @@ static void conn_drop(struct conn *c, const char *why)
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
     ev_timer_stop(loop, &c->timer);
+    ev_timer_stop(loop, &c->throttle);
     c->tr->close(c);
     c->state = CONN_DEAD;
     outq_clear(&c->outq);
@@ -386,7 +416,9 @@ static void enter_linger(struct conn *c)
     free(c->msg);
     c->msg = NULL;
     c->msg_len = c->msg_cap = 0;
-    if (c->read_paused) resume_reading(c);
+    /* Whatever paused it, reading must go on: the peer's FIN is what ends the linger. */
+    ev_timer_stop(c->srv->loop, &c->throttle);
+    resume_reading(c, PAUSE_BACKPRESSURE | PAUSE_THROTTLE);
     arm_timer(c, cfg_of(c)->limits.close_timeout);
     shut_write_if_done(c);
 }
@@ -423,7 +455,7 @@ static void conn_fail(struct conn *c, unsigned code, const char *why)
 /* Answers the request with a status and a one-line explanation, then lingers. */
 static void respond(struct conn *c, int status, const char *why, const char *headers)
 {
-    char buf[1024];
+    char buf[2048];
     int n = snprintf(buf, sizeof buf,
                      "HTTP/1.1 %d %s\r\n"
                      "Content-Type: text/plain; charset=utf-8\r\n"
@@ -459,6 +491,20 @@ static int reader_should_stop(const struct conn *c) { return c->state >= CONN_LI
 
 static void deliver(struct conn *c, const uint8_t *data, size_t len, bool binary)
 {
+    const struct cfg_limits *lim = &cfg_of(c)->limits;
+    if (lim->messages_per_second > 0) {
+        double now = ev_now(c->srv->loop);
+        if (lim->throttle) {
+            /* Deliver, but read no more until the rate allows (TCP pushes back on the
+             * client). */
+            double wait = bucket_charge(&c->messages, lim->messages_per_second, lim->burst, 1,
+                                        now);
+            if (wait > 0) throttle_for(c, wait);
+        } else if (!bucket_take(&c->messages, lim->messages_per_second, lim->burst, 1, now)) {
+            conn_fail(c, WS_CLOSE_POLICY, "message rate limit exceeded");
+            return;
+        }
+    }
     if (lb_message(c->app, c, data, len, binary) < 0)
         conn_close(c, WS_CLOSE_INTERNAL_ERROR, "internal error", 14);
 }
@@ -540,6 +586,15 @@ static char *dup_range(const char *p, size_t len)
     return s;
 }
 
+/* Answers a connection that was admitted only to be told why not (too many connections). The
+ * server counts these and logs a summary, not a line each: under a flood, a line each would be
+ * a second flood. */
+static void refuse(struct conn *c)
+{
+    srv_count_refusal(c->srv, c->refuse_status);
+    respond(c, c->refuse_status, c->refuse_why, "Retry-After: 1\r\n");
+}
+
 /* ---- static files -------------------------------------------------------------------------- */
 
 /* Queues the next piece of the file; at its end, lets go of it. Returns false on a read error
@@ -575,6 +630,10 @@ static void http_date(time_t t, char *out, size_t cap)
  * address speaks WebSocket). */
 static void serve_plain(struct conn *c, const struct http_request *req, const struct hs_upgrade *up)
 {
+    if (c->refuse_status) {
+        refuse(c);
+        return;
+    }
     const struct mount *m = srv_route(c->srv, up->path, up->path_len);
     if (!m) {
         respond(c, 404, "no app is mounted at this path", NULL);
@@ -658,6 +717,20 @@ static int upgrade(struct conn *c, const struct http_request *req)
         respond_error(c, 503, "the server is shutting down; try again later", NULL);
         return -1;
     }
+    if (c->refuse_status) {
+        refuse(c);
+        return -1;
+    }
+    if (!origin_allowed(&c->srv->origins, up.origin, up.origin_len, up.host, up.host_len)) {
+        char refusal[400];
+        if (up.origin)
+            snprintf(refusal, sizeof refusal, "origin %.*s is not allowed to connect here",
+                     (int)(up.origin_len < 300 ? up.origin_len : 300), up.origin);
+        else
+            snprintf(refusal, sizeof refusal, "an Origin field is required to connect here");
+        respond_error(c, 403, refusal, NULL);
+        return -1;
+    }
 
     const struct mount *m = srv_route(c->srv, up.path, up.path_len);
     if (!m) {
@@ -683,8 +756,9 @@ static int upgrade(struct conn *c, const struct http_request *req)
         return -1;
     }
 
-    char resp[512];
-    size_t n = hs_build_response(resp, sizeof resp, up.key, c->protocol, v.protocol_len, NULL);
+    char resp[1536];
+    size_t n = hs_build_response(resp, sizeof resp, up.key, c->protocol, v.protocol_len,
+                                 v.headers[0] ? v.headers : NULL);
     c->state = CONN_OPEN;
     ws_reader_init(&c->reader, cfg_of(c)->limits.max_message, 0);
     conn_write(c, resp, n);
@@ -698,37 +772,56 @@ static int upgrade(struct conn *c, const struct http_request *req)
 
 /* Collects the request head; once complete, upgrades and passes any bytes after the head on
  * to the frame reader (a client may send frames right behind its request). */
+/* Keeps bytes of an unfinished request head, in a buffer that starts small and doubles up to
+ * max_header_bytes: ten thousand clients sending half a request each must not cost ten
+ * thousand times the limit. Returns how many of data were kept (all, or what fits under max),
+ * or -1 when out of memory. */
+static ssize_t keep_head(struct conn *c, const uint8_t *data, size_t len, size_t max)
+{
+    size_t want = c->head_len + len < max ? c->head_len + len : max;
+    if (want > c->head_cap) {
+        size_t cap = c->head_cap ? c->head_cap : 1024;
+        while (cap < want) cap *= 2;
+        if (cap > max) cap = max;
+        char *p = realloc(c->head, cap);
+        if (!p) return -1;
+        c->head = p;
+        c->head_cap = (uint32_t)cap;
+    }
+    size_t used = want - c->head_len;
+    memcpy(c->head + c->head_len, data, used);
+    c->head_len = (uint32_t)want;
+    return (ssize_t)used;
+}
+
 static void read_handshake(struct conn *c, uint8_t *data, size_t len)
 {
-    size_t max = cfg_of(c)->limits.max_header_bytes;
+    const struct cfg_limits *lim = &cfg_of(c)->limits;
+    size_t max = lim->max_header_bytes;
     const char *buf = (const char *)data;
     size_t buf_len = len, used = len;
     if (c->head) {
         /* An earlier piece is kept: append what the head can still need. */
-        size_t room = max - c->head_len;
-        used = len < room ? len : room;
-        memcpy(c->head + c->head_len, data, used);
-        c->head_len += (uint32_t)used;
+        ssize_t kept = keep_head(c, data, len, max);
+        if (kept < 0) {
+            conn_drop(c, "out of memory for the request head");
+            return;
+        }
+        used = (size_t)kept;
         buf = c->head;
         buf_len = c->head_len;
     }
 
-    struct http_header headers[HTTP_MAX_HEADERS];
-    struct http_request req = { .headers = headers, .max_headers = HTTP_MAX_HEADERS };
+    struct http_header headers[HTTP_MAX_HEADER_FIELDS];
+    struct http_request req = { .headers = headers, .max_headers = lim->max_headers };
     struct http_scan scan = { c->head_scan };
     const char *why = NULL;
     int rc = http_parse_request(buf, buf_len, max, &scan, &req, &why);
     if (rc == HTTP_NEED_MORE) {
         c->head_scan = (uint32_t)scan.pos;
-        if (!c->head) {
-            c->head = malloc(max);
-            if (!c->head) {
-                conn_drop(c, "out of memory for the request head");
-                return;
-            }
-            memcpy(c->head, data, len); /* len < max, or the parser would have said 431 */
-            c->head_len = (uint32_t)len;
-        }
+        /* len < max here, or the parser would have said 431: all of it is kept. */
+        if (!c->head && keep_head(c, data, len, max) < 0)
+            conn_drop(c, "out of memory for the request head");
         return;
     }
     if (rc < 0) {
@@ -746,7 +839,7 @@ static void read_handshake(struct conn *c, uint8_t *data, size_t len)
      * close_timeout must not keep 16 KiB. */
     free(c->head);
     c->head = NULL;
-    c->head_len = c->head_scan = 0;
+    c->head_len = c->head_cap = c->head_scan = 0;
 }
 
 /* ---- the read side ------------------------------------------------------------------------- */
@@ -769,8 +862,13 @@ static void conn_read(struct conn *c)
         ssize_t n = c->tr->read(c, s->rbuf, sizeof s->rbuf);
         if (n > 0) {
             c->last_rx = ev_now(s->loop);
+            double rate = cfg_of(c)->limits.bytes_per_second;
+            if (rate > 0 && c->state != CONN_LINGER) {
+                double wait = bucket_charge(&c->bytes, rate, rate, (double)n, c->last_rx);
+                if (wait > 0) throttle_for(c, wait);
+            }
             process_input(c, s->rbuf, (size_t)n);
-            if (c->state == CONN_DEAD || c->read_paused) return;
+            if (c->state == CONN_DEAD || c->paused) return;
             if ((size_t)n < sizeof s->rbuf && !c->tr->pending(c)) return;
             continue;
         }

@@ -21,6 +21,7 @@
 #include <ev.h>
 
 #include "outq.h"
+#include "ratelimit.h"
 #include "topics.h"
 #include "transport.h"
 #include "ws_reader.h"
@@ -29,6 +30,7 @@ struct server;
 struct lb_app;
 struct sf_stream;
 struct tls_context;
+struct ip_entry;
 
 enum conn_state {
     CONN_HANDSHAKE, /* reading the HTTP request */
@@ -36,6 +38,12 @@ enum conn_state {
     CONN_CLOSING,   /* we sent a close frame and wait for the peer's */
     CONN_LINGER,    /* nothing more to say: flush, half-close, wait for the peer's FIN */
     CONN_DEAD,      /* socket closed; freed by the sweep */
+};
+
+/* Why reading is paused (bits of conn->paused). */
+enum {
+    PAUSE_BACKPRESSURE = 1, /* the send queue is past send_buffer */
+    PAUSE_THROTTLE = 2,     /* over a rate with limits.throttle, or over bytes_per_second */
 };
 
 /* Results of conn_send_message. */
@@ -65,7 +73,7 @@ struct conn {
     ev_timer timer;         /* handshake, idle or close deadline, by state */
     ev_tstamp last_rx;      /* when bytes last arrived (idle detection) */
     uint8_t state;          /* enum conn_state */
-    bool read_paused;       /* reading stopped until the send queue drains */
+    uint8_t paused;         /* why reading is stopped: PAUSE_* bits, 0 when it is not */
     bool wr_shut;           /* our side is shut down (FIN sent) */
     bool ping_sent;         /* an idle ping is outstanding */
     bool app_open;          /* app.open ran: app.close is owed */
@@ -75,9 +83,21 @@ struct conn {
     bool dirty;             /* on the server's list of connections to flush */
     union conn_addr peer;
 
+    /* Admission: the address entry this connection counts against (NULL while it is being
+     * refused), and the status it will be refused with once its request has arrived. */
+    struct ip_entry *ip;
+    uint16_t refuse_status;
+    const char *refuse_why;
+
+    /* Rates: messages and bytes, and the timer that ends a throttling pause. */
+    struct bucket messages;
+    struct bucket bytes;
+    ev_timer throttle;
+
     /* Handshake: the request head while it arrives in pieces. */
     char *head;
     uint32_t head_len;
+    uint32_t head_cap;
     uint32_t head_scan;
 
     /* WebSocket: the reader, and a message arriving in pieces. */

@@ -107,7 +107,7 @@ bool hs_protocol_offered(const struct http_request *req, const char *protocol, s
 }
 
 size_t hs_build_response(char *out, size_t cap, const char *key, const char *protocol,
-                         size_t protocol_len, const char *extensions)
+                         size_t protocol_len, const char *extra)
 {
     char accept[HS_ACCEPT_LEN + 1];
     hs_accept_key(key, accept);
@@ -117,11 +117,10 @@ size_t hs_build_response(char *out, size_t cap, const char *key, const char *pro
                      "Connection: Upgrade\r\n"
                      "Sec-WebSocket-Accept: %s\r\n"
                      "%s%.*s%s"
-                     "%s%s%s"
+                     "%s"
                      "\r\n",
                      accept, protocol ? "Sec-WebSocket-Protocol: " : "",
                      protocol ? (int)protocol_len : 0, protocol ? protocol : "",
-                     protocol ? "\r\n" : "", extensions ? "Sec-WebSocket-Extensions: " : "",
-                     extensions ? extensions : "", extensions ? "\r\n" : "");
+                     protocol ? "\r\n" : "", extra ? extra : "");
     return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
 }

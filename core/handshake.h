@@ -50,9 +50,10 @@ void hs_accept_key(const char *key, char out[HS_ACCEPT_LEN + 1]);
 bool hs_protocol_offered(const struct http_request *req, const char *protocol, size_t len);
 
 /* Writes the 101 response for key into out (cap bytes, which must also hold a terminating NUL).
- * protocol: the subprotocol chosen, or NULL; extensions: a Sec-WebSocket-Extensions value, or
- * NULL. Returns the length without the NUL, or 0 when cap is too small. */
+ * protocol: the subprotocol chosen, or NULL; extra: more header lines, each ending in CRLF
+ * (Sec-WebSocket-Extensions, Set-Cookie...), or NULL. Returns the length without the NUL, or 0
+ * when cap is too small. */
 size_t hs_build_response(char *out, size_t cap, const char *key, const char *protocol,
-                         size_t protocol_len, const char *extensions);
+                         size_t protocol_len, const char *extra);
 
 #endif

@@ -11,6 +11,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The most header fields a request may have (limits.max_headers may ask for fewer). */
+#define HTTP_MAX_HEADER_FIELDS 256
+
 /* Results: parsers return the bytes consumed (> 0), HTTP_NEED_MORE, or the negated HTTP status
  * to answer with. */
 enum {

@@ -87,7 +87,7 @@ static int run_handler(lua_State *L)
     switch (k->kind) {
     case CALL_UPGRADE:
         push_request(L, k->c, k->req, k->up);
-        lua_call(L, 1, 3);
+        lua_call(L, 1, 4);
         read_verdict(k->app, k->c, k->req, k->verdict);
         return 0;
     case CALL_RELOAD:
@@ -149,6 +149,41 @@ void lb_leave_topics(struct lb_app *app, struct conn *c) { topic_leave_all(&app-
 
 /* ---- the upgrade hook ---------------------------------------------------------------------- */
 
+/* Pushes the cookies of the request's Cookie fields (RFC 6265 section 5.4: "a=1; b=2") as a
+ * table, name -> value, the first of a repeated name winning. Values keep their quotes. */
+static void push_cookies(lua_State *L, const struct http_request *req)
+{
+    lua_newtable(L);
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const struct http_header *h = &req->headers[i];
+        if (!http_token_equals(h->name, h->name_len, "Cookie")) continue;
+        const char *p = h->value, *end = h->value + h->value_len;
+        while (p < end) {
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            const char *stop = semi ? semi : end;
+            const char *eq = memchr(p, '=', (size_t)(stop - p));
+            while (p < stop && (*p == ' ' || *p == '\t')) p++;
+            if (eq && eq > p) {
+                const char *name_end = eq;
+                while (name_end > p && (name_end[-1] == ' ' || name_end[-1] == '\t')) name_end--;
+                const char *v = eq + 1, *v_end = stop;
+                while (v < v_end && (*v == ' ' || *v == '\t')) v++;
+                while (v_end > v && (v_end[-1] == ' ' || v_end[-1] == '\t')) v_end--;
+                lua_pushlstring(L, p, (size_t)(name_end - p));
+                if (lua_rawget(L, -2) == LUA_TNIL) {
+                    lua_pop(L, 1);
+                    lua_pushlstring(L, p, (size_t)(name_end - p));
+                    lua_pushlstring(L, v, (size_t)(v_end - v));
+                    lua_rawset(L, -3);
+                } else {
+                    lua_pop(L, 1);
+                }
+            }
+            p = semi ? semi + 1 : end;
+        }
+    }
+}
+
 /* Pushes the request table app.upgrade receives. Header names are lower-cased; repeated
  * fields are joined with ", " as HTTP allows for lists. */
 static void push_request(lua_State *L, struct conn *c, const struct http_request *req,
@@ -196,6 +231,9 @@ static void push_request(lua_State *L, struct conn *c, const struct http_request
         lua_rawseti(L, -2, i);
     }
     lua_setfield(L, -2, "protocols");
+
+    push_cookies(L, req);
+    lua_setfield(L, -2, "cookies");
 }
 
 static void refuse(struct lb_verdict *v, int status, const char *reason)
@@ -204,13 +242,62 @@ static void refuse(struct lb_verdict *v, int status, const char *reason)
     snprintf(v->reason, sizeof v->reason, "%s", reason);
 }
 
-/* Reads the handler's three results: true [, {protocol=, data=}], or
- * false [, status [, reason]]. */
+/* Header fields the handshake itself writes: an app may not set them. */
+static bool reserved_header(const char *name, size_t len)
+{
+    static const char *const names[] = { "Upgrade", "Connection", "Content-Length",
+                                         "Content-Type", "Transfer-Encoding",
+                                         "Sec-WebSocket-Accept", "Sec-WebSocket-Protocol",
+                                         "Sec-WebSocket-Extensions", "Sec-WebSocket-Version",
+                                         NULL };
+    for (const char *const *n = names; *n; n++)
+        if (http_token_equals(name, len, *n)) return true;
+    return false;
+}
+
+/* Formats the table at index t ({ ["WWW-Authenticate"] = "Bearer", ... }) into v->headers as
+ * "Name: value" lines. Names must be tokens, values free of control characters (no header
+ * injection), and none of the handshake's own fields. Returns false after logging. */
+static bool format_headers(struct lb_app *app, lua_State *L, int t, struct lb_verdict *v)
+{
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        size_t klen = 0, vlen = 0;
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
+        const char *val = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &vlen) : NULL;
+        bool ok = k && val && klen > 0;
+        for (size_t i = 0; ok && i < klen; i++)
+            ok = k[i] > 0x20 && k[i] < 0x7F && !strchr("\"(),/:;<=>?@[\\]{}", k[i]);
+        for (size_t i = 0; ok && i < vlen; i++)
+            ok = val[i] == '\t' || ((unsigned char)val[i] >= 0x20 && val[i] != 0x7F);
+        if (!ok || reserved_header(k, klen)) {
+            log_error("app %s: upgrade handler returned a header the server cannot send (%s); "
+                      "headers are { [\"Name\"] = \"value\" } without control characters, and "
+                      "not the handshake's own fields", app->name, k ? k : "a non-string name");
+            lua_pop(L, 2);
+            return false;
+        }
+        int w = snprintf(v->headers + n, sizeof v->headers - n, "%s: %s\r\n", k, val);
+        if (w < 0 || (size_t)w >= sizeof v->headers - n) {
+            log_error("app %s: upgrade handler returned more header text than fits (%zu bytes)",
+                      app->name, sizeof v->headers - 1);
+            lua_pop(L, 2);
+            return false;
+        }
+        n += (size_t)w;
+        lua_pop(L, 1);
+    }
+    return true;
+}
+
+/* Reads the handler's results: true [, { protocol =, data =, headers = }], or
+ * false [, status [, reason [, headers]]]. */
 static void read_verdict(struct lb_app *app, struct conn *c, const struct http_request *req,
                          struct lb_verdict *v)
 {
     lua_State *L = app->sb.L;
-    int base = lua_gettop(L) - 3;
+    int base = lua_gettop(L) - 4;
     if (!lua_toboolean(L, base + 1)) {
         if (lua_isnil(L, base + 1))
             log_warn("app %s: upgrade handler returned nothing, which refuses the connection; "
@@ -229,6 +316,10 @@ static void read_verdict(struct lb_app *app, struct conn *c, const struct http_r
         const char *reason = lua_type(L, base + 3) == LUA_TSTRING ? lua_tostring(L, base + 3)
                                                                   : "refused by the application";
         refuse(v, (int)status, reason);
+        if (lua_type(L, base + 4) == LUA_TTABLE && !format_headers(app, L, base + 4, v)) {
+            v->headers[0] = '\0';
+            refuse(v, 500, "internal error");
+        }
         return;
     }
     if (lua_type(L, base + 2) != LUA_TTABLE) return;
@@ -243,6 +334,13 @@ static void read_verdict(struct lb_app *app, struct conn *c, const struct http_r
         }
         memcpy(v->protocol, p, len);
         v->protocol_len = len;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, base + 2, "headers") == LUA_TTABLE &&
+        !format_headers(app, L, lua_gettop(L), v)) {
+        v->headers[0] = '\0';
+        refuse(v, 500, "internal error");
+        return;
     }
     lua_pop(L, 1);
     if (lua_getfield(L, base + 2, "data") == LUA_TTABLE) lb_conn_set_data(app, c);

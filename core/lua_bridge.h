@@ -50,12 +50,12 @@ const char *lb_app_dir(const struct lb_app *app);
 const char *lb_app_public_dir(const struct lb_app *app);
 
 /* What app.upgrade decided. status 0: accept, with protocol (if protocol_len) to answer in
- * Sec-WebSocket-Protocol. Otherwise refuse with status, reason (the response body) and headers
- * (extra "Name: value\r\n" lines, may be empty). */
+ * Sec-WebSocket-Protocol. Otherwise refuse with status and reason (the response body). Either
+ * way, headers holds extra "Name: value\r\n" lines for the response (may be empty). */
 struct lb_verdict {
     int status;
     char reason[256];
-    char headers[512];
+    char headers[1024];
     char protocol[128];
     size_t protocol_len;
 };

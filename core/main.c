@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include "config.h"
 #include "log.h"
 #include "lua_bridge.h"
+#include "origin.h"
 #include "server.h"
 #include "watch.h"
 
@@ -32,6 +34,9 @@ static const char usage[] =
     "  -c, --config FILE       Lua config file (default: none; built-in defaults)\n"
     "  -p, --port N            listen port (default 8080; 0 picks a free one and logs it)\n"
     "      --host ADDR         listen address (default 127.0.0.1)\n"
+    "      --origin LIST       origins allowed to connect, comma-separated, like\n"
+    "                          https://example.com,https://*.example.com ('*': any;\n"
+    "                          default: only pages served from the same host)\n"
     "      --tls-cert FILE     serve wss:// with this certificate (PEM, may hold the chain)\n"
     "      --tls-key FILE      ... and this private key (PEM); both are needed\n"
     "      --max-message SIZE  largest message accepted, in bytes, or with a K, M or G\n"
@@ -106,6 +111,51 @@ static const char *option_name(char **argv)
     return name;
 }
 
+/* --origin LIST replaces the config file's origins. Each entry is checked like the file's. */
+static int set_origins(struct config *cfg, const char *list)
+{
+    cfg->norigins = 0;
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= sizeof cfg->origins[0] || cfg->norigins == CFG_MAX_ORIGINS) {
+            fprintf(stderr, "moonwire: --origin: '%.*s' is empty or too long (or too many "
+                            "origins)\n", (int)len, p);
+            return -1;
+        }
+        char *o = cfg->origins[cfg->norigins];
+        memcpy(o, p, len);
+        o[len] = '\0';
+        struct origin_pattern pat;
+        const char *why;
+        if (strcmp(o, "*") != 0 && origin_parse_pattern(o, &pat, &why) < 0) {
+            fprintf(stderr, "moonwire: --origin: '%s': %s\n", o, why);
+            return -1;
+        }
+        cfg->norigins++;
+        p += len;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
+/* Every connection is a file descriptor: take all the kernel allows, and say so when that is
+ * fewer than the connections the limits admit. */
+static void raise_fd_limit(const struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    size_t want = cfg->limits.max_connections + 1024 + 64;
+    if (cfg->limits.max_connections && rl.rlim_cur < want)
+        log_warn("the file descriptor limit is %llu, fewer than max_connections (%zu) needs; "
+                 "raise it (ulimit -n, or LimitNOFILE= for systemd) or lower max_connections",
+                 (unsigned long long)rl.rlim_cur, cfg->limits.max_connections);
+}
+
 static void on_files_changed(void *ud, void *key)
 {
     struct server *srv = ud;
@@ -147,11 +197,12 @@ static void usage_error(const char *fmt, const char *arg)
 int main(int argc, char **argv)
 {
     enum { OPT_HOST = 256, OPT_MAX_MESSAGE, OPT_CHECK, OPT_LOG_LEVEL, OPT_WATCH, OPT_TLS_CERT,
-           OPT_TLS_KEY };
+           OPT_TLS_KEY, OPT_ORIGIN };
     static const struct option options[] = {
         { "config", required_argument, NULL, 'c' },
         { "port", required_argument, NULL, 'p' },
         { "host", required_argument, NULL, OPT_HOST },
+        { "origin", required_argument, NULL, OPT_ORIGIN },
         { "tls-cert", required_argument, NULL, OPT_TLS_CERT },
         { "tls-key", required_argument, NULL, OPT_TLS_KEY },
         { "max-message", required_argument, NULL, OPT_MAX_MESSAGE },
@@ -162,7 +213,8 @@ int main(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *config_file = NULL, *host = NULL, *tls_cert = NULL, *tls_key = NULL;
+    const char *config_file = NULL, *host = NULL, *tls_cert = NULL, *tls_key = NULL,
+               *origins = NULL;
     long port = -1;
     uint64_t max_message = 0;
     bool have_max_message = false, check = false, watch = false;
@@ -179,6 +231,7 @@ int main(int argc, char **argv)
                 usage_error("--port needs a number from 0 to 65535, not '%s'", optarg);
             break;
         case OPT_HOST: host = optarg; break;
+        case OPT_ORIGIN: origins = optarg; break;
         case OPT_TLS_CERT: tls_cert = optarg; break;
         case OPT_TLS_KEY: tls_key = optarg; break;
         case OPT_MAX_MESSAGE:
@@ -219,6 +272,7 @@ int main(int argc, char **argv)
         cfg.listen[0] = l;
         cfg.nlisten = 1;
     }
+    if (origins && set_origins(&cfg, origins) < 0) return 2;
     if (!tls_cert != !tls_key)
         usage_error("%s", "--tls-cert and --tls-key go together: give both, or neither");
     if (tls_cert) {
@@ -276,6 +330,7 @@ int main(int argc, char **argv)
         status = 1;
         goto done;
     }
+    raise_fd_limit(&cfg);
     if (srv_listen(&srv, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
         status = 1;

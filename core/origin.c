@@ -104,7 +104,9 @@ int origin_parse_pattern(const char *s, struct origin_pattern *p, const char **w
         p->wildcard = true;
         host += 2;
         host_len -= 2;
-    } else if (memchr(host, '*', host_len)) {
+    }
+    /* Checked after the "*." is taken off, so that "*.*.example.com" is refused too. */
+    if (memchr(host, '*', host_len)) {
         *why = "a wildcard is only allowed as the first label: https://*.example.com";
         return -1;
     }
@@ -139,10 +141,11 @@ bool origin_allowed(const struct origin_policy *pol, const char *origin, size_t 
         return false;
     }
     /* Same host: the page came from this server. The Host field has no scheme, so a Host
-     * without a port means the default port of the origin's scheme. */
+     * without a port means the default port of the origin's scheme (not the origin's own port:
+     * a page on example.com:8080 must not pass for example.com). */
     struct parts h;
     if (split_host_port(host, host_len, &h) < 0) return false;
     if (h.host_len != o.host_len || strncasecmp(h.host, o.host, o.host_len) != 0) return false;
-    int host_port = h.port >= 0 ? h.port : o.port;
+    int host_port = h.port >= 0 ? h.port : default_port(o.scheme, o.scheme_len);
     return host_port == o.port;
 }

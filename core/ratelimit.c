@@ -11,10 +11,10 @@ void bucket_init(struct bucket *b, double burst, double now)
 static void refill(struct bucket *b, double rate, double burst, double now)
 {
     /* A clock that steps backwards must not drain the bucket: count no time then. */
-    if (now > b->stamp) {
-        b->tokens += (now - b->stamp) * rate;
-        if (b->tokens > burst) b->tokens = burst;
-    }
+    if (now > b->stamp) b->tokens += (now - b->stamp) * rate;
+    /* Capped even when no time passed: a burst lowered since the bucket was filled (a reloaded
+     * configuration) holds at once, so a request above it is refused as the header promises. */
+    if (b->tokens > burst) b->tokens = burst;
     b->stamp = now;
 }
 

@@ -22,6 +22,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents);
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents);
 static void on_shutdown_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents);
 
 int srv_init(struct server *srv, struct ev_loop *loop, const struct config *cfg)
 {
@@ -38,6 +39,18 @@ int srv_init(struct server *srv, struct ev_loop *loop, const struct config *cfg)
     ev_signal_start(loop, &srv->sighup);
     ev_init(&srv->shutdown_timer, on_shutdown_timer);
     ev_init(&srv->accept_pause, on_accept_pause);
+    ev_timer_init(&srv->housekeeping, on_housekeeping, 1., 1.);
+    ev_timer_start(loop, &srv->housekeeping);
+    /* The config loader checked every pattern already. */
+    for (size_t i = 0; i < cfg->norigins; i++) {
+        const char *why;
+        if (strcmp(cfg->origins[i], "*") == 0) srv->origins.any = true;
+        else if (origin_parse_pattern(cfg->origins[i], &srv->origin_patterns[srv->origins.count],
+                                      &why) == 0)
+            srv->origins.count++;
+    }
+    srv->origins.patterns = srv->origin_patterns;
+    srv->origins.require_origin = cfg->require_origin;
     /* A peer that resets while we write must cost an EPIPE, not the process. */
     signal(SIGPIPE, SIG_IGN);
     return 0;
@@ -216,6 +229,70 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     if (srv->draining && srv->nconns == 0) ev_break(loop, EVBREAK_ALL);
 }
 
+/* ---- admission ----------------------------------------------------------------------------- */
+
+/* Connections over a limit are still accepted, read and answered with a status (429 or 503,
+ * with Retry-After), because a client told why can back off, where one whose connection is
+ * reset retries at once. Only past this many extra connections does the server close them
+ * straight away: telling them why must not itself cost unbounded memory. */
+#define REFUSAL_SLACK 1024
+
+/* Decides whether c counts against the limits or is to be refused once its request arrives. */
+static void admit(struct server *srv, struct conn *c)
+{
+    const struct cfg_limits *lim = &srv->cfg->limits;
+    double now = ev_now(srv->loop);
+    double rate = lim->connects_per_second;
+    double burst = rate > 1 ? rate : 1;
+    struct ip_key key = ip_key_of(&c->peer.sa);
+    struct ip_entry *ip = ip_table_get(&srv->ips, &key, true, burst, now);
+    const char *why = NULL;
+    int status = 429;
+    if (!ip) {
+        status = 503;
+        why = "the server is out of memory; try again later";
+    } else if (lim->per_ip && ip->conns >= lim->per_ip) {
+        why = "too many connections from your address; close some first";
+    } else if (rate > 0 && !bucket_take(&ip->connects, rate, burst, 1, now)) {
+        why = "too many new connections from your address; slow down";
+    } else if (lim->max_connections && srv->counted >= lim->max_connections) {
+        status = 503;
+        why = "the server is full; try again later";
+    }
+    if (why) {
+        c->refuse_status = (uint16_t)status;
+        c->refuse_why = why;
+        return;
+    }
+    c->ip = ip;
+    ip->conns++;
+    srv->counted++;
+}
+
+void srv_release(struct server *srv, struct conn *c)
+{
+    if (!c->ip) return;
+    c->ip->conns--;
+    c->ip = NULL;
+    srv->counted--;
+}
+
+void srv_count_refusal(struct server *srv, int status) { srv->refused[status == 503]++; }
+
+static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct server *srv = container_of(w, struct server, housekeeping);
+    if (srv->refused[0] || srv->refused[1])
+        log_warn("refused %llu connection%s with 429 (per-address limits) and %llu with 503 "
+                 "(server full) in the last second",
+                 (unsigned long long)srv->refused[0], srv->refused[0] == 1 ? "" : "s",
+                 (unsigned long long)srv->refused[1]);
+    srv->refused[0] = srv->refused[1] = 0;
+    double rate = srv->cfg->limits.connects_per_second;
+    ip_table_expire(&srv->ips, rate, rate > 1 ? rate : 1, ev_now(loop));
+}
+
 /* ---- accepting ----------------------------------------------------------------------------- */
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
@@ -244,9 +321,17 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             }
             return;
         }
+        size_t max = srv->cfg->limits.max_connections;
+        if (max && srv->nconns >= max + REFUSAL_SLACK) {
+            srv->refused[1]++;
+            close(fd);
+            continue;
+        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (!conn_new(srv, fd, &peer, l->tls)) log_warn("out of memory: dropped a new connection");
+        struct conn *c = conn_new(srv, fd, &peer, l->tls);
+        if (!c) log_warn("out of memory: dropped a new connection");
+        else admit(srv, c);
     }
 }
 
@@ -407,8 +492,10 @@ void srv_destroy(struct server *srv)
     ev_signal_stop(srv->loop, &srv->sigint);
     ev_signal_stop(srv->loop, &srv->sighup);
     ev_timer_stop(srv->loop, &srv->shutdown_timer);
+    ev_timer_stop(srv->loop, &srv->housekeeping);
     free(srv->slots);
     free(srv->free_slots);
     srv->slots = NULL;
     srv->free_slots = NULL;
+    ip_table_free(&srv->ips);
 }

@@ -14,6 +14,8 @@
 #include <ev.h>
 
 #include "config.h"
+#include "ip_table.h"
+#include "origin.h"
 #include "util.h"
 
 struct conn;
@@ -44,6 +46,15 @@ struct server {
     const struct config *cfg;
     struct mount mounts[CFG_MAX_APPS + 1];
     size_t nmounts;
+
+    /* Admission (see admit in server.c): the origin policy, the per-address table and how
+     * many connections count against the limits. */
+    struct origin_policy origins;
+    struct origin_pattern origin_patterns[CFG_MAX_ORIGINS];
+    struct ip_table ips;
+    size_t counted;
+    ev_timer housekeeping;     /* once a second: refusal summary, expired addresses */
+    uint64_t refused[2];       /* refusals since the last summary: 429, 503 */
     struct watch *watch;       /* --watch: reloads apps whose files change */
 
     struct listener listeners[CFG_MAX_LISTEN];
@@ -101,6 +112,12 @@ const struct mount *srv_route(const struct server *srv, const char *path, size_t
 /* Reloads every app and every listener's TLS certificates (SIGHUP), or only the app given
  * (--watch). */
 void srv_reload(struct server *srv, struct lb_app *only);
+
+/* Counts a refusal (429 or 503) for the once-a-second summary line. */
+void srv_count_refusal(struct server *srv, int status);
+
+/* Gives back what c counted against the connection limits (conn_free). */
+void srv_release(struct server *srv, struct conn *c);
 
 /* Gives c a slot and an id. Returns 0, or -1 when out of memory. */
 int srv_attach(struct server *srv, struct conn *c);

@@ -351,7 +351,7 @@ Test(handshake, build_response)
         const char *name;
         const char *protocol;
         size_t protocol_len;
-        const char *extensions;
+        const char *extra; /* header lines */
         const char *want;
     } cases[] = {
         { "plain", NULL, 0, NULL, RESPONSE_HEAD "\r\n" },
@@ -359,17 +359,18 @@ Test(handshake, build_response)
           RESPONSE_HEAD "Sec-WebSocket-Protocol: chat\r\n\r\n" },
         { "subprotocol given by length", "chat, superchat", 4, NULL,
           RESPONSE_HEAD "Sec-WebSocket-Protocol: chat\r\n\r\n" },
-        { "with extensions", NULL, 0, "permessage-deflate; server_no_context_takeover",
+        { "with extra header lines", NULL, 0,
+          "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n",
           RESPONSE_HEAD "Sec-WebSocket-Extensions: permessage-deflate; "
                         "server_no_context_takeover\r\n\r\n" },
-        { "with both", "mqtt", 4, "permessage-deflate",
+        { "with both", "mqtt", 4, "Set-Cookie: session=abc\r\nX-Node: 3\r\n",
           RESPONSE_HEAD "Sec-WebSocket-Protocol: mqtt\r\n"
-                        "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n" },
+                        "Set-Cookie: session=abc\r\nX-Node: 3\r\n\r\n" },
     };
     for (size_t i = 0; i < N(cases); i++) {
         char out[512];
         size_t n = hs_build_response(out, sizeof out, KEY_VALUE, cases[i].protocol,
-                                     cases[i].protocol_len, cases[i].extensions);
+                                     cases[i].protocol_len, cases[i].extra);
         size_t want_len = strlen(cases[i].want);
         cr_expect_eq(n, want_len, "%s: length %zu, want %zu", cases[i].name, n, want_len);
         cr_expect(n == want_len && memcmp(out, cases[i].want, n) == 0,
@@ -382,14 +383,14 @@ Test(handshake, build_response)
             struct guard g;
             char *small = (char *)guard_copy(&g, zeros, cap);
             size_t got = hs_build_response(small, cap, KEY_VALUE, cases[i].protocol,
-                                           cases[i].protocol_len, cases[i].extensions);
+                                           cases[i].protocol_len, cases[i].extra);
             cr_expect_eq(got, 0, "%s: cap %zu gave %zu", cases[i].name, cap, got);
             guard_free(&g);
         }
         struct guard g;
         char *exact = (char *)guard_copy(&g, out, want_len + 1);
         cr_expect_eq(hs_build_response(exact, want_len + 1, KEY_VALUE, cases[i].protocol,
-                                       cases[i].protocol_len, cases[i].extensions),
+                                       cases[i].protocol_len, cases[i].extra),
                      want_len, "%s: cap of length + 1", cases[i].name);
         guard_free(&g);
     }
