@@ -72,7 +72,10 @@ size_t ip_table_expire(struct ip_table *t, double rate, double burst, double now
         struct ip_entry **p = &t->buckets[i];
         while (*p) {
             struct ip_entry *e = *p;
-            bool refilled = rate <= 0 || e->connects.tokens + (now - e->connects.stamp) * rate >= burst;
+            /* As the bucket itself does, count no time when the clock stepped back: a full
+             * bucket has refilled by any time, and negative time must not empty it. */
+            double idle = now > e->connects.stamp ? now - e->connects.stamp : 0;
+            bool refilled = rate <= 0 || e->connects.tokens + idle * rate >= burst;
             if (e->conns == 0 && refilled) {
                 *p = e->next;
                 free(e);

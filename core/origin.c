@@ -17,6 +17,12 @@ struct parts {
 
 static char lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c | 0x20) : c; }
 
+static bool is_web_scheme(const char *scheme, size_t len)
+{
+    return (len == 4 && strncasecmp(scheme, "http", 4) == 0) ||
+           (len == 5 && strncasecmp(scheme, "https", 5) == 0);
+}
+
 static int default_port(const char *scheme, size_t len)
 {
     if (len == 5 && strncasecmp(scheme, "https", 5) == 0) return 443;
@@ -145,6 +151,9 @@ bool origin_allowed(const struct origin_policy *pol, const char *origin, size_t 
      * a page on example.com:8080 must not pass for example.com). */
     struct parts h;
     if (split_host_port(host, host_len, &h) < 0) return false;
+    /* Pages this server serves are http or https; another scheme (an extension's page) is
+     * not "the same host" even with the same name. */
+    if (!is_web_scheme(o.scheme, o.scheme_len)) return false;
     if (h.host_len != o.host_len || strncasecmp(h.host, o.host, o.host_len) != 0) return false;
     int host_port = h.port >= 0 ? h.port : default_port(o.scheme, o.scheme_len);
     return host_port == o.port;

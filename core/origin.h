@@ -31,9 +31,9 @@ struct origin_policy {
 int origin_parse_pattern(const char *s, struct origin_pattern *p, const char **why);
 
 /* Decides whether a request may upgrade. origin: the Origin field's value, or NULL without
- * one; host: the Host field's value. With no patterns (and not any), only an origin whose
- * host[:port] is the Host field's is allowed (the page was served by this server), ports
- * compared after filling in the scheme's default. Comparison of schemes and hosts ignores case;
+ * one; host: the Host field's value. With no patterns (and not any), only an http or https
+ * origin whose host[:port] is the Host field's is allowed (the page was served by this
+ * server), ports compared after filling in the scheme's default. Comparison of schemes and hosts ignores case;
  * the origin "null" (sandboxed frames, file: pages) matches nothing. */
 bool origin_allowed(const struct origin_policy *pol, const char *origin, size_t origin_len,
                     const char *host, size_t host_len);
