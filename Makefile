@@ -25,7 +25,7 @@ ASAN_OBJS   := $(SERVER_SRCS:core/%.c=$(BUILD)/asan/%.o)
 # The pure modules the C unit tests link against.
 PURE_SRCS   := core/utf8.c core/ws_frame.c core/ws_close.c core/ws_reader.c core/http.c \
                core/handshake.c core/outq.c core/topics.c core/static_files.c \
-               core/ratelimit.c core/origin.c core/ip_table.c
+               core/lpattern.c core/ratelimit.c core/origin.c core/ip_table.c
 UNIT_SRCS   := $(wildcard spec/unit/test_*.c)
 
 .PHONY: all run test check-deps deps-build deps-run deps-test unit clean
@@ -45,11 +45,12 @@ $(BUILD)/asan/%.o: core/%.c $(wildcard core/*.h) | $(BUILD)/asan
 	$(CC) $(CFLAGS_ALL) $(SAN) -Werror -c -o $@ $<
 
 $(BUILD)/unit-tests: $(UNIT_SRCS) $(PURE_SRCS) $(wildcard core/*.h spec/unit/*.h) | $(BUILD)
-	$(CC) $(CFLAGS_ALL) -Werror -Icore -o $@ $(UNIT_SRCS) $(PURE_SRCS) -lcriterion -lcrypto
+	$(CC) $(CFLAGS_ALL) -Werror -Icore -o $@ $(UNIT_SRCS) $(PURE_SRCS) -lcriterion -lcrypto \
+	    -llua5.4 -lm
 
 $(BUILD)/unit-tests-asan: $(UNIT_SRCS) $(PURE_SRCS) $(wildcard core/*.h spec/unit/*.h) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) $(SAN) -Werror -Icore -o $@ $(UNIT_SRCS) $(PURE_SRCS) -lcriterion \
-	    -lcrypto
+	    -lcrypto -llua5.4 -lm
 
 $(BUILD) $(BUILD)/obj $(BUILD)/asan:
 	mkdir -p $@
@@ -91,6 +92,38 @@ deps-build:
 deps-run: deps-build
 deps-test:
 	$(call install_missing,$(PKGS_TEST))
+
+# ---- the benchmark: moonwire against Bun and Node ws (bench/) -------------------------------
+PKGS_BENCH := $(PKGS_BUILD) lua5.4 gnuplot-nox
+# node and npm: whatever the machine has, otherwise Debian's nodejs and npm packages.
+BENCH_NODE := $(shell command -v node >/dev/null 2>&1 || echo nodejs) \
+              $(shell command -v npm >/dev/null 2>&1 || echo npm)
+ANCHORS := bench/anchors
+BUN     := $(ANCHORS)/node_modules/.bin/bun
+
+.PHONY: bench deps-bench bench-anchors
+
+deps-bench:
+	$(call install_missing,$(PKGS_BENCH) $(BENCH_NODE))
+
+$(BUILD)/wsload: $(wildcard bench/*.c bench/*.h) bench/Makefile | $(BUILD)
+	$(MAKE) -C bench BUILD=$(CURDIR)/$(BUILD)
+
+# npm ci never rewrites the lockfile. Bun's binary comes from its postinstall script; when npm
+# did not run it (--ignore-scripts, or a future npm that holds scripts back), run it by hand.
+$(ANCHORS)/node_modules/.installed: $(ANCHORS)/package.json $(ANCHORS)/package-lock.json
+	cd $(ANCHORS) && npm ci --no-audit --no-fund
+	@$(BUN) --version >/dev/null 2>&1 || { echo "bench: running Bun's postinstall by hand"; \
+	    cd $(ANCHORS)/node_modules/bun && node install.js; }
+	@$(BUN) --version >/dev/null 2>&1 || { echo "bench: $(BUN) does not run (see \
+	    $(ANCHORS)/node_modules/bun/bin/README.txt)"; exit 1; }
+	touch $@
+
+bench-anchors: $(ANCHORS)/node_modules/.installed
+
+bench: deps-bench
+	$(MAKE) all $(BUILD)/wsload bench-anchors
+	lua5.4 bench/run.lua
 
 clean:
 	rm -rf $(BUILD)

@@ -23,6 +23,7 @@
 #include <lualib.h>
 
 #include "log.h"
+#include "lpattern.h"
 
 /* The hook runs every HOOK_STEP instructions: cheap, and at most that far past the budget. */
 #define HOOK_STEP 1000
@@ -88,26 +89,15 @@ static double monotonic_now(void)
 
 struct sandbox *sb_of(lua_State *L) { return *(struct sandbox **)lua_getextraspace(L); }
 
-static void sb_hook(lua_State *L, lua_Debug *ar)
+static void sb_hook(lua_State *L, lua_Debug *ar);
+
+/* Stops the running callback: from now on every instruction raises (so a pcall in the app that
+ * catches this error is interrupted again at once), and this raises the first time. level: the
+ * stack level whose file:line the message names. */
+static void stop_running(lua_State *L, struct sandbox *sb, int level)
 {
-    (void)ar;
-    struct sandbox *sb = sb_of(L);
-    if (!sb->stop) {
-        /* Coroutines keep the per-instruction hook of an earlier stop; put them back at the
-         * normal step before counting. */
-        lua_sethook(L, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
-        sb->used += HOOK_STEP;
-        if (sb->budget && sb->used > sb->budget) sb->stop = SB_BUDGET;
-        if (sb->time_limit && monotonic_now() > sb->deadline) sb->stop = SB_TIME;
-        if (sb->mem_limit && sb->mem_used > sb->mem_limit) {
-            /* Garbage is no reason to stop anyone: collect, then judge what is alive. */
-            lua_gc(L, LUA_GCCOLLECT);
-            if (sb->mem_used > sb->mem_limit) sb->stop = SB_MEMORY;
-        }
-        if (!sb->stop) return;
-    }
     lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
-    luaL_where(L, 0);
+    luaL_where(L, level);
     if (sb->stop == SB_BUDGET)
         lua_pushfstring(L, "instruction budget exceeded (%I instructions)",
                         (lua_Integer)sb->budget);
@@ -118,6 +108,45 @@ static void sb_hook(lua_State *L, lua_Debug *ar)
                         (lua_Integer)sb->mem_used, (lua_Integer)sb->mem_limit);
     lua_concat(L, 2);
     lua_error(L);
+}
+
+/* Charges work to the running callback and decides whether it must stop. */
+static void charge(struct sandbox *sb, uint64_t work)
+{
+    sb->used += work;
+    if (sb->budget && sb->used > sb->budget) sb->stop = SB_BUDGET;
+    if (sb->time_limit && monotonic_now() > sb->deadline) sb->stop = SB_TIME;
+}
+
+static void sb_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    struct sandbox *sb = sb_of(L);
+    if (!sb->stop) {
+        /* Coroutines keep the per-instruction hook of an earlier stop; put them back at the
+         * normal step before counting. */
+        lua_sethook(L, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
+        charge(sb, HOOK_STEP);
+        if (sb->mem_limit && sb->mem_used > sb->mem_limit) {
+            /* Garbage is no reason to stop anyone: collect, then judge what is alive. */
+            lua_gc(L, LUA_GCCOLLECT);
+            if (sb->mem_used > sb->mem_limit) sb->stop = SB_MEMORY;
+        }
+        if (!sb->stop) return;
+    }
+    stop_running(L, sb, 0); /* level 0 in a hook: the Lua function running */
+}
+
+/* Lua patterns run in lpattern.c, which charges its matching steps here, one step as one
+ * instruction (a step costs about as much as two), so a pattern that backtracks for hours is
+ * stopped like a loop. Called from inside string.find and friends: level 1 is the Lua code that
+ * called them. */
+static bool charge_patterns(lua_State *L, size_t steps)
+{
+    struct sandbox *sb = sb_of(L);
+    if (!sb->stop) charge(sb, steps);
+    if (sb->stop) stop_running(L, sb, 1);
+    return true;
 }
 
 /* ---- library functions with sandbox rules -------------------------------------------------- */
@@ -436,10 +465,12 @@ static int open_libs(lua_State *L)
         lua_setglobal(L, *b);
     }
 
-    /* string without dump; os narrowed to the clock functions. */
+    /* string without dump, and with moonwire's pattern functions, whose steps the budget
+     * sees; os narrowed to the clock functions. */
     lua_getfield(L, t, "string");
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
+    lpat_install(L);
     lua_pop(L, 1);
     lua_getfield(L, t, "os");
     push_subset(L, -1, os_allowed);
@@ -476,6 +507,7 @@ int sb_open(struct sandbox *sb)
     *(struct sandbox **)lua_getextraspace(L) = sb;
     sb->L = L;
     lua_atpanic(L, sb_panic);
+    lpat_set_charge(charge_patterns);
     lua_pushcfunction(L, open_libs);
     int rc = lua_pcall(L, 0, 0, 0);
     sb->mem_hard = sb->mem_limit ? sb->mem_limit + sb->mem_limit / 8 : 0;
