@@ -32,6 +32,7 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void conn_drop(struct conn *c, const char *why);
 static bool feed_file(struct conn *c);
+static void arm_timer(struct conn *c, double after);
 static void on_throttle_end(struct ev_loop *loop, ev_timer *w, int revents);
 
 static const struct config *cfg_of(const struct conn *c) { return c->srv->cfg; }
@@ -94,6 +95,14 @@ struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer,
         ev_timer_start(srv->loop, &c->timer);
     }
     return c;
+}
+
+void conn_refuse(struct conn *c, int status, const char *why)
+{
+    c->refuse_status = (uint16_t)status;
+    c->refuse_why = why;
+    double t = cfg_of(c)->limits.handshake_timeout;
+    arm_timer(c, t > 0 && t < 2 ? t : 2);
 }
 
 void conn_free(struct conn *c)
@@ -224,10 +233,15 @@ static void check_backpressure(struct conn *c)
 {
     const struct cfg_limits *lim = &cfg_of(c)->limits;
     if (lim->max_send_buffer && c->outq.bytes > lim->max_send_buffer &&
-        c->state != CONN_DEAD) {
-        outq_clear(&c->outq);
-        if (c->state == CONN_OPEN) conn_fail(c, WS_CLOSE_POLICY, "slow consumer");
-        else conn_drop(c, "slow consumer");
+        c->state == CONN_OPEN) {
+        /* The close frame goes behind what is queued (cutting a frame short would leave the
+         * client a broken stream, not a close code); from here on sends are refused, so the
+         * queue cannot grow, and close_timeout bounds how long it is kept. */
+        char ip[INET6_ADDRSTRLEN];
+        conn_format_ip(c, ip, sizeof ip);
+        log_info(CONN_FMT ": closing with 1008: slow consumer (%zu bytes queued, "
+                 "max_send_buffer %zu)", CONN_ARGS(c, ip), c->outq.bytes, lim->max_send_buffer);
+        conn_close(c, WS_CLOSE_POLICY, "slow consumer", 13);
         return;
     }
     if (lim->send_buffer && c->outq.bytes > lim->send_buffer && c->state == CONN_OPEN)
@@ -489,22 +503,27 @@ static void respond_error(struct conn *c, int status, const char *why, const cha
  * keeps going, to find the peer's close frame among the data it now discards. */
 static int reader_should_stop(const struct conn *c) { return c->state >= CONN_LINGER; }
 
-static void deliver(struct conn *c, const uint8_t *data, size_t len, bool binary)
+/* Charges one message (or ping) to the connection's rate. Returns false when the connection
+ * was closed for going over it; with throttle, it is let through and reading pauses until the
+ * rate allows (TCP then pushes back on the client). */
+static bool within_rate(struct conn *c)
 {
     const struct cfg_limits *lim = &cfg_of(c)->limits;
-    if (lim->messages_per_second > 0) {
-        double now = ev_now(c->srv->loop);
-        if (lim->throttle) {
-            /* Deliver, but read no more until the rate allows (TCP pushes back on the
-             * client). */
-            double wait = bucket_charge(&c->messages, lim->messages_per_second, lim->burst, 1,
-                                        now);
-            if (wait > 0) throttle_for(c, wait);
-        } else if (!bucket_take(&c->messages, lim->messages_per_second, lim->burst, 1, now)) {
-            conn_fail(c, WS_CLOSE_POLICY, "message rate limit exceeded");
-            return;
-        }
+    if (lim->messages_per_second <= 0) return true;
+    double now = ev_now(c->srv->loop);
+    if (lim->throttle) {
+        double wait = bucket_charge(&c->messages, lim->messages_per_second, lim->burst, 1, now);
+        if (wait > 0) throttle_for(c, wait);
+        return true;
     }
+    if (bucket_take(&c->messages, lim->messages_per_second, lim->burst, 1, now)) return true;
+    conn_fail(c, WS_CLOSE_POLICY, "message rate limit exceeded");
+    return false;
+}
+
+static void deliver(struct conn *c, const uint8_t *data, size_t len, bool binary)
+{
+    if (!within_rate(c)) return;
     if (lb_message(c->app, c, data, len, binary) < 0)
         conn_close(c, WS_CLOSE_INTERNAL_ERROR, "internal error", 14);
 }
@@ -549,7 +568,8 @@ static int on_control(void *ud, unsigned opcode, uint8_t *data, size_t len)
     struct conn *c = ud;
     switch (opcode) {
     case WS_OP_PING:
-        if (c->state == CONN_OPEN) send_frame(c, WS_OP_PONG, data, len);
+        /* Pings count against the message rate: each costs a pong. */
+        if (c->state == CONN_OPEN && within_rate(c)) send_frame(c, WS_OP_PONG, data, len);
         return reader_should_stop(c);
     case WS_OP_PONG:
         c->ping_sent = false;
@@ -912,8 +932,18 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     char ip[INET6_ADDRSTRLEN];
     switch (c->state) {
     case CONN_HANDSHAKE:
-        respond_error(c, 408, "the upgrade request did not complete within handshake_timeout",
-                      NULL);
+        if (c->tls && !tls_handshake_done(c)) {
+            /* No HTTP answer is possible before TLS is up. */
+            conn_format_ip(c, ip, sizeof ip);
+            log_info(CONN_FMT ": TLS handshake did not complete within handshake_timeout",
+                     CONN_ARGS(c, ip));
+            conn_drop(c, "TLS handshake timeout");
+        } else if (c->refuse_status) {
+            conn_drop(c, "refused connection sent no request");
+        } else {
+            respond_error(c, 408, "the upgrade request did not complete within "
+                                  "handshake_timeout", NULL);
+        }
         break;
     case CONN_OPEN: {
         /* last_rx is updated on every read; the timer is only re-armed here, lazily, so busy

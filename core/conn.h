@@ -83,9 +83,11 @@ struct conn {
     bool dirty;             /* on the server's list of connections to flush */
     union conn_addr peer;
 
-    /* Admission: the address entry this connection counts against (NULL while it is being
-     * refused), and the status it will be refused with once its request has arrived. */
+    /* Admission: the address entry this connection counts against, either as one of its
+     * connections (counted) or as one being refused with refuse_status once its request has
+     * arrived. */
     struct ip_entry *ip;
+    bool counted;
     uint16_t refuse_status;
     const char *refuse_why;
 
@@ -129,6 +131,10 @@ struct conn {
  * (the socket is then closed). */
 struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer,
                       struct tls_context *tls);
+
+/* Marks c, just made, to be answered with status and why (and closed) once its request has
+ * arrived, instead of upgraded. It gets a short deadline: a refusal is not worth waiting for. */
+void conn_refuse(struct conn *c, int status, const char *why);
 
 /* Frees a DEAD connection. Only the server's sweep calls this. */
 void conn_free(struct conn *c);

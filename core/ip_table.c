@@ -76,7 +76,7 @@ size_t ip_table_expire(struct ip_table *t, double rate, double burst, double now
              * bucket has refilled by any time, and negative time must not empty it. */
             double idle = now > e->connects.stamp ? now - e->connects.stamp : 0;
             bool refilled = rate <= 0 || e->connects.tokens + idle * rate >= burst;
-            if (e->conns == 0 && refilled) {
+            if (e->conns == 0 && e->refusing == 0 && refilled) {
                 *p = e->next;
                 free(e);
                 t->count--;

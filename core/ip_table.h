@@ -21,6 +21,7 @@ struct ip_entry {
     struct ip_entry *next;
     struct ip_key key;
     uint32_t conns;          /* open connections */
+    uint32_t refusing;       /* connections held only to be told why they are refused */
     struct bucket connects;  /* new connections per second */
 };
 
@@ -39,7 +40,8 @@ struct ip_entry *ip_table_get(struct ip_table *t, const struct ip_key *key, bool
                               double burst, double now);
 
 /* Frees the entries that have no open connection and whose bucket has refilled by now (rate 0:
- * any without connections): keeping them longer would only remember a client that has gone;
+ * any without connections, counted or being refused): keeping them longer would only remember
+ * a client that has gone;
  * dropping them earlier would let a client reset its bucket by leaving. Returns how many. */
 size_t ip_table_expire(struct ip_table *t, double rate, double burst, double now);
 

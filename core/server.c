@@ -233,48 +233,66 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 
 /* Connections over a limit are still accepted, read and answered with a status (429 or 503,
  * with Retry-After), because a client told why can back off, where one whose connection is
- * reset retries at once. Only past this many extra connections does the server close them
- * straight away: telling them why must not itself cost unbounded memory. */
+ * reset retries at once. Telling them why must not itself be a way in, though: an address gets
+ * at most REFUSALS_PER_ADDRESS connections waiting for that answer (each with a short
+ * deadline), and past max_connections + REFUSAL_SLACK the server closes new connections at
+ * once. */
 #define REFUSAL_SLACK 1024
+#define REFUSALS_PER_ADDRESS 16
 
-/* Decides whether c counts against the limits or is to be refused once its request arrives. */
-static void admit(struct server *srv, struct conn *c)
+enum verdict { ADMIT, REFUSE, DROP };
+
+struct admission {
+    enum verdict verdict;
+    int status;
+    const char *why;
+    struct ip_entry *ip;
+};
+
+/* Decides what to do with a new connection from peer, before any memory is spent on it. */
+static struct admission admit(struct server *srv, const union conn_addr *peer)
 {
     const struct cfg_limits *lim = &srv->cfg->limits;
+    struct admission a = { ADMIT, 0, NULL, NULL };
+    if (lim->max_connections && srv->nconns >= lim->max_connections + REFUSAL_SLACK) {
+        a.verdict = DROP;
+        a.status = 503;
+        return a;
+    }
     double now = ev_now(srv->loop);
     double rate = lim->connects_per_second;
     double burst = rate > 1 ? rate : 1;
-    struct ip_key key = ip_key_of(&c->peer.sa);
-    struct ip_entry *ip = ip_table_get(&srv->ips, &key, true, burst, now);
-    const char *why = NULL;
-    int status = 429;
-    if (!ip) {
-        status = 503;
-        why = "the server is out of memory; try again later";
-    } else if (lim->per_ip && ip->conns >= lim->per_ip) {
-        why = "too many connections from your address; close some first";
-    } else if (rate > 0 && !bucket_take(&ip->connects, rate, burst, 1, now)) {
-        why = "too many new connections from your address; slow down";
-    } else if (lim->max_connections && srv->counted >= lim->max_connections) {
-        status = 503;
-        why = "the server is full; try again later";
+    struct ip_key key = ip_key_of(&peer->sa);
+    a.ip = ip_table_get(&srv->ips, &key, true, burst, now);
+    a.status = 429;
+    if (!a.ip) {
+        a.verdict = DROP;
+        a.status = 503;
+        return a;
     }
-    if (why) {
-        c->refuse_status = (uint16_t)status;
-        c->refuse_why = why;
-        return;
+    if (lim->per_ip && a.ip->conns >= lim->per_ip)
+        a.why = "too many connections from your address; close some first";
+    else if (rate > 0 && !bucket_take(&a.ip->connects, rate, burst, 1, now))
+        a.why = "too many new connections from your address; slow down";
+    else if (lim->max_connections && srv->counted >= lim->max_connections) {
+        a.status = 503;
+        a.why = "the server is full; try again later";
     }
-    c->ip = ip;
-    ip->conns++;
-    srv->counted++;
+    if (!a.why) return a;
+    a.verdict = a.ip->refusing >= REFUSALS_PER_ADDRESS ? DROP : REFUSE;
+    return a;
 }
 
 void srv_release(struct server *srv, struct conn *c)
 {
     if (!c->ip) return;
-    c->ip->conns--;
+    if (c->counted) {
+        c->ip->conns--;
+        srv->counted--;
+    } else {
+        c->ip->refusing--;
+    }
     c->ip = NULL;
-    srv->counted--;
 }
 
 void srv_count_refusal(struct server *srv, int status) { srv->refused[status == 503]++; }
@@ -321,17 +339,28 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             }
             return;
         }
-        size_t max = srv->cfg->limits.max_connections;
-        if (max && srv->nconns >= max + REFUSAL_SLACK) {
-            srv->refused[1]++;
+        struct admission a = admit(srv, &peer);
+        if (a.verdict == DROP) {
+            srv_count_refusal(srv, a.status);
             close(fd);
             continue;
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         struct conn *c = conn_new(srv, fd, &peer, l->tls);
-        if (!c) log_warn("out of memory: dropped a new connection");
-        else admit(srv, c);
+        if (!c) {
+            log_warn("out of memory: dropped a new connection");
+            continue;
+        }
+        c->ip = a.ip;
+        if (a.verdict == REFUSE) {
+            a.ip->refusing++;
+            conn_refuse(c, a.status, a.why);
+        } else {
+            c->counted = true;
+            a.ip->conns++;
+            srv->counted++;
+        }
     }
 }
 

@@ -159,6 +159,8 @@ int tls_attach(struct conn *c, struct tls_context *t)
     return 0;
 }
 
+bool tls_handshake_done(const struct conn *c) { return SSL_is_init_finished(c->tls); }
+
 /* A failed TLS operation: one log line saying why, then EPROTO. */
 static ssize_t tls_failed(struct conn *c, SSL *ssl)
 {

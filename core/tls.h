@@ -8,6 +8,7 @@
 #ifndef MOONWIRE_TLS_H
 #define MOONWIRE_TLS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -26,6 +27,9 @@ void tls_context_unref(struct tls_context *ctx);
 /* Makes c, just accepted on its socket, a TLS connection: the handshake runs within its first
  * reads. Takes a reference to ctx. Returns 0, or -1 when out of memory. */
 int tls_attach(struct conn *c, struct tls_context *ctx);
+
+/* True once c's TLS handshake has completed. */
+bool tls_handshake_done(const struct conn *c);
 
 extern const struct transport transport_tls;
 
