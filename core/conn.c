@@ -1,4 +1,6 @@
-/* Connection state machine: reads, the upgrade, WebSocket messages and the close handshake.
+/* Connection state machine: reads, WebSocket messages, the close handshake, timers, and the
+ * write path. The HTTP phase (request head, upgrade, error answers, static files) is in
+ * conn_http.c.
  *
  * Writing: everything sent during one turn of the event loop collects in the connection's queue,
  * and the server flushes each connection that has something with one writev before the loop
@@ -16,44 +18,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "handshake.h"
-#include "http.h"
-#include "origin.h"
-#include "static_files.h"
-#include "tls.h"
-#include "lua_bridge.h"
+#include "conn_internal.h"
 #include "log.h"
+#include "lua_bridge.h"
 #include "server.h"
+#include "tls.h"
 #include "ws_close.h"
 
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
-static void conn_drop(struct conn *c, const char *why);
-static bool feed_file(struct conn *c);
-static void arm_timer(struct conn *c, double after);
 static void on_throttle_end(struct ev_loop *loop, ev_timer *w, int revents);
-
-static const struct config *cfg_of(const struct conn *c) { return c->srv->cfg; }
-
-/* A static file on its way out: conn_flush reads the next piece whenever the queue empties, so
- * a large file never sits in memory. */
-struct sf_stream {
-    int fd;
-    off_t off;
-    off_t end;
-};
-
-#define FILE_CHUNK (64 * 1024)
-
-static void end_file(struct conn *c)
-{
-    if (!c->file) return;
-    close(c->file->fd);
-    free(c->file);
-    c->file = NULL;
-}
 
 
 struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer,
@@ -89,7 +65,7 @@ struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer,
     bucket_init(&c->messages, lim->burst, c->last_rx);
     bucket_init(&c->bytes, lim->bytes_per_second, c->last_rx);
     ev_io_start(srv->loop, &c->rio);
-    double t = cfg_of(c)->limits.handshake_timeout;
+    double t = conn_cfg(c)->limits.handshake_timeout;
     if (t > 0) {
         ev_timer_set(&c->timer, t, 0.);
         ev_timer_start(srv->loop, &c->timer);
@@ -101,13 +77,13 @@ void conn_refuse(struct conn *c, int status, const char *why)
 {
     c->refuse_status = (uint16_t)status;
     c->refuse_why = why;
-    double t = cfg_of(c)->limits.handshake_timeout;
-    arm_timer(c, t > 0 && t < 2 ? t : 2);
+    double t = conn_cfg(c)->limits.handshake_timeout;
+    conn_arm_timer(c, t > 0 && t < 2 ? t : 2);
 }
 
 void conn_free(struct conn *c)
 {
-    end_file(c);
+    conn_end_file(c);
     srv_release(c->srv, c);
     if (c->app) lb_leave_topics(c->app, c);
     if (c->app) lb_forget(c->app, c);
@@ -128,11 +104,8 @@ void conn_format_ip(const struct conn *c, char *buf, size_t len)
     if (!inet_ntop(c->peer.sa.sa_family, a, buf, (socklen_t)len)) snprintf(buf, len, "?");
 }
 
-/* A short tag for log lines: "conn 12 127.0.0.1". */
-#define CONN_FMT "conn %llu %s"
-#define CONN_ARGS(c, ip) (unsigned long long)(c)->id, ip
 
-static void arm_timer(struct conn *c, double after)
+void conn_arm_timer(struct conn *c, double after)
 {
     ev_timer_stop(c->srv->loop, &c->timer);
     if (after <= 0) return;
@@ -178,7 +151,7 @@ bool conn_sweep(struct conn *c)
 
 /* ---- writing ------------------------------------------------------------------------------- */
 
-static void shut_write_if_done(struct conn *c)
+void conn_shut_write_if_done(struct conn *c)
 {
     if (c->wr_shut || !outq_empty(&c->outq) || c->file) return;
     if (c->state != CONN_CLOSING && c->state != CONN_LINGER) return;
@@ -231,7 +204,7 @@ static void conn_fail(struct conn *c, unsigned code, const char *why);
  * memory. */
 static void check_backpressure(struct conn *c)
 {
-    const struct cfg_limits *lim = &cfg_of(c)->limits;
+    const struct cfg_limits *lim = &conn_cfg(c)->limits;
     if (lim->max_send_buffer && c->outq.bytes > lim->max_send_buffer &&
         c->state == CONN_OPEN) {
         /* The close frame goes behind what is queued (cutting a frame short would leave the
@@ -282,7 +255,7 @@ static void conn_writev(struct conn *c, struct iovec *iov, int n)
         }
         done = w > 0 ? (size_t)w : 0;
         if (done == total) {
-            shut_write_if_done(c);
+            conn_shut_write_if_done(c);
             return;
         }
     }
@@ -294,7 +267,7 @@ static void conn_writev(struct conn *c, struct iovec *iov, int n)
     check_backpressure(c);
 }
 
-static void conn_write(struct conn *c, const void *p, size_t len)
+void conn_write(struct conn *c, const void *p, size_t len)
 {
     struct iovec iov = { (void *)p, len };
     conn_writev(c, &iov, 1);
@@ -320,7 +293,7 @@ int conn_send_message(struct conn *c, const void *data, size_t len, bool binary)
     if (c->state != CONN_OPEN) return CONN_CLOSED;
     send_frame(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len);
     if (c->state != CONN_OPEN) return CONN_CLOSED;
-    size_t limit = cfg_of(c)->limits.send_buffer;
+    size_t limit = conn_cfg(c)->limits.send_buffer;
     if (limit && c->outq.bytes > limit) {
         c->want_drain = true;
         return CONN_BACKPRESSURE;
@@ -338,7 +311,7 @@ int conn_send_shared(struct conn *c, struct obuf *frame)
     srv_mark_dirty(c->srv, c);
     check_backpressure(c);
     if (c->state != CONN_OPEN) return CONN_CLOSED; /* past max_send_buffer */
-    size_t limit = cfg_of(c)->limits.send_buffer;
+    size_t limit = conn_cfg(c)->limits.send_buffer;
     if (limit && c->outq.bytes > limit) {
         c->want_drain = true;
         return CONN_BACKPRESSURE;
@@ -352,7 +325,7 @@ void conn_flush(struct conn *c)
     for (;;) {
         if (outq_empty(&c->outq)) {
             if (!c->file) break;
-            if (!feed_file(c)) return;
+            if (!conn_feed_file(c)) return;
             if (outq_empty(&c->outq)) break;
         }
         struct iovec iov[64];
@@ -373,9 +346,9 @@ void conn_flush(struct conn *c)
     if (c->state == CONN_DEAD) return;
     /* A TLS read that waits for the socket to be writable keeps the watcher. */
     if (!(c->io_wants & IO_READ_WANTS_WRITE)) ev_io_stop(loop, &c->wio);
-    shut_write_if_done(c);
+    conn_shut_write_if_done(c);
 
-    size_t limit = cfg_of(c)->limits.send_buffer;
+    size_t limit = conn_cfg(c)->limits.send_buffer;
     if (c->outq.bytes <= limit / 2) resume_reading(c, PAUSE_BACKPRESSURE);
     if (c->want_drain && c->state == CONN_OPEN) {
         c->want_drain = false;
@@ -401,7 +374,7 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 /* ---- ending the connection ----------------------------------------------------------------- */
 
 /* The socket is gone or must go now: no close handshake. */
-static void conn_drop(struct conn *c, const char *why)
+void conn_drop(struct conn *c, const char *why)
 {
     if (c->state == CONN_DEAD) return;
     char ip[INET6_ADDRSTRLEN];
@@ -417,14 +390,14 @@ static void conn_drop(struct conn *c, const char *why)
     c->tr->close(c);
     c->state = CONN_DEAD;
     outq_clear(&c->outq);
-    end_file(c);
+    conn_end_file(c);
     srv_schedule(c->srv, c);
 }
 
 void conn_abort(struct conn *c) { conn_drop(c, "server shutting down"); }
 
 /* Nothing more to say: flush, half-close, and wait (bounded) for the peer's FIN. */
-static void enter_linger(struct conn *c)
+void conn_linger(struct conn *c)
 {
     c->state = CONN_LINGER;
     free(c->msg);
@@ -433,8 +406,8 @@ static void enter_linger(struct conn *c)
     /* Whatever paused it, reading must go on: the peer's FIN is what ends the linger. */
     ev_timer_stop(c->srv->loop, &c->throttle);
     resume_reading(c, PAUSE_BACKPRESSURE | PAUSE_THROTTLE);
-    arm_timer(c, cfg_of(c)->limits.close_timeout);
-    shut_write_if_done(c);
+    conn_arm_timer(c, conn_cfg(c)->limits.close_timeout);
+    conn_shut_write_if_done(c);
 }
 
 void conn_close(struct conn *c, unsigned code, const char *reason, size_t reason_len)
@@ -447,8 +420,8 @@ void conn_close(struct conn *c, unsigned code, const char *reason, size_t reason
     free(c->msg);
     c->msg = NULL;
     c->msg_len = c->msg_cap = 0;
-    arm_timer(c, cfg_of(c)->limits.close_timeout);
-    shut_write_if_done(c);
+    conn_arm_timer(c, conn_cfg(c)->limits.close_timeout);
+    conn_shut_write_if_done(c);
 }
 
 /* Fails the WebSocket connection (RFC 6455 7.1.7) for a protocol or policy violation: say why in
@@ -461,40 +434,7 @@ static void conn_fail(struct conn *c, unsigned code, const char *why)
     bool say = c->state == CONN_OPEN;
     ws_ended(c, code, why, strlen(why));
     if (say) send_close_frame(c, code, why, strlen(why));
-    if (c->state != CONN_DEAD) enter_linger(c);
-}
-
-/* ---- HTTP answers -------------------------------------------------------------------------- */
-
-/* Answers the request with a status and a one-line explanation, then lingers. */
-static void respond(struct conn *c, int status, const char *why, const char *headers)
-{
-    char buf[2048];
-    int n = snprintf(buf, sizeof buf,
-                     "HTTP/1.1 %d %s\r\n"
-                     "Content-Type: text/plain; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\n"
-                     "Connection: close\r\n"
-                     "%s"
-                     "\r\n"
-                     "%s\n",
-                     status, http_status_text(status), strlen(why) + 1, headers ? headers : "",
-                     why);
-    if (n < 0 || (size_t)n >= sizeof buf) n = snprintf(buf, sizeof buf,
-        "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status,
-        http_status_text(status));
-    c->state = CONN_LINGER;
-    conn_write(c, buf, (size_t)n);
-    if (c->state != CONN_DEAD) enter_linger(c);
-}
-
-/* respond, with a log line: a refused request is news for the operator. */
-static void respond_error(struct conn *c, int status, const char *why, const char *headers)
-{
-    char ip[INET6_ADDRSTRLEN];
-    conn_format_ip(c, ip, sizeof ip);
-    log_info(CONN_FMT ": refused with %d: %s", CONN_ARGS(c, ip), status, why);
-    respond(c, status, why, headers);
+    if (c->state != CONN_DEAD) conn_linger(c);
 }
 
 /* ---- WebSocket input ----------------------------------------------------------------------- */
@@ -508,7 +448,7 @@ static int reader_should_stop(const struct conn *c) { return c->state >= CONN_LI
  * rate allows (TCP then pushes back on the client). */
 static bool within_rate(struct conn *c)
 {
-    const struct cfg_limits *lim = &cfg_of(c)->limits;
+    const struct cfg_limits *lim = &conn_cfg(c)->limits;
     if (lim->messages_per_second <= 0) return true;
     double now = ev_now(c->srv->loop);
     if (lim->throttle) {
@@ -582,7 +522,7 @@ static int on_control(void *ud, unsigned opcode, uint8_t *data, size_t len)
             c->state = CONN_CLOSING;
             send_close_frame(c, code == WS_CLOSE_NO_STATUS ? 0 : code, "", 0);
         }
-        if (c->state != CONN_DEAD) enter_linger(c);
+        if (c->state != CONN_DEAD) conn_linger(c);
         return 1;
     }
     }
@@ -590,276 +530,10 @@ static int on_control(void *ud, unsigned opcode, uint8_t *data, size_t len)
 
 static const struct ws_reader_callbacks reader_callbacks = { on_data, on_control };
 
-static void read_frames(struct conn *c, uint8_t *data, size_t len)
+void conn_read_frames(struct conn *c, uint8_t *data, size_t len)
 {
     ssize_t n = ws_reader_feed(&c->reader, data, len, &reader_callbacks, c);
     if (n < 0) conn_fail(c, (unsigned)-n, c->reader.error);
-}
-
-static char *dup_range(const char *p, size_t len)
-{
-    char *s = malloc(len + 1);
-    if (s) {
-        memcpy(s, p, len);
-        s[len] = '\0';
-    }
-    return s;
-}
-
-/* Answers a connection that was admitted only to be told why not (too many connections). The
- * server counts these and logs a summary, not a line each: under a flood, a line each would be
- * a second flood. */
-static void refuse(struct conn *c)
-{
-    srv_count_refusal(c->srv, c->refuse_status);
-    respond(c, c->refuse_status, c->refuse_why, "Retry-After: 1\r\n");
-}
-
-/* ---- static files -------------------------------------------------------------------------- */
-
-/* Queues the next piece of the file; at its end, lets go of it. Returns false on a read error
- * (the connection is then dropped: its headers promised a length it cannot have). */
-static bool feed_file(struct conn *c)
-{
-    struct sf_stream *f = c->file;
-    if (f->off >= f->end) {
-        end_file(c);
-        shut_write_if_done(c);
-        return true;
-    }
-    size_t want = (size_t)(f->end - f->off) < FILE_CHUNK ? (size_t)(f->end - f->off) : FILE_CHUNK;
-    uint8_t *buf = c->srv->rbuf; /* free here: reads are done with it by now */
-    ssize_t n = pread(f->fd, buf, want, f->off);
-    if (n <= 0 || outq_append(&c->outq, buf, (size_t)n) < 0) {
-        conn_drop(c, n < 0 ? strerror(errno) : "a static file shrank while being sent");
-        return false;
-    }
-    f->off += n;
-    return true;
-}
-
-/* Formats an HTTP date (RFC 9110 IMF-fixdate). */
-static void http_date(time_t t, char *out, size_t cap)
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-}
-
-/* Answers a plain GET or HEAD: from the app's public/ folder when it has one, else 426 (this
- * address speaks WebSocket). */
-static void serve_plain(struct conn *c, const struct http_request *req, const struct hs_upgrade *up)
-{
-    if (c->refuse_status) {
-        refuse(c);
-        return;
-    }
-    const struct mount *m = srv_route(c->srv, up->path, up->path_len);
-    if (!m) {
-        respond(c, 404, "no app is mounted at this path", NULL);
-        return;
-    }
-    const char *root = lb_app_public_dir(m->app);
-    if (!root) {
-        respond_error(c, 426, "this address serves WebSocket; connect with a WebSocket client",
-                      "Upgrade: websocket\r\nConnection: Upgrade\r\n");
-        return;
-    }
-    /* "/chat" -> "/chat/": relative links in the page must resolve below the mount. */
-    size_t mlen = m->len == 1 ? 0 : m->len;
-    if (up->path_len == mlen && mlen) {
-        char loc[300];
-        snprintf(loc, sizeof loc, "Location: %.*s/\r\n", (int)up->path_len, up->path);
-        respond(c, 301, "moved to the folder", loc);
-        return;
-    }
-    struct sf_file f;
-    int status = sf_open(root, up->path + mlen, up->path_len - mlen, &f);
-    if (status) {
-        /* Routine for a file server: no log line above debug. */
-        char ip[INET6_ADDRSTRLEN];
-        conn_format_ip(c, ip, sizeof ip);
-        log_debug(CONN_FMT ": %d for %.*s", CONN_ARGS(c, ip), status, (int)up->path_len,
-                  up->path);
-        respond(c, status, status == 404 ? "no such file" : status == 403 ? "forbidden"
-                                                                       : "bad path", NULL);
-        return;
-    }
-    char etag[64], date[64], head[768];
-    sf_etag(&f, etag, sizeof etag);
-    http_date(f.mtime, date, sizeof date);
-    const char *inm;
-    size_t inm_len;
-    bool fresh = http_find_header(req, "If-None-Match", &inm, &inm_len) == 1 &&
-                 inm_len == strlen(etag) && memcmp(inm, etag, inm_len) == 0;
-    bool is_head = req->method_len == 4;
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %s\r\n"
-                     "Content-Type: %s\r\n"
-                     "Content-Length: %lld\r\n"
-                     "Last-Modified: %s\r\n"
-                     "ETag: %s\r\n"
-                     "Cache-Control: no-cache\r\n"
-                     "X-Content-Type-Options: nosniff\r\n"
-                     "Connection: close\r\n\r\n",
-                     fresh ? "304 Not Modified" : "200 OK", f.type,
-                     fresh ? 0LL : (long long)f.size, date, etag);
-    c->state = CONN_LINGER;
-    conn_write(c, head, (size_t)n);
-    if (c->state == CONN_DEAD || fresh || is_head || f.size == 0) {
-        close(f.fd);
-    } else if (!(c->file = malloc(sizeof *c->file))) {
-        close(f.fd);
-        conn_drop(c, "out of memory for a static file");
-        return;
-    } else {
-        *c->file = (struct sf_stream){ f.fd, 0, f.size };
-    }
-    if (c->state != CONN_DEAD) enter_linger(c);
-}
-
-/* ---- the upgrade --------------------------------------------------------------------------- */
-
-/* Handles a complete request head. Returns 0 when the connection is now an open WebSocket. */
-static int upgrade(struct conn *c, const struct http_request *req)
-{
-    struct hs_upgrade up;
-    const char *why = NULL;
-    int rc = hs_check_request(req, &up, &why);
-    switch (rc) {
-    case 0: break;
-    case HS_NOT_UPGRADE: serve_plain(c, req, &up); return -1;
-    case HS_E_METHOD: respond_error(c, 405, why, "Allow: GET, HEAD\r\n"); return -1;
-    case HS_E_VERSION: respond_error(c, 426, why, "Sec-WebSocket-Version: 13\r\n"); return -1;
-    default: respond_error(c, -rc, why, NULL); return -1;
-    }
-    if (c->srv->draining) {
-        respond_error(c, 503, "the server is shutting down; try again later", NULL);
-        return -1;
-    }
-    if (c->refuse_status) {
-        refuse(c);
-        return -1;
-    }
-    if (!origin_allowed(&c->srv->origins, up.origin, up.origin_len, up.host, up.host_len)) {
-        char refusal[400];
-        if (up.origin)
-            snprintf(refusal, sizeof refusal, "origin %.*s is not allowed to connect here",
-                     (int)(up.origin_len < 300 ? up.origin_len : 300), up.origin);
-        else
-            snprintf(refusal, sizeof refusal, "an Origin field is required to connect here");
-        respond_error(c, 403, refusal, NULL);
-        return -1;
-    }
-
-    const struct mount *m = srv_route(c->srv, up.path, up.path_len);
-    if (!m) {
-        respond_error(c, 404, "no app is mounted at this path", NULL);
-        return -1;
-    }
-    struct lb_app *app = m->app;
-    c->app = app;
-    c->path = dup_range(up.path, up.path_len);
-    if (!c->path) {
-        respond_error(c, 503, "the server is out of memory", NULL);
-        return -1;
-    }
-
-    struct lb_verdict v;
-    lb_upgrade(app, c, req, &up, &v);
-    if (v.status) {
-        respond_error(c, v.status, v.reason, v.headers[0] ? v.headers : NULL);
-        return -1;
-    }
-    if (v.protocol_len && !(c->protocol = dup_range(v.protocol, v.protocol_len))) {
-        respond_error(c, 503, "the server is out of memory", NULL);
-        return -1;
-    }
-
-    char resp[1536];
-    size_t n = hs_build_response(resp, sizeof resp, up.key, c->protocol, v.protocol_len,
-                                 v.headers[0] ? v.headers : NULL);
-    c->state = CONN_OPEN;
-    ws_reader_init(&c->reader, cfg_of(c)->limits.max_message, 0);
-    conn_write(c, resp, n);
-    if (c->state != CONN_OPEN) return -1;
-    arm_timer(c, cfg_of(c)->limits.idle_timeout);
-
-    c->app_open = true;
-    if (lb_open(app, c) < 0) conn_close(c, WS_CLOSE_INTERNAL_ERROR, "internal error", 14);
-    return c->state == CONN_OPEN ? 0 : -1;
-}
-
-/* Collects the request head; once complete, upgrades and passes any bytes after the head on
- * to the frame reader (a client may send frames right behind its request). */
-/* Keeps bytes of an unfinished request head, in a buffer that starts small and doubles up to
- * max_header_bytes: ten thousand clients sending half a request each must not cost ten
- * thousand times the limit. Returns how many of data were kept (all, or what fits under max),
- * or -1 when out of memory. */
-static ssize_t keep_head(struct conn *c, const uint8_t *data, size_t len, size_t max)
-{
-    size_t want = c->head_len + len < max ? c->head_len + len : max;
-    if (want > c->head_cap) {
-        size_t cap = c->head_cap ? c->head_cap : 1024;
-        while (cap < want) cap *= 2;
-        if (cap > max) cap = max;
-        char *p = realloc(c->head, cap);
-        if (!p) return -1;
-        c->head = p;
-        c->head_cap = (uint32_t)cap;
-    }
-    size_t used = want - c->head_len;
-    memcpy(c->head + c->head_len, data, used);
-    c->head_len = (uint32_t)want;
-    return (ssize_t)used;
-}
-
-static void read_handshake(struct conn *c, uint8_t *data, size_t len)
-{
-    const struct cfg_limits *lim = &cfg_of(c)->limits;
-    size_t max = lim->max_header_bytes;
-    const char *buf = (const char *)data;
-    size_t buf_len = len, used = len;
-    if (c->head) {
-        /* An earlier piece is kept: append what the head can still need. */
-        ssize_t kept = keep_head(c, data, len, max);
-        if (kept < 0) {
-            conn_drop(c, "out of memory for the request head");
-            return;
-        }
-        used = (size_t)kept;
-        buf = c->head;
-        buf_len = c->head_len;
-    }
-
-    struct http_header headers[HTTP_MAX_HEADER_FIELDS];
-    struct http_request req = { .headers = headers, .max_headers = lim->max_headers };
-    struct http_scan scan = { c->head_scan };
-    const char *why = NULL;
-    int rc = http_parse_request(buf, buf_len, max, &scan, &req, &why);
-    if (rc == HTTP_NEED_MORE) {
-        c->head_scan = (uint32_t)scan.pos;
-        /* len < max here, or the parser would have said 431: all of it is kept. */
-        if (!c->head && keep_head(c, data, len, max) < 0)
-            conn_drop(c, "out of memory for the request head");
-        return;
-    }
-    if (rc < 0) {
-        respond_error(c, -rc, why, NULL);
-    } else if (upgrade(c, &req) == 0) {
-        /* Frames that came with the head: first the rest of the kept buffer, then the rest of
-         * this read that was not appended to it. */
-        uint8_t *rest = (uint8_t *)buf + rc;
-        size_t rest_len = buf_len - (size_t)rc;
-        if (rest_len) read_frames(c, rest, rest_len);
-        if (c->head && used < len && c->state == CONN_OPEN)
-            read_frames(c, data + used, len - used);
-    }
-    /* Whatever the outcome, the head is done with: a refused client lingering for
-     * close_timeout must not keep 16 KiB. */
-    free(c->head);
-    c->head = NULL;
-    c->head_len = c->head_cap = c->head_scan = 0;
 }
 
 /* ---- the read side ------------------------------------------------------------------------- */
@@ -867,9 +541,9 @@ static void read_handshake(struct conn *c, uint8_t *data, size_t len)
 static void process_input(struct conn *c, uint8_t *data, size_t len)
 {
     switch (c->state) {
-    case CONN_HANDSHAKE: read_handshake(c, data, len); break;
+    case CONN_HANDSHAKE: conn_read_head(c, data, len); break;
     case CONN_OPEN:
-    case CONN_CLOSING: read_frames(c, data, len); break;
+    case CONN_CLOSING: conn_read_frames(c, data, len); break;
     default: break; /* LINGER: discard until the peer's FIN */
     }
 }
@@ -882,7 +556,7 @@ static void conn_read(struct conn *c)
         ssize_t n = c->tr->read(c, s->rbuf, sizeof s->rbuf);
         if (n > 0) {
             c->last_rx = ev_now(s->loop);
-            double rate = cfg_of(c)->limits.bytes_per_second;
+            double rate = conn_cfg(c)->limits.bytes_per_second;
             if (rate > 0 && c->state != CONN_LINGER) {
                 double wait = bucket_charge(&c->bytes, rate, rate, (double)n, c->last_rx);
                 if (wait > 0) throttle_for(c, wait);
@@ -928,7 +602,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
     struct conn *c = container_of(w, struct conn, timer);
-    const struct config *cfg = cfg_of(c);
+    const struct config *cfg = conn_cfg(c);
     char ip[INET6_ADDRSTRLEN];
     switch (c->state) {
     case CONN_HANDSHAKE:
@@ -941,7 +615,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         } else if (c->refuse_status) {
             conn_drop(c, "refused connection sent no request");
         } else {
-            respond_error(c, 408, "the upgrade request did not complete within "
+            conn_respond_error(c, 408, "the upgrade request did not complete within "
                                   "handshake_timeout", NULL);
         }
         break;
@@ -952,11 +626,11 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         double timeout = cfg->limits.idle_timeout;
         if (idle < timeout) {
             c->ping_sent = false;
-            arm_timer(c, timeout - idle);
+            conn_arm_timer(c, timeout - idle);
         } else if (!c->ping_sent) {
             c->ping_sent = true;
             send_frame(c, WS_OP_PING, "", 0);
-            if (c->state == CONN_OPEN) arm_timer(c, timeout);
+            if (c->state == CONN_OPEN) conn_arm_timer(c, timeout);
         } else {
             conn_format_ip(c, ip, sizeof ip);
             log_info(CONN_FMT ": closing: no answer to a ping within idle_timeout",

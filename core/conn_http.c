@@ -1,0 +1,341 @@
+/* The HTTP side of a connection: reading the request head, the upgrade to WebSocket, and the
+ * answers that end a connection instead: errors, refusals (connection limits) and static files
+ * from the app's public/ folder, streamed a piece at a time. conn.c owns the rest of the
+ * connection's life. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "conn_internal.h"
+#include "handshake.h"
+#include "http.h"
+#include "log.h"
+#include "lua_bridge.h"
+#include "origin.h"
+#include "server.h"
+#include "static_files.h"
+#include "ws_close.h"
+
+/* A static file on its way out: conn_flush reads the next piece whenever the queue empties, so
+ * a large file never sits in memory. */
+struct sf_stream {
+    int fd;
+    off_t off;
+    off_t end;
+};
+
+#define FILE_CHUNK (64 * 1024)
+
+void conn_end_file(struct conn *c)
+{
+    if (!c->file) return;
+    close(c->file->fd);
+    free(c->file);
+    c->file = NULL;
+}
+
+
+/* ---- HTTP answers -------------------------------------------------------------------------- */
+
+/* Answers the request with a status and a one-line explanation, then lingers. */
+static void respond(struct conn *c, int status, const char *why, const char *headers)
+{
+    char buf[2048];
+    int n = snprintf(buf, sizeof buf,
+                     "HTTP/1.1 %d %s\r\n"
+                     "Content-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Connection: close\r\n"
+                     "%s"
+                     "\r\n"
+                     "%s\n",
+                     status, http_status_text(status), strlen(why) + 1, headers ? headers : "",
+                     why);
+    if (n < 0 || (size_t)n >= sizeof buf) n = snprintf(buf, sizeof buf,
+        "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status,
+        http_status_text(status));
+    c->state = CONN_LINGER;
+    conn_write(c, buf, (size_t)n);
+    if (c->state != CONN_DEAD) conn_linger(c);
+}
+
+/* respond, with a log line: a refused request is news for the operator. */
+void conn_respond_error(struct conn *c, int status, const char *why, const char *headers)
+{
+    char ip[INET6_ADDRSTRLEN];
+    conn_format_ip(c, ip, sizeof ip);
+    log_info(CONN_FMT ": refused with %d: %s", CONN_ARGS(c, ip), status, why);
+    respond(c, status, why, headers);
+}
+
+static char *dup_range(const char *p, size_t len)
+{
+    char *s = malloc(len + 1);
+    if (s) {
+        memcpy(s, p, len);
+        s[len] = '\0';
+    }
+    return s;
+}
+
+/* Answers a connection that was admitted only to be told why not (too many connections). The
+ * server counts these and logs a summary, not a line each: under a flood, a line each would be
+ * a second flood. */
+static void refuse(struct conn *c)
+{
+    srv_count_refusal(c->srv, c->refuse_status);
+    respond(c, c->refuse_status, c->refuse_why, "Retry-After: 1\r\n");
+}
+
+/* ---- static files -------------------------------------------------------------------------- */
+
+/* Queues the next piece of the file; at its end, lets go of it. Returns false on a read error
+ * (the connection is then dropped: its headers promised a length it cannot have). */
+bool conn_feed_file(struct conn *c)
+{
+    struct sf_stream *f = c->file;
+    if (f->off >= f->end) {
+        conn_end_file(c);
+        conn_shut_write_if_done(c);
+        return true;
+    }
+    size_t want = (size_t)(f->end - f->off) < FILE_CHUNK ? (size_t)(f->end - f->off) : FILE_CHUNK;
+    uint8_t *buf = c->srv->rbuf; /* free here: reads are done with it by now */
+    ssize_t n = pread(f->fd, buf, want, f->off);
+    if (n <= 0 || outq_append(&c->outq, buf, (size_t)n) < 0) {
+        conn_drop(c, n < 0 ? strerror(errno) : "a static file shrank while being sent");
+        return false;
+    }
+    f->off += n;
+    return true;
+}
+
+/* Formats an HTTP date (RFC 9110 IMF-fixdate). */
+static void http_date(time_t t, char *out, size_t cap)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* Answers a plain GET or HEAD: from the app's public/ folder when it has one, else 426 (this
+ * address speaks WebSocket). */
+static void serve_plain(struct conn *c, const struct http_request *req, const struct hs_upgrade *up)
+{
+    if (c->refuse_status) {
+        refuse(c);
+        return;
+    }
+    const struct mount *m = srv_route(c->srv, up->path, up->path_len);
+    if (!m) {
+        respond(c, 404, "no app is mounted at this path", NULL);
+        return;
+    }
+    const char *root = lb_app_public_dir(m->app);
+    if (!root) {
+        conn_respond_error(c, 426, "this address serves WebSocket; connect with a WebSocket client",
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\n");
+        return;
+    }
+    /* "/chat" -> "/chat/": relative links in the page must resolve below the mount. */
+    size_t mlen = m->len == 1 ? 0 : m->len;
+    if (up->path_len == mlen && mlen) {
+        char loc[300];
+        snprintf(loc, sizeof loc, "Location: %.*s/\r\n", (int)up->path_len, up->path);
+        respond(c, 301, "moved to the folder", loc);
+        return;
+    }
+    struct sf_file f;
+    int status = sf_open(root, up->path + mlen, up->path_len - mlen, &f);
+    if (status) {
+        /* Routine for a file server: no log line above debug. */
+        char ip[INET6_ADDRSTRLEN];
+        conn_format_ip(c, ip, sizeof ip);
+        log_debug(CONN_FMT ": %d for %.*s", CONN_ARGS(c, ip), status, (int)up->path_len,
+                  up->path);
+        respond(c, status, status == 404 ? "no such file" : status == 403 ? "forbidden"
+                                                                       : "bad path", NULL);
+        return;
+    }
+    char etag[64], date[64], head[768];
+    sf_etag(&f, etag, sizeof etag);
+    http_date(f.mtime, date, sizeof date);
+    const char *inm;
+    size_t inm_len;
+    bool fresh = http_find_header(req, "If-None-Match", &inm, &inm_len) == 1 &&
+                 inm_len == strlen(etag) && memcmp(inm, etag, inm_len) == 0;
+    bool is_head = req->method_len == 4;
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %s\r\n"
+                     "Content-Type: %s\r\n"
+                     "Content-Length: %lld\r\n"
+                     "Last-Modified: %s\r\n"
+                     "ETag: %s\r\n"
+                     "Cache-Control: no-cache\r\n"
+                     "X-Content-Type-Options: nosniff\r\n"
+                     "Connection: close\r\n\r\n",
+                     fresh ? "304 Not Modified" : "200 OK", f.type,
+                     fresh ? 0LL : (long long)f.size, date, etag);
+    c->state = CONN_LINGER;
+    conn_write(c, head, (size_t)n);
+    if (c->state == CONN_DEAD || fresh || is_head || f.size == 0) {
+        close(f.fd);
+    } else if (!(c->file = malloc(sizeof *c->file))) {
+        close(f.fd);
+        conn_drop(c, "out of memory for a static file");
+        return;
+    } else {
+        *c->file = (struct sf_stream){ f.fd, 0, f.size };
+    }
+    if (c->state != CONN_DEAD) conn_linger(c);
+}
+
+/* ---- the upgrade --------------------------------------------------------------------------- */
+
+/* Handles a complete request head. Returns 0 when the connection is now an open WebSocket. */
+static int upgrade(struct conn *c, const struct http_request *req)
+{
+    struct hs_upgrade up;
+    const char *why = NULL;
+    int rc = hs_check_request(req, &up, &why);
+    switch (rc) {
+    case 0: break;
+    case HS_NOT_UPGRADE: serve_plain(c, req, &up); return -1;
+    case HS_E_METHOD: conn_respond_error(c, 405, why, "Allow: GET, HEAD\r\n"); return -1;
+    case HS_E_VERSION: conn_respond_error(c, 426, why, "Sec-WebSocket-Version: 13\r\n"); return -1;
+    default: conn_respond_error(c, -rc, why, NULL); return -1;
+    }
+    if (c->srv->draining) {
+        conn_respond_error(c, 503, "the server is shutting down; try again later", NULL);
+        return -1;
+    }
+    if (c->refuse_status) {
+        refuse(c);
+        return -1;
+    }
+    if (!origin_allowed(&c->srv->origins, up.origin, up.origin_len, up.host, up.host_len)) {
+        char refusal[400];
+        if (up.origin)
+            snprintf(refusal, sizeof refusal, "origin %.*s is not allowed to connect here",
+                     (int)(up.origin_len < 300 ? up.origin_len : 300), up.origin);
+        else
+            snprintf(refusal, sizeof refusal, "an Origin field is required to connect here");
+        conn_respond_error(c, 403, refusal, NULL);
+        return -1;
+    }
+
+    const struct mount *m = srv_route(c->srv, up.path, up.path_len);
+    if (!m) {
+        conn_respond_error(c, 404, "no app is mounted at this path", NULL);
+        return -1;
+    }
+    struct lb_app *app = m->app;
+    c->app = app;
+    c->path = dup_range(up.path, up.path_len);
+    if (!c->path) {
+        conn_respond_error(c, 503, "the server is out of memory", NULL);
+        return -1;
+    }
+
+    struct lb_verdict v;
+    lb_upgrade(app, c, req, &up, &v);
+    if (v.status) {
+        conn_respond_error(c, v.status, v.reason, v.headers[0] ? v.headers : NULL);
+        return -1;
+    }
+    if (v.protocol_len && !(c->protocol = dup_range(v.protocol, v.protocol_len))) {
+        conn_respond_error(c, 503, "the server is out of memory", NULL);
+        return -1;
+    }
+
+    char resp[1536];
+    size_t n = hs_build_response(resp, sizeof resp, up.key, c->protocol, v.protocol_len,
+                                 v.headers[0] ? v.headers : NULL);
+    c->state = CONN_OPEN;
+    ws_reader_init(&c->reader, conn_cfg(c)->limits.max_message, 0);
+    conn_write(c, resp, n);
+    if (c->state != CONN_OPEN) return -1;
+    conn_arm_timer(c, conn_cfg(c)->limits.idle_timeout);
+
+    c->app_open = true;
+    if (lb_open(app, c) < 0) conn_close(c, WS_CLOSE_INTERNAL_ERROR, "internal error", 14);
+    return c->state == CONN_OPEN ? 0 : -1;
+}
+
+/* Collects the request head; once complete, upgrades and passes any bytes after the head on
+ * to the frame reader (a client may send frames right behind its request). */
+/* Keeps bytes of an unfinished request head, in a buffer that starts small and doubles up to
+ * max_header_bytes: ten thousand clients sending half a request each must not cost ten
+ * thousand times the limit. Returns how many of data were kept (all, or what fits under max),
+ * or -1 when out of memory. */
+static ssize_t keep_head(struct conn *c, const uint8_t *data, size_t len, size_t max)
+{
+    size_t want = c->head_len + len < max ? c->head_len + len : max;
+    if (want > c->head_cap) {
+        size_t cap = c->head_cap ? c->head_cap : 1024;
+        while (cap < want) cap *= 2;
+        if (cap > max) cap = max;
+        char *p = realloc(c->head, cap);
+        if (!p) return -1;
+        c->head = p;
+        c->head_cap = (uint32_t)cap;
+    }
+    size_t used = want - c->head_len;
+    memcpy(c->head + c->head_len, data, used);
+    c->head_len = (uint32_t)want;
+    return (ssize_t)used;
+}
+
+void conn_read_head(struct conn *c, uint8_t *data, size_t len)
+{
+    const struct cfg_limits *lim = &conn_cfg(c)->limits;
+    size_t max = lim->max_header_bytes;
+    const char *buf = (const char *)data;
+    size_t buf_len = len, used = len;
+    if (c->head) {
+        /* An earlier piece is kept: append what the head can still need. */
+        ssize_t kept = keep_head(c, data, len, max);
+        if (kept < 0) {
+            conn_drop(c, "out of memory for the request head");
+            return;
+        }
+        used = (size_t)kept;
+        buf = c->head;
+        buf_len = c->head_len;
+    }
+
+    struct http_header headers[HTTP_MAX_HEADER_FIELDS];
+    struct http_request req = { .headers = headers, .max_headers = lim->max_headers };
+    struct http_scan scan = { c->head_scan };
+    const char *why = NULL;
+    int rc = http_parse_request(buf, buf_len, max, &scan, &req, &why);
+    if (rc == HTTP_NEED_MORE) {
+        c->head_scan = (uint32_t)scan.pos;
+        /* len < max here, or the parser would have said 431: all of it is kept. */
+        if (!c->head && keep_head(c, data, len, max) < 0)
+            conn_drop(c, "out of memory for the request head");
+        return;
+    }
+    if (rc < 0) {
+        conn_respond_error(c, -rc, why, NULL);
+    } else if (upgrade(c, &req) == 0) {
+        /* Frames that came with the head: first the rest of the kept buffer, then the rest of
+         * this read that was not appended to it. */
+        uint8_t *rest = (uint8_t *)buf + rc;
+        size_t rest_len = buf_len - (size_t)rc;
+        if (rest_len) conn_read_frames(c, rest, rest_len);
+        if (c->head && used < len && c->state == CONN_OPEN)
+            conn_read_frames(c, data + used, len - used);
+    }
+    /* Whatever the outcome, the head is done with: a refused client lingering for
+     * close_timeout must not keep 16 KiB. */
+    free(c->head);
+    c->head = NULL;
+    c->head_len = c->head_cap = c->head_scan = 0;
+}
+

@@ -1,0 +1,33 @@
+/* Internal to conn.c and conn_http.c: the two halves of a connection call each other through
+ * these. Nothing else includes this. */
+#ifndef MOONWIRE_CONN_INTERNAL_H
+#define MOONWIRE_CONN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "server.h"
+
+/* A short tag for log lines: "conn 12 127.0.0.1". */
+#define CONN_FMT "conn %llu %s"
+#define CONN_ARGS(c, ip) (unsigned long long)(c)->id, ip
+
+static inline const struct config *conn_cfg(const struct conn *c) { return c->srv->cfg; }
+
+/* conn.c */
+void conn_write(struct conn *c, const void *p, size_t len); /* queued for the next flush */
+void conn_drop(struct conn *c, const char *why);            /* gone now, no close handshake */
+void conn_linger(struct conn *c);                           /* flush, FIN, wait for the peer's */
+void conn_arm_timer(struct conn *c, double after);
+void conn_shut_write_if_done(struct conn *c);
+void conn_read_frames(struct conn *c, uint8_t *data, size_t len);
+
+/* conn_http.c */
+void conn_read_head(struct conn *c, uint8_t *data, size_t len);
+void conn_respond_error(struct conn *c, int status, const char *why, const char *headers);
+bool conn_feed_file(struct conn *c); /* false: the connection was dropped */
+void conn_end_file(struct conn *c);
+
+#endif
