@@ -30,6 +30,7 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_throttle_end(struct ev_loop *loop, ev_timer *w, int revents);
+static void flush_messages(struct conn *c);
 
 
 struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer,
@@ -428,6 +429,7 @@ void conn_close(struct conn *c, unsigned code, const char *reason, size_t reason
  * a close frame and stop reading frames. */
 static void conn_fail(struct conn *c, unsigned code, const char *why)
 {
+    flush_messages(c); /* what came before the violation is delivered */
     char ip[INET6_ADDRSTRLEN];
     conn_format_ip(c, ip, sizeof ip);
     log_info(CONN_FMT ": closing with %u: %s", CONN_ARGS(c, ip), code, why);
@@ -461,11 +463,27 @@ static bool within_rate(struct conn *c)
     return false;
 }
 
-static void deliver(struct conn *c, const uint8_t *data, size_t len, bool binary)
+/* Whole messages that arrive in one read wait in the server's batch (they point into the read
+ * buffer) and reach the app in one call at the end of the read: the cost of entering Lua is
+ * paid once per read, not once per message. Anything that changes the connection or the order
+ * of its output (a close frame, a ping's pong, a protocol error, a message assembled from
+ * fragments) delivers the batch first. */
+static void flush_messages(struct conn *c)
+{
+    struct server *s = c->srv;
+    size_t n = s->nbatch;
+    if (!n) return;
+    s->nbatch = 0;
+    if (c->state == CONN_OPEN && lb_messages(c->app, c, s->batch, n) < 0)
+        conn_close(c, WS_CLOSE_INTERNAL_ERROR, "internal error", 14);
+}
+
+static void deliver(struct conn *c, const uint8_t *data, size_t len, bool binary, bool batch)
 {
     if (!within_rate(c)) return;
-    if (lb_message(c->app, c, data, len, binary) < 0)
-        conn_close(c, WS_CLOSE_INTERNAL_ERROR, "internal error", 14);
+    struct server *s = c->srv;
+    s->batch[s->nbatch++] = (struct lb_message){ data, len, binary };
+    if (!batch || s->nbatch == SRV_BATCH) flush_messages(c);
 }
 
 static int on_data(void *ud, unsigned opcode, uint8_t *data, size_t len, bool first, bool last)
@@ -475,7 +493,7 @@ static int on_data(void *ud, unsigned opcode, uint8_t *data, size_t len, bool fi
     bool binary = opcode == WS_OP_BINARY;
     if (first && last) {
         /* The common case: the whole message sits in the read buffer. No copy. */
-        deliver(c, data, len, binary);
+        deliver(c, data, len, binary, true);
         return reader_should_stop(c);
     }
     if (c->msg_len + len > c->msg_cap) {
@@ -498,7 +516,8 @@ static int on_data(void *ud, unsigned opcode, uint8_t *data, size_t len, bool fi
     size_t msg_len = c->msg_len;
     c->msg = NULL;
     c->msg_len = c->msg_cap = 0;
-    deliver(c, msg, msg_len, binary);
+    flush_messages(c);
+    deliver(c, msg, msg_len, binary, false);
     free(msg);
     return reader_should_stop(c);
 }
@@ -509,12 +528,14 @@ static int on_control(void *ud, unsigned opcode, uint8_t *data, size_t len)
     switch (opcode) {
     case WS_OP_PING:
         /* Pings count against the message rate: each costs a pong. */
+        flush_messages(c);
         if (c->state == CONN_OPEN && within_rate(c)) send_frame(c, WS_OP_PONG, data, len);
         return reader_should_stop(c);
     case WS_OP_PONG:
         c->ping_sent = false;
         return 0;
     default: { /* WS_OP_CLOSE, already validated by the reader */
+        flush_messages(c);
         unsigned code = len >= 2 ? (unsigned)data[0] << 8 | data[1] : WS_CLOSE_NO_STATUS;
         if (c->state == CONN_OPEN) {
             ws_ended(c, code, len > 2 ? (const char *)data + 2 : "", len > 2 ? len - 2 : 0);
@@ -533,7 +554,8 @@ static const struct ws_reader_callbacks reader_callbacks = { on_data, on_control
 void conn_read_frames(struct conn *c, uint8_t *data, size_t len)
 {
     ssize_t n = ws_reader_feed(&c->reader, data, len, &reader_callbacks, c);
-    if (n < 0) conn_fail(c, (unsigned)-n, c->reader.error);
+    if (n < 0) conn_fail(c, (unsigned)-n, c->reader.error); /* delivers the batch first */
+    else flush_messages(c);
 }
 
 /* ---- the read side ------------------------------------------------------------------------- */

@@ -21,7 +21,8 @@
 #include "lua_app.h"
 #include "server.h"
 
-static const char *const handler_names[] = { "upgrade", "open", "message", "close", "drain",
+/* The handlers, in the order of enum call_kind below. */
+static const char *const handler_names[] = { "open", "message", "close", "drain", "upgrade",
                                              "reload", NULL };
 
 struct lb_app *lb_app_of(lua_State *L) { return container_of(sb_of(L), struct lb_app, sb); }
@@ -44,17 +45,18 @@ int lb_run(struct lb_app *app, lua_CFunction fn, void *ud, const char *what)
 /* ---- handlers ------------------------------------------------------------------------------ */
 
 enum call_kind { CALL_OPEN, CALL_MESSAGE, CALL_CLOSE, CALL_DRAIN, CALL_UPGRADE, CALL_RELOAD };
+_Static_assert(CALL_RELOAD == 5, "handler_names follows enum call_kind");
 
 /* What a handler call needs, handed to the trampoline as a light userdata. */
 struct call {
     enum call_kind kind;
-    const char *handler;
     const char *what;    /* for the log: "message handler" */
     struct lb_app *app;
     struct conn *c;
-    const uint8_t *data; /* message, or close reason */
+    const struct lb_message *msgs; /* messages */
+    size_t nmsgs;
+    const uint8_t *data; /* close reason */
     size_t len;
-    bool binary;
     unsigned code;
     int previous_ref;    /* reload: the previous version's handlers */
     const struct http_request *req;
@@ -67,12 +69,17 @@ static void push_request(lua_State *L, struct conn *c, const struct http_request
 static void read_verdict(struct lb_app *app, struct conn *c, const struct http_request *req,
                          struct lb_verdict *v);
 
-/* Pushes handler name of the app, or returns false (pushing nothing) when it has none. */
-static bool push_handler(struct lb_app *app, const char *name)
+/* Pushes the app's handler for kind, or returns false (pushing nothing) when it has none. It is
+ * looked up on every call (an app may replace one at run time), by a key interned once: a
+ * lookup by C string would hash and compare the name every time. */
+static bool push_handler(struct lb_app *app, enum call_kind kind)
 {
     lua_State *L = app->sb.L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, app->handlers_ref);
-    int t = lua_getfield(L, -1, name);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, app->names_ref);
+    lua_rawgeti(L, -1, kind + 1);
+    lua_remove(L, -2);
+    int t = lua_gettable(L, -2);
     lua_remove(L, -2);
     if (t == LUA_TFUNCTION) return true;
     lua_pop(L, 1);
@@ -83,7 +90,7 @@ static int run_handler(lua_State *L)
 {
     struct call *k = lua_touserdata(L, 1);
     lua_settop(L, 0);
-    if (!push_handler(k->app, k->handler)) return 0;
+    if (!push_handler(k->app, k->kind)) return 0;
     switch (k->kind) {
     case CALL_UPGRADE:
         push_request(L, k->c, k->req, k->up);
@@ -96,13 +103,22 @@ static int run_handler(lua_State *L)
         return 0;
     default: break;
     }
+    if (k->kind == CALL_MESSAGE) {
+        lua_pop(L, 1);
+        /* One protected call for the messages of one read: the call's setup is paid once, while
+         * each message gets the whole budget (sb_restart). */
+        for (size_t i = 0; i < k->nmsgs && k->c->state == CONN_OPEN; i++) {
+            if (!push_handler(k->app, k->kind)) break;
+            lb_push_conn(k->app, k->c);
+            lua_pushlstring(L, (const char *)k->msgs[i].data, k->msgs[i].len);
+            lua_pushboolean(L, k->msgs[i].binary);
+            if (i) sb_restart(&k->app->sb);
+            lua_call(L, 3, 0);
+        }
+        return 0;
+    }
     lb_push_conn(k->app, k->c);
     switch (k->kind) {
-    case CALL_MESSAGE:
-        lua_pushlstring(L, (const char *)k->data, k->len);
-        lua_pushboolean(L, k->binary);
-        lua_call(L, 3, 0);
-        break;
     case CALL_CLOSE:
         lua_pushinteger(L, k->code);
         lua_pushlstring(L, (const char *)k->data, k->len);
@@ -117,22 +133,22 @@ static int dispatch(struct call *k) { return lb_run(k->app, run_handler, k, k->w
 
 int lb_open(struct lb_app *app, struct conn *c)
 {
-    struct call k = { .kind = CALL_OPEN, .handler = "open", .what = "open handler", .app = app,
+    struct call k = { .kind = CALL_OPEN, .what = "open handler", .app = app,
                       .c = c };
     return dispatch(&k);
 }
 
-int lb_message(struct lb_app *app, struct conn *c, const uint8_t *data, size_t len, bool binary)
+int lb_messages(struct lb_app *app, struct conn *c, const struct lb_message *msgs, size_t n)
 {
-    struct call k = { .kind = CALL_MESSAGE, .handler = "message", .what = "message handler",
-                      .app = app, .c = c, .data = data, .len = len, .binary = binary };
+    struct call k = { .kind = CALL_MESSAGE, .what = "message handler", .app = app, .c = c,
+                      .msgs = msgs, .nmsgs = n };
     return dispatch(&k);
 }
 
 void lb_close(struct lb_app *app, struct conn *c, unsigned code, const char *reason,
               size_t reason_len)
 {
-    struct call k = { .kind = CALL_CLOSE, .handler = "close", .what = "close handler",
+    struct call k = { .kind = CALL_CLOSE, .what = "close handler",
                       .app = app, .c = c, .data = (const uint8_t *)reason, .len = reason_len,
                       .code = code };
     dispatch(&k);
@@ -140,7 +156,7 @@ void lb_close(struct lb_app *app, struct conn *c, unsigned code, const char *rea
 
 void lb_drain(struct lb_app *app, struct conn *c)
 {
-    struct call k = { .kind = CALL_DRAIN, .handler = "drain", .what = "drain handler",
+    struct call k = { .kind = CALL_DRAIN, .what = "drain handler",
                       .app = app, .c = c };
     dispatch(&k);
 }
@@ -351,7 +367,7 @@ void lb_upgrade(struct lb_app *app, struct conn *c, const struct http_request *r
                 const struct hs_upgrade *up, struct lb_verdict *v)
 {
     memset(v, 0, sizeof *v);
-    struct call k = { .kind = CALL_UPGRADE, .handler = "upgrade", .what = "upgrade handler",
+    struct call k = { .kind = CALL_UPGRADE, .what = "upgrade handler",
                       .app = app, .c = c, .req = req, .up = up, .verdict = v };
     if (dispatch(&k) < 0) refuse(v, 500, "internal error");
 }
@@ -466,6 +482,12 @@ static int run_load(lua_State *L)
 {
     struct lb_app *app = lua_touserdata(L, 1);
     lua_settop(L, 0);
+    lua_createtable(L, 6, 0);
+    for (int i = 0; handler_names[i]; i++) {
+        lua_pushstring(L, handler_names[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    app->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lb_conn_register(L);
     lb_push_api(app);
     app->api_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -492,7 +514,7 @@ int lb_app_reload(struct lb_app *app)
 {
     lua_State *L = app->sb.L;
     uint32_t old = app->generation;
-    struct call k = { .kind = CALL_RELOAD, .handler = "reload", .what = "reload handler",
+    struct call k = { .kind = CALL_RELOAD, .what = "reload handler",
                       .app = app, .previous_ref = LUA_NOREF };
     /* Timers the new main chunk starts belong to the new version. */
     app->timer_generation = old + 1;
@@ -526,7 +548,7 @@ struct lb_app *lb_app_load(struct server *srv, const char *path, const char *scr
         return NULL;
     }
     app->srv = srv;
-    app->handlers_ref = app->api_ref = app->after_load_ref = LUA_NOREF;
+    app->handlers_ref = app->api_ref = app->after_load_ref = app->names_ref = LUA_NOREF;
     app->name = strdup(path);
     app->scripts_dir = strdup(scripts_dir);
     if (!app->name || !app->scripts_dir) {

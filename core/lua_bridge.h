@@ -66,10 +66,20 @@ struct lb_verdict {
 void lb_upgrade(struct lb_app *app, struct conn *c, const struct http_request *req,
                 const struct hs_upgrade *up, struct lb_verdict *v);
 
-/* Run app.open(conn) / app.message(conn, data, is_binary). Return 0, or -1 when the handler
- * failed (already logged): the caller closes the connection with 1011. */
+/* One message for app.message. */
+struct lb_message {
+    const uint8_t *data;
+    size_t len;
+    bool binary;
+};
+
+/* Run app.open(conn), and app.message(conn, data, is_binary) for each of n messages in order
+ * (one protected call for all: the budget and time limit still apply to each message on its
+ * own; delivery stops when the connection stops being open). Return 0, or -1 when a handler
+ * failed (already logged; the rest of the messages are not delivered): the caller closes the
+ * connection with 1011. */
 int lb_open(struct lb_app *app, struct conn *c);
-int lb_message(struct lb_app *app, struct conn *c, const uint8_t *data, size_t len, bool binary);
+int lb_messages(struct lb_app *app, struct conn *c, const struct lb_message *msgs, size_t n);
 
 /* Run app.close(conn, code, reason) and app.drain(conn). Failures are logged only. */
 void lb_close(struct lb_app *app, struct conn *c, unsigned code, const char *reason,

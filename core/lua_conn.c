@@ -23,11 +23,22 @@ struct lb_conn {
     uint32_t slot;
 };
 
-/* The connection behind the conn object at index 1, or NULL once it is gone. Raises when the
- * argument is not a conn (a misuse, such as conn.send() instead of conn:send()). */
+/* The conn object at index 1, checked against the metatable each method holds as upvalue 1:
+ * luaL_checkudata would look the metatable up in the registry by name on every call. Raises
+ * when the argument is not a conn (a misuse, such as conn.send() instead of conn:send()). */
+static struct lb_conn *to_conn(lua_State *L)
+{
+    struct lb_conn *u = lua_touserdata(L, 1);
+    if (!u || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+        luaL_typeerror(L, 1, "conn");
+    lua_pop(L, 1);
+    return u;
+}
+
+/* The connection behind the conn object at index 1, or NULL once it is gone. */
 static struct conn *check_conn(lua_State *L)
 {
-    struct lb_conn *u = luaL_checkudata(L, 1, conn_meta);
+    struct lb_conn *u = to_conn(L);
     struct conn *c = srv_find_conn(lb_app_of(L)->srv, u->slot, u->id);
     return c && c->state == CONN_OPEN ? c : NULL;
 }
@@ -128,7 +139,7 @@ static int conn_index(lua_State *L)
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
     lua_pop(L, 1);
-    struct lb_conn *u = luaL_checkudata(L, 1, conn_meta);
+    struct lb_conn *u = lua_touserdata(L, 1); /* a metamethod: a conn, by construction */
     const char *key = lua_tostring(L, 2);
     if (!key) return 0;
     if (strcmp(key, "id") == 0) {
@@ -191,7 +202,9 @@ void lb_conn_register(lua_State *L)
         { NULL, NULL },
     };
     luaL_newmetatable(L, conn_meta);
-    luaL_newlib(L, methods);
+    lua_newtable(L);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1); /* each method holds the metatable, for to_conn */
     lua_pushcclosure(L, conn_index, 1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, conn_newindex);

@@ -1,4 +1,9 @@
-/* Output queue: a ring of (buffer, offset) pairs. */
+/* Output queue: a ring of (buffer, offset) pairs.
+ *
+ * A busy connection empties its queue at every flush and fills it again in the next turn of the
+ * loop; freeing the chunk and the ring each time, and allocating them again, cost more than the
+ * frames themselves (16 KiB allocations take malloc's slow path). So chunks and small rings go
+ * back to small free lists, bounded, instead of to malloc. Single-threaded, like the loop. */
 #include "outq.h"
 
 #include <stdlib.h>
@@ -6,11 +11,24 @@
 
 /* Private tail buffers are at least this big, so many small frames share one allocation. */
 #define OUTQ_CHUNK 16384
+#define RING_MIN 8
+/* At most this many spare chunks (1 MiB) and rings are kept. */
+#define POOL_MAX 64
+
+static struct obuf *spare_chunks[POOL_MAX];
+static size_t nspare_chunks;
+static struct outq_entry *spare_rings[POOL_MAX];
+static size_t nspare_rings;
 
 struct obuf *obuf_new(size_t cap)
 {
-    struct obuf *b = malloc(sizeof *b + cap);
-    if (!b) return NULL;
+    struct obuf *b;
+    if (cap == OUTQ_CHUNK && nspare_chunks) {
+        b = spare_chunks[--nspare_chunks];
+    } else {
+        b = malloc(sizeof *b + cap);
+        if (!b) return NULL;
+    }
     b->refs = 1;
     b->len = 0;
     b->cap = cap;
@@ -19,17 +37,26 @@ struct obuf *obuf_new(size_t cap)
 
 void obuf_unref(struct obuf *b)
 {
-    if (--b->refs == 0) free(b);
+    if (--b->refs) return;
+    if (b->cap == OUTQ_CHUNK && nspare_chunks < POOL_MAX) spare_chunks[nspare_chunks++] = b;
+    else free(b);
+}
+
+static void ring_free(struct outq_entry *ring, uint32_t cap)
+{
+    if (cap == RING_MIN && nspare_rings < POOL_MAX) spare_rings[nspare_rings++] = ring;
+    else free(ring);
 }
 
 static int grow(struct outq *q)
 {
-    uint32_t cap = q->cap ? q->cap * 2 : 8;
-    struct outq_entry *ring = malloc(cap * sizeof *ring);
+    uint32_t cap = q->cap ? q->cap * 2 : RING_MIN;
+    struct outq_entry *ring = cap == RING_MIN && nspare_rings ? spare_rings[--nspare_rings]
+                                                              : malloc(cap * sizeof *ring);
     if (!ring) return -1;
     /* Unwrap the old ring into the start of the new one. */
     for (uint32_t i = 0; i < q->count; i++) ring[i] = q->ring[(q->head + i) & (q->cap - 1)];
-    free(q->ring);
+    if (q->ring) ring_free(q->ring, q->cap);
     q->ring = ring;
     q->head = 0;
     q->cap = cap;
@@ -106,6 +133,6 @@ void outq_consume(struct outq *q, size_t n)
 void outq_clear(struct outq *q)
 {
     for (uint32_t i = 0; i < q->count; i++) obuf_unref(q->ring[(q->head + i) & (q->cap - 1)].buf);
-    free(q->ring);
+    if (q->ring) ring_free(q->ring, q->cap);
     memset(q, 0, sizeof *q);
 }

@@ -583,6 +583,12 @@ static void condense(const char *tb, char *out, size_t cap)
     if (frames && n < cap) snprintf(out + n, cap - n, "]");
 }
 
+void sb_restart(struct sandbox *sb)
+{
+    sb->used = 0;
+    sb->deadline = monotonic_now() + sb->time_limit;
+}
+
 enum sb_status sb_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t errlen)
 {
     lua_State *L = sb->L;

@@ -68,6 +68,10 @@ void sb_log_values(lua_State *L, int first, char sep, enum log_level level);
  * Returns 0 with the function pushed, or -1 with an error message pushed. */
 int sb_load_file(struct sandbox *sb, const char *path, int env_index);
 
+/* Inside sb_call: gives what runs next a fresh budget and time limit, as if a new call started
+ * (for several callbacks run in one protected call). */
+void sb_restart(struct sandbox *sb);
+
 /* Calls the function below nargs arguments under the budget, with a traceback handler, keeping
  * nresults results. On failure, pushes nothing and writes one log-ready line into err: the
  * error with its file:line and a condensed traceback. */

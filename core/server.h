@@ -14,6 +14,7 @@
 #include <ev.h>
 
 #include "config.h"
+#include "lua_bridge.h"
 #include "ip_table.h"
 #include "origin.h"
 #include "util.h"
@@ -24,6 +25,8 @@ struct tls_context;
 struct watch;
 
 #define SRV_READ_BUFFER (64 * 1024)
+/* Whole messages of one read handed to the app in one call (lb_messages). */
+#define SRV_BATCH 256
 
 /* An app mounted at a path prefix. */
 struct mount {
@@ -83,6 +86,8 @@ struct server {
     bool draining;
 
     uint8_t rbuf[SRV_READ_BUFFER];
+    struct lb_message batch[SRV_BATCH]; /* of the connection being read; into rbuf */
+    size_t nbatch;
 };
 
 /* Prepares srv on loop with cfg (which must outlive it). Returns 0, or -1 when out of memory. */
