@@ -23,6 +23,7 @@ struct lb_app {
     char *public_dir;    /* static files, or NULL */
     char *scripts_dir;
     int handlers_ref;    /* registry: the table the main chunk returned */
+    int names_ref;       /* registry: the handler names as Lua strings, by enum lb_handler */
     int api_ref;         /* registry: the mw module (shared by every version of the code) */
     uint32_t generation; /* version of the code; a reload makes the next */
     uint32_t timer_generation; /* stamped on new timers: the version being run or loaded */
