@@ -9,6 +9,8 @@ VERSION := 0.1.0
 PKGS_BUILD := gcc make libc6-dev libev-dev liblua5.4-dev libssl-dev lua-cjson-dev
 PKGS_TEST  := $(PKGS_BUILD) lua5.4 lua-busted lua-socket libcriterion-dev python3 \
               python3-websockets
+# Only `make fuzz` needs these: `make test` replays the fuzz corpora with gcc.
+PKGS_FUZZ  := clang libfuzzer-14-dev
 
 WARN    := -Wall -Wextra -Wshadow -Wconversion
 CFLAGS  ?= -O2 -g
@@ -28,7 +30,8 @@ PURE_SRCS   := core/utf8.c core/ws_frame.c core/ws_close.c core/ws_reader.c core
                core/lpattern.c core/ratelimit.c core/origin.c core/ip_table.c
 UNIT_SRCS   := $(wildcard spec/unit/test_*.c)
 
-.PHONY: all run test check-deps deps-build deps-run deps-test unit clean
+.PHONY: all run test check-deps deps-build deps-run deps-test unit clean fuzz fuzz-replay \
+        deps-fuzz
 
 all: $(BUILD)/moonwire
 
@@ -55,6 +58,40 @@ $(BUILD)/unit-tests-asan: $(UNIT_SRCS) $(PURE_SRCS) $(wildcard core/*.h spec/uni
 $(BUILD) $(BUILD)/obj $(BUILD)/asan:
 	mkdir -p $@
 
+# ---- fuzz targets (spec/fuzz/) ------------------------------------------------------------
+# Each target is spec/fuzz/fuzz_<t>.c plus the pure modules it drives. `make test` links it with
+# spec/fuzz/replay.c under gcc and the test sanitizers (build/fuzz/replay-<t>) to replay its
+# corpus; `make fuzz` links it with libFuzzer under clang (build/fuzz/fuzz-<t>).
+FUZZ_TARGETS     := http frames utf8 origin
+FUZZ_SRCS_http   := core/http.c core/handshake.c
+FUZZ_SRCS_frames := core/ws_reader.c core/ws_frame.c core/ws_close.c core/utf8.c
+FUZZ_SRCS_utf8   := core/utf8.c core/ws_close.c
+FUZZ_SRCS_origin := core/origin.c
+FUZZ_LIBS_http   := -lcrypto
+FUZZ_REPLAYS     := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay-%)
+FUZZ_BINS        := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz-%)
+FUZZ_CC      ?= clang
+FUZZ_SAN     := -O1 -g -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
+                -fno-sanitize-recover=undefined
+FUZZ_SECONDS ?= 60
+FUZZ_MAX_LEN ?= 4096
+
+define fuzz_rules
+$(BUILD)/fuzz/replay-$(1): spec/fuzz/fuzz_$(1).c spec/fuzz/replay.c spec/fuzz/fuzz.h \
+        $(FUZZ_SRCS_$(1)) $(wildcard core/*.h) | $(BUILD)/fuzz
+	$$(CC) $$(CFLAGS_ALL) $$(SAN) -Werror -Icore -o $$@ spec/fuzz/fuzz_$(1).c spec/fuzz/replay.c \
+	    $(FUZZ_SRCS_$(1)) $(FUZZ_LIBS_$(1))
+
+$(BUILD)/fuzz/fuzz-$(1): spec/fuzz/fuzz_$(1).c spec/fuzz/fuzz.h $(FUZZ_SRCS_$(1)) \
+        $(wildcard core/*.h) | $(BUILD)/fuzz
+	$$(FUZZ_CC) -std=c11 -D_GNU_SOURCE $$(WARN) $$(FUZZ_SAN) -Icore -o $$@ spec/fuzz/fuzz_$(1).c \
+	    $(FUZZ_SRCS_$(1)) $(FUZZ_LIBS_$(1))
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call fuzz_rules,$(t))))
+
+$(BUILD)/fuzz:
+	mkdir -p $@
+
 # ---- the two commands ---------------------------------------------------------------------
 
 run: deps-run
@@ -62,11 +99,37 @@ run: deps-run
 	$(BUILD)/moonwire examples/chat
 
 test: deps-test
-	$(MAKE) all $(BUILD)/moonwire-asan $(BUILD)/unit-tests $(BUILD)/unit-tests-asan
+	$(MAKE) all $(BUILD)/moonwire-asan $(BUILD)/unit-tests $(BUILD)/unit-tests-asan \
+	    $(FUZZ_REPLAYS)
 	spec/run-tests
 
 unit: $(BUILD)/unit-tests $(BUILD)/unit-tests-asan
 	$(BUILD)/unit-tests && $(BUILD)/unit-tests-asan
+
+# Replays the fuzz corpora (also part of `make test`), printing TAP.
+fuzz-replay: $(FUZZ_REPLAYS)
+	spec/fuzz/run-replay
+
+# Fuzzes each target for FUZZ_SECONDS, one after the other in one process (one core), starting
+# from its corpus. New inputs collect in build/fuzz/new-<t>; those that reach new code are then
+# merged into spec/fuzz/corpus/<t> (commit them). A crash or failed check stops the run with the
+# input saved as build/fuzz/crash-<t>-<sha1>: fix the bug, then copy the input into the corpus.
+# Logs: build/fuzz/<t>.log.
+fuzz: deps-fuzz
+	$(MAKE) $(FUZZ_BINS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(BUILD)/fuzz/new-$$t; \
+	    dict=; if [ -f spec/fuzz/$$t.dict ]; then dict=-dict=spec/fuzz/$$t.dict; fi; \
+	    echo "== fuzz $$t: $(FUZZ_SECONDS) s"; \
+	    $(BUILD)/fuzz/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) \
+	        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 $$dict \
+	        -artifact_prefix=$(BUILD)/fuzz/crash-$$t- $(BUILD)/fuzz/new-$$t spec/fuzz/corpus/$$t \
+	        >$(BUILD)/fuzz/$$t.log 2>&1 || { tail -n 60 $(BUILD)/fuzz/$$t.log; exit 1; }; \
+	    grep -E '^stat::number_of_executed_units|^Done' $(BUILD)/fuzz/$$t.log || true; \
+	    $(BUILD)/fuzz/fuzz-$$t -merge=1 -max_len=$(FUZZ_MAX_LEN) spec/fuzz/corpus/$$t \
+	        $(BUILD)/fuzz/new-$$t >>$(BUILD)/fuzz/$$t.log 2>&1; \
+	    grep -E 'MERGE-OUTER: [0-9]+ new files' $(BUILD)/fuzz/$$t.log | tail -n 1; \
+	done
 
 # ---- Debian packages ----------------------------------------------------------------------
 
@@ -92,6 +155,8 @@ deps-build:
 deps-run: deps-build
 deps-test:
 	$(call install_missing,$(PKGS_TEST))
+deps-fuzz:
+	$(call install_missing,$(PKGS_FUZZ))
 
 # ---- the benchmark: moonwire against Bun and Node ws (bench/) -------------------------------
 PKGS_BENCH := $(PKGS_BUILD) lua5.4 gnuplot-nox

@@ -17,7 +17,8 @@ enum { UTF8_ACCEPT = 0 };
  * Returns true when every byte so far can belong to well-formed UTF-8 (the text may still end
  * inside a sequence: ask utf8_complete at the end of the message), false at the first byte that
  * cannot: overlong forms, surrogates (U+D800..U+DFFF), code points above U+10FFFF, stray
- * continuation bytes and the bytes C0, C1, F5..FF. After false, *state is undefined. */
+ * continuation bytes and the bytes C0, C1, F5..FF. After false, *state is as it was before
+ * the call. */
 bool utf8_validate(uint32_t *state, const uint8_t *p, size_t len);
 
 /* True when the text validated so far ends on a character boundary. */

@@ -18,10 +18,11 @@
 struct ws_reader_callbacks {
     /* A piece of a data message. opcode is WS_OP_TEXT or WS_OP_BINARY (the message's type, also
      * for pieces of continuation frames); first: the piece starts a message; last: it ends one.
-     * A message that arrived whole in one call comes as a single piece with first and last set.
-     * Empty pieces occur (empty messages, empty fragments at the end). Text pieces were
-     * validated as UTF-8 before the call. The bytes are the caller's own buffer, unmasked, and
-     * may be modified. Return 0 to go on, nonzero to make ws_reader_feed return at once. */
+     * A single-frame message that arrived whole in one call comes as a single piece with first
+     * and last set (a fragmented one comes as one piece per non-empty fragment). Empty pieces
+     * occur (empty messages, empty fragments at the end). Text pieces were validated as UTF-8
+     * before the call. The bytes are the caller's own buffer, unmasked, and may be modified.
+     * Return 0 to go on, nonzero to make ws_reader_feed return at once. */
     int (*on_data)(void *ud, unsigned opcode, uint8_t *data, size_t len, bool first, bool last);
     /* A whole ping, pong or close frame (payload unmasked, at most 125 bytes). A close payload
      * was checked with ws_close_parse before the call. After a close frame the reader accepts
