@@ -68,14 +68,16 @@ struct conn {
     void *tls;                  /* the transport's TLS state (an SSL *), or NULL */
     struct tls_context *tls_ctx;
     uint8_t io_wants;           /* IO_READ_WANTS_WRITE, IO_WRITE_WANTS_READ (transport.h) */
-    ev_io rio;
-    ev_io wio;
-    ev_timer timer;         /* handshake, idle or close deadline, by state */
+    ev_io io;               /* one watcher; its events follow update_io in conn.c */
+    ev_timer timer;         /* armed for the earliest of deadline and throttle_until */
+    double deadline;        /* the state's: handshake, idle check or close; 0: none */
+    double throttle_until;  /* when a throttling pause ends; 0: none */
     ev_tstamp last_rx;      /* when bytes last arrived (idle detection) */
     uint8_t state;          /* enum conn_state */
     uint8_t paused;         /* why reading is stopped: PAUSE_* bits, 0 when it is not */
     bool wr_shut;           /* our side is shut down (FIN sent) */
     bool ping_sent;         /* an idle ping is outstanding */
+    bool write_blocked;     /* output waits for the socket to be writable */
     bool app_open;          /* app.open ran: app.close is owed */
     bool notify_close;      /* app.close is due at the next sweep */
     bool pending;           /* on the server's pending list */
@@ -91,10 +93,9 @@ struct conn {
     uint16_t refuse_status;
     const char *refuse_why;
 
-    /* Rates: messages and bytes, and the timer that ends a throttling pause. */
+    /* Rates: messages and bytes. */
     struct bucket messages;
     struct bucket bytes;
-    ev_timer throttle;
 
     /* Handshake: the request head while it arrives in pieces. */
     char *head;

@@ -9,14 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Private tail buffers are at least this big, so many small frames share one allocation. */
+/* Private tail buffers are at least this big, so many small frames share one allocation. The
+ * first buffer of an empty queue is small: most connections queue a little at a time (the 101
+ * response, a few frames a turn), and a burst of new connections must not hold 16 KiB each. */
 #define OUTQ_CHUNK 16384
+#define OUTQ_FIRST 2048
 #define RING_MIN 8
 /* At most this many spare chunks (1 MiB) and rings are kept. */
 #define POOL_MAX 64
 
 static struct obuf *spare_chunks[POOL_MAX];
 static size_t nspare_chunks;
+static struct obuf *spare_firsts[POOL_MAX];
+static size_t nspare_firsts;
 static struct outq_entry *spare_rings[POOL_MAX];
 static size_t nspare_rings;
 
@@ -25,6 +30,8 @@ struct obuf *obuf_new(size_t cap)
     struct obuf *b;
     if (cap == OUTQ_CHUNK && nspare_chunks) {
         b = spare_chunks[--nspare_chunks];
+    } else if (cap == OUTQ_FIRST && nspare_firsts) {
+        b = spare_firsts[--nspare_firsts];
     } else {
         b = malloc(sizeof *b + cap);
         if (!b) return NULL;
@@ -39,6 +46,7 @@ void obuf_unref(struct obuf *b)
 {
     if (--b->refs) return;
     if (b->cap == OUTQ_CHUNK && nspare_chunks < POOL_MAX) spare_chunks[nspare_chunks++] = b;
+    else if (b->cap == OUTQ_FIRST && nspare_firsts < POOL_MAX) spare_firsts[nspare_firsts++] = b;
     else free(b);
 }
 
@@ -90,7 +98,8 @@ int outq_append(struct outq *q, const void *p, size_t len)
             return 0;
         }
     }
-    struct obuf *b = obuf_new(len > OUTQ_CHUNK ? len : OUTQ_CHUNK);
+    size_t chunk = q->count ? OUTQ_CHUNK : OUTQ_FIRST;
+    struct obuf *b = obuf_new(len > chunk ? len : chunk);
     if (!b) return -1;
     memcpy(b->data, p, len);
     b->len = len;
