@@ -86,10 +86,34 @@ static bool push_handler(struct lb_app *app, enum call_kind kind)
     return false;
 }
 
+/* The messages of one read, in one protected call: its setup is paid once, while each message
+ * gets the whole budget (sb_restart). The handler is still looked up for each message (the
+ * previous one may have replaced it), from the handlers table and key kept on the stack:
+ * 1 handlers, 2 key, 3 conn. */
+static int run_messages(lua_State *L, struct call *k)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, k->app->handlers_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, k->app->names_ref);
+    lua_rawgeti(L, 2, CALL_MESSAGE + 1);
+    lua_replace(L, 2);
+    lb_push_conn(k->app, k->c);
+    for (size_t i = 0; i < k->nmsgs && k->c->state == CONN_OPEN; i++) {
+        lua_pushvalue(L, 2);
+        if (lua_gettable(L, 1) != LUA_TFUNCTION) break;
+        lua_pushvalue(L, 3);
+        lua_pushlstring(L, (const char *)k->msgs[i].data, k->msgs[i].len);
+        lua_pushboolean(L, k->msgs[i].binary);
+        if (i) sb_restart(&k->app->sb);
+        lua_call(L, 3, 0);
+    }
+    return 0;
+}
+
 static int run_handler(lua_State *L)
 {
     struct call *k = lua_touserdata(L, 1);
     lua_settop(L, 0);
+    if (k->kind == CALL_MESSAGE) return run_messages(L, k);
     if (!push_handler(k->app, k->kind)) return 0;
     switch (k->kind) {
     case CALL_UPGRADE:
@@ -102,20 +126,6 @@ static int run_handler(lua_State *L)
         lua_call(L, 1, 0);
         return 0;
     default: break;
-    }
-    if (k->kind == CALL_MESSAGE) {
-        lua_pop(L, 1);
-        /* One protected call for the messages of one read: the call's setup is paid once, while
-         * each message gets the whole budget (sb_restart). */
-        for (size_t i = 0; i < k->nmsgs && k->c->state == CONN_OPEN; i++) {
-            if (!push_handler(k->app, k->kind)) break;
-            lb_push_conn(k->app, k->c);
-            lua_pushlstring(L, (const char *)k->msgs[i].data, k->msgs[i].len);
-            lua_pushboolean(L, k->msgs[i].binary);
-            if (i) sb_restart(&k->app->sb);
-            lua_call(L, 3, 0);
-        }
-        return 0;
     }
     lb_push_conn(k->app, k->c);
     switch (k->kind) {
