@@ -16,7 +16,7 @@ WARN    := -Wall -Wextra -Wshadow -Wconversion
 CFLAGS  ?= -O2 -g
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -DMOONWIRE_VERSION='"$(VERSION)"' -I/usr/include/lua5.4 \
               $(WARN) $(CFLAGS)
-LDLIBS  := -llua5.4 -llua5.4-cjson -lev -lssl -lcrypto -lm
+LDLIBS  := -llua5.4 -llua5.4-cjson -lev -lssl -lcrypto -lm -pthread
 # The test build: warnings are errors, and the sanitizers watch every byte.
 SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
            -fno-sanitize-recover=undefined
@@ -27,7 +27,8 @@ ASAN_OBJS   := $(SERVER_SRCS:core/%.c=$(BUILD)/asan/%.o)
 # The pure modules the C unit tests link against.
 PURE_SRCS   := core/utf8.c core/ws_frame.c core/ws_close.c core/ws_reader.c core/http.c \
                core/handshake.c core/outq.c core/topics.c core/static_files.c \
-               core/lpattern.c core/ratelimit.c core/origin.c core/ip_table.c
+               core/lpattern.c core/ratelimit.c core/origin.c core/ip_table.c \
+               core/smallpool.c
 UNIT_SRCS   := $(wildcard spec/unit/test_*.c)
 
 .PHONY: all run test check-deps deps-build deps-run deps-test unit clean fuzz fuzz-replay \

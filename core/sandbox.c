@@ -4,16 +4,21 @@
  * only safe functions and read-only proxies of the safe libraries; the state's real global table
  * and library tables are never reachable from app code. (2) The shared string metatable is
  * locked and indexes a copy of the string library without string.dump, so ("").dump finds
- * nothing. (3) A count hook charges every callback for the instructions it runs and checks its
- * memory; once a callback is over either limit the hook re-arms itself to fire on every
+ * nothing. (3) A count hook charges a callback for the instructions it runs and checks its
+ * time and memory; once a callback is over a limit the hook re-arms itself to fire on every
  * instruction, so a pcall in the app that catches the error is interrupted again at its next
- * instruction, until the callback unwinds. (4) Lua runs some app code with hooks off: an xpcall
+ * instruction, until the callback unwinds. The hook slows Lua down by 70 to 90%, so the main
+ * thread runs without it until the watchdog (watchdog.h) finds a callback still running after
+ * a tick (1 to 2 ms), or the callback passes its memory limit; coroutines, which the watchdog
+ * cannot see, count from their first instruction. (4) Lua runs some app code with hooks off: an xpcall
  * message handler called for an error the hook raised, and __gc finalizers. The sandbox's
  * xpcall skips the app's handler once a callback is being stopped, and its setmetatable refuses
  * __gc, so no app code ever runs unbudgeted. (5) A byte-counting allocator refuses growth past
  * a hard cap (never a shrink, which Lua requires to succeed). */
 #include "sandbox.h"
 
+#include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,11 +29,15 @@
 
 #include "log.h"
 #include "lpattern.h"
+#include "smallpool.h"
+#include "watchdog.h"
 
 /* The hook runs every HOOK_STEP instructions: cheap, and at most that far past the budget. */
 #define HOOK_STEP 1000
 
 static const char libs_key = 'L'; /* registry: the state's private library tables */
+
+static void set_hook(struct sandbox *sb, lua_State *L, int count);
 
 /* ---- memory -------------------------------------------------------------------------------- */
 
@@ -52,12 +61,28 @@ static void note_refusal(struct sandbox *sb, size_t nsize)
     }
 }
 
+/* Moves a block to a new size: within the pool's class it stays, between pool and malloc it
+ * is copied. NULL when out of memory, the old block then still valid. */
+static void *resize_block(struct sandbox *sb, void *ptr, size_t old, size_t nsize)
+{
+    bool was_small = ptr && old <= SP_MAX, small = nsize <= SP_MAX;
+    if (was_small && small && sp_class(old) == sp_class(nsize)) return ptr;
+    if (!small && ptr && !was_small) return realloc(ptr, nsize);
+    void *p = small ? sp_alloc(&sb->pool, nsize) : malloc(nsize);
+    if (!p || !ptr) return p;
+    memcpy(p, ptr, old < nsize ? old : nsize);
+    if (was_small) sp_free(&sb->pool, ptr, old);
+    else free(ptr);
+    return p;
+}
+
 static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct sandbox *sb = ud;
     size_t old = ptr ? osize : 0; /* without ptr, osize tells the object type, not a size */
     if (nsize == 0) {
-        free(ptr);
+        if (old && old <= SP_MAX) sp_free(&sb->pool, ptr, old);
+        else free(ptr);
         sb->mem_used -= old;
         return NULL;
     }
@@ -65,13 +90,16 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         note_refusal(sb, nsize);
         return NULL;
     }
-    void *p = realloc(ptr, nsize);
+    void *p = resize_block(sb, ptr, old, nsize);
     if (!p) {
         if (nsize <= old) return ptr; /* a failed shrink keeps the larger block */
         note_refusal(sb, nsize);
         return NULL;
     }
     sb->mem_used = sb->mem_used - old + nsize;
+    /* Past the limit in a callback: let the hook judge at the next instruction. */
+    if (sb->mem_limit && sb->mem_used > sb->mem_limit && sb->calling && !sb->hooked)
+        set_hook(sb, sb->L, 1);
     return p;
 }
 
@@ -91,12 +119,40 @@ struct sandbox *sb_of(lua_State *L) { return *(struct sandbox **)lua_getextraspa
 
 static void sb_hook(lua_State *L, lua_Debug *ar);
 
+/* The sandbox whose callback runs now (NULL between callbacks), for the signal handler. */
+static struct sandbox *volatile running;
+/* false when the watchdog could not start: every callback then runs with the hook. */
+static bool lazy_hook;
+
+/* Sets (count > 0) or clears the count hook of thread L, which is sb->L or one of its
+ * coroutines. The watchdog's signal handler stays off while this runs. */
+static void set_hook(struct sandbox *sb, lua_State *L, int count)
+{
+    sb->setting_hook = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    if (count) lua_sethook(L, sb_hook, LUA_MASKCOUNT, count);
+    else lua_sethook(L, NULL, 0, 0);
+    if (L == sb->L) sb->hooked = count > 0;
+    atomic_signal_fence(memory_order_seq_cst);
+    sb->setting_hook = 0;
+}
+
+/* The watchdog's signal handler: the running callback has lasted a tick; count from now. */
+static void on_overrun(void)
+{
+    struct sandbox *sb = running;
+    if (!sb || sb->setting_hook || sb->hooked) return;
+    sb->hooked = 1;
+    lua_sethook(sb->L, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
+}
+
 /* Stops the running callback: from now on every instruction raises (so a pcall in the app that
  * catches this error is interrupted again at once), and this raises the first time. level: the
  * stack level whose file:line the message names. */
 static void stop_running(lua_State *L, struct sandbox *sb, int level)
 {
-    lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
+    set_hook(sb, L, 1);
+    if (L != sb->L) set_hook(sb, sb->L, 1); /* the main thread too, when L is a coroutine */
     luaL_where(L, level);
     if (sb->stop == SB_BUDGET)
         lua_pushfstring(L, "instruction budget exceeded (%I instructions)",
@@ -123,9 +179,9 @@ static void sb_hook(lua_State *L, lua_Debug *ar)
     (void)ar;
     struct sandbox *sb = sb_of(L);
     if (!sb->stop) {
-        /* Coroutines keep the per-instruction hook of an earlier stop; put them back at the
-         * normal step before counting. */
-        lua_sethook(L, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
+        /* Coroutines keep the per-instruction hook of an earlier stop, and the memory check
+         * arms it for the next instruction: put it back at the normal step. */
+        set_hook(sb, L, HOOK_STEP);
         charge(sb, HOOK_STEP);
         if (sb->mem_limit && sb->mem_used > sb->mem_limit) {
             /* Garbage is no reason to stop anyone: collect, then judge what is alive. */
@@ -442,6 +498,42 @@ void sb_push_env(struct sandbox *sb, int api_index)
 
 /* ---- the state ----------------------------------------------------------------------------- */
 
+/* coroutine.create and coroutine.wrap, giving each new coroutine the count hook: the watchdog
+ * arms the hook of the main thread only, so a coroutine that spins would never be stopped.
+ * Upvalue 1: the library's own function. */
+static int hooked_create(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    set_hook(sb_of(L), lua_tothread(L, -1), HOOK_STEP);
+    return 1;
+}
+
+static int hooked_wrap(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    /* Lua 5.4's wrap returns a C closure whose one upvalue is the coroutine. */
+    if (!lua_getupvalue(L, -1, 1) || !lua_isthread(L, -1))
+        return luaL_error(L, "coroutine.wrap: unexpected Lua version (the coroutine is not the "
+                             "wrapper's upvalue); please report it");
+    set_hook(sb_of(L), lua_tothread(L, -1), HOOK_STEP);
+    lua_pop(L, 1);
+    return 1;
+}
+
+static void hook_new_coroutines(lua_State *L, int co)
+{
+    lua_getfield(L, co, "create");
+    lua_pushcclosure(L, hooked_create, 1);
+    lua_setfield(L, co, "create");
+    lua_getfield(L, co, "wrap");
+    lua_pushcclosure(L, hooked_wrap, 1);
+    lua_setfield(L, co, "wrap");
+}
+
 /* Opens the safe standard libraries privately (not as globals) and locks the string metatable. */
 static int open_libs(lua_State *L)
 {
@@ -471,6 +563,9 @@ static int open_libs(lua_State *L)
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
     lpat_install(L);
+    lua_pop(L, 1);
+    lua_getfield(L, t, "coroutine");
+    hook_new_coroutines(L, lua_gettop(L));
     lua_pop(L, 1);
     lua_getfield(L, t, "os");
     push_subset(L, -1, os_allowed);
@@ -507,22 +602,34 @@ int sb_open(struct sandbox *sb)
     *(struct sandbox **)lua_getextraspace(L) = sb;
     sb->L = L;
     lua_atpanic(L, sb_panic);
+    lua_gc(L, LUA_GCGEN, 0, 0);
     lpat_set_charge(charge_patterns);
     lua_pushcfunction(L, open_libs);
     int rc = lua_pcall(L, 0, 0, 0);
     sb->mem_hard = sb->mem_limit ? sb->mem_limit + sb->mem_limit / 8 : 0;
     if (rc != LUA_OK) {
         lua_close(L);
+        sp_destroy(&sb->pool);
         sb->L = NULL;
         return -1;
     }
-    lua_sethook(L, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
+    static bool tried;
+    if (!tried) {
+        tried = true;
+        if (wd_start(on_overrun) == 0) {
+            lazy_hook = true;
+        } else {
+            log_warn("cannot start the sandbox watchdog (%s): Lua code runs with the "
+                     "instruction counter always on, at about half speed", strerror(errno));
+        }
+    }
     return 0;
 }
 
 void sb_close(struct sandbox *sb)
 {
     if (sb->L) lua_close(sb->L);
+    sp_destroy(&sb->pool);
     sb->L = NULL;
 }
 
@@ -583,10 +690,23 @@ static void condense(const char *tb, char *out, size_t cap)
     if (frames && n < cap) snprintf(out + n, cap - n, "]");
 }
 
+/* Garbage an earlier callback left (a stopped one can leave a lot) must not count against the
+ * next: over the limit, collect before it starts. From C, where no stale stack slot keeps it
+ * alive: a hook at the first instruction of a Lua function would find that function's unused
+ * registers still holding what a deeper frame of an earlier callback left there. */
+static void collect_if_over(struct sandbox *sb)
+{
+    if (sb->mem_limit && sb->mem_used > sb->mem_limit) lua_gc(sb->L, LUA_GCCOLLECT);
+}
+
 void sb_restart(struct sandbox *sb)
 {
+    collect_if_over(sb);
     sb->used = 0;
     sb->deadline = monotonic_now() + sb->time_limit;
+    if (!lazy_hook) return;
+    wd_renew();
+    if (sb->hooked) set_hook(sb, sb->L, 0);
 }
 
 enum sb_status sb_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t errlen)
@@ -595,12 +715,25 @@ enum sb_status sb_call(struct sandbox *sb, int nargs, int nresults, char *err, s
     int base = lua_gettop(L) - nargs; /* the function */
     lua_pushcfunction(L, traceback);
     lua_insert(L, base);
+    collect_if_over(sb);
     sb->used = 0;
     sb->stop = SB_OK;
     sb->calling = true;
     sb->deadline = monotonic_now() + sb->time_limit;
-    lua_sethook(L, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
+    struct sandbox *outer_sb = running;
+    unsigned outer = 0;
+    if (lazy_hook) {
+        running = sb;
+        outer = wd_begin();
+    } else {
+        set_hook(sb, L, HOOK_STEP);
+    }
     int rc = lua_pcall(L, nargs, nresults, base);
+    if (lazy_hook) {
+        wd_end(outer);
+        running = outer_sb;
+        if (sb->hooked) set_hook(sb, L, 0);
+    }
     sb->calling = false;
     enum sb_status st = sb->stop;
     sb->stop = SB_OK;

@@ -5,6 +5,7 @@
 #ifndef MOONWIRE_SANDBOX_H
 #define MOONWIRE_SANDBOX_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,6 +13,7 @@
 #include <lua.h>
 
 #include "log.h"
+#include "smallpool.h"
 
 /* Why the running callback is being stopped (or SB_OK while it may run). */
 enum sb_status {
@@ -30,16 +32,21 @@ struct sandbox {
     /* Memory: a callback that takes the state past mem_limit is stopped at its next budget
      * check, with the line it was running; the allocator refuses outright only past
      * mem_hard (mem_limit + 1/8), which bounds what a single allocation can reach. */
-    size_t mem_used;
+    size_t mem_used;         /* what Lua asked for and has not freed */
     size_t mem_limit;        /* bytes; 0: no limit */
     size_t mem_hard;
     size_t mem_refused;      /* size of the last allocation refused ... */
     char mem_where[160];     /* ... and the file:line that asked, when known */
+    struct smallpool pool;   /* blocks of up to SP_MAX bytes; larger ones come from malloc */
     bool calling;            /* inside sb_call: app code may be running */
     uint64_t budget;         /* instructions per callback; 0: no budget */
     double time_limit;       /* seconds per callback; 0: none */
     double deadline;         /* when the running callback must be done (monotonic clock) */
     uint64_t used;           /* instructions counted in this callback (in steps of the hook) */
+    /* The main thread's count hook is on only for a callback that has run for a tick
+     * (watchdog.h), over its memory limit or being stopped; coroutines always have it. */
+    volatile sig_atomic_t hooked;      /* the main thread's hook is on */
+    volatile sig_atomic_t setting_hook; /* the signal handler must keep off the hook */
     uint8_t stop;            /* SB_BUDGET, SB_MEMORY or SB_TIME: every instruction raises until
                               * unwound */
 };

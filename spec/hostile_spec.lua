@@ -145,6 +145,20 @@ A.coroutine_resume_catch = function(conn)
     while true do coroutine.resume(coroutine.create(function() while true do end end)) end
 end -- /coroutine_resume_catch
 
+-- The watchdog arms the main thread's hook only, so each coroutine is hooked when made: one
+-- parked by an earlier message and spinning in a later one must be stopped too.
+local parked
+A.coroutine_park = function(conn)
+    parked = coroutine.create(function() coroutine.yield() while true do end end)
+    coroutine.resume(parked)
+    return coroutine.status(parked)
+end -- /coroutine_park
+
+A.coroutine_spin_later = function(conn)
+    local ok = coroutine.resume(parked)
+    return ok
+end -- /coroutine_spin_later
+
 A.coroutine_wrap_recursion = function(conn)
     local function dive() return coroutine.wrap(dive)() end
     return dive()
@@ -535,6 +549,10 @@ describe("hostile handlers", function()
     end)
     it("coroutine.resume catching the budget error is stopped", function()
         fails("coroutine_resume_catch", BUDGET)
+    end)
+    it("a coroutine parked by one message and spinning in a later one is stopped", function()
+        assert.are.equal("suspended", (answers("coroutine_park")))
+        fails("coroutine_spin_later", BUDGET)
     end)
     it("coroutine.wrap recursion fails cleanly", function()
         -- Each coroutine.wrap level prefixes a position, so the log line is cut before the
