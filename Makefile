@@ -16,7 +16,7 @@ WARN    := -Wall -Wextra -Wshadow -Wconversion
 CFLAGS  ?= -O2 -g
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -DMOONWIRE_VERSION='"$(VERSION)"' -I/usr/include/lua5.4 \
               $(WARN) $(CFLAGS)
-LDLIBS  := -llua5.4 -llua5.4-cjson -lev -lssl -lcrypto -lm -pthread
+LDLIBS  := -llua5.4 -llua5.4-cjson -lev -lssl -lcrypto -lm
 # The test build: warnings are errors, and the sanitizers watch every byte.
 SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
            -fno-sanitize-recover=undefined

@@ -10,10 +10,11 @@
  * instruction, until the callback unwinds. The hook slows Lua down by 70 to 90%, so the main
  * thread runs without it until the watchdog (watchdog.h) finds a callback still running after
  * a tick (1 to 2 ms), or the callback passes its memory limit; coroutines, which the watchdog
- * cannot see, count from their first instruction. (4) Lua runs some app code with hooks off: an xpcall
- * message handler called for an error the hook raised, and __gc finalizers. The sandbox's
- * xpcall skips the app's handler once a callback is being stopped, and its setmetatable refuses
- * __gc, so no app code ever runs unbudgeted. (5) A byte-counting allocator refuses growth past
+ * cannot see, count from their first instruction. The time limit counts from the watchdog's
+ * notice, backdated by the tick and a half a callback has run by then on average. (4) Lua runs
+ * some app code with hooks off: an xpcall message handler called for an error the hook raised,
+ * and __gc finalizers. The sandbox's xpcall skips the app's handler once a callback is being
+ * stopped, and its setmetatable refuses __gc, so no app code ever runs unbudgeted. (5) A byte-counting allocator refuses growth past
  * a hard cap (never a shrink, which Lua requires to succeed). */
 #include "sandbox.h"
 
@@ -108,12 +109,14 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 /* The time limit exists for work the instruction count cannot see: one Lua instruction can
  * compare or copy a long string, one call can run a C library function for long. The coarse
  * clock costs a few nanoseconds, and the hook reads it only every HOOK_STEP instructions. */
-static double monotonic_now(void)
+static int64_t monotonic_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+static int64_t limit_ns(const struct sandbox *sb) { return (int64_t)(sb->time_limit * 1e9); }
 
 struct sandbox *sb_of(lua_State *L) { return *(struct sandbox **)lua_getextraspace(L); }
 
@@ -141,7 +144,13 @@ static void set_hook(struct sandbox *sb, lua_State *L, int count)
 static void on_overrun(void)
 {
     struct sandbox *sb = running;
-    if (!sb || sb->setting_hook || sb->hooked) return;
+    if (!sb) return;
+    /* It began one to two ticks ago. */
+    if (sb->time_limit && !atomic_load_explicit(&sb->deadline_ns, memory_order_relaxed)) {
+        int64_t began = monotonic_ns() - WD_TICK_NS * 3 / 2;
+        atomic_store_explicit(&sb->deadline_ns, began + limit_ns(sb), memory_order_relaxed);
+    }
+    if (sb->setting_hook || sb->hooked) return;
     sb->hooked = 1;
     lua_sethook(sb->L, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
 }
@@ -171,7 +180,8 @@ static void charge(struct sandbox *sb, uint64_t work)
 {
     sb->used += work;
     if (sb->budget && sb->used > sb->budget) sb->stop = SB_BUDGET;
-    if (sb->time_limit && monotonic_now() > sb->deadline) sb->stop = SB_TIME;
+    int64_t deadline = atomic_load_explicit(&sb->deadline_ns, memory_order_relaxed);
+    if (deadline && monotonic_ns() > deadline) sb->stop = SB_TIME;
 }
 
 static void sb_hook(lua_State *L, lua_Debug *ar)
@@ -699,11 +709,19 @@ static void collect_if_over(struct sandbox *sb)
     if (sb->mem_limit && sb->mem_used > sb->mem_limit) lua_gc(sb->L, LUA_GCCOLLECT);
 }
 
-void sb_restart(struct sandbox *sb)
+/* A callback starts: a fresh budget, and a deadline (without the watchdog; with it, on_overrun
+ * sets the deadline once the callback has lasted). */
+static void start_budget(struct sandbox *sb)
 {
     collect_if_over(sb);
     sb->used = 0;
-    sb->deadline = monotonic_now() + sb->time_limit;
+    int64_t deadline = !lazy_hook && sb->time_limit ? monotonic_ns() + limit_ns(sb) : 0;
+    atomic_store_explicit(&sb->deadline_ns, deadline, memory_order_relaxed);
+}
+
+void sb_restart(struct sandbox *sb)
+{
+    start_budget(sb);
     if (!lazy_hook) return;
     wd_renew();
     if (sb->hooked) set_hook(sb, sb->L, 0);
@@ -715,13 +733,11 @@ enum sb_status sb_call(struct sandbox *sb, int nargs, int nresults, char *err, s
     int base = lua_gettop(L) - nargs; /* the function */
     lua_pushcfunction(L, traceback);
     lua_insert(L, base);
-    collect_if_over(sb);
-    sb->used = 0;
+    start_budget(sb);
     sb->stop = SB_OK;
     sb->calling = true;
-    sb->deadline = monotonic_now() + sb->time_limit;
     struct sandbox *outer_sb = running;
-    unsigned outer = 0;
+    int outer = 0;
     if (lazy_hook) {
         running = sb;
         outer = wd_begin();

@@ -6,6 +6,7 @@
 #define MOONWIRE_SANDBOX_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,7 +42,10 @@ struct sandbox {
     bool calling;            /* inside sb_call: app code may be running */
     uint64_t budget;         /* instructions per callback; 0: no budget */
     double time_limit;       /* seconds per callback; 0: none */
-    double deadline;         /* when the running callback must be done (monotonic clock) */
+    /* When the running callback must be done (monotonic clock, ns); 0: not known yet. With the
+     * watchdog, it is set when the callback has run for a tick (a clock read per callback
+     * would cost more than the rest of the watch), so it is exact to a tick or so. */
+    _Atomic int64_t deadline_ns;
     uint64_t used;           /* instructions counted in this callback (in steps of the hook) */
     /* The main thread's count hook is on only for a callback that has run for a tick
      * (watchdog.h), over its memory limit or being stopped; coroutines always have it. */

@@ -1,92 +1,70 @@
-/* The watchdog thread: see watchdog.h. */
+/* The watchdog's timer and signal handler: see watchdog.h. */
 #include "watchdog.h"
 
 #include <errno.h>
-#include <linux/futex.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdint.h>
-#include <sys/syscall.h>
+#include <stdbool.h>
 #include <time.h>
 #include <unistd.h>
 
-/* Idle ticks (no call running) before the thread parks. */
-#define PARK_AFTER 10
+/* Ticks without a call before the timer is disarmed. */
+#define IDLE_TICKS 10
 
-struct wd_shared wd_shared;
+struct wd_state wd_state;
 
 static void (*overrun)(void);
-static pthread_t main_thread;
+static timer_t timer;
 static bool started;
+/* The handler's own: the call seen at the last tick, and the ticks since one was seen. */
+static int seen, idle;
 
-static long futex(atomic_int *word, int op, int val)
+static void set_timer(long ns)
 {
-    return syscall(SYS_futex, word, op, val, NULL, NULL, 0);
+    struct itimerspec its = { .it_interval = { 0, ns }, .it_value = { 0, ns } };
+    timer_settime(timer, 0, &its, NULL);
 }
 
-void wd_unpark(void)
+void wd_arm(void)
 {
-    atomic_store(&wd_shared.parked, 0);
-    futex(&wd_shared.parked, FUTEX_WAKE_PRIVATE, 1);
+    wd_state.armed = 1;
+    set_timer(WD_TICK_NS);
 }
 
-static void on_signal(int sig)
+static void on_tick(int sig)
 {
     (void)sig;
     int saved = errno;
-    if (atomic_load_explicit(&wd_shared.call, memory_order_relaxed)) overrun();
-    errno = saved;
-}
-
-static void *watch(void *arg)
-{
-    (void)arg;
-    unsigned seen = 0;
-    int idle = 0;
-    const struct timespec tick = { 0, WD_TICK_NS };
-    for (;;) {
-        nanosleep(&tick, NULL);
-        unsigned now = atomic_load(&wd_shared.call);
-        if (now == 0) {
-            seen = 0;
-            if (++idle < PARK_AFTER) continue;
-            /* Park, unless a call began meanwhile: wd_renew stores the call, then reads
-             * parked; this stores parked, then reads the call, so one of the two sees the
-             * other (both sequentially consistent). */
+    int now = wd_state.call;
+    if (now == 0) {
+        seen = 0;
+        if (++idle >= IDLE_TICKS) {
             idle = 0;
-            atomic_store(&wd_shared.parked, 1);
-            if (atomic_load(&wd_shared.call) == 0) futex(&wd_shared.parked, FUTEX_WAIT_PRIVATE, 1);
-            atomic_store(&wd_shared.parked, 0);
-            continue;
+            wd_state.armed = 0;
+            set_timer(0); /* timer_settime is async-signal-safe */
         }
+    } else {
         idle = 0;
-        /* The same call as a tick ago: it has run for more than a tick. */
-        if (now == seen) pthread_kill(main_thread, SIGRTMIN);
+        if (now == seen) overrun(); /* the same call as a tick ago */
         seen = now;
     }
-    return NULL;
+    errno = saved;
 }
 
 int wd_start(void (*on_overrun)(void))
 {
     if (started) return 0;
     overrun = on_overrun;
-    main_thread = pthread_self();
-    struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
+    struct sigaction sa = { .sa_handler = on_tick, .sa_flags = SA_RESTART };
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGRTMIN, &sa, NULL) < 0) return -1;
-    /* The thread takes no signals: SIGTERM, SIGHUP and the rest are the main thread's. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t t;
-    int rc = pthread_create(&t, NULL, watch, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        errno = rc;
+    /* To this thread, whatever threads a library may start. */
+    struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGRTMIN };
+    sev._sigev_un._tid = gettid();
+    if (timer_create(CLOCK_MONOTONIC, &sev, &timer) < 0) {
+        int e = errno;
+        signal(SIGRTMIN, SIG_DFL);
+        errno = e;
         return -1;
     }
-    pthread_detach(t);
     started = true;
     return 0;
 }

@@ -3,58 +3,59 @@
  *
  * Lua's count hook makes the VM stop at every instruction (luaG_traceexec), which costs app
  * code 70 to 90% of its speed. Nearly every call is over in microseconds, so the sandbox runs
- * calls without the hook and lets this watchdog arm it for the rare one that lasts: a thread
- * wakes every WD_TICK_NS while calls are running and, when it finds the same call in progress
- * at two wake-ups in a row, sends the main thread a signal whose handler (the sandbox's
- * on_overrun) sets the hook. lua_sethook is made for that: the standalone interpreter calls it
- * from its SIGINT handler, and the VM rechecks for hooks at every jump and call. While no call
- * runs for a few ticks, the thread sleeps on a futex until the next call begins.
+ * calls without the hook and lets this watchdog arm it for the rare one that lasts: a POSIX
+ * timer signals the main thread every WD_TICK_NS while calls keep coming, and when the signal
+ * handler finds the same call in progress at two ticks in a row it calls the sandbox's
+ * on_overrun, which sets the hook. lua_sethook is made for that: the standalone interpreter
+ * calls it from its SIGINT handler, and the VM rechecks for hooks at every jump and call.
  *
- * wd_begin and wd_end run on every call, so they are inline and cost one atomic store each,
- * plus one load. */
+ * Everything runs on the main thread (the handler interrupts it), so there is no thread to
+ * schedule, no lock and no atomic read-modify-write: wd_begin, wd_renew and wd_end are plain
+ * stores to volatile variables. After a few ticks without a call the handler disarms the timer,
+ * so an idle server takes no signals; the next call re-arms it (one timer_settime). */
 #ifndef MOONWIRE_WATCHDOG_H
 #define MOONWIRE_WATCHDOG_H
 
-#include <stdatomic.h>
-#include <stdbool.h>
+#include <signal.h>
 
-#define WD_TICK_NS 1000000L /* 1 ms: a call is hooked after one to two ticks */
+#define WD_TICK_NS 1000000L /* 1 ms: a call is noticed after one to two ticks */
 
-struct wd_shared {
-    atomic_uint call;    /* the running call's number; 0 while none runs */
-    atomic_int parked;   /* the thread sleeps until a call begins (futex word) */
-    unsigned next;       /* main thread only: the number of the next call */
+struct wd_state {
+    volatile sig_atomic_t call;  /* the running call's number; 0 while none runs */
+    volatile sig_atomic_t armed; /* the timer ticks; the handler clears it when it disarms */
+    int next;                    /* the number of the next call */
 };
-extern struct wd_shared wd_shared;
+extern struct wd_state wd_state;
 
-/* Starts the thread and installs the signal handler; on_overrun runs in the handler, on the
- * main thread, while a call has been running for more than a tick (again at each tick until
- * wd_end). It must be async-signal-safe. Idempotent. Returns 0, or -1 with errno set. */
+/* Creates the timer and installs the signal handler; on_overrun runs in the handler while a
+ * call has been running for more than a tick (again at each tick until wd_end), so it must be
+ * async-signal-safe. Idempotent. Returns 0, or -1 with errno set. */
 int wd_start(void (*on_overrun)(void));
 
-/* Wakes the parked thread (wd_begin calls it when needed). */
-void wd_unpark(void);
+/* Starts the ticks again (wd_begin calls it when the handler disarmed the timer). */
+void wd_arm(void);
 
-/* The running call is followed by a new one (sb_restart): the watch starts over. */
-static inline void wd_renew(void)
+static inline int wd_number(void)
 {
-    if (++wd_shared.next == 0) wd_shared.next = 1;
-    atomic_store(&wd_shared.call, wd_shared.next);
-    if (atomic_load(&wd_shared.parked)) wd_unpark();
+    if (++wd_state.next <= 0) wd_state.next = 1;
+    return wd_state.next;
 }
 
-/* A call begins; returns the number of the call it interrupts (0: none), for wd_end. */
-static inline unsigned wd_begin(void)
+/* A call begins; returns the number of the call it interrupts (0: none), for wd_end. The call
+ * is stored before armed is read: a handler that disarms in between has seen no call, and
+ * this then sees armed cleared and re-arms. */
+static inline int wd_begin(void)
 {
-    unsigned outer = atomic_load_explicit(&wd_shared.call, memory_order_relaxed);
-    wd_renew();
+    int outer = wd_state.call;
+    wd_state.call = wd_number();
+    if (!wd_state.armed) wd_arm();
     return outer;
 }
 
+/* The running call is followed by a new one (sb_restart): the watch starts over. */
+static inline void wd_renew(void) { wd_state.call = wd_number(); }
+
 /* The call ends; outer is what wd_begin returned (a nested call gives the watch back). */
-static inline void wd_end(unsigned outer)
-{
-    atomic_store_explicit(&wd_shared.call, outer, memory_order_relaxed);
-}
+static inline void wd_end(int outer) { wd_state.call = outer; }
 
 #endif

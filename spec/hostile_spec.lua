@@ -159,6 +159,12 @@ A.coroutine_spin_later = function(conn)
     return ok
 end -- /coroutine_spin_later
 
+A.slow_library_calls = function(conn)
+    local n = 0
+    for _ = 1, 100000 do n = n + #string.rep("ab", 1 << 20) end -- ~30 s, few instructions
+    return n
+end -- /slow_library_calls
+
 A.coroutine_wrap_recursion = function(conn)
     local function dive() return coroutine.wrap(dive)() end
     return dive()
@@ -553,6 +559,12 @@ describe("hostile handlers", function()
     it("a coroutine parked by one message and spinning in a later one is stopped", function()
         assert.are.equal("suspended", (answers("coroutine_park")))
         fails("coroutine_spin_later", BUDGET)
+    end)
+    it("slow library calls with few instructions are stopped by the time limit", function()
+        local t0 = socket.gettime()
+        fails("slow_library_calls", "time limit exceeded (1.0 seconds)")
+        local took = socket.gettime() - t0
+        assert.is_true(took < 4, ("stopped after %.1f s"):format(took))
     end)
     it("coroutine.wrap recursion fails cleanly", function()
         -- Each coroutine.wrap level prefixes a position, so the log line is cut before the
