@@ -31,6 +31,10 @@ struct lb_app {
     bool loading;        /* a main chunk is running (first load or reload) */
     struct topic_table topics;
     struct lb_timer *timers; /* pending timers, to cancel those of an old version */
+    /* The text of the message being handled, which the frame reader has found valid UTF-8
+     * and run_messages keeps alive on the stack (so no other string can have this address);
+     * NULL between messages. Sending it on skips the check (lb_valid_text). */
+    const char *valid_text;
 };
 
 /* The app that owns L (any thread of it). */
@@ -39,6 +43,10 @@ struct lb_app *lb_app_of(lua_State *L);
 /* Runs fn(ud) in the app's state under sb_call. On failure logs one line naming the app and
  * what (e.g. "message handler") and returns -1. */
 int lb_run(struct lb_app *app, lua_CFunction fn, void *ud, const char *what);
+
+/* Whether the Lua string data (len bytes) is valid UTF-8: without looking when it is the
+ * message being handled. */
+bool lb_valid_text(struct lb_app *app, const char *data, size_t len);
 
 /* lua_conn.c: the conn object. */
 void lb_conn_register(lua_State *L);

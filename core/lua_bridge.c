@@ -20,6 +20,7 @@
 #include "log.h"
 #include "lua_app.h"
 #include "server.h"
+#include "utf8.h"
 
 /* The handlers, in the order of enum call_kind below. */
 static const char *const handler_names[] = { "open", "message", "close", "drain", "upgrade",
@@ -37,6 +38,7 @@ int lb_run(struct lb_app *app, lua_CFunction fn, void *ud, const char *what)
     lua_pushlightuserdata(L, ud);
     char err[1024];
     enum sb_status st = sb_call(&app->sb, 1, 0, err, sizeof err);
+    app->valid_text = NULL; /* a handler that raised left it set */
     if (st == SB_OK) return 0;
     log_error("app %s: %s %s: %s", app->name, what, status_words[st], err);
     return -1;
@@ -86,25 +88,38 @@ static bool push_handler(struct lb_app *app, enum call_kind kind)
     return false;
 }
 
+bool lb_valid_text(struct lb_app *app, const char *data, size_t len)
+{
+    if (data == app->valid_text) return true;
+    uint32_t st = UTF8_ACCEPT;
+    return utf8_validate(&st, (const uint8_t *)data, len) && utf8_complete(st);
+}
+
 /* The messages of one read, in one protected call: its setup is paid once, while each message
  * gets the whole budget (sb_restart). The handler is still looked up for each message (the
  * previous one may have replaced it), from the handlers table and key kept on the stack:
- * 1 handlers, 2 key, 3 conn. */
+ * 1 handlers, 2 key, 3 conn, and 4 the message, for app->valid_text. */
 static int run_messages(lua_State *L, struct call *k)
 {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, k->app->handlers_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, k->app->names_ref);
+    struct lb_app *app = k->app;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, app->handlers_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, app->names_ref);
     lua_rawgeti(L, 2, CALL_MESSAGE + 1);
     lua_replace(L, 2);
-    lb_push_conn(k->app, k->c);
+    lb_push_conn(app, k->c);
     for (size_t i = 0; i < k->nmsgs && k->c->state == CONN_OPEN; i++) {
+        const struct lb_message *m = &k->msgs[i];
+        const char *text = lua_pushlstring(L, (const char *)m->data, m->len);
         lua_pushvalue(L, 2);
         if (lua_gettable(L, 1) != LUA_TFUNCTION) break;
         lua_pushvalue(L, 3);
-        lua_pushlstring(L, (const char *)k->msgs[i].data, k->msgs[i].len);
-        lua_pushboolean(L, k->msgs[i].binary);
-        if (i) sb_restart(&k->app->sb);
+        lua_pushvalue(L, 4);
+        lua_pushboolean(L, m->binary);
+        if (i) sb_restart(&app->sb);
+        app->valid_text = m->binary ? NULL : text;
         lua_call(L, 3, 0);
+        app->valid_text = NULL;
+        lua_settop(L, 3);
     }
     return 0;
 }

@@ -57,12 +57,9 @@ static int conn_send(lua_State *L)
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     bool binary = lua_toboolean(L, 3);
-    if (!binary) {
-        uint32_t st = UTF8_ACCEPT;
-        if (!utf8_validate(&st, (const uint8_t *)data, len) || !utf8_complete(st))
-            return luaL_error(L, "conn:send: text is not valid UTF-8; send bytes as binary "
-                                 "with conn:send(data, true)");
-    }
+    if (!binary && !lb_valid_text(lb_app_of(L), data, len))
+        return luaL_error(L, "conn:send: text is not valid UTF-8; send bytes as binary "
+                             "with conn:send(data, true)");
     if (!c) return closed_result(L);
     switch (conn_send_message(c, data, len, binary)) {
     case CONN_SENT: lua_pushboolean(L, 1); return 1;

@@ -16,7 +16,6 @@
 #include "log.h"
 #include "lua_app.h"
 #include "server.h"
-#include "utf8.h"
 #include "ws_frame.h"
 
 /* ---- publish ------------------------------------------------------------------------------- */
@@ -30,12 +29,9 @@ static int mw_publish(lua_State *L)
     const char *topic = luaL_checklstring(L, 1, &tlen);
     const char *data = luaL_checklstring(L, 2, &len);
     bool binary = lua_toboolean(L, 3);
-    if (!binary) {
-        uint32_t st = UTF8_ACCEPT;
-        if (!utf8_validate(&st, (const uint8_t *)data, len) || !utf8_complete(st))
-            return luaL_error(L, "mw.publish: text is not valid UTF-8; publish bytes as binary "
-                                 "with mw.publish(topic, data, true)");
-    }
+    if (!binary && !lb_valid_text(app, data, len))
+        return luaL_error(L, "mw.publish: text is not valid UTF-8; publish bytes as binary "
+                             "with mw.publish(topic, data, true)");
     const struct topic *t = topic_find(&app->topics, topic, tlen);
     if (!t) {
         lua_pushinteger(L, 0);

@@ -68,11 +68,13 @@ int ws_frame_parse_header(const uint8_t *p, size_t len, unsigned allowed_rsv,
 
 void ws_frame_unmask(uint8_t *p, size_t len, const uint8_t mask[4], uint64_t offset)
 {
-    /* Rotate the key so that byte 0 of p lines up with mask[offset % 4]. */
-    uint8_t key[8];
-    for (size_t i = 0; i < 8; i++) key[i] = mask[(offset + i) & 3];
-    uint64_t k;
-    memcpy(&k, key, 8);
+    /* Rotate the key so that byte 0 of p lines up with mask[offset % 4], then repeat it to
+     * a word (in memory order either way round). */
+    uint8_t key[4];
+    for (size_t i = 0; i < 4; i++) key[i] = mask[(offset + i) & 3];
+    uint32_t k4;
+    memcpy(&k4, key, 4);
+    uint64_t k = (uint64_t)k4 << 32 | k4;
 
     size_t i = 0;
     for (; i + 8 <= len; i += 8) {
@@ -81,7 +83,7 @@ void ws_frame_unmask(uint8_t *p, size_t len, const uint8_t mask[4], uint64_t off
         w ^= k;
         memcpy(p + i, &w, 8);
     }
-    for (; i < len; i++) p[i] ^= key[i & 7];
+    for (; i < len; i++) p[i] ^= key[i & 3];
 }
 
 size_t ws_frame_build_header(uint8_t *out, bool fin, unsigned rsv, unsigned opcode,
