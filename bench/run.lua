@@ -144,7 +144,7 @@ local SCENARIOS = {
       args = function() return "--conns 10 --depth 4 --size 65536 --binary " .. TIMED() end,
       metrics = {
           { key = "mbytes_per_sec", label = "MB/s (echoed payload)", better = "higher",
-            fmt = "f1", bun = 1, ws = 1 },
+            fmt = "f1", bun = 1.3, ws = 1 },
           { key = "p99_us", label = "p99 round trip (us)", better = "lower", fmt = "us",
             info = true },
       } },
