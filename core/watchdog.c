@@ -29,6 +29,12 @@ void wd_arm(void)
     set_timer(WD_TICK_NS);
 }
 
+void wd_disarm(void)
+{
+    wd_state.armed = 0;
+    set_timer(0);
+}
+
 static void on_tick(int sig)
 {
     (void)sig;
@@ -38,8 +44,7 @@ static void on_tick(int sig)
         seen = 0;
         if (++idle >= IDLE_TICKS) {
             idle = 0;
-            wd_state.armed = 0;
-            set_timer(0); /* timer_settime is async-signal-safe */
+            wd_disarm(); /* timer_settime is async-signal-safe */
         }
     } else {
         idle = 0;

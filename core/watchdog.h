@@ -11,8 +11,9 @@
  *
  * Everything runs on the main thread (the handler interrupts it), so there is no thread to
  * schedule, no lock and no atomic read-modify-write: wd_begin, wd_renew and wd_end are plain
- * stores to volatile variables. After a few ticks without a call the handler disarms the timer,
- * so an idle server takes no signals; the next call re-arms it (one timer_settime). */
+ * stores to volatile variables. The timer is disarmed when the event loop is about to wait
+ * (wd_idle) or after a few ticks without a call, so a waiting server takes no signals; the
+ * next call re-arms it (one timer_settime). */
 #ifndef MOONWIRE_WATCHDOG_H
 #define MOONWIRE_WATCHDOG_H
 
@@ -32,8 +33,16 @@ extern struct wd_state wd_state;
  * async-signal-safe. Idempotent. Returns 0, or -1 with errno set. */
 int wd_start(void (*on_overrun)(void));
 
-/* Starts the ticks again (wd_begin calls it when the handler disarmed the timer). */
+/* Starts the ticks again (wd_begin calls it when the timer is disarmed). */
 void wd_arm(void);
+void wd_disarm(void);
+
+/* The event loop is about to wait: no call runs until it wakes, so the ticks stop (the next
+ * call re-arms them) rather than wake the server for nothing. */
+static inline void wd_idle(void)
+{
+    if (wd_state.armed) wd_disarm();
+}
 
 static inline int wd_number(void)
 {
