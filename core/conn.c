@@ -373,8 +373,6 @@ void conn_flush(struct conn *c)
     }
 }
 
-
-
 /* ---- ending the connection ----------------------------------------------------------------- */
 
 /* The socket is gone or must go now: no close handshake. */

