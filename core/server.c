@@ -17,7 +17,6 @@
 #include "log.h"
 #include "lua_bridge.h"
 #include "tls.h"
-#include "watchdog.h"
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents);
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents);
@@ -228,7 +227,6 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
         sweep(srv);
     }
     if (srv->draining && srv->nconns == 0) ev_break(loop, EVBREAK_ALL);
-    wd_idle();
 }
 
 /* ---- admission ----------------------------------------------------------------------------- */

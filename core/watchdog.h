@@ -11,9 +11,9 @@
  *
  * Everything runs on the main thread (the handler interrupts it), so there is no thread to
  * schedule, no lock and no atomic read-modify-write: wd_begin, wd_renew and wd_end are plain
- * stores to volatile variables. The timer is disarmed when the event loop is about to wait
- * (wd_idle) or after a few ticks without a call, so a waiting server takes no signals; the
- * next call re-arms it (one timer_settime). */
+ * stores to volatile variables. The handler disarms the timer after a couple of ticks in which
+ * no call ran, so an idle server takes no signals; the next call re-arms it (one
+ * timer_settime). A busy server takes one signal a millisecond and no system call. */
 #ifndef MOONWIRE_WATCHDOG_H
 #define MOONWIRE_WATCHDOG_H
 
@@ -24,7 +24,7 @@
 struct wd_state {
     volatile sig_atomic_t call;  /* the running call's number; 0 while none runs */
     volatile sig_atomic_t armed; /* the timer ticks; the handler clears it when it disarms */
-    int next;                    /* the number of the next call */
+    volatile sig_atomic_t next;  /* the number of the last call begun */
 };
 extern struct wd_state wd_state;
 
@@ -35,19 +35,13 @@ int wd_start(void (*on_overrun)(void));
 
 /* Starts the ticks again (wd_begin calls it when the timer is disarmed). */
 void wd_arm(void);
-void wd_disarm(void);
-
-/* The event loop is about to wait: no call runs until it wakes, so the ticks stop (the next
- * call re-arms them) rather than wake the server for nothing. */
-static inline void wd_idle(void)
-{
-    if (wd_state.armed) wd_disarm();
-}
 
 static inline int wd_number(void)
 {
-    if (++wd_state.next <= 0) wd_state.next = 1;
-    return wd_state.next;
+    int n = wd_state.next + 1;
+    if (n <= 0) n = 1;
+    wd_state.next = n;
+    return n;
 }
 
 /* A call begins; returns the number of the call it interrupts (0: none), for wd_end. The call
