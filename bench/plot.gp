@@ -11,7 +11,7 @@ set title "Echo throughput against connections (16 in flight x 32 B text)\n{/*0.
 set logscale x 10
 set xlabel "connections"
 set ylabel "messages per second"
-set format y "%.0s%c"
+set format y "%.1s%c"
 set yrange [0:*]
 set xrange [0.7:1500]
 set grid xtics ytics mxtics
