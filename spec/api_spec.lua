@@ -4,6 +4,8 @@
 local ws = require "ws_client"
 local server = require "server"
 local socket = require "socket"
+local helpers = require "helpers"
+local line_of, count, wait_for = helpers.line_of, helpers.count, helpers.wait_for
 
 local APP = [=[
 local app = {}
@@ -212,33 +214,6 @@ end
 
 return app
 ]=]
-
-local function line_of(src, needle)
-    local n = 0
-    for line in (src .. "\n"):gmatch("(.-)\n") do
-        n = n + 1
-        if line:find(needle, 1, true) then return n end
-    end
-    error("no line holds " .. needle)
-end
-
-local function count(text, needle)
-    local n, at = 0, 1
-    while true do
-        local s, e = text:find(needle, at, true)
-        if not s then return n end
-        n, at = n + 1, e + 1
-    end
-end
-
-local function wait_for(srv, needle, n, timeout)
-    local deadline = socket.gettime() + (timeout or 5)
-    repeat
-        if count(srv:log(), needle) >= (n or 1) then return true end
-        socket.sleep(0.01)
-    until socket.gettime() > deadline
-    return false
-end
 
 describe("the Lua API", function()
     local srv, dir

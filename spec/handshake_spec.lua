@@ -4,6 +4,8 @@
 local socket = require "socket"
 local ws = require "ws_client"
 local server = require "server"
+local helpers = require "helpers"
+local line_of = helpers.line_of
 
 local op = ws.op
 
@@ -426,14 +428,6 @@ end
 
 return app
 ]]
-
-local function line_of(text, needle)
-    local n = 0
-    for line in text:gmatch("([^\n]*)\n") do
-        n = n + 1
-        if line:find(needle, 1, true) then return n end
-    end
-end
 
 describe("app.upgrade", function()
     local srv, dir

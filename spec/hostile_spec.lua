@@ -4,6 +4,8 @@
 local ws = require "ws_client"
 local server = require "server"
 local socket = require "socket"
+local helpers = require "helpers"
+local line_of = helpers.line_of
 
 -- ---- the hostile app -------------------------------------------------------------------------
 
@@ -345,15 +347,6 @@ apps = { ["/other"] = "@OTHER@" }
 ]]
 
 -- ---- helpers ---------------------------------------------------------------------------------
-
-local function line_of(src, needle)
-    local n = 0
-    for line in (src .. "\n"):gmatch("(.-)\n") do
-        n = n + 1
-        if line:find(needle, 1, true) then return n end
-    end
-    error("no line holds " .. needle)
-end
 
 -- The lines of attack name in HOSTILE.
 local function range_of(name)

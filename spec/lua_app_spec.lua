@@ -4,37 +4,10 @@
 local ws = require "ws_client"
 local server = require "server"
 local socket = require "socket"
+local helpers = require "helpers"
+local line_of, count, wait_for = helpers.line_of, helpers.count, helpers.wait_for
 
 -- ---- helpers ---------------------------------------------------------------------------------
-
--- The number of the first line of src that contains needle (plain text).
-local function line_of(src, needle)
-    local n = 0
-    for line in (src .. "\n"):gmatch("(.-)\n") do
-        n = n + 1
-        if line:find(needle, 1, true) then return n end
-    end
-    error("no line holds " .. needle)
-end
-
-local function count(text, needle)
-    local n, at = 0, 1
-    while true do
-        local s, e = text:find(needle, at, true)
-        if not s then return n end
-        n, at = n + 1, e + 1
-    end
-end
-
--- Waits until the server log holds needle (plain text) at least n times (default 1).
-local function wait_for(srv, needle, n, timeout)
-    local deadline = socket.gettime() + (timeout or 5)
-    repeat
-        if count(srv:log(), needle) >= (n or 1) then return true end
-        socket.sleep(0.01)
-    until socket.gettime() > deadline
-    return false
-end
 
 -- Expects the server to close c with code, answers the close, and expects the TCP close.
 local function expect_closed_with(c, code, reason)

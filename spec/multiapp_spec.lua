@@ -4,6 +4,8 @@
 local ws = require "ws_client"
 local server = require "server"
 local socket = require "socket"
+local helpers = require "helpers"
+local count, wait_for, write_file = helpers.count, helpers.wait_for, helpers.write_file
 
 -- One app; NAME and VERSION are filled in per mount.
 local APP = [=[
@@ -64,32 +66,6 @@ local BIG = (function()
     for i = 1, 256 do t[i] = string.pack(">I4", i) .. string.rep(string.char(i % 256), 4092) end
     return table.concat(t) .. "end"
 end)()
-
-local function write_file(path, text)
-    local tmp = path .. ".tmp"
-    local f = assert(io.open(tmp, "wb"))
-    f:write(text)
-    f:close()
-    assert(os.rename(tmp, path))
-end
-
-local function count(text, needle)
-    local n, at = 0, 1
-    while true do
-        local s, e = text:find(needle, at, true)
-        if not s then return n end
-        n, at = n + 1, e + 1
-    end
-end
-
-local function wait_for(srv, needle, n, timeout)
-    local deadline = socket.gettime() + (timeout or 5)
-    repeat
-        if count(srv:log(), needle) >= (n or 1) then return true end
-        socket.sleep(0.01)
-    until socket.gettime() > deadline
-    return false
-end
 
 describe("several apps in one server", function()
     local srv, a_dir, b_dir, c_dir, secret_dir

@@ -4,45 +4,11 @@
 local ws = require "ws_client"
 local server = require "server"
 local socket = require "socket"
+local helpers = require "helpers"
+local line_of, count, wait_for = helpers.line_of, helpers.count, helpers.wait_for
+local write_file = helpers.write_file
 
 -- ---- helpers ---------------------------------------------------------------------------------
-
-local function write_file(path, text)
-    local tmp = path .. ".tmp"
-    local f = assert(io.open(tmp, "wb"))
-    f:write(text)
-    f:close()
-    assert(os.rename(tmp, path))
-end
-
--- The number of the first line of src that contains needle (plain text).
-local function line_of(src, needle)
-    local n = 0
-    for line in (src .. "\n"):gmatch("(.-)\n") do
-        n = n + 1
-        if line:find(needle, 1, true) then return n end
-    end
-    error("no line holds " .. needle)
-end
-
-local function count(text, needle)
-    local n, at = 0, 1
-    while true do
-        local s, e = text:find(needle, at, true)
-        if not s then return n end
-        n, at = n + 1, e + 1
-    end
-end
-
--- Waits until the log holds needle (plain text) at least n times.
-local function wait_for(srv, needle, n, timeout)
-    local deadline = socket.gettime() + (timeout or 5)
-    repeat
-        if count(srv:log(), needle) >= (n or 1) then return true end
-        socket.sleep(0.01)
-    until socket.gettime() > deadline
-    return false
-end
 
 local function connect(srv) return assert(ws.connect(srv.port)) end
 

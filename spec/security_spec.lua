@@ -5,6 +5,8 @@ local socket = require "socket"
 local mime = require "mime"
 local ws = require "ws_client"
 local server = require "server"
+local helpers = require "helpers"
+local count = helpers.count
 
 local op = ws.op
 
@@ -154,15 +156,6 @@ local function wait_refusals(srv, n429, n503)
         socket.sleep(0.05)
     until now() > deadline
     return a, b, lines
-end
-
-local function count(text, plain)
-    local n, at = 0, 1
-    while true do
-        local s, e = text:find(plain, at, true)
-        if not s then return n end
-        n, at = n + 1, e + 1
-    end
 end
 
 local function rss_kib(pid)

@@ -4,6 +4,8 @@
 local socket = require "socket"
 local ws = require "ws_client"
 local server = require "server"
+local helpers = require "helpers"
+local count, write_file = helpers.count, helpers.write_file
 
 -- /usr/bin/python3 explicitly: the python3 on PATH may be another one, without websockets.
 local PYTHON = "/usr/bin/python3"
@@ -16,21 +18,6 @@ local function run(cmd)
     local out = p:read("a")
     local ok = p:close()
     return ok, out
-end
-
-local function write_file(path, text)
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    f:close()
-end
-
-local function count(text, plain)
-    local n, at = 0, 1
-    while true do
-        local s, e = text:find(plain, at, true)
-        if not s then return n end
-        n, at = n + 1, e + 1
-    end
 end
 
 -- A self-signed P-256 certificate for name (and 127.0.0.1 when ip): dir/base.pem, dir/base.key.

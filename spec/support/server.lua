@@ -4,6 +4,7 @@
 -- build/moonwire. Its log goes to a file the spec can read and wait on; stopping it fails the
 -- spec if the sanitizers reported anything.
 local socket = require "socket"
+local write_file = require("helpers").write_file
 
 local M = {}
 local server = {}
@@ -17,12 +18,6 @@ local function read_file(path)
     local s = f:read("a")
     f:close()
     return s
-end
-
-local function write_file(path, text)
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    f:close()
 end
 
 function M.tmpdir()
