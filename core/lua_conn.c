@@ -81,8 +81,7 @@ static int conn_close_method(lua_State *L)
     if (code < 0 || code > 0xFFFF || !ws_close_code_is_valid((unsigned)code))
         return luaL_error(L, "conn:close: %I is not a close code an endpoint may send "
                              "(use 1000-1003, 1007-1014 or 3000-4999)", code);
-    uint32_t st = UTF8_ACCEPT;
-    if (!utf8_validate(&st, (const uint8_t *)reason, len) || !utf8_complete(st))
+    if (!utf8_valid(reason, len))
         return luaL_error(L, "conn:close: the reason is not valid UTF-8");
     if (!c) return closed_result(L);
     conn_close(c, (unsigned)code, reason, len); /* a long reason is cut at 123 bytes */

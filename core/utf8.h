@@ -24,6 +24,13 @@ bool utf8_validate(uint32_t *state, const uint8_t *p, size_t len);
 /* True when the text validated so far ends on a character boundary. */
 static inline bool utf8_complete(uint32_t state) { return state == UTF8_ACCEPT; }
 
+/* True when p[0..len) is well-formed UTF-8, whole. */
+static inline bool utf8_valid(const void *p, size_t len)
+{
+    uint32_t st = UTF8_ACCEPT;
+    return utf8_validate(&st, p, len) && utf8_complete(st);
+}
+
 /* Length of the longest prefix of p[0..len) that ends on a character boundary of well-formed text
  * (used to cut a close reason without splitting a character). */
 size_t utf8_boundary(const uint8_t *p, size_t len);

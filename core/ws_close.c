@@ -32,8 +32,7 @@ int ws_close_parse(const uint8_t *p, size_t len, unsigned *code, const uint8_t *
         *why = "close frame with an invalid status code";
         return WS_E_PROTOCOL;
     }
-    uint32_t st = UTF8_ACCEPT;
-    if (!utf8_validate(&st, p + 2, len - 2) || !utf8_complete(st)) {
+    if (!utf8_valid(p + 2, len - 2)) {
         *why = "close reason is not valid UTF-8";
         return WS_E_INVALID_DATA;
     }
