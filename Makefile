@@ -24,11 +24,9 @@ SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 SERVER_SRCS := $(wildcard core/*.c)
 SERVER_OBJS := $(SERVER_SRCS:core/%.c=$(BUILD)/obj/%.o)
 ASAN_OBJS   := $(SERVER_SRCS:core/%.c=$(BUILD)/asan/%.o)
-# The pure modules the C unit tests link against.
-PURE_SRCS   := core/utf8.c core/ws_frame.c core/ws_close.c core/ws_reader.c core/http.c \
-               core/handshake.c core/outq.c core/topics.c core/static_files.c \
-               core/lpattern.c core/ratelimit.c core/origin.c core/ip_table.c \
-               core/smallpool.c
+# The C unit tests link every module but main.c: the pure ones are tested alone, the
+# connection layer over socketpairs with stub callbacks, loop contexts side by side.
+UNIT_CORE_SRCS := $(filter-out core/main.c,$(SERVER_SRCS))
 UNIT_SRCS   := $(wildcard spec/unit/test_*.c)
 
 .PHONY: all run test check-deps deps-build deps-run deps-test unit clean fuzz fuzz-replay \
@@ -48,13 +46,12 @@ $(BUILD)/moonwire-asan: $(ASAN_OBJS)
 $(BUILD)/asan/%.o: core/%.c $(wildcard core/*.h) | $(BUILD)/asan
 	$(CC) $(CFLAGS_ALL) $(SAN) -Werror -c -o $@ $<
 
-$(BUILD)/unit-tests: $(UNIT_SRCS) $(PURE_SRCS) $(wildcard core/*.h spec/unit/*.h) | $(BUILD)
-	$(CC) $(CFLAGS_ALL) -Werror -Icore -o $@ $(UNIT_SRCS) $(PURE_SRCS) -lcriterion -lcrypto \
-	    -llua5.4 -lm
+$(BUILD)/unit-tests: $(UNIT_SRCS) $(UNIT_CORE_SRCS) $(wildcard core/*.h spec/unit/*.h) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) -Werror -Icore -o $@ $(UNIT_SRCS) $(UNIT_CORE_SRCS) -lcriterion $(LDLIBS)
 
-$(BUILD)/unit-tests-asan: $(UNIT_SRCS) $(PURE_SRCS) $(wildcard core/*.h spec/unit/*.h) | $(BUILD)
-	$(CC) $(CFLAGS_ALL) $(SAN) -Werror -Icore -o $@ $(UNIT_SRCS) $(PURE_SRCS) -lcriterion \
-	    -lcrypto -llua5.4 -lm
+$(BUILD)/unit-tests-asan: $(UNIT_SRCS) $(UNIT_CORE_SRCS) $(wildcard core/*.h spec/unit/*.h) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) $(SAN) -Werror -Icore -o $@ $(UNIT_SRCS) $(UNIT_CORE_SRCS) -lcriterion \
+	    $(LDLIBS)
 
 $(BUILD) $(BUILD)/obj $(BUILD)/asan:
 	mkdir -p $@
@@ -167,7 +164,7 @@ BENCH_NODE := $(shell command -v node >/dev/null 2>&1 || echo nodejs) \
 ANCHORS := bench/anchors
 BUN     := $(ANCHORS)/node_modules/.bin/bun
 
-.PHONY: bench deps-bench bench-anchors
+.PHONY: bench deps-bench bench-anchors bench-against
 
 deps-bench:
 	$(call install_missing,$(PKGS_BENCH) $(BENCH_NODE))
@@ -190,6 +187,18 @@ bench-anchors: $(ANCHORS)/node_modules/.installed
 bench: deps-bench
 	$(MAKE) all $(BUILD)/wsload bench-anchors
 	lua5.4 bench/run.lua
+
+# This build against an older one, side by side in one run (servers alternate): REV is any git
+# revision (default HEAD, the last commit: what the working tree changes). Only the two
+# moonwire builds run, unless BENCH_SERVERS says otherwise; BENCH_SCENARIOS picks scenarios.
+REV ?= HEAD
+bench-against: deps-bench
+	$(MAKE) all $(BUILD)/wsload
+	rm -rf $(BUILD)/baseline && mkdir -p $(BUILD)/baseline
+	git archive --format=tar $(REV) | tar -x -C $(BUILD)/baseline
+	$(MAKE) -C $(BUILD)/baseline all
+	BENCH_BASELINE=$(CURDIR)/$(BUILD)/baseline/build/moonwire \
+	    BENCH_SERVERS=$${BENCH_SERVERS:-moonwire,baseline} lua5.4 bench/run.lua
 
 clean:
 	rm -rf $(BUILD)

@@ -19,6 +19,9 @@
 --                        when the open-files limit cannot hold it); 0 skips it
 --   BENCH_SERVER_CPU=0   BENCH_GEN_CPU=1                 BENCH_OUT=bench/results
 --   WSLOAD=build/wsload  NODE=node                       (other binaries, for testing)
+--   BENCH_BASELINE=path  another moonwire binary (an older build) run as server "baseline",
+--                        alternating with build/moonwire; the report gains a table of moonwire
+--                        against it. `make bench-against REV=<git rev>` builds one and runs it.
 -- A quick smoke run: BENCH_SECONDS=1 BENCH_ROUNDS=1 lua5.4 bench/run.lua
 --
 -- Exit status: 0 when every moonwire run completed cleanly (the targets are reported, not
@@ -93,6 +96,7 @@ local WSLOAD   = env("WSLOAD", ROOT .. "/build/wsload")
 local BUN      = ROOT .. "/bench/anchors/node_modules/.bin/bun"
 local NODE     = env("NODE", "node")
 local SOURCES  = "127.0.0.2-127.0.0.254"
+local BASELINE = env("BENCH_BASELINE", nil)
 
 -- ---- servers ---------------------------------------------------------------------------------
 
@@ -103,6 +107,12 @@ local SERVERS = {
           return q(MOONWIRE) .. " -c bench/moonwire-bench.conf.lua --port 0 " .. dir
       end,
       ready = "listening on ws://[%d.]+:(%d+)/" },
+    BASELINE and { id = "baseline", name = "moonwire (baseline)",
+      cmd = function(app)
+          local dir = app == "echo" and "examples/echo" or "bench/apps/pubsub"
+          return q(BASELINE) .. " -c bench/moonwire-bench.conf.lua --port 0 " .. dir
+      end,
+      ready = "listening on ws://[%d.]+:(%d+)/" } or false,
     { id = "bun", name = "Bun",
       cmd = function(app) return q(BUN) .. " bench/anchors/bun_" .. app .. ".js 0" end,
       ready = "ready (%d+)" },
@@ -235,7 +245,7 @@ local want_servers = set_of(os.getenv("BENCH_SERVERS"))
 local want_scen = set_of(os.getenv("BENCH_SCENARIOS"))
 local servers, scenarios, skipped = {}, {}, {}
 for _, s in ipairs(SERVERS) do
-    if not want_servers or want_servers[s.id] then servers[#servers + 1] = s end
+    if s and (not want_servers or want_servers[s.id]) then servers[#servers + 1] = s end
 end
 
 local nofile = tonumber(trim(capture("ulimit -Hn"))) or math.huge
@@ -263,6 +273,7 @@ end
 need_exec(WSLOAD, "the load generator: make -C bench")
 for _, s in ipairs(servers) do
     if s.id == "moonwire" then need_exec(MOONWIRE, "make") end
+    if s.id == "baseline" then need_exec(BASELINE, "BENCH_BASELINE") end
     if s.id == "bun" then need_exec(BUN, "npm install in bench/anchors") end
 end
 if os.execute("command -v taskset >/dev/null") ~= true then
@@ -459,6 +470,7 @@ local machine = {
 }
 local versions = {
     moonwire = first_line(q(MOONWIRE) .. " --version"),
+    baseline = BASELINE and first_line(q(BASELINE) .. " --version") or nil,
     lua = first_line("dpkg-query -W -f='${Version}' liblua5.4-0"),
     bun = first_line(q(BUN) .. " --version"),
     node = first_line(q(NODE) .. " --version"),
@@ -641,6 +653,30 @@ out(("Targets met: %d, missed: %d. † = generator-bound in at least one round (
     .. "faster. (k/n) = median over the k of n rounds that completed cleanly."):format(
     verdicts.met, verdicts.missed))
 out()
+
+-- Against an older build of moonwire, when one ran (BENCH_BASELINE).
+if by_id.baseline and by_id.moonwire then
+    out("## moonwire against the baseline build")
+    out()
+    out(("Baseline: `%s` (%s), alternating with build/moonwire in every round. Ratio = how "
+        .. "many times better this build is (1.00× = the same; under 1 = worse)."):format(
+        BASELINE, versions.baseline or "?"))
+    out()
+    out("| scenario | metric | moonwire | baseline | ratio |")
+    out("|---|---|---:|---:|---:|")
+    for _, sc in ipairs(scenarios) do
+        for _, m in ipairs(sc.metrics) do
+            if not m.zero then
+                local mw, mws = cell(sc, "moonwire", m)
+                local base, bases = stat(sc, by_id.baseline, m), nil
+                bases = fmtv(base, m.fmt)
+                out(("| %s | %s | %s | %s | %s |"):format(sc.id, m.label, mws, bases,
+                    fmt_adv(advantage(mw, base, m))))
+            end
+        end
+    end
+    out()
+end
 
 -- Per-scenario detail.
 out("## Scenarios")

@@ -20,9 +20,8 @@
 
 #include "conn_internal.h"
 #include "log.h"
-#include "lua_bridge.h"
-#include "server.h"
 #include "tls.h"
+#include "util.h"
 #include "ws_close.h"
 
 
@@ -30,9 +29,81 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_read(struct conn *c);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void flush_messages(struct conn *c);
+static void schedule(struct conn *c);
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents);
 
+/* ---- the table ----------------------------------------------------------------------------- */
 
-struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer,
+int conn_loop_init(struct conn_loop *cl, struct ev_loop *loop, const struct cfg_limits *limits,
+                   struct counters *counters, const struct conn_host *host, void *host_ctx)
+{
+    memset(cl, 0, offsetof(struct conn_loop, batch));
+    cl->loop = loop;
+    cl->limits = limits;
+    cl->counters = counters;
+    cl->host = host;
+    cl->host_ctx = host_ctx;
+    ev_prepare_init(&cl->before_block, on_prepare);
+    ev_prepare_start(loop, &cl->before_block);
+    return 0;
+}
+
+/* Gives c a slot and an id. Returns 0, or -1 when out of memory. */
+static int attach(struct conn_loop *cl, struct conn *c)
+{
+    if (cl->nfree == 0) {
+        uint32_t n = cl->nslots ? cl->nslots * 2 : 1024;
+        struct conn **slots = realloc(cl->slots, n * sizeof *slots);
+        if (!slots) return -1;
+        cl->slots = slots;
+        uint32_t *free_slots = realloc(cl->free_slots, n * sizeof *free_slots);
+        if (!free_slots) return -1;
+        cl->free_slots = free_slots;
+        /* Push new slots so that the lowest comes out first. */
+        for (uint32_t i = n; i > cl->nslots; i--) {
+            cl->slots[i - 1] = NULL;
+            cl->free_slots[cl->nfree++] = i - 1;
+        }
+        cl->nslots = n;
+    }
+    c->slot = cl->free_slots[--cl->nfree];
+    c->id = ++cl->next_id;
+    cl->slots[c->slot] = c;
+    cl->count++;
+    return 0;
+}
+
+static void detach(struct conn_loop *cl, struct conn *c)
+{
+    cl->slots[c->slot] = NULL;
+    cl->free_slots[cl->nfree++] = c->slot;
+    cl->count--;
+}
+
+struct conn *conn_find(const struct conn_loop *cl, uint32_t slot, uint64_t id)
+{
+    if (slot >= cl->nslots) return NULL;
+    struct conn *c = cl->slots[slot];
+    return c && c->id == id ? c : NULL;
+}
+
+static struct conn *conn_from(const struct conn_loop *cl, uint32_t slot)
+{
+    for (; slot < cl->nslots; slot++)
+        if (cl->slots[slot]) return cl->slots[slot];
+    return NULL;
+}
+
+struct conn *conn_first(const struct conn_loop *cl) { return conn_from(cl, 0); }
+
+struct conn *conn_next(const struct conn_loop *cl, const struct conn *c)
+{
+    return conn_from(cl, c->slot + 1);
+}
+
+/* ---- one connection's life ----------------------------------------------------------------- */
+
+struct conn *conn_new(struct conn_loop *cl, int fd, const union conn_addr *peer,
                       struct tls_context *tls)
 {
     struct conn *c = calloc(1, sizeof *c);
@@ -40,30 +111,24 @@ struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer,
         close(fd);
         return NULL;
     }
-    c->srv = srv;
-    c->fd = fd;
-    c->tr = &transport_tcp;
-    if (tls && tls_attach(c, tls) < 0) {
-        close(fd);
+    c->cl = cl;
+    tio_init_tcp(&c->tr, fd);
+    if ((tls && tls_attach(&c->tr, tls) < 0) || attach(cl, c) < 0) {
+        c->tr.ops->close(&c->tr);
         free(c);
         return NULL;
     }
     c->peer = *peer;
-    c->lua_ref = LB_NO_REF;
+    c->handler_ref = CONN_NO_REF;
     c->state = CONN_HANDSHAKE;
-    c->last_rx = ev_now(srv->loop);
-    if (srv_attach(srv, c) < 0) {
-        c->tr->close(c);
-        free(c);
-        return NULL;
-    }
+    c->last_rx = ev_now(cl->loop);
     ev_io_init(&c->io, on_io, fd, EV_READ);
     ev_init(&c->timer, on_timer);
-    const struct cfg_limits *lim = &srv->cfg->limits;
+    const struct cfg_limits *lim = cl->limits;
     bucket_init(&c->messages, lim->burst, c->last_rx);
     bucket_init(&c->bytes, lim->bytes_per_second, c->last_rx);
-    ev_io_start(srv->loop, &c->io);
-    conn_arm_timer(c, conn_cfg(c)->limits.handshake_timeout);
+    ev_io_start(cl->loop, &c->io);
+    conn_arm_timer(c, lim->handshake_timeout);
     return c;
 }
 
@@ -71,17 +136,18 @@ void conn_refuse(struct conn *c, int status, const char *why)
 {
     c->refuse_status = (uint16_t)status;
     c->refuse_why = why;
-    double t = conn_cfg(c)->limits.handshake_timeout;
+    double t = conn_limits(c)->handshake_timeout;
     conn_arm_timer(c, t > 0 && t < 2 ? t : 2);
 }
 
-void conn_free(struct conn *c)
+/* Frees a DEAD connection: only the sweep calls this. */
+static void conn_free(struct conn *c)
 {
+    struct conn_loop *cl = c->cl;
     conn_end_file(c);
-    srv_release(c->srv, c);
-    if (c->app) lb_leave_topics(c->app, c);
-    if (c->app) lb_forget(c->app, c);
-    srv_detach(c->srv, c);
+    if (c->handler) c->handler->gone(c->handler_ctx, c);
+    detach(cl, c);
+    cl->host->freed(cl->host_ctx, c);
     free(c->head);
     free(c->msg);
     free(c->path);
@@ -99,11 +165,23 @@ void conn_format_ip(const struct conn *c, char *buf, size_t len)
 }
 
 
+/* Why the transport failed, for conn_drop. A TLS failure also gets a log line of its own: it
+ * is the operator's only clue to a client that cannot speak TLS with us. */
+static const char *transport_error(struct conn *c)
+{
+    if (errno != EPROTO || !c->tr.error) return strerror(errno);
+    char ip[INET6_ADDRSTRLEN];
+    conn_format_ip(c, ip, sizeof ip);
+    log_info(CONN_FMT ": TLS %s: %s", CONN_ARGS(c, ip),
+             tls_handshake_done(&c->tr) ? "error" : "handshake failed", c->tr.error);
+    return c->tr.error;
+}
+
 /* One watcher serves the state's deadline and the end of a throttling pause: it is armed for
  * whichever comes first, and on_timer sorts out which it was. */
 static void rearm(struct conn *c)
 {
-    struct ev_loop *loop = c->srv->loop;
+    struct ev_loop *loop = c->cl->loop;
     ev_timer_stop(loop, &c->timer);
     double next = c->deadline;
     if (c->throttle_until > 0 && (next <= 0 || c->throttle_until < next)) next = c->throttle_until;
@@ -115,7 +193,7 @@ static void rearm(struct conn *c)
 
 void conn_arm_timer(struct conn *c, double after)
 {
-    c->deadline = after > 0 ? ev_now(c->srv->loop) + after : 0;
+    c->deadline = after > 0 ? ev_now(c->cl->loop) + after : 0;
     rearm(c);
 }
 
@@ -135,24 +213,112 @@ static void ws_ended(struct conn *c, unsigned code, const char *reason, size_t r
         }
     }
     c->notify_close = true;
-    /* Subscriptions end with the WebSocket, at once: mw.subscribers must not count it. */
-    lb_leave_topics(c->app, c);
-    srv_schedule(c->srv, c);
+    c->cl->counters->closed[ctr_close_index(code)]++;
+    /* Memberships end with the WebSocket, at once: mw.subscribers must not count it. */
+    c->handler->ended(c->handler_ctx, c);
+    schedule(c);
 }
 
-bool conn_sweep(struct conn *c)
+/* The sweep's work for this connection: the handler's close if owed, then the free if DEAD.
+ * Returns true when c was freed. */
+static bool conn_sweep(struct conn *c)
 {
     if (c->notify_close) {
         c->notify_close = false;
         c->app_open = false;
         const char *r = c->close_reason ? c->close_reason : "";
-        lb_close(c->app, c, c->close_code, r, strlen(r));
+        c->handler->close(c->handler_ctx, c, c->close_code, r, strlen(r));
     }
     /* Checked after app.close, which may have changed the state. A connection still on the
      * flush list must stay until the flush has passed it. */
     if (c->state != CONN_DEAD || c->dirty) return false;
     conn_free(c);
     return true;
+}
+
+/* Puts c on the pending list for the next sweep (once). */
+static void schedule(struct conn *c)
+{
+    struct conn_loop *cl = c->cl;
+    if (c->pending) return;
+    c->pending = true;
+    c->next_pending = NULL;
+    if (cl->pending_tail) cl->pending_tail->next_pending = c;
+    else cl->pending_head = c;
+    cl->pending_tail = c;
+}
+
+/* Puts c on the list of connections to flush before the loop blocks (once). */
+static void mark_dirty(struct conn *c)
+{
+    struct conn_loop *cl = c->cl;
+    if (c->dirty) return;
+    c->dirty = true;
+    c->next_dirty = cl->dirty_head;
+    cl->dirty_head = c;
+}
+
+static void flush_dirty(struct conn_loop *cl)
+{
+    struct conn *c;
+    while ((c = cl->dirty_head)) {
+        cl->dirty_head = c->next_dirty;
+        c->dirty = false;
+        conn_flush(c);
+    }
+}
+
+/* Frees DEAD connections and runs the handlers' close: the one place where that happens,
+ * outside every connection callback. Work it causes (a close handler that closes or sends to
+ * another connection) joins the lists and is handled in the same turn. */
+static void sweep(struct conn_loop *cl)
+{
+    /* Work on a snapshot: what is scheduled meanwhile waits for the next round, after the next
+     * flush, so a connection kept because it still had output to flush comes back. */
+    struct conn *c = cl->pending_head;
+    cl->pending_head = cl->pending_tail = NULL;
+    while (c) {
+        struct conn *next = c->next_pending;
+        /* Still marked pending while swept, so it cannot be queued twice meanwhile. */
+        if (!conn_sweep(c)) {
+            c->pending = false;
+            if (c->state == CONN_DEAD) schedule(c);
+        }
+        c = next;
+    }
+}
+
+/* Writes out what this turn queued, then sweeps. A connection still waiting to be flushed is
+ * not freed (conn_sweep keeps it); the next round frees it. */
+void conn_loop_settle(struct conn_loop *cl)
+{
+    while (cl->dirty_head || cl->pending_head) {
+        flush_dirty(cl);
+        sweep(cl);
+    }
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn_loop_settle(container_of(w, struct conn_loop, before_block));
+}
+
+void conn_loop_destroy(struct conn_loop *cl)
+{
+    for (uint32_t i = 0; i < cl->nslots; i++) {
+        struct conn *c = cl->slots[i];
+        if (c && c->state != CONN_DEAD) conn_abort(c);
+    }
+    /* One last round frees what that left, the handlers' close included. */
+    conn_loop_settle(cl);
+    ev_prepare_stop(cl->loop, &cl->before_block);
+    free(cl->slots);
+    free(cl->free_slots);
+    cl->slots = NULL;
+    cl->free_slots = NULL;
+    cl->nslots = cl->nfree = 0;
 }
 
 /* ---- writing ------------------------------------------------------------------------------- */
@@ -162,7 +328,7 @@ void conn_shut_write_if_done(struct conn *c)
     if (c->wr_shut || !outq_empty(&c->outq) || c->file) return;
     if (c->state != CONN_CLOSING && c->state != CONN_LINGER) return;
     /* Our last frame or response is out: send FIN, keep reading until the peer's. */
-    c->tr->shutdown(c);
+    c->tr.ops->shutdown(&c->tr);
     c->wr_shut = true;
 }
 
@@ -174,10 +340,10 @@ static void update_io(struct conn *c)
 {
     if (c->state == CONN_DEAD) return;
     int want = 0;
-    if (!c->paused || (c->io_wants & IO_WRITE_WANTS_READ)) want |= EV_READ;
-    if (c->write_blocked || (c->io_wants & IO_READ_WANTS_WRITE)) want |= EV_WRITE;
+    if (!c->paused || (c->tr.wants & IO_WRITE_WANTS_READ)) want |= EV_READ;
+    if (c->write_blocked || (c->tr.wants & IO_READ_WANTS_WRITE)) want |= EV_WRITE;
     if (ev_is_active(&c->io) && (c->io.events & (EV_READ | EV_WRITE)) == want) return;
-    struct ev_loop *loop = c->srv->loop;
+    struct ev_loop *loop = c->cl->loop;
     ev_io_stop(loop, &c->io);
     ev_io_modify(&c->io, want);
     if (want) ev_io_start(loop, &c->io);
@@ -185,6 +351,8 @@ static void update_io(struct conn *c)
 
 static void pause_reading(struct conn *c, uint8_t why)
 {
+    if ((why & PAUSE_BACKPRESSURE) && !(c->paused & PAUSE_BACKPRESSURE))
+        c->cl->counters->backpressure_pauses++;
     c->paused |= why;
     update_io(c);
 }
@@ -197,14 +365,14 @@ static void resume_reading(struct conn *c, uint8_t why)
     c->paused &= (uint8_t)~why;
     if (c->paused || c->state == CONN_DEAD) return;
     update_io(c);
-    if (c->tr->pending(c)) ev_feed_event(c->srv->loop, &c->io, EV_READ);
+    if (c->tr.ops->pending(&c->tr)) ev_feed_event(c->cl->loop, &c->io, EV_READ);
 }
 
 /* Stops reading for wait seconds (or longer, if a pause already runs longer). */
 static void throttle_for(struct conn *c, double wait)
 {
     pause_reading(c, PAUSE_THROTTLE);
-    double until = ev_now(c->srv->loop) + wait;
+    double until = ev_now(c->cl->loop) + wait;
     if (until <= c->throttle_until) return;
     c->throttle_until = until;
     rearm(c);
@@ -219,7 +387,7 @@ static void conn_fail(struct conn *c, unsigned code, const char *why);
  * memory. */
 static void check_backpressure(struct conn *c)
 {
-    const struct cfg_limits *lim = &conn_cfg(c)->limits;
+    const struct cfg_limits *lim = conn_limits(c);
     if (lim->max_send_buffer && c->outq.bytes > lim->max_send_buffer &&
         c->state == CONN_OPEN) {
         /* The close frame goes behind what is queued (cutting a frame short would leave the
@@ -229,6 +397,7 @@ static void check_backpressure(struct conn *c)
         conn_format_ip(c, ip, sizeof ip);
         log_info(CONN_FMT ": closing with 1008: slow consumer (%zu bytes queued, "
                  "max_send_buffer %zu)", CONN_ARGS(c, ip), c->outq.bytes, lim->max_send_buffer);
+        c->cl->counters->slow_consumer_closes++;
         conn_close(c, WS_CLOSE_POLICY, "slow consumer", 13);
         return;
     }
@@ -263,12 +432,13 @@ static void conn_writev(struct conn *c, struct iovec *iov, int n)
     for (int i = 0; i < n; i++) total += iov[i].iov_len;
     size_t done = 0;
     if (total >= DIRECT_WRITE_MIN && outq_empty(&c->outq) && !c->file) {
-        ssize_t w = c->tr->writev(c, iov, n);
+        ssize_t w = c->tr.ops->writev(&c->tr, iov, n);
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            conn_drop(c, strerror(errno));
+            conn_drop(c, transport_error(c));
             return;
         }
         done = w > 0 ? (size_t)w : 0;
+        c->cl->counters->bytes_out += done;
         if (done == total) {
             conn_shut_write_if_done(c);
             return;
@@ -278,7 +448,7 @@ static void conn_writev(struct conn *c, struct iovec *iov, int n)
         conn_drop(c, "out of memory for the send queue");
         return;
     }
-    srv_mark_dirty(c->srv, c);
+    mark_dirty(c);
     check_backpressure(c);
 }
 
@@ -308,7 +478,8 @@ int conn_send_message(struct conn *c, const void *data, size_t len, bool binary)
     if (c->state != CONN_OPEN) return CONN_CLOSED;
     send_frame(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len);
     if (c->state != CONN_OPEN) return CONN_CLOSED;
-    size_t limit = conn_cfg(c)->limits.send_buffer;
+    c->cl->counters->messages_out++;
+    size_t limit = conn_limits(c)->send_buffer;
     if (limit && c->outq.bytes > limit) {
         c->want_drain = true;
         return CONN_BACKPRESSURE;
@@ -323,10 +494,11 @@ int conn_send_shared(struct conn *c, struct obuf *frame)
         conn_drop(c, "out of memory for the send queue");
         return CONN_CLOSED;
     }
-    srv_mark_dirty(c->srv, c);
+    mark_dirty(c);
     check_backpressure(c);
     if (c->state != CONN_OPEN) return CONN_CLOSED; /* past max_send_buffer */
-    size_t limit = conn_cfg(c)->limits.send_buffer;
+    c->cl->counters->messages_out++;
+    size_t limit = conn_limits(c)->send_buffer;
     if (limit && c->outq.bytes > limit) {
         c->want_drain = true;
         return CONN_BACKPRESSURE;
@@ -344,18 +516,19 @@ void conn_flush(struct conn *c)
         }
         struct iovec iov[64];
         int n = outq_iov(&c->outq, iov, 64);
-        ssize_t done = c->tr->writev(c, iov, n);
+        ssize_t done = c->tr.ops->writev(&c->tr, iov, n);
         if (done < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 /* The kernel is full: the rest waits for the socket to be writable (or, for
                  * TLS in the middle of a handshake message, readable). */
-                c->write_blocked = !(c->io_wants & IO_WRITE_WANTS_READ);
+                c->write_blocked = !(c->tr.wants & IO_WRITE_WANTS_READ);
                 update_io(c);
                 return;
             }
-            conn_drop(c, strerror(errno));
+            conn_drop(c, transport_error(c));
             return;
         }
+        c->cl->counters->bytes_out += (uint64_t)done;
         outq_consume(&c->outq, (size_t)done);
     }
     if (c->state == CONN_DEAD) return;
@@ -365,11 +538,11 @@ void conn_flush(struct conn *c)
     }
     conn_shut_write_if_done(c);
 
-    size_t limit = conn_cfg(c)->limits.send_buffer;
+    size_t limit = conn_limits(c)->send_buffer;
     if (c->outq.bytes <= limit / 2) resume_reading(c, PAUSE_BACKPRESSURE);
     if (c->want_drain && c->state == CONN_OPEN) {
         c->want_drain = false;
-        lb_drain(c->app, c);
+        c->handler->drain(c->handler_ctx, c);
     }
 }
 
@@ -384,14 +557,14 @@ void conn_drop(struct conn *c, const char *why)
     if (c->state == CONN_OPEN)
         log_debug(CONN_FMT ": connection lost (%s)", CONN_ARGS(c, ip), why);
     ws_ended(c, WS_CLOSE_ABNORMAL, "", 0);
-    struct ev_loop *loop = c->srv->loop;
+    struct ev_loop *loop = c->cl->loop;
     ev_io_stop(loop, &c->io);
     ev_timer_stop(loop, &c->timer);
-    c->tr->close(c);
+    c->tr.ops->close(&c->tr);
     c->state = CONN_DEAD;
     outq_clear(&c->outq);
     conn_end_file(c);
-    srv_schedule(c->srv, c);
+    schedule(c);
 }
 
 void conn_abort(struct conn *c) { conn_drop(c, "server shutting down"); }
@@ -406,7 +579,7 @@ void conn_linger(struct conn *c)
     /* Whatever paused it, reading must go on: the peer's FIN is what ends the linger. */
     c->throttle_until = 0;
     resume_reading(c, PAUSE_BACKPRESSURE | PAUSE_THROTTLE);
-    conn_arm_timer(c, conn_cfg(c)->limits.close_timeout);
+    conn_arm_timer(c, conn_limits(c)->close_timeout);
     conn_shut_write_if_done(c);
 }
 
@@ -420,7 +593,7 @@ void conn_close(struct conn *c, unsigned code, const char *reason, size_t reason
     free(c->msg);
     c->msg = NULL;
     c->msg_len = c->msg_cap = 0;
-    conn_arm_timer(c, conn_cfg(c)->limits.close_timeout);
+    conn_arm_timer(c, conn_limits(c)->close_timeout);
     conn_shut_write_if_done(c);
 }
 
@@ -449,9 +622,9 @@ static int reader_should_stop(const struct conn *c) { return c->state >= CONN_LI
  * rate allows (TCP then pushes back on the client). */
 static bool within_rate(struct conn *c)
 {
-    const struct cfg_limits *lim = &conn_cfg(c)->limits;
+    const struct cfg_limits *lim = conn_limits(c);
     if (lim->messages_per_second <= 0) return true;
-    double now = ev_now(c->srv->loop);
+    double now = ev_now(c->cl->loop);
     if (lim->throttle) {
         double wait = bucket_charge(&c->messages, lim->messages_per_second, lim->burst, 1, now);
         if (wait > 0) throttle_for(c, wait);
@@ -469,20 +642,21 @@ static bool within_rate(struct conn *c)
  * fragments) delivers the batch first. */
 static void flush_messages(struct conn *c)
 {
-    struct server *s = c->srv;
-    size_t n = s->nbatch;
+    struct conn_loop *cl = c->cl;
+    size_t n = cl->nbatch;
     if (!n) return;
-    s->nbatch = 0;
-    if (c->state == CONN_OPEN && lb_messages(c->app, c, s->batch, n) < 0)
+    cl->nbatch = 0;
+    if (c->state == CONN_OPEN && c->handler->messages(c->handler_ctx, c, cl->batch, n) < 0)
         conn_close(c, WS_CLOSE_INTERNAL_ERROR, "internal error", 14);
 }
 
 static void deliver(struct conn *c, const uint8_t *data, size_t len, bool binary, bool batch)
 {
     if (!within_rate(c)) return;
-    struct server *s = c->srv;
-    s->batch[s->nbatch++] = (struct lb_message){ data, len, binary };
-    if (!batch || s->nbatch == SRV_BATCH) flush_messages(c);
+    struct conn_loop *cl = c->cl;
+    cl->counters->messages_in++;
+    cl->batch[cl->nbatch++] = (struct conn_message){ data, len, binary };
+    if (!batch || cl->nbatch == CONN_BATCH) flush_messages(c);
 }
 
 static int on_data(void *ud, unsigned opcode, uint8_t *data, size_t len, bool first, bool last)
@@ -572,19 +746,20 @@ static void process_input(struct conn *c, uint8_t *data, size_t len)
 /* Reads until the socket is empty, but gives other connections a turn after 1 MiB. */
 static void conn_read(struct conn *c)
 {
-    struct server *s = c->srv;
+    struct conn_loop *s = c->cl;
     for (int round = 0; round < 16; round++) {
-        ssize_t n = c->tr->read(c, s->rbuf, sizeof s->rbuf);
+        ssize_t n = c->tr.ops->read(&c->tr, s->rbuf, sizeof s->rbuf);
         if (n > 0) {
+            s->counters->bytes_in += (uint64_t)n;
             c->last_rx = ev_now(s->loop);
-            double rate = conn_cfg(c)->limits.bytes_per_second;
+            double rate = conn_limits(c)->bytes_per_second;
             if (rate > 0 && c->state != CONN_LINGER) {
                 double wait = bucket_charge(&c->bytes, rate, rate, (double)n, c->last_rx);
                 if (wait > 0) throttle_for(c, wait);
             }
             process_input(c, s->rbuf, (size_t)n);
             if (c->state == CONN_DEAD || c->paused) return;
-            if ((size_t)n < sizeof s->rbuf && !c->tr->pending(c)) return;
+            if ((size_t)n < sizeof s->rbuf && !c->tr.ops->pending(&c->tr)) return;
             continue;
         }
         if (n == 0) {
@@ -592,15 +767,15 @@ static void conn_read(struct conn *c)
             return;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (c->io_wants & IO_READ_WANTS_WRITE) update_io(c);
+            if (c->tr.wants & IO_READ_WANTS_WRITE) update_io(c);
         } else {
-            conn_drop(c, strerror(errno));
+            conn_drop(c, transport_error(c));
         }
         return;
     }
     /* Out of turns with input left: come back next loop turn, even if the rest sits in the
      * TLS buffer where epoll cannot see it. */
-    if (c->tr->pending(c)) ev_feed_event(s->loop, &c->io, EV_READ);
+    if (c->tr.ops->pending(&c->tr)) ev_feed_event(s->loop, &c->io, EV_READ);
 }
 
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
@@ -608,9 +783,9 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     struct conn *c = container_of(w, struct conn, io);
     if (revents & EV_WRITE) {
-        if (c->io_wants & IO_READ_WANTS_WRITE) {
+        if (c->tr.wants & IO_READ_WANTS_WRITE) {
             /* A TLS read was waiting for this: read first. */
-            c->io_wants &= (uint8_t)~IO_READ_WANTS_WRITE;
+            c->tr.wants &= (uint8_t)~IO_READ_WANTS_WRITE;
             conn_read(c);
             if (c->state == CONN_DEAD) return;
         }
@@ -618,9 +793,9 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
         if (c->state == CONN_DEAD) return;
     }
     if (revents & EV_READ) {
-        if (c->io_wants & IO_WRITE_WANTS_READ) {
+        if (c->tr.wants & IO_WRITE_WANTS_READ) {
             /* A TLS write was waiting for this: let the queue go first. */
-            c->io_wants &= (uint8_t)~IO_WRITE_WANTS_READ;
+            c->tr.wants &= (uint8_t)~IO_WRITE_WANTS_READ;
             conn_flush(c);
             if (c->state == CONN_DEAD) return;
         }
@@ -634,7 +809,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
     struct conn *c = container_of(w, struct conn, timer);
-    const struct config *cfg = conn_cfg(c);
+    const struct cfg_limits *lim = conn_limits(c);
     double now = ev_now(loop);
     if (c->throttle_until > 0 && now >= c->throttle_until) {
         c->throttle_until = 0;
@@ -648,24 +823,25 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     char ip[INET6_ADDRSTRLEN];
     switch (c->state) {
     case CONN_HANDSHAKE:
-        if (c->tls && !tls_handshake_done(c)) {
+        if (!tls_handshake_done(&c->tr)) {
             /* No HTTP answer is possible before TLS is up. */
             conn_format_ip(c, ip, sizeof ip);
             log_info(CONN_FMT ": TLS handshake did not complete within handshake_timeout",
                      CONN_ARGS(c, ip));
+            c->cl->counters->refused[CTR_REFUSED_TIMEOUT]++;
             conn_drop(c, "TLS handshake timeout");
         } else if (c->refuse_status) {
             conn_drop(c, "refused connection sent no request");
         } else {
             conn_respond_error(c, 408, "the upgrade request did not complete within "
-                                  "handshake_timeout", NULL);
+                                       "handshake_timeout", NULL, CTR_REFUSED_TIMEOUT);
         }
         break;
     case CONN_OPEN: {
         /* last_rx is updated on every read; the timer is only re-armed here, lazily, so busy
          * connections cost no timer operations per message (libev's recommended pattern). */
         double idle = now - c->last_rx;
-        double timeout = cfg->limits.idle_timeout;
+        double timeout = lim->idle_timeout;
         if (idle < timeout) {
             c->ping_sent = false;
             conn_arm_timer(c, timeout - idle);

@@ -1,4 +1,5 @@
-/* One client connection: the HTTP upgrade, the WebSocket session and the close handshake.
+/* Connections: the HTTP upgrade, the WebSocket session and the close handshake of each client,
+ * and the table of one loop's connections.
  *
  * Lifecycle:  HANDSHAKE --101--> OPEN --we send close--> CLOSING --peer's close--> LINGER --> DEAD
  *                 |                |--peer's close / protocol error -------------> LINGER
@@ -7,9 +8,17 @@
  * closes too or close_timeout passes; closing at once could turn unread input into a reset that
  * destroys the close frame or error response still in flight. Losing the socket in any state
  * goes straight to DEAD.
+ *
+ * The layer above talks to connections through two small tables of callbacks, never the other
+ * way round: the owner of the loop (the server) answers "who serves this request?" and hears
+ * when a connection is freed (struct conn_host); whoever serves a path (an app) hears what
+ * happens on its connections (struct conn_handler): the upgrade request, the open, each read's
+ * batch of messages, the end, the close, the drain and the free. One indirect call per read
+ * batch, never one per message.
+ *
  * A connection is never freed inside one of its own callbacks: DEAD connections, and those whose
- * app must hear about the close, wait on the server's pending list for the sweep that runs before
- * the loop blocks (server.c). */
+ * handler must hear about the close, wait on the loop's pending list for the sweep that runs
+ * before the loop blocks (conn_loop's prepare watcher). */
 #ifndef MOONWIRE_CONN_H
 #define MOONWIRE_CONN_H
 
@@ -20,17 +29,20 @@
 
 #include <ev.h>
 
+#include "config.h"
+#include "counters.h"
+#include "handshake.h"
+#include "http.h"
 #include "outq.h"
 #include "ratelimit.h"
 #include "topics.h"
 #include "transport.h"
 #include "ws_reader.h"
 
-struct server;
-struct lb_app;
+struct conn;
+struct conn_loop;
 struct sf_stream;
 struct tls_context;
-struct ip_entry;
 
 enum conn_state {
     CONN_HANDSHAKE, /* reading the HTTP request */
@@ -46,7 +58,7 @@ enum {
     PAUSE_THROTTLE = 2,     /* over a rate with limits.throttle, or over bytes_per_second */
 };
 
-/* Results of conn_send_message. */
+/* Results of conn_send_message and conn_send_shared. */
 enum {
     CONN_SENT = 0,          /* written or queued, queue under send_buffer */
     CONN_BACKPRESSURE = 1,  /* queued, but the queue is now past send_buffer */
@@ -59,15 +71,78 @@ union conn_addr {
     struct sockaddr_in6 in6;
 };
 
+/* ---- what the layer above provides --------------------------------------------------------- */
+
+/* One whole message, pointing into the loop's read buffer or a reassembled message. */
+struct conn_message {
+    const uint8_t *data;
+    size_t len;
+    bool binary;
+};
+
+/* What a handler's upgrade callback decided. status 0: accept, with protocol (if protocol_len)
+ * to answer in Sec-WebSocket-Protocol. Otherwise refuse with status and reason (the response
+ * body); failed says the handler itself failed (counted as an error, not a refusal). Either
+ * way, headers holds extra "Name: value\r\n" lines for the response (may be empty). */
+struct conn_verdict {
+    int status;
+    bool failed;
+    char reason[256];
+    char headers[1024];
+    char protocol[128];
+    size_t protocol_len;
+};
+
+/* What serves a path (an app), with ctx its first argument. After any callback the connection
+ * may have changed state (the callback may have closed it): the connection re-checks. */
+struct conn_handler {
+    /* A valid upgrade request: fill v (zeroed before the call). */
+    void (*upgrade)(void *ctx, struct conn *c, const struct http_request *req,
+                    const struct hs_upgrade *up, struct conn_verdict *v);
+    /* The 101 is out. Return 0, or -1 when the handler failed: the connection closes with 1011. */
+    int (*open)(void *ctx, struct conn *c);
+    /* The whole messages of one read, in order. Return 0, or -1 as open. */
+    int (*messages)(void *ctx, struct conn *c, const struct conn_message *msgs, size_t n);
+    /* The WebSocket has ended (at once, from inside the event that ended it): drop what counts
+     * the connection as a member (subscriptions). No application code may run here. */
+    void (*ended)(void *ctx, struct conn *c);
+    /* Later, at the sweep: how it ended, for the application. */
+    void (*close)(void *ctx, struct conn *c, unsigned code, const char *reason, size_t len);
+    /* The send queue went back under send_buffer after a send reported backpressure. */
+    void (*drain)(void *ctx, struct conn *c);
+    /* The connection is about to be freed: let go of everything that refers to it. */
+    void (*gone)(void *ctx, struct conn *c);
+};
+
+/* The server's answer to "who serves this request?". */
+struct conn_route {
+    const struct conn_handler *handler;
+    void *ctx;
+    const char *public_dir; /* static files for plain GET/HEAD, or NULL */
+    size_t mount_len;       /* bytes of the path the mount covers: "/chat" 5, "/" 0 */
+    /* When refused (route returned a status): why, what to count, extra response headers. */
+    const char *why;
+    enum ctr_refusal reason;
+    const char *headers;
+    char text[400]; /* room for a why that has to be composed */
+};
+
+struct conn_host {
+    /* A complete request: an upgrade (upgrade true, already validated) or a plain GET/HEAD.
+     * Fill r and return 0, or return an HTTP status (with r->why, r->reason) to refuse. */
+    int (*route)(void *ctx, struct conn *c, const struct hs_upgrade *up, bool upgrade,
+                 struct conn_route *r);
+    /* c has left the table and is about to be freed; conn_count already excludes it. */
+    void (*freed)(void *ctx, struct conn *c);
+};
+
+/* ---- one connection ------------------------------------------------------------------------ */
+
 struct conn {
-    struct server *srv;
-    uint64_t id;            /* unique for the life of the process; what Lua holds */
-    uint32_t slot;          /* index in the server's connection table */
-    int fd;
-    const struct transport *tr; /* TCP, or TLS over it */
-    void *tls;                  /* the transport's TLS state (an SSL *), or NULL */
-    struct tls_context *tls_ctx;
-    uint8_t io_wants;           /* IO_READ_WANTS_WRITE, IO_WRITE_WANTS_READ (transport.h) */
+    struct conn_loop *cl;
+    uint64_t id;            /* unique for the life of the loop; what Lua holds */
+    uint32_t slot;          /* index in the loop's connection table */
+    struct tio tr;          /* TCP, or TLS over it */
     ev_io io;               /* one watcher; its events follow update_io in conn.c */
     ev_timer timer;         /* armed for the earliest of deadline and throttle_until */
     double deadline;        /* the state's: handshake, idle check or close; 0: none */
@@ -78,20 +153,19 @@ struct conn {
     bool wr_shut;           /* our side is shut down (FIN sent) */
     bool ping_sent;         /* an idle ping is outstanding */
     bool write_blocked;     /* output waits for the socket to be writable */
-    bool app_open;          /* app.open ran: app.close is owed */
-    bool notify_close;      /* app.close is due at the next sweep */
-    bool pending;           /* on the server's pending list */
-    bool want_drain;        /* a send reported backpressure: app.drain is owed */
-    bool dirty;             /* on the server's list of connections to flush */
+    bool app_open;          /* the handler's open ran: its close is owed */
+    bool notify_close;      /* the handler's close is due at the next sweep */
+    bool pending;           /* on the loop's pending list */
+    bool want_drain;        /* a send reported backpressure: the handler's drain is owed */
+    bool dirty;             /* on the loop's list of connections to flush */
     union conn_addr peer;
 
-    /* Admission: the address entry this connection counts against, either as one of its
-     * connections (counted) or as one being refused with refuse_status once its request has
-     * arrived. */
-    struct ip_entry *ip;
-    bool counted;
+    /* Refused by admission: answered with refuse_status once its request has arrived. */
     uint16_t refuse_status;
     const char *refuse_why;
+    /* The owner's record for this connection (the server's admission entry); never read here. */
+    void *host_data;
+    bool host_flag;
 
     /* Rates: messages and bytes. */
     struct bucket messages;
@@ -111,15 +185,17 @@ struct conn {
 
     struct outq outq;
     struct sf_stream *file; /* a static file being sent after its headers, or NULL */
-    struct topic_set topics; /* the topics this connection is subscribed to */
+    struct topic_set topics; /* the topics this connection is subscribed to (pub/sub's) */
 
-    /* The app serving this connection and its Lua-side handle (a registry reference). */
-    struct lb_app *app;
-    int lua_ref;
+    /* Who serves it (from the route), and the handler's own handle for it (the Lua side keeps
+     * a registry reference here). */
+    const struct conn_handler *handler;
+    void *handler_ctx;
+    int handler_ref;
     char *path;             /* request path, without the query */
     char *protocol;         /* negotiated subprotocol, or NULL */
 
-    /* Why the WebSocket closed, for app.close. */
+    /* Why the WebSocket closed, for the handler's close. */
     uint16_t close_code;
     char *close_reason;
 
@@ -127,30 +203,27 @@ struct conn {
     struct conn *next_dirty;
 };
 
+/* conn->handler_ref of a connection whose handler has not given it one (Lua's LUA_NOREF). */
+#define CONN_NO_REF (-2)
+
 /* Takes over an accepted, non-blocking socket; with tls, the connection speaks TLS on it.
- * Returns the connection (in HANDSHAKE, with its watchers started), or NULL when out of memory
- * (the socket is then closed). */
-struct conn *conn_new(struct server *srv, int fd, const union conn_addr *peer,
+ * Returns the connection (in HANDSHAKE, in the table, with its watchers started), or NULL when
+ * out of memory (the socket is then closed). */
+struct conn *conn_new(struct conn_loop *cl, int fd, const union conn_addr *peer,
                       struct tls_context *tls);
 
 /* Marks c, just made, to be answered with status and why (and closed) once its request has
- * arrived, instead of upgraded. It gets a short deadline: a refusal is not worth waiting for. */
+ * arrived, instead of upgraded (the caller has counted the refusal). It gets a short
+ * deadline: a refusal is not worth waiting for. */
 void conn_refuse(struct conn *c, int status, const char *why);
 
-/* Frees a DEAD connection. Only the server's sweep calls this. */
-void conn_free(struct conn *c);
-
 /* Sends a text or binary message. Returns CONN_SENT, CONN_BACKPRESSURE (queued past
- * send_buffer: stop sending until app.drain) or CONN_CLOSED (nothing sent). */
+ * send_buffer: stop sending until the drain callback) or CONN_CLOSED (nothing sent). */
 int conn_send_message(struct conn *c, const void *data, size_t len, bool binary);
 
 /* Queues a frame built once for many receivers (a publish): the queue holds a reference, not a
  * copy. Returns as conn_send_message. */
 int conn_send_shared(struct conn *c, struct obuf *frame);
-
-/* Writes out the queue (the server calls this for every connection marked dirty, before the
- * loop blocks, and libev when the socket is writable again). */
-void conn_flush(struct conn *c);
 
 /* Starts the close handshake with code (a valid close code, or 0 for none) and reason. Does
  * nothing unless the connection is open. */
@@ -159,11 +232,80 @@ void conn_close(struct conn *c, unsigned code, const char *reason, size_t reason
 /* Drops the connection at once, without a close handshake (server shutdown past its timeout). */
 void conn_abort(struct conn *c);
 
-/* The sweep's work for this connection: app.close if owed, then the free if DEAD.
- * Returns true when c was freed. */
-bool conn_sweep(struct conn *c);
-
 /* Writes the peer's address as text ("127.0.0.1", "::1") into buf. */
 void conn_format_ip(const struct conn *c, char *buf, size_t len);
+
+/* What the layers above may read. */
+static inline uint64_t conn_id(const struct conn *c) { return c->id; }
+static inline uint32_t conn_slot(const struct conn *c) { return c->slot; }
+static inline bool conn_is_open(const struct conn *c) { return c->state == CONN_OPEN; }
+/* Open, and its handler's open has run (so its close is owed): what apps count as theirs. */
+static inline bool conn_is_established(const struct conn *c)
+{
+    return c->state == CONN_OPEN && c->app_open;
+}
+static inline const char *conn_path(const struct conn *c) { return c->path; }
+static inline const char *conn_protocol(const struct conn *c) { return c->protocol; }
+static inline void *conn_handler_ctx(const struct conn *c) { return c->handler_ctx; }
+static inline int conn_handler_ref(const struct conn *c) { return c->handler_ref; }
+static inline void conn_set_handler_ref(struct conn *c, int ref) { c->handler_ref = ref; }
+static inline struct topic_set *conn_topics(struct conn *c) { return &c->topics; }
+
+/* ---- the loop's connections ---------------------------------------------------------------- */
+
+#define CONN_READ_BUFFER (64 * 1024)
+/* Whole messages of one read handed to the handler in one call. */
+#define CONN_BATCH 256
+
+/* Everything the connections of one loop share: the loop, the limits, the counters, the table
+ * of connections by slot, the lists of connections to flush and to sweep, and the scratch
+ * every connection reads into (64 KiB), so an idle connection needs no buffer of its own. */
+struct conn_loop {
+    struct ev_loop *loop;
+    const struct cfg_limits *limits;
+    struct counters *counters;
+    const struct conn_host *host;
+    void *host_ctx;
+
+    /* Connections by slot; ids are never reused, slots are. */
+    struct conn **slots;
+    uint32_t nslots;
+    uint32_t *free_slots;
+    uint32_t nfree;
+    uint64_t next_id;
+    size_t count;
+
+    /* Connections with work for the sweep (the handler's close to call, memory to free), and
+     * connections with output to flush; both are handled before the loop blocks. */
+    struct conn *pending_head;
+    struct conn *pending_tail;
+    struct conn *dirty_head;
+    ev_prepare before_block;
+
+    size_t nbatch;
+    struct conn_message batch[CONN_BATCH]; /* of the connection being read; into rbuf */
+    uint8_t rbuf[CONN_READ_BUFFER];
+};
+
+/* Prepares cl on loop (starting its prepare watcher). limits and counters must outlive it.
+ * Returns 0. */
+int conn_loop_init(struct conn_loop *cl, struct ev_loop *loop, const struct cfg_limits *limits,
+                   struct counters *counters, const struct conn_host *host, void *host_ctx);
+
+/* Drops every connection, runs the sweep (handlers hear their closes) and frees the table. */
+void conn_loop_destroy(struct conn_loop *cl);
+
+/* Flushes what this turn queued and runs the sweep (the prepare watcher does it before the
+ * loop blocks; tests and shutdown call it directly). */
+void conn_loop_settle(struct conn_loop *cl);
+
+/* The connection in slot with id, or NULL when it is gone. */
+struct conn *conn_find(const struct conn_loop *cl, uint32_t slot, uint64_t id);
+
+/* Iterates the connections: conn_first, then conn_next until NULL. */
+struct conn *conn_first(const struct conn_loop *cl);
+struct conn *conn_next(const struct conn_loop *cl, const struct conn *c);
+
+static inline size_t conn_count(const struct conn_loop *cl) { return cl->count; }
 
 #endif

@@ -15,9 +15,6 @@
 #include "handshake.h"
 #include "http.h"
 #include "log.h"
-#include "lua_bridge.h"
-#include "origin.h"
-#include "server.h"
 #include "static_files.h"
 #include "ws_close.h"
 
@@ -64,12 +61,14 @@ static void respond(struct conn *c, int status, const char *why, const char *hea
     if (c->state != CONN_DEAD) conn_linger(c);
 }
 
-/* respond, with a log line: a refused request is news for the operator. */
-void conn_respond_error(struct conn *c, int status, const char *why, const char *headers)
+/* respond, with a log line and a count: a refused request is news for the operator. */
+void conn_respond_error(struct conn *c, int status, const char *why, const char *headers,
+                        enum ctr_refusal reason)
 {
     char ip[INET6_ADDRSTRLEN];
     conn_format_ip(c, ip, sizeof ip);
     log_info(CONN_FMT ": refused with %d: %s", CONN_ARGS(c, ip), status, why);
+    c->cl->counters->refused[reason]++;
     respond(c, status, why, headers);
 }
 
@@ -84,11 +83,10 @@ static char *dup_range(const char *p, size_t len)
 }
 
 /* Answers a connection that was admitted only to be told why not (too many connections). The
- * server counts these and logs a summary, not a line each: under a flood, a line each would be
- * a second flood. */
+ * server counted it when it decided, and logs a summary, not a line each: under a flood, a
+ * line each would be a second flood. */
 static void refuse(struct conn *c)
 {
-    srv_count_refusal(c->srv, c->refuse_status);
     respond(c, c->refuse_status, c->refuse_why, "Retry-After: 1\r\n");
 }
 
@@ -105,7 +103,7 @@ bool conn_feed_file(struct conn *c)
         return true;
     }
     size_t want = (size_t)(f->end - f->off) < FILE_CHUNK ? (size_t)(f->end - f->off) : FILE_CHUNK;
-    uint8_t *buf = c->srv->rbuf; /* free here: reads are done with it by now */
+    uint8_t *buf = c->cl->rbuf; /* free here: reads are done with it by now */
     ssize_t n = pread(f->fd, buf, want, f->off);
     if (n <= 0 || outq_append(&c->outq, buf, (size_t)n) < 0) {
         conn_drop(c, n < 0 ? strerror(errno) : "a static file shrank while being sent");
@@ -131,19 +129,23 @@ static void serve_plain(struct conn *c, const struct http_request *req, const st
         refuse(c);
         return;
     }
-    const struct mount *m = srv_route(c->srv, up->path, up->path_len);
-    if (!m) {
-        respond(c, 404, "no app is mounted at this path", NULL);
+    struct conn_loop *cl = c->cl;
+    cl->counters->http_requests++;
+    struct conn_route r = { 0 };
+    int status = cl->host->route(cl->host_ctx, c, up, false, &r);
+    if (status) {
+        respond(c, status, r.why, r.headers);
         return;
     }
-    const char *root = lb_app_public_dir(m->app);
+    const char *root = r.public_dir;
     if (!root) {
         conn_respond_error(c, 426, "this address serves WebSocket; connect with a WebSocket client",
-                      "Upgrade: websocket\r\nConnection: Upgrade\r\n");
+                           "Upgrade: websocket\r\nConnection: Upgrade\r\n",
+                           CTR_REFUSED_BAD_REQUEST);
         return;
     }
     /* "/chat" -> "/chat/": relative links in the page must resolve below the mount. */
-    size_t mlen = m->len == 1 ? 0 : m->len;
+    size_t mlen = r.mount_len;
     if (up->path_len == mlen && mlen) {
         char loc[300];
         snprintf(loc, sizeof loc, "Location: %.*s/\r\n", (int)up->path_len, up->path);
@@ -151,7 +153,7 @@ static void serve_plain(struct conn *c, const struct http_request *req, const st
         return;
     }
     struct sf_file f;
-    int status = sf_open(root, up->path + mlen, up->path_len - mlen, &f);
+    status = sf_open(root, up->path + mlen, up->path_len - mlen, &f);
     if (status) {
         /* Routine for a file server: no log line above debug. */
         char ip[INET6_ADDRSTRLEN];
@@ -206,50 +208,45 @@ static int upgrade(struct conn *c, const struct http_request *req)
     switch (rc) {
     case 0: break;
     case HS_NOT_UPGRADE: serve_plain(c, req, &up); return -1;
-    case HS_E_METHOD: conn_respond_error(c, 405, why, "Allow: GET, HEAD\r\n"); return -1;
-    case HS_E_VERSION: conn_respond_error(c, 426, why, "Sec-WebSocket-Version: 13\r\n"); return -1;
-    default: conn_respond_error(c, -rc, why, NULL); return -1;
-    }
-    if (c->srv->draining) {
-        conn_respond_error(c, 503, "the server is shutting down; try again later", NULL);
+    case HS_E_METHOD:
+        conn_respond_error(c, 405, why, "Allow: GET, HEAD\r\n", CTR_REFUSED_BAD_REQUEST);
         return -1;
+    case HS_E_VERSION:
+        conn_respond_error(c, 426, why, "Sec-WebSocket-Version: 13\r\n",
+                           CTR_REFUSED_BAD_REQUEST);
+        return -1;
+    default: conn_respond_error(c, -rc, why, NULL, CTR_REFUSED_BAD_REQUEST); return -1;
     }
     if (c->refuse_status) {
         refuse(c);
         return -1;
     }
-    if (!origin_allowed(&c->srv->origins, up.origin, up.origin_len, up.host, up.host_len)) {
-        char refusal[400];
-        if (up.origin)
-            snprintf(refusal, sizeof refusal, "origin %.*s is not allowed to connect here",
-                     (int)(up.origin_len < 300 ? up.origin_len : 300), up.origin);
-        else
-            snprintf(refusal, sizeof refusal, "an Origin field is required to connect here");
-        conn_respond_error(c, 403, refusal, NULL);
+    /* The server's policy: draining, origins, which app serves the path. */
+    struct conn_loop *cl = c->cl;
+    struct conn_route r = { 0 };
+    int status = cl->host->route(cl->host_ctx, c, &up, true, &r);
+    if (status) {
+        conn_respond_error(c, status, r.why, r.headers, r.reason);
         return -1;
     }
-
-    const struct mount *m = srv_route(c->srv, up.path, up.path_len);
-    if (!m) {
-        conn_respond_error(c, 404, "no app is mounted at this path", NULL);
-        return -1;
-    }
-    struct lb_app *app = m->app;
-    c->app = app;
+    c->handler = r.handler;
+    c->handler_ctx = r.ctx;
     c->path = dup_range(up.path, up.path_len);
     if (!c->path) {
-        conn_respond_error(c, 503, "the server is out of memory", NULL);
+        conn_respond_error(c, 503, "the server is out of memory", NULL, CTR_REFUSED_ERROR);
         return -1;
     }
 
-    struct lb_verdict v;
-    lb_upgrade(app, c, req, &up, &v);
+    struct conn_verdict v;
+    memset(&v, 0, sizeof v);
+    c->handler->upgrade(c->handler_ctx, c, req, &up, &v);
     if (v.status) {
-        conn_respond_error(c, v.status, v.reason, v.headers[0] ? v.headers : NULL);
+        conn_respond_error(c, v.status, v.reason, v.headers[0] ? v.headers : NULL,
+                           v.failed ? CTR_REFUSED_ERROR : CTR_REFUSED_AUTH);
         return -1;
     }
     if (v.protocol_len && !(c->protocol = dup_range(v.protocol, v.protocol_len))) {
-        conn_respond_error(c, 503, "the server is out of memory", NULL);
+        conn_respond_error(c, 503, "the server is out of memory", NULL, CTR_REFUSED_ERROR);
         return -1;
     }
 
@@ -257,13 +254,15 @@ static int upgrade(struct conn *c, const struct http_request *req)
     size_t n = hs_build_response(resp, sizeof resp, up.key, c->protocol, v.protocol_len,
                                  v.headers[0] ? v.headers : NULL);
     c->state = CONN_OPEN;
-    ws_reader_init(&c->reader, conn_cfg(c)->limits.max_message, 0);
+    ws_reader_init(&c->reader, conn_limits(c)->max_message, 0);
     conn_write(c, resp, n);
     if (c->state != CONN_OPEN) return -1;
-    conn_arm_timer(c, conn_cfg(c)->limits.idle_timeout);
+    conn_arm_timer(c, conn_limits(c)->idle_timeout);
+    cl->counters->opened++;
 
     c->app_open = true;
-    if (lb_open(app, c) < 0) conn_close(c, WS_CLOSE_INTERNAL_ERROR, "internal error", 14);
+    if (c->handler->open(c->handler_ctx, c) < 0)
+        conn_close(c, WS_CLOSE_INTERNAL_ERROR, "internal error", 14);
     return c->state == CONN_OPEN ? 0 : -1;
 }
 
@@ -293,7 +292,7 @@ static ssize_t keep_head(struct conn *c, const uint8_t *data, size_t len, size_t
 
 void conn_read_head(struct conn *c, uint8_t *data, size_t len)
 {
-    const struct cfg_limits *lim = &conn_cfg(c)->limits;
+    const struct cfg_limits *lim = conn_limits(c);
     size_t max = lim->max_header_bytes;
     const char *buf = (const char *)data;
     size_t buf_len = len, used = len;
@@ -322,7 +321,7 @@ void conn_read_head(struct conn *c, uint8_t *data, size_t len)
         return;
     }
     if (rc < 0) {
-        conn_respond_error(c, -rc, why, NULL);
+        conn_respond_error(c, -rc, why, NULL, CTR_REFUSED_BAD_REQUEST);
     } else if (upgrade(c, &req) == 0) {
         /* Frames that came with the head: first the rest of the kept buffer, then the rest of
          * this read that was not appended to it. */

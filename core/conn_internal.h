@@ -8,16 +8,16 @@
 #include <stdint.h>
 
 #include "conn.h"
-#include "server.h"
 
 /* A short tag for log lines: "conn 12 127.0.0.1". */
 #define CONN_FMT "conn %llu %s"
 #define CONN_ARGS(c, ip) (unsigned long long)(c)->id, ip
 
-static inline const struct config *conn_cfg(const struct conn *c) { return c->srv->cfg; }
+static inline const struct cfg_limits *conn_limits(const struct conn *c) { return c->cl->limits; }
 
 /* conn.c */
 void conn_write(struct conn *c, const void *p, size_t len); /* queued for the next flush */
+void conn_flush(struct conn *c);                            /* writes out the queue */
 void conn_drop(struct conn *c, const char *why);            /* gone now, no close handshake */
 void conn_linger(struct conn *c);                           /* flush, FIN, wait for the peer's */
 void conn_arm_timer(struct conn *c, double after);
@@ -26,7 +26,8 @@ void conn_read_frames(struct conn *c, uint8_t *data, size_t len);
 
 /* conn_http.c */
 void conn_read_head(struct conn *c, uint8_t *data, size_t len);
-void conn_respond_error(struct conn *c, int status, const char *why, const char *headers);
+void conn_respond_error(struct conn *c, int status, const char *why, const char *headers,
+                        enum ctr_refusal reason);
 bool conn_feed_file(struct conn *c); /* false: the connection was dropped */
 void conn_end_file(struct conn *c);
 

@@ -21,9 +21,17 @@
 #define CAP_OPEN (-1)
 #define CAP_POSITION (-2)
 
-static lpat_charge_fn charge_fn;
+/* Registry key of the state's charge function, kept in a small userdata (a function pointer
+ * is not a light userdata in ISO C). Per state, so each sandbox, in any loop context, has its
+ * own meter and nothing is process-wide. */
+static const char charge_key = 'C';
 
-void lpat_set_charge(lpat_charge_fn charge) { charge_fn = charge; }
+void lpat_set_charge(lua_State *L, lpat_charge_fn charge)
+{
+    lpat_charge_fn *slot = lua_newuserdatauv(L, sizeof *slot, 0);
+    *slot = charge;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &charge_key);
+}
 
 struct capture {
     const char *at;
@@ -62,7 +70,13 @@ static _Noreturn void pattern_error(lua_State *L, const char *fmt, ...)
 
 static void charge(lua_State *L, size_t steps)
 {
-    if (charge_fn && steps > 0 && !charge_fn(L, steps))
+    if (steps == 0) return;
+    /* Once per LPAT_CHARGE_EVERY steps, or per call: the lookup is cheap next to the match. */
+    lpat_charge_fn charge_fn = NULL;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &charge_key) == LUA_TUSERDATA)
+        charge_fn = *(lpat_charge_fn *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (charge_fn && !charge_fn(L, steps))
         pattern_error(L, "pattern matching exceeded the instruction budget");
 }
 

@@ -35,9 +35,10 @@
  * anchored on the stack, so it may run the garbage collector. */
 typedef bool (*lpat_charge_fn)(lua_State *L, size_t steps);
 
-/* Sets the charge function for every state in the process; NULL (the default) charges nothing.
- * Set it once, before any state runs a pattern. */
-void lpat_set_charge(lpat_charge_fn charge);
+/* Sets the charge function of state L (all its threads); NULL (the default) charges nothing.
+ * Set it before the state runs a pattern. May raise a memory error (call it protected, or
+ * while the state has no memory limit). */
+void lpat_set_charge(lua_State *L, lpat_charge_fn charge);
 
 /* The four functions, as lua_CFunctions with the arguments, results and error messages of Lua
  * 5.4.4's: lpat_find(s, pattern [, init [, plain]]), lpat_match(s, pattern [, init]),

@@ -9,14 +9,14 @@
 #include <lua.h>
 
 #include "lua_bridge.h"
+#include "pubsub.h"
 #include "sandbox.h"
-#include "topics.h"
 
 struct lb_timer;
 
 struct lb_app {
     struct sandbox sb;
-    struct server *srv;
+    const struct lb_env *env;
     char *name;          /* as given: "examples/chat" */
     char *dir;           /* the folder require looks in */
     char *file;          /* the main chunk */
@@ -29,7 +29,7 @@ struct lb_app {
     uint32_t timer_generation; /* stamped on new timers: the version being run or loaded */
     int after_load_ref;  /* registry: functions mw.after_load collected while loading */
     bool loading;        /* a main chunk is running (first load or reload) */
-    struct topic_table topics;
+    struct pubsub ps;
     struct lb_timer *timers; /* pending timers, to cancel those of an old version */
     /* The text of the message being handled, which the frame reader has found valid UTF-8
      * and run_messages keeps alive on the stack (so no other string can have this address);
@@ -53,6 +53,8 @@ void lb_conn_register(lua_State *L);
 void lb_push_conn(struct lb_app *app, struct conn *c);
 /* Seeds c's conn.data with the table on top of the stack (popped). */
 void lb_conn_set_data(struct lb_app *app, struct conn *c);
+/* Releases c's conn object before c is freed; it then answers nil, "closed". */
+void lb_forget(struct lb_app *app, struct conn *c);
 
 /* lua_mw.c: the mw module. */
 void lb_push_api(struct lb_app *app);

@@ -19,7 +19,7 @@
 #include "conn.h"
 #include "log.h"
 #include "lua_app.h"
-#include "server.h"
+#include "util.h"
 #include "utf8.h"
 
 /* The handlers, in the order of enum call_kind below. */
@@ -40,6 +40,7 @@ int lb_run(struct lb_app *app, lua_CFunction fn, void *ud, const char *what)
     enum sb_status st = sb_call(&app->sb, 1, 0, err, sizeof err);
     app->valid_text = NULL; /* a handler that raised left it set */
     if (st == SB_OK) return 0;
+    app->env->counters->handler_failures[st - SB_ERROR]++;
     log_error("app %s: %s %s: %s", app->name, what, status_words[st], err);
     return -1;
 }
@@ -55,7 +56,7 @@ struct call {
     const char *what;    /* for the log: "message handler" */
     struct lb_app *app;
     struct conn *c;
-    const struct lb_message *msgs; /* messages */
+    const struct conn_message *msgs; /* messages */
     size_t nmsgs;
     const uint8_t *data; /* close reason */
     size_t len;
@@ -63,13 +64,13 @@ struct call {
     int previous_ref;    /* reload: the previous version's handlers */
     const struct http_request *req;
     const struct hs_upgrade *up;
-    struct lb_verdict *verdict;
+    struct conn_verdict *verdict;
 };
 
 static void push_request(lua_State *L, struct conn *c, const struct http_request *req,
                          const struct hs_upgrade *up);
 static void read_verdict(struct lb_app *app, struct conn *c, const struct http_request *req,
-                         struct lb_verdict *v);
+                         struct conn_verdict *v);
 
 /* Pushes the app's handler for kind, or returns false (pushing nothing) when it has none. It is
  * looked up on every call (an app may replace one at run time), by a key interned once: a
@@ -105,8 +106,8 @@ static int run_messages(lua_State *L, struct call *k)
     lua_rawgeti(L, 2, CALL_MESSAGE + 1);
     lua_replace(L, 2);
     lb_push_conn(app, k->c);
-    for (size_t i = 0; i < k->nmsgs && k->c->state == CONN_OPEN; i++) {
-        const struct lb_message *m = &k->msgs[i];
+    for (size_t i = 0; i < k->nmsgs && conn_is_open(k->c); i++) {
+        const struct conn_message *m = &k->msgs[i];
         const char *text = lua_pushlstring(L, (const char *)m->data, m->len);
         lua_pushvalue(L, 2);
         if (lua_gettable(L, 1) != LUA_TFUNCTION) break;
@@ -154,37 +155,54 @@ static int run_handler(lua_State *L)
 
 static int dispatch(struct call *k) { return lb_run(k->app, run_handler, k, k->what); }
 
-int lb_open(struct lb_app *app, struct conn *c)
+/* ---- the connection callbacks (lb_conn_handler) -------------------------------------------- */
+
+static int on_open(void *ctx, struct conn *c)
 {
-    struct call k = { .kind = CALL_OPEN, .what = "open handler", .app = app,
-                      .c = c };
+    struct call k = { .kind = CALL_OPEN, .what = "open handler", .app = ctx, .c = c };
     return dispatch(&k);
 }
 
-int lb_messages(struct lb_app *app, struct conn *c, const struct lb_message *msgs, size_t n)
+static int on_messages(void *ctx, struct conn *c, const struct conn_message *msgs, size_t n)
 {
-    struct call k = { .kind = CALL_MESSAGE, .what = "message handler", .app = app, .c = c,
+    struct call k = { .kind = CALL_MESSAGE, .what = "message handler", .app = ctx, .c = c,
                       .msgs = msgs, .nmsgs = n };
     return dispatch(&k);
 }
 
-void lb_close(struct lb_app *app, struct conn *c, unsigned code, const char *reason,
-              size_t reason_len)
+static void on_close(void *ctx, struct conn *c, unsigned code, const char *reason,
+                     size_t reason_len)
 {
-    struct call k = { .kind = CALL_CLOSE, .what = "close handler",
-                      .app = app, .c = c, .data = (const uint8_t *)reason, .len = reason_len,
-                      .code = code };
+    struct call k = { .kind = CALL_CLOSE, .what = "close handler", .app = ctx, .c = c,
+                      .data = (const uint8_t *)reason, .len = reason_len, .code = code };
     dispatch(&k);
 }
 
-void lb_drain(struct lb_app *app, struct conn *c)
+static void on_drain(void *ctx, struct conn *c)
 {
-    struct call k = { .kind = CALL_DRAIN, .what = "drain handler",
-                      .app = app, .c = c };
+    struct call k = { .kind = CALL_DRAIN, .what = "drain handler", .app = ctx, .c = c };
     dispatch(&k);
 }
 
-void lb_leave_topics(struct lb_app *app, struct conn *c) { topic_leave_all(&app->topics, &c->topics); }
+/* Subscriptions end with the WebSocket, at once: mw.subscribers must not count it. */
+static void on_ended(void *ctx, struct conn *c)
+{
+    struct lb_app *app = ctx;
+    ps_leave_all(&app->ps, c);
+}
+
+static void on_gone(void *ctx, struct conn *c)
+{
+    struct lb_app *app = ctx;
+    ps_leave_all(&app->ps, c);
+    lb_forget(app, c);
+}
+
+static void on_upgrade(void *ctx, struct conn *c, const struct http_request *req,
+                       const struct hs_upgrade *up, struct conn_verdict *v);
+
+const struct conn_handler lb_conn_handler = { on_upgrade, on_open, on_messages, on_ended,
+                                              on_close, on_drain, on_gone };
 
 /* ---- the upgrade hook ---------------------------------------------------------------------- */
 
@@ -275,7 +293,7 @@ static void push_request(lua_State *L, struct conn *c, const struct http_request
     lua_setfield(L, -2, "cookies");
 }
 
-static void refuse(struct lb_verdict *v, int status, const char *reason)
+static void refuse(struct conn_verdict *v, int status, const char *reason)
 {
     v->status = status;
     snprintf(v->reason, sizeof v->reason, "%s", reason);
@@ -297,7 +315,7 @@ static bool reserved_header(const char *name, size_t len)
 /* Formats the table at index t ({ ["WWW-Authenticate"] = "Bearer", ... }) into v->headers as
  * "Name: value" lines. Names must be tokens, values free of control characters (no header
  * injection), and none of the handshake's own fields. Returns false after logging. */
-static bool format_headers(struct lb_app *app, lua_State *L, int t, struct lb_verdict *v)
+static bool format_headers(struct lb_app *app, lua_State *L, int t, struct conn_verdict *v)
 {
     size_t n = 0;
     lua_pushnil(L);
@@ -333,7 +351,7 @@ static bool format_headers(struct lb_app *app, lua_State *L, int t, struct lb_ve
 /* Reads the handler's results: true [, { protocol =, data =, headers = }], or
  * false [, status [, reason [, headers]]]. */
 static void read_verdict(struct lb_app *app, struct conn *c, const struct http_request *req,
-                         struct lb_verdict *v)
+                         struct conn_verdict *v)
 {
     lua_State *L = app->sb.L;
     int base = lua_gettop(L) - 4;
@@ -386,13 +404,15 @@ static void read_verdict(struct lb_app *app, struct conn *c, const struct http_r
     else lua_pop(L, 1);
 }
 
-void lb_upgrade(struct lb_app *app, struct conn *c, const struct http_request *req,
-                const struct hs_upgrade *up, struct lb_verdict *v)
+static void on_upgrade(void *ctx, struct conn *c, const struct http_request *req,
+                       const struct hs_upgrade *up, struct conn_verdict *v)
 {
-    memset(v, 0, sizeof *v);
     struct call k = { .kind = CALL_UPGRADE, .what = "upgrade handler",
-                      .app = app, .c = c, .req = req, .up = up, .verdict = v };
-    if (dispatch(&k) < 0) refuse(v, 500, "internal error");
+                      .app = ctx, .c = c, .req = req, .up = up, .verdict = v };
+    if (dispatch(&k) < 0) {
+        refuse(v, 500, "internal error");
+        v->failed = true;
+    }
 }
 
 /* ---- loading and reloading ----------------------------------------------------------------- */
@@ -562,7 +582,7 @@ int lb_app_reload(struct lb_app *app)
     return 0;
 }
 
-struct lb_app *lb_app_load(struct server *srv, const char *path, const char *scripts_dir,
+struct lb_app *lb_app_load(const struct lb_env *env, const char *path, const char *scripts_dir,
                            const struct lb_limits *limits, char *err, size_t errlen)
 {
     struct lb_app *app = calloc(1, sizeof *app);
@@ -570,7 +590,8 @@ struct lb_app *lb_app_load(struct server *srv, const char *path, const char *scr
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    app->srv = srv;
+    app->env = env;
+    ps_init(&app->ps, env->counters, env->max_subscriptions);
     app->handlers_ref = app->api_ref = app->after_load_ref = app->names_ref = LUA_NOREF;
     app->name = strdup(path);
     app->scripts_dir = strdup(scripts_dir);
@@ -580,6 +601,7 @@ struct lb_app *lb_app_load(struct server *srv, const char *path, const char *scr
     }
     if (locate(app, path, err, errlen) < 0) goto fail;
 
+    app->sb.rt = env->rt;
     app->sb.name = app->name;
     app->sb.app_dir = app->dir;
     app->sb.scripts_dir = app->scripts_dir;
@@ -608,7 +630,7 @@ void lb_app_free(struct lb_app *app)
     if (!app) return;
     /* Closing the state runs the timers' __gc, which stops their watchers. */
     sb_close(&app->sb);
-    topic_table_free(&app->topics);
+    ps_free(&app->ps);
     free(app->name);
     free(app->dir);
     free(app->file);

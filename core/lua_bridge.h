@@ -4,7 +4,10 @@
  *
  * Every call into Lua goes through sb_call: traceback, budget, classified failure, one log
  * line naming the app, the handler and the file:line. After any call the connection may have
- * changed state (the handler may close it): callers re-check before touching it. */
+ * changed state (the handler may close it): callers re-check before touching it.
+ *
+ * The Lua side is the layer above connections and pub/sub: it reaches connections only
+ * through the functions of conn.h, and connections reach it only through lb_conn_handler. */
 #ifndef MOONWIRE_LUA_BRIDGE_H
 #define MOONWIRE_LUA_BRIDGE_H
 
@@ -12,15 +15,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "handshake.h"
-#include "http.h"
+#include <ev.h>
 
-struct server;
-struct conn;
+#include "conn.h"
+#include "counters.h"
+#include "sandbox.h"
+
 struct lb_app;
 
-/* conn->lua_ref of a connection that has no Lua object yet (Lua's LUA_NOREF). */
-#define LB_NO_REF (-2)
+/* What the apps of one loop context share: its loop, its connections, its sandbox runtime
+ * (watchdog) and its counters. Owned by the loop context; must outlive its apps. */
+struct lb_env {
+    struct ev_loop *loop;
+    struct conn_loop *conns;
+    struct sb_runtime *rt;
+    struct counters *counters;
+    size_t max_subscriptions; /* per connection (limits.max_subscriptions) */
+};
 
 struct lb_limits {
     uint64_t instructions; /* per callback; 0: none */
@@ -32,7 +43,7 @@ struct lb_limits {
  * scripts_dir: where require finds "moonwire.*" modules. Returns the app, or NULL with a
  * message in err (a syntax error with file:line, a missing file, a chunk that does not return a
  * table of handlers...). */
-struct lb_app *lb_app_load(struct server *srv, const char *path, const char *scripts_dir,
+struct lb_app *lb_app_load(const struct lb_env *env, const char *path, const char *scripts_dir,
                            const struct lb_limits *limits, char *err, size_t errlen);
 void lb_app_free(struct lb_app *app);
 
@@ -49,47 +60,13 @@ const char *lb_app_name(const struct lb_app *app);
 const char *lb_app_dir(const struct lb_app *app);
 const char *lb_app_public_dir(const struct lb_app *app);
 
-/* What app.upgrade decided. status 0: accept, with protocol (if protocol_len) to answer in
- * Sec-WebSocket-Protocol. Otherwise refuse with status and reason (the response body). Either
- * way, headers holds extra "Name: value\r\n" lines for the response (may be empty). */
-struct lb_verdict {
-    int status;
-    char reason[256];
-    char headers[1024];
-    char protocol[128];
-    size_t protocol_len;
-};
-
-/* Runs app.upgrade(req) for a valid upgrade request on c (which has c->app and c->path set).
- * Without an upgrade handler every request is accepted without a subprotocol. A handler that
- * fails, or picks a protocol the client did not offer, refuses with 500 and a log line. */
-void lb_upgrade(struct lb_app *app, struct conn *c, const struct http_request *req,
-                const struct hs_upgrade *up, struct lb_verdict *v);
-
-/* One message for app.message. */
-struct lb_message {
-    const uint8_t *data;
-    size_t len;
-    bool binary;
-};
-
-/* Run app.open(conn), and app.message(conn, data, is_binary) for each of n messages in order
- * (one protected call for all: the budget and time limit still apply to each message on its
- * own; delivery stops when the connection stops being open). Return 0, or -1 when a handler
- * failed (already logged; the rest of the messages are not delivered): the caller closes the
- * connection with 1011. */
-int lb_open(struct lb_app *app, struct conn *c);
-int lb_messages(struct lb_app *app, struct conn *c, const struct lb_message *msgs, size_t n);
-
-/* Run app.close(conn, code, reason) and app.drain(conn). Failures are logged only. */
-void lb_close(struct lb_app *app, struct conn *c, unsigned code, const char *reason,
-              size_t reason_len);
-void lb_drain(struct lb_app *app, struct conn *c);
-
-/* Ends c's subscriptions (when its WebSocket has closed). */
-void lb_leave_topics(struct lb_app *app, struct conn *c);
-
-/* Releases the Lua side of c before c is freed; its conn object then answers nil, "closed". */
-void lb_forget(struct lb_app *app, struct conn *c);
+/* How connections reach an app: mount it with this table and the app as context. The
+ * callbacks run app.upgrade (which refuses with 500 and a log line when it fails or picks a
+ * subprotocol the client did not offer), app.open, app.message for each message of a batch
+ * (one protected call for the batch; the budget applies to each message on its own; delivery
+ * stops when the connection stops being open), app.close and app.drain; "ended" ends the
+ * connection's subscriptions and "gone" releases its conn object (which then answers
+ * nil, "closed"). */
+extern const struct conn_handler lb_conn_handler;
 
 #endif

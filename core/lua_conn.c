@@ -10,13 +10,12 @@
 
 #include "conn.h"
 #include "lua_app.h"
-#include "server.h"
 #include "utf8.h"
 #include "ws_close.h"
 
 static const char conn_meta[] = "moonwire.conn";
 
-_Static_assert(LB_NO_REF == LUA_NOREF, "LB_NO_REF must match Lua's LUA_NOREF");
+_Static_assert(CONN_NO_REF == LUA_NOREF, "CONN_NO_REF must match Lua's LUA_NOREF");
 
 struct lb_conn {
     uint64_t id;
@@ -39,8 +38,8 @@ static struct lb_conn *to_conn(lua_State *L)
 static struct conn *check_conn(lua_State *L)
 {
     struct lb_conn *u = to_conn(L);
-    struct conn *c = srv_find_conn(lb_app_of(L)->srv, u->slot, u->id);
-    return c && c->state == CONN_OPEN ? c : NULL;
+    struct conn *c = conn_find(lb_app_of(L)->env->conns, u->slot, u->id);
+    return c && conn_is_open(c) ? c : NULL;
 }
 
 static int closed_result(lua_State *L)
@@ -96,13 +95,12 @@ static int conn_subscribe(lua_State *L)
     size_t len;
     const char *topic = luaL_checklstring(L, 2, &len);
     if (!c) return closed_result(L);
-    size_t max = lb_app_of(L)->srv->cfg->limits.max_subscriptions;
-    if (max && c->topics.count >= max) {
+    int rc = ps_subscribe(&lb_app_of(L)->ps, c, topic, len);
+    if (rc == PS_E_LIMIT) {
         luaL_pushfail(L);
         lua_pushliteral(L, "too many subscriptions");
         return 2;
     }
-    int rc = topic_subscribe(&lb_app_of(L)->topics, &c->topics, c, topic, len);
     if (rc < 0) return luaL_error(L, "conn:subscribe: out of memory");
     lua_pushboolean(L, rc);
     return 1;
@@ -115,7 +113,7 @@ static int conn_unsubscribe(lua_State *L)
     size_t len;
     const char *topic = luaL_checklstring(L, 2, &len);
     if (!c) return closed_result(L);
-    lua_pushboolean(L, topic_unsubscribe(&lb_app_of(L)->topics, &c->topics, topic, len));
+    lua_pushboolean(L, ps_unsubscribe(&lb_app_of(L)->ps, c, topic, len));
     return 1;
 }
 
@@ -146,7 +144,7 @@ static int conn_index(lua_State *L)
         push_data(L, 1);
         return 1;
     }
-    struct conn *c = srv_find_conn(lb_app_of(L)->srv, u->slot, u->id);
+    struct conn *c = conn_find(lb_app_of(L)->env->conns, u->slot, u->id);
     if (!c) { /* gone: only id and data remain, and it is not open */
         if (strcmp(key, "open") != 0) return 0;
         lua_pushboolean(L, 0);
@@ -157,11 +155,11 @@ static int conn_index(lua_State *L)
         conn_format_ip(c, ip, sizeof ip);
         lua_pushstring(L, ip);
     } else if (strcmp(key, "path") == 0) {
-        lua_pushstring(L, c->path);
+        lua_pushstring(L, conn_path(c));
     } else if (strcmp(key, "protocol") == 0) {
-        lua_pushstring(L, c->protocol); /* nil without one */
+        lua_pushstring(L, conn_protocol(c)); /* nil without one */
     } else if (strcmp(key, "open") == 0) {
-        lua_pushboolean(L, c->state == CONN_OPEN);
+        lua_pushboolean(L, conn_is_open(c));
     } else {
         return 0;
     }
@@ -216,23 +214,25 @@ void lb_conn_register(lua_State *L)
 void lb_push_conn(struct lb_app *app, struct conn *c)
 {
     lua_State *L = app->sb.L;
-    if (c->lua_ref != LB_NO_REF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, c->lua_ref);
+    int ref = conn_handler_ref(c);
+    if (ref != CONN_NO_REF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
         return;
     }
     struct lb_conn *u = lua_newuserdatauv(L, sizeof *u, 1);
-    u->id = c->id;
-    u->slot = c->slot;
+    u->id = conn_id(c);
+    u->slot = conn_slot(c);
     luaL_setmetatable(L, conn_meta);
     lua_pushvalue(L, -1);
-    c->lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    conn_set_handler_ref(c, luaL_ref(L, LUA_REGISTRYINDEX));
 }
 
 void lb_forget(struct lb_app *app, struct conn *c)
 {
-    if (c->lua_ref == LB_NO_REF) return;
-    luaL_unref(app->sb.L, LUA_REGISTRYINDEX, c->lua_ref);
-    c->lua_ref = LB_NO_REF;
+    int ref = conn_handler_ref(c);
+    if (ref == CONN_NO_REF) return;
+    luaL_unref(app->sb.L, LUA_REGISTRYINDEX, ref);
+    conn_set_handler_ref(c, CONN_NO_REF);
 }
 
 void lb_conn_set_data(struct lb_app *app, struct conn *c)

@@ -15,13 +15,12 @@
 #include "conn.h"
 #include "log.h"
 #include "lua_app.h"
-#include "server.h"
-#include "ws_frame.h"
+#include "util.h"
 
 /* ---- publish ------------------------------------------------------------------------------- */
 
 /* mw.publish(topic, data [, binary]) -> receivers. The frame is built once into a shared
- * buffer; every subscriber's queue takes a reference to it. */
+ * buffer; every subscriber's queue takes a reference to it (pubsub.c). */
 static int mw_publish(lua_State *L)
 {
     struct lb_app *app = lb_app_of(L);
@@ -32,34 +31,10 @@ static int mw_publish(lua_State *L)
     if (!binary && !lb_valid_text(app, data, len))
         return luaL_error(L, "mw.publish: text is not valid UTF-8; publish bytes as binary "
                              "with mw.publish(topic, data, true)");
-    const struct topic *t = topic_find(&app->topics, topic, tlen);
-    if (!t) {
-        lua_pushinteger(L, 0);
-        return 1;
-    }
-    struct obuf *frame = obuf_new(WS_FRAME_MAX_SERVER_HEADER + len);
-    if (!frame) return luaL_error(L, "mw.publish: out of memory for a %d-byte message", (int)len);
-    frame->len = ws_frame_build_header(frame->data, true, 0,
-                                       binary ? WS_OP_BINARY : WS_OP_TEXT, len);
-    memcpy(frame->data + frame->len, data, len);
-    frame->len += len;
-    /* A send can end a connection (a slow consumer past its limit), which ends its
-     * subscriptions and so changes the member array: walk a copy. Connections are only freed
-     * between events, so the pointers in the copy stay valid. */
-    uint32_t n = t->count;
-    struct conn *local[256];
-    struct conn **members = n <= 256 ? local : malloc(n * sizeof *members);
-    if (!members) {
-        obuf_unref(frame);
-        return luaL_error(L, "mw.publish: out of memory");
-    }
-    for (uint32_t i = 0; i < n; i++) members[i] = t->members[i].member;
-    lua_Integer sent = 0;
-    for (uint32_t i = 0; i < n; i++)
-        if (conn_send_shared(members[i], frame) != CONN_CLOSED) sent++;
-    if (members != local) free(members);
-    obuf_unref(frame);
-    lua_pushinteger(L, sent);
+    size_t sent;
+    if (ps_publish(&app->ps, topic, tlen, data, len, binary, &sent) == PS_E_NOMEM)
+        return luaL_error(L, "mw.publish: out of memory for a %d-byte message", (int)len);
+    lua_pushinteger(L, (lua_Integer)sent);
     return 1;
 }
 
@@ -68,8 +43,7 @@ static int mw_subscribers(lua_State *L)
 {
     size_t len;
     const char *topic = luaL_checklstring(L, 1, &len);
-    const struct topic *t = topic_find(&lb_app_of(L)->topics, topic, len);
-    lua_pushinteger(L, t ? t->count : 0);
+    lua_pushinteger(L, (lua_Integer)ps_subscribers(&lb_app_of(L)->ps, topic, len));
     return 1;
 }
 
@@ -93,7 +67,7 @@ static void timer_stop(lua_State *L, struct lb_timer *t)
 {
     if (!t->pending) return;
     t->pending = false;
-    ev_timer_stop(srv_loop(t->app->srv), &t->watcher);
+    ev_timer_stop(t->app->env->loop, &t->watcher);
     if (t->prev) t->prev->next = t->next;
     else t->app->timers = t->next;
     if (t->next) t->next->prev = t->prev;
@@ -140,7 +114,7 @@ static int start_timer(lua_State *L, bool repeat)
     t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     double s = ms / 1000.0;
     ev_timer_init(&t->watcher, on_timer, s, repeat ? s : 0.);
-    ev_timer_start(srv_loop(app->srv), &t->watcher);
+    ev_timer_start(app->env->loop, &t->watcher);
     t->pending = true;
     t->next = app->timers;
     if (app->timers) app->timers->prev = t;
@@ -169,7 +143,7 @@ static int timer_gc(lua_State *L)
 {
     struct lb_timer *t = luaL_checkudata(L, 1, timer_meta);
     if (t->pending) {
-        ev_timer_stop(srv_loop(t->app->srv), &t->watcher);
+        ev_timer_stop(t->app->env->loop, &t->watcher);
         t->pending = false;
     }
     return 0;
@@ -305,7 +279,7 @@ static int mw_after_load(lua_State *L)
 
 static int mw_now(lua_State *L)
 {
-    lua_pushnumber(L, srv_now(lb_app_of(L)->srv));
+    lua_pushnumber(L, ev_now(lb_app_of(L)->env->loop));
     return 1;
 }
 
@@ -323,8 +297,9 @@ static int mw_connections(lua_State *L)
     struct lb_app *app = lb_app_of(L);
     lua_newtable(L);
     lua_Integer n = 0;
-    for (struct conn *c = srv_first_conn(app->srv); c; c = srv_next_conn(app->srv, c)) {
-        if (c->app != app || c->state != CONN_OPEN || !c->app_open) continue;
+    const struct conn_loop *cl = app->env->conns;
+    for (struct conn *c = conn_first(cl); c; c = conn_next(cl, c)) {
+        if (conn_handler_ctx(c) != app || !conn_is_established(c)) continue;
         lb_push_conn(app, c);
         lua_rawseti(L, -2, ++n);
     }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,8 +17,9 @@
 #include "log.h"
 #include "lua_bridge.h"
 #include "origin.h"
-#include "server.h"
+#include "util.h"
 #include "watch.h"
+#include "worker.h"
 
 #ifndef MOONWIRE_VERSION
 #define MOONWIRE_VERSION "0.1.0"
@@ -101,13 +103,13 @@ static void find_scripts_dir(char *out, size_t cap)
 
 /* The option getopt just stopped at: "--config" as written, or "-q" even inside a group of
  * short options such as "-qv", where argv says nothing useful. */
-static const char *option_name(char **argv)
+static const char *option_name(char **argv, char name[3])
 {
-    static char name[3];
     const char *arg = argv[optind - 1];
     if (optopt == 0 || optopt >= 256 || strncmp(arg, "--", 2) == 0) return arg;
     name[0] = '-';
     name[1] = (char)optopt;
+    name[2] = '\0';
     return name;
 }
 
@@ -156,34 +158,78 @@ static void raise_fd_limit(const struct config *cfg)
                  (unsigned long long)rl.rlim_cur, cfg->limits.max_connections);
 }
 
+/* The process around the worker: signals and --watch. */
+struct process {
+    struct worker *w;
+    struct watch *watch;
+    ev_signal sigterm;
+    ev_signal sigint;
+    ev_signal sighup;
+};
+
 static void on_files_changed(void *ud, void *key)
 {
-    struct server *srv = ud;
+    struct process *p = ud;
     struct lb_app *app = key;
     log_info("files changed: reloading %s", app ? lb_app_name(app) : "every app (scripts/)");
-    srv_reload(srv, app);
+    worker_reload(p->w, app);
 }
 
 /* --watch: each app's folder reloads that app; the shipped scripts/ reload every app. */
-static int start_watching(struct server *srv)
+static int start_watching(struct process *p)
 {
-    srv->watch = watch_new(srv->loop, on_files_changed, srv);
-    if (!srv->watch) {
+    struct worker *w = p->w;
+    p->watch = watch_new(w->loop, on_files_changed, p);
+    if (!p->watch) {
         fprintf(stderr, "moonwire: --watch: cannot start inotify: %s\n", strerror(errno));
         return -1;
     }
-    for (size_t i = 0; i < srv->nmounts; i++) {
-        const char *dir = lb_app_dir(srv->mounts[i].app);
-        if (watch_add(srv->watch, dir, srv->mounts[i].app) < 0) {
+    for (size_t i = 0; i < w->napps; i++) {
+        const char *dir = lb_app_dir(w->apps[i]);
+        if (watch_add(p->watch, dir, w->apps[i]) < 0) {
             fprintf(stderr, "moonwire: --watch: cannot watch %s: %s%s\n", dir, strerror(errno),
                     errno == ENOSPC ? " (raise fs.inotify.max_user_watches)" : "");
             return -1;
         }
     }
-    if (watch_add(srv->watch, srv->cfg->scripts_dir, NULL) < 0)
-        log_warn("--watch: cannot watch %s: %s; changes there need SIGHUP",
-                 srv->cfg->scripts_dir, strerror(errno));
+    if (watch_add(p->watch, w->cfg->scripts_dir, NULL) < 0)
+        log_warn("--watch: cannot watch %s: %s; changes there need SIGHUP", w->cfg->scripts_dir,
+                 strerror(errno));
     return 0;
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    if (w->signum == SIGHUP) {
+        struct process *p = container_of(w, struct process, sighup);
+        log_info("SIGHUP: reloading %zu app%s; connections stay open", p->w->napps,
+                 p->w->napps == 1 ? "" : "s");
+        worker_reload(p->w, NULL);
+        return;
+    }
+    struct process *p = w->signum == SIGINT ? container_of(w, struct process, sigint)
+                                            : container_of(w, struct process, sigterm);
+    if (p->w->srv.draining) log_info("second %s", strsignal(w->signum));
+    srv_drain(&p->w->srv); /* the second time, every connection is dropped at once */
+}
+
+static void watch_signals(struct process *p, struct ev_loop *loop)
+{
+    ev_signal_init(&p->sigterm, on_signal, SIGTERM);
+    ev_signal_init(&p->sigint, on_signal, SIGINT);
+    ev_signal_init(&p->sighup, on_signal, SIGHUP);
+    ev_signal_start(loop, &p->sigterm);
+    ev_signal_start(loop, &p->sigint);
+    ev_signal_start(loop, &p->sighup);
+}
+
+static void unwatch_signals(struct process *p, struct ev_loop *loop)
+{
+    ev_signal_stop(loop, &p->sigterm);
+    ev_signal_stop(loop, &p->sigint);
+    ev_signal_stop(loop, &p->sighup);
 }
 
 static void usage_error(const char *fmt, const char *arg)
@@ -220,6 +266,7 @@ int main(int argc, char **argv)
     bool have_max_message = false, check = false, watch = false;
 
     int opt;
+    char optname[3];
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":c:p:vh", options, NULL)) != -1) {
         char *end;
@@ -251,33 +298,44 @@ int main(int argc, char **argv)
         }
         case 'v': printf("moonwire %s\n", MOONWIRE_VERSION); return 0;
         case 'h': fputs(usage, stdout); return 0;
-        case ':': usage_error("%s needs a value", option_name(argv)); break;
-        default: usage_error("unknown option '%s'", option_name(argv)); break;
+        case ':': usage_error("%s needs a value", option_name(argv, optname)); break;
+        default: usage_error("unknown option '%s'", option_name(argv, optname)); break;
         }
     }
     if (argc - optind > 1) usage_error("only one APP can be given ('%s' is extra)", argv[optind + 1]);
 
-    static struct config cfg;
-    cfg_defaults(&cfg);
-    char err[1024];
-    if (config_file && cfg_load_file(&cfg, config_file, err, sizeof err) < 0) {
-        fprintf(stderr, "moonwire: %s\n", err);
+    /* Large (every listener's certificate paths): on the heap, like the worker. */
+    struct config *cfg = calloc(1, sizeof *cfg);
+    struct worker *w = calloc(1, sizeof *w);
+    if (!cfg || !w) {
+        fprintf(stderr, "moonwire: out of memory\n");
         return 1;
+    }
+    cfg_defaults(cfg);
+    int status = 0;
+    char err[1024];
+    if (config_file && cfg_load_file(cfg, config_file, err, sizeof err) < 0) {
+        fprintf(stderr, "moonwire: %s\n", err);
+        status = 1;
+        goto out;
     }
     /* Flags win over the file: --host/--port replace the listeners with one. */
     if (host || port >= 0) {
-        struct cfg_listen l = cfg.listen[0];
+        struct cfg_listen l = cfg->listen[0];
         if (host) snprintf(l.host, sizeof l.host, "%s", host);
         if (port >= 0) l.port = (int)port;
-        cfg.listen[0] = l;
-        cfg.nlisten = 1;
+        cfg->listen[0] = l;
+        cfg->nlisten = 1;
     }
-    if (origins && set_origins(&cfg, origins) < 0) return 2;
+    if (origins && set_origins(cfg, origins) < 0) {
+        status = 2;
+        goto out;
+    }
     if (!tls_cert != !tls_key)
         usage_error("%s", "--tls-cert and --tls-key go together: give both, or neither");
     if (tls_cert) {
         /* The command line's certificate is the first listener's only one. */
-        struct cfg_listen *l = &cfg.listen[0];
+        struct cfg_listen *l = &cfg->listen[0];
         if (strlen(tls_cert) >= sizeof l->tls[0].cert || strlen(tls_key) >= sizeof l->tls[0].key)
             usage_error("%s", "--tls-cert or --tls-key: the path is too long");
         memset(l->tls, 0, sizeof l->tls);
@@ -285,67 +343,72 @@ int main(int argc, char **argv)
         snprintf(l->tls[0].key, sizeof l->tls[0].key, "%s", tls_key);
         l->ntls = 1;
     }
-    if (have_max_message) cfg.limits.max_message = max_message;
+    if (have_max_message) cfg->limits.max_message = max_message;
     if (optind < argc) {
         /* The command line's APP serves every path the config's apps do not. */
-        for (size_t i = 0; i < cfg.napps; i++)
-            if (strcmp(cfg.apps[i].path, "/") == 0)
+        for (size_t i = 0; i < cfg->napps; i++)
+            if (strcmp(cfg->apps[i].path, "/") == 0)
                 usage_error("%s", "both APP and the config's apps[\"/\"] name an app for /; "
                                   "keep one");
-        if (cfg.napps == CFG_MAX_APPS) usage_error("%s", "too many apps");
-        struct cfg_app *a = &cfg.apps[cfg.napps++];
+        if (cfg->napps == CFG_MAX_APPS) usage_error("%s", "too many apps");
+        struct cfg_app *a = &cfg->apps[cfg->napps++];
         snprintf(a->path, sizeof a->path, "/");
         snprintf(a->dir, sizeof a->dir, "%s", argv[optind]);
     }
-    if (!cfg.napps) usage_error("%s", "no app given: try 'moonwire examples/echo'");
-    cfg.watch = watch;
-    find_scripts_dir(cfg.scripts_dir, sizeof cfg.scripts_dir);
+    if (!cfg->napps) usage_error("%s", "no app given: try 'moonwire examples/echo'");
+    cfg->watch = watch;
+    find_scripts_dir(cfg->scripts_dir, sizeof cfg->scripts_dir);
 
-    static struct server srv;
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     if (!loop) {
         fprintf(stderr, "moonwire: cannot start the event loop (libev found no backend)\n");
-        return 1;
-    }
-    srv_init(&srv, loop, &cfg);
-    int status = 0;
-    struct lb_limits limits = { cfg.sandbox.instructions, cfg.sandbox.memory,
-                                cfg.sandbox.time_limit };
-    for (size_t i = 0; i < cfg.napps; i++) {
-        const struct cfg_app *a = &cfg.apps[i];
-        struct lb_app *app = lb_app_load(&srv, a->dir, cfg.scripts_dir, &limits, err, sizeof err);
-        if (!app) {
-            fprintf(stderr, "moonwire: app %s (for %s): %s\n", a->dir, a->path, err);
-            status = 1;
-            goto done;
-        }
-        srv_mount(&srv, a->path, app);
-    }
-    if (check) {
-        printf("moonwire: %s%s and %zu app%s are valid\n", config_file ? "config " : "defaults",
-               config_file ? config_file : "", cfg.napps, cfg.napps == 1 ? "" : "s");
-        goto done;
-    }
-    if (cfg.watch && start_watching(&srv) < 0) {
         status = 1;
-        goto done;
+        goto out;
     }
-    raise_fd_limit(&cfg);
-    if (srv_listen(&srv, err, sizeof err) < 0) {
+    /* A peer that resets while we write must cost an EPIPE, not the process. */
+    signal(SIGPIPE, SIG_IGN);
+    struct process proc = { .w = w };
+    bool started = false;
+    if (worker_init(w, loop, cfg, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
         status = 1;
         goto done;
     }
-    for (size_t i = 0; i < srv.nmounts; i++)
-        log_info("moonwire %s serving %s at %s%s", MOONWIRE_VERSION,
-                 lb_app_name(srv.mounts[i].app), srv.mounts[i].path,
-                 lb_app_public_dir(srv.mounts[i].app) ? " (with static files)" : "");
-    srv_run(&srv);
+    started = true;
+    if (worker_load_apps(w, err, sizeof err) < 0) {
+        fprintf(stderr, "moonwire: %s\n", err);
+        status = 1;
+        goto done;
+    }
+    if (check) {
+        printf("moonwire: %s%s and %zu app%s are valid\n", config_file ? "config " : "defaults",
+               config_file ? config_file : "", cfg->napps, cfg->napps == 1 ? "" : "s");
+        goto done;
+    }
+    if (cfg->watch && start_watching(&proc) < 0) {
+        status = 1;
+        goto done;
+    }
+    raise_fd_limit(cfg);
+    if (srv_listen(&w->srv, err, sizeof err) < 0) {
+        fprintf(stderr, "moonwire: %s\n", err);
+        status = 1;
+        goto done;
+    }
+    for (size_t i = 0; i < w->napps; i++)
+        log_info("moonwire %s serving %s at %s%s", MOONWIRE_VERSION, lb_app_name(w->apps[i]),
+                 cfg->apps[i].path,
+                 lb_app_public_dir(w->apps[i]) ? " (with static files)" : "");
+    watch_signals(&proc, loop);
+    ev_run(loop, 0);
+    unwatch_signals(&proc, loop);
     log_info("stopped");
 done:
-    srv_destroy(&srv);
-    watch_free(srv.watch);
-    for (size_t i = 0; i < srv.nmounts; i++) lb_app_free(srv.mounts[i].app);
+    if (started) worker_destroy(w);
+    watch_free(proc.watch);
     ev_loop_destroy(loop);
+out:
+    free(w);
+    free(cfg);
     return status;
 }

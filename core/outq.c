@@ -3,7 +3,9 @@
  * A busy connection empties its queue at every flush and fills it again in the next turn of the
  * loop; freeing the chunk and the ring each time, and allocating them again, cost more than the
  * frames themselves (16 KiB allocations take malloc's slow path). So chunks and small rings go
- * back to small free lists, bounded, instead of to malloc. Single-threaded, like the loop. */
+ * back to small free lists, bounded, instead of to malloc. The lists are per thread: a loop
+ * runs on one thread, so it never waits for another to reach its spares, and a buffer freed on
+ * another thread than the one that made it simply joins that thread's spares. */
 #include "outq.h"
 
 #include <stdlib.h>
@@ -18,12 +20,12 @@
 /* At most this many spare chunks (1 MiB) and rings are kept. */
 #define POOL_MAX 64
 
-static struct obuf *spare_chunks[POOL_MAX];
-static size_t nspare_chunks;
-static struct obuf *spare_firsts[POOL_MAX];
-static size_t nspare_firsts;
-static struct outq_entry *spare_rings[POOL_MAX];
-static size_t nspare_rings;
+static _Thread_local struct obuf *spare_chunks[POOL_MAX];
+static _Thread_local size_t nspare_chunks;
+static _Thread_local struct obuf *spare_firsts[POOL_MAX];
+static _Thread_local size_t nspare_firsts;
+static _Thread_local struct outq_entry *spare_rings[POOL_MAX];
+static _Thread_local size_t nspare_rings;
 
 struct obuf *obuf_new(size_t cap)
 {

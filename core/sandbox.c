@@ -122,11 +122,6 @@ struct sandbox *sb_of(lua_State *L) { return *(struct sandbox **)lua_getextraspa
 
 static void sb_hook(lua_State *L, lua_Debug *ar);
 
-/* The sandbox whose callback runs now (NULL between callbacks), for the signal handler. */
-static struct sandbox *volatile running;
-/* false when the watchdog could not start: every callback then runs with the hook. */
-static bool lazy_hook;
-
 /* Sets (count > 0) or clears the count hook of thread L, which is sb->L or one of its
  * coroutines. The watchdog's signal handler stays off while this runs. */
 static void set_hook(struct sandbox *sb, lua_State *L, int count)
@@ -141,9 +136,10 @@ static void set_hook(struct sandbox *sb, lua_State *L, int count)
 }
 
 /* The watchdog's signal handler: the running callback has lasted a tick; count from now. */
-static void on_overrun(void)
+static void on_overrun(void *ctx)
 {
-    struct sandbox *sb = running;
+    struct sb_runtime *rt = ctx;
+    struct sandbox *sb = rt->running;
     if (!sb) return;
     /* It began one to two ticks ago. */
     if (sb->time_limit && !atomic_load_explicit(&sb->deadline_ns, memory_order_relaxed)) {
@@ -613,7 +609,7 @@ int sb_open(struct sandbox *sb)
     sb->L = L;
     lua_atpanic(L, sb_panic);
     lua_gc(L, LUA_GCGEN, 0, 0);
-    lpat_set_charge(charge_patterns);
+    lpat_set_charge(L, charge_patterns);
     lua_pushcfunction(L, open_libs);
     int rc = lua_pcall(L, 0, 0, 0);
     sb->mem_hard = sb->mem_limit ? sb->mem_limit + sb->mem_limit / 8 : 0;
@@ -623,17 +619,26 @@ int sb_open(struct sandbox *sb)
         sb->L = NULL;
         return -1;
     }
-    static bool tried;
-    if (!tried) {
-        tried = true;
-        if (wd_start(on_overrun) == 0) {
-            lazy_hook = true;
-        } else {
-            log_warn("cannot start the sandbox watchdog (%s): Lua code runs with the "
-                     "instruction counter always on, at about half speed", strerror(errno));
-        }
-    }
     return 0;
+}
+
+int sb_runtime_start(struct sb_runtime *rt, char *err, size_t errlen)
+{
+    rt->running = NULL;
+    rt->lazy_hook = false;
+    if (wd_start(&rt->wd, on_overrun, rt) < 0) {
+        snprintf(err, errlen, "cannot start the sandbox watchdog (%s): Lua code runs with the "
+                 "instruction counter always on, at about half speed", strerror(errno));
+        return -1;
+    }
+    rt->lazy_hook = true;
+    return 0;
+}
+
+void sb_runtime_stop(struct sb_runtime *rt)
+{
+    wd_stop(&rt->wd);
+    rt->lazy_hook = false;
 }
 
 void sb_close(struct sandbox *sb)
@@ -715,15 +720,15 @@ static void start_budget(struct sandbox *sb)
 {
     collect_if_over(sb);
     sb->used = 0;
-    int64_t deadline = !lazy_hook && sb->time_limit ? monotonic_ns() + limit_ns(sb) : 0;
+    int64_t deadline = !sb->rt->lazy_hook && sb->time_limit ? monotonic_ns() + limit_ns(sb) : 0;
     atomic_store_explicit(&sb->deadline_ns, deadline, memory_order_relaxed);
 }
 
 void sb_restart(struct sandbox *sb)
 {
     start_budget(sb);
-    if (!lazy_hook) return;
-    wd_renew();
+    if (!sb->rt->lazy_hook) return;
+    wd_renew(&sb->rt->wd);
     if (sb->hooked) set_hook(sb, sb->L, 0);
 }
 
@@ -736,18 +741,33 @@ enum sb_status sb_call(struct sandbox *sb, int nargs, int nresults, char *err, s
     start_budget(sb);
     sb->stop = SB_OK;
     sb->calling = true;
-    struct sandbox *outer_sb = running;
+    struct sb_runtime *rt = sb->rt;
+    struct sandbox *outer_sb = rt->running;
     int outer = 0;
-    if (lazy_hook) {
-        running = sb;
-        outer = wd_begin();
-    } else {
-        set_hook(sb, L, HOOK_STEP);
+    bool lazy = rt->lazy_hook;
+    if (lazy) {
+        rt->running = sb;
+        outer = wd_begin(&rt->wd);
+        if (rt->wd.failed) {
+            /* Without ticks nothing would ever arm the hook: count this call and every later
+             * one from the first instruction, and say so once. */
+            log_error("the sandbox watchdog's timer could not be armed (%s); Lua code runs "
+                      "with the instruction counter always on from now, at about half speed",
+                      strerror(errno));
+            rt->lazy_hook = false;
+            wd_end(&rt->wd, outer);
+            rt->running = outer_sb;
+            lazy = false;
+            if (sb->time_limit)
+                atomic_store_explicit(&sb->deadline_ns, monotonic_ns() + limit_ns(sb),
+                                      memory_order_relaxed);
+        }
     }
+    if (!lazy) set_hook(sb, L, HOOK_STEP);
     int rc = lua_pcall(L, nargs, nresults, base);
-    if (lazy_hook) {
-        wd_end(outer);
-        running = outer_sb;
+    if (lazy) {
+        wd_end(&rt->wd, outer);
+        rt->running = outer_sb;
         if (sb->hooked) set_hook(sb, L, 0);
     }
     sb->calling = false;

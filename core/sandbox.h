@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "smallpool.h"
+#include "watchdog.h"
 
 /* Why the running callback is being stopped (or SB_OK while it may run). */
 enum sb_status {
@@ -25,8 +26,26 @@ enum sb_status {
     SB_TIME,         /* stopped by the time limit */
 };
 
+struct sandbox;
+
+/* What the sandboxes of one loop context share: the watchdog, and which of them runs a call
+ * now (the watchdog's signal handler reads it). One per loop context, so two loops in one
+ * process, or on two threads, never see each other's calls. */
+struct sb_runtime {
+    struct watchdog wd;
+    struct sandbox *volatile running; /* NULL between calls */
+    bool lazy_hook;                   /* the watchdog runs: calls start without the hook */
+};
+
+/* Starts rt's watchdog on the calling thread (the loop's). Returns 0; or -1 with the reason in
+ * err, in which case every call runs with the instruction counter on from its first
+ * instruction (safe, at about half speed), and the caller should say so as an error. */
+int sb_runtime_start(struct sb_runtime *rt, char *err, size_t errlen);
+void sb_runtime_stop(struct sb_runtime *rt);
+
 struct sandbox {
     lua_State *L;
+    struct sb_runtime *rt;   /* the loop context's; set before sb_open */
     const char *name;        /* the app's name, for log lines */
     const char *app_dir;     /* require looks here first ... */
     const char *scripts_dir; /* ... and here for "moonwire.*" modules */
@@ -55,7 +74,7 @@ struct sandbox {
                               * unwound */
 };
 
-/* Creates sb->L. Fill name, dirs and limits first. Returns 0, or -1 when out of memory. */
+/* Creates sb->L. Fill rt, name, dirs and limits first. Returns 0, or -1 when out of memory. */
 int sb_open(struct sandbox *sb);
 void sb_close(struct sandbox *sb);
 

@@ -1,4 +1,4 @@
-/* Listeners, accepting, the connection table, the sweep, and signals. */
+/* Listeners, admission, accepting, routing requests to mounts, and the drain. */
 #include "server.h"
 
 #include <errno.h>
@@ -15,28 +15,22 @@
 
 #include "conn.h"
 #include "log.h"
-#include "lua_bridge.h"
 #include "tls.h"
+#include "util.h"
 
-static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents);
-static void on_signal(struct ev_loop *loop, ev_signal *w, int revents);
+static const struct conn_host host;
 static void on_shutdown_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents);
 
-int srv_init(struct server *srv, struct ev_loop *loop, const struct config *cfg)
+int srv_init(struct server *srv, struct ev_loop *loop, const struct config *cfg,
+             struct counters *counters)
 {
     memset(srv, 0, sizeof *srv);
     srv->loop = loop;
     srv->cfg = cfg;
-    ev_prepare_init(&srv->before_block, on_prepare);
-    ev_prepare_start(loop, &srv->before_block);
-    ev_signal_init(&srv->sigterm, on_signal, SIGTERM);
-    ev_signal_init(&srv->sigint, on_signal, SIGINT);
-    ev_signal_init(&srv->sighup, on_signal, SIGHUP);
-    ev_signal_start(loop, &srv->sigterm);
-    ev_signal_start(loop, &srv->sigint);
-    ev_signal_start(loop, &srv->sighup);
+    srv->counters = counters;
+    conn_loop_init(&srv->conns, loop, &cfg->limits, counters, &host, srv);
     ev_init(&srv->shutdown_timer, on_shutdown_timer);
     ev_init(&srv->accept_pause, on_accept_pause);
     ev_timer_init(&srv->housekeeping, on_housekeeping, 1., 1.);
@@ -51,68 +45,11 @@ int srv_init(struct server *srv, struct ev_loop *loop, const struct config *cfg)
     }
     srv->origins.patterns = srv->origin_patterns;
     srv->origins.require_origin = cfg->require_origin;
-    /* A peer that resets while we write must cost an EPIPE, not the process. */
-    signal(SIGPIPE, SIG_IGN);
     return 0;
 }
 
-double srv_now(const struct server *srv) { return ev_now(srv->loop); }
-
-/* ---- the connection table ------------------------------------------------------------------ */
-
-int srv_attach(struct server *srv, struct conn *c)
-{
-    if (srv->nfree == 0) {
-        uint32_t n = srv->nslots ? srv->nslots * 2 : 1024;
-        struct conn **slots = realloc(srv->slots, n * sizeof *slots);
-        if (!slots) return -1;
-        srv->slots = slots;
-        uint32_t *free_slots = realloc(srv->free_slots, n * sizeof *free_slots);
-        if (!free_slots) return -1;
-        srv->free_slots = free_slots;
-        /* Push new slots so that the lowest comes out first. */
-        for (uint32_t i = n; i > srv->nslots; i--) {
-            srv->slots[i - 1] = NULL;
-            srv->free_slots[srv->nfree++] = i - 1;
-        }
-        srv->nslots = n;
-    }
-    c->slot = srv->free_slots[--srv->nfree];
-    c->id = ++srv->next_id;
-    srv->slots[c->slot] = c;
-    srv->nconns++;
-    return 0;
-}
-
-void srv_detach(struct server *srv, struct conn *c)
-{
-    srv->slots[c->slot] = NULL;
-    srv->free_slots[srv->nfree++] = c->slot;
-    srv->nconns--;
-}
-
-struct conn *srv_find_conn(const struct server *srv, uint32_t slot, uint64_t id)
-{
-    if (slot >= srv->nslots) return NULL;
-    struct conn *c = srv->slots[slot];
-    return c && c->id == id ? c : NULL;
-}
-
-static struct conn *conn_from(const struct server *srv, uint32_t slot)
-{
-    for (; slot < srv->nslots; slot++)
-        if (srv->slots[slot]) return srv->slots[slot];
-    return NULL;
-}
-
-struct conn *srv_first_conn(const struct server *srv) { return conn_from(srv, 0); }
-
-struct conn *srv_next_conn(const struct server *srv, const struct conn *c)
-{
-    return conn_from(srv, c->slot + 1);
-}
-
-int srv_mount(struct server *srv, const char *path, struct lb_app *app)
+int srv_mount(struct server *srv, const char *path, const struct conn_handler *handler,
+              void *ctx, const char *public_dir)
 {
     size_t len = strlen(path);
     if (srv->nmounts == sizeof srv->mounts / sizeof srv->mounts[0] ||
@@ -123,7 +60,9 @@ int srv_mount(struct server *srv, const char *path, struct lb_app *app)
     struct mount *m = &srv->mounts[srv->nmounts++];
     memcpy(m->path, path, len + 1);
     m->len = len;
-    m->app = app;
+    m->handler = handler;
+    m->ctx = ctx;
+    m->public_dir = public_dir;
     return 0;
 }
 
@@ -142,7 +81,7 @@ const struct mount *srv_route(const struct server *srv, const char *path, size_t
 /* New connections get the new certificates; connections (and handshakes) on the old ones keep
  * theirs, which the context's reference count keeps alive. A certificate that does not load
  * leaves the old one in use. */
-static void reload_certificates(struct server *srv)
+void srv_reload_certificates(struct server *srv)
 {
     for (size_t i = 0; i < srv->nlisteners; i++) {
         struct listener *l = &srv->listeners[i];
@@ -159,75 +98,56 @@ static void reload_certificates(struct server *srv)
     }
 }
 
-void srv_reload(struct server *srv, struct lb_app *only)
-{
-    for (size_t i = 0; i < srv->nmounts; i++)
-        if (!only || srv->mounts[i].app == only) lb_app_reload(srv->mounts[i].app);
-    if (!only) reload_certificates(srv);
-}
+/* ---- what connections ask of the server ----------------------------------------------------- */
 
-/* ---- the sweep ----------------------------------------------------------------------------- */
-
-void srv_schedule(struct server *srv, struct conn *c)
+/* Who serves this request: refuses while draining, checks the origin of an upgrade, then finds
+ * the mount. */
+static int route(void *ctx, struct conn *c, const struct hs_upgrade *up, bool upgrade,
+                 struct conn_route *r)
 {
-    if (c->pending) return;
-    c->pending = true;
-    c->next_pending = NULL;
-    if (srv->pending_tail) srv->pending_tail->next_pending = c;
-    else srv->pending_head = c;
-    srv->pending_tail = c;
-}
-
-void srv_mark_dirty(struct server *srv, struct conn *c)
-{
-    if (c->dirty) return;
-    c->dirty = true;
-    c->next_dirty = srv->dirty_head;
-    srv->dirty_head = c;
-}
-
-static void flush_dirty(struct server *srv)
-{
-    struct conn *c;
-    while ((c = srv->dirty_head)) {
-        srv->dirty_head = c->next_dirty;
-        c->dirty = false;
-        conn_flush(c);
+    (void)c;
+    struct server *srv = ctx;
+    if (upgrade && srv->draining) {
+        r->why = "the server is shutting down; try again later";
+        r->reason = CTR_REFUSED_DRAINING;
+        return 503;
     }
+    if (upgrade && !origin_allowed(&srv->origins, up->origin, up->origin_len, up->host,
+                                   up->host_len)) {
+        if (up->origin)
+            snprintf(r->text, sizeof r->text, "origin %.*s is not allowed to connect here",
+                     (int)(up->origin_len < 300 ? up->origin_len : 300), up->origin);
+        else
+            snprintf(r->text, sizeof r->text, "an Origin field is required to connect here");
+        r->why = r->text;
+        r->reason = CTR_REFUSED_ORIGIN;
+        return 403;
+    }
+    const struct mount *m = srv_route(srv, up->path, up->path_len);
+    if (!m) {
+        r->why = "no app is mounted at this path";
+        r->reason = CTR_REFUSED_NOT_FOUND;
+        return 404;
+    }
+    r->handler = m->handler;
+    r->ctx = m->ctx;
+    r->public_dir = m->public_dir;
+    r->mount_len = m->len == 1 ? 0 : m->len;
+    return 0;
 }
 
-/* Frees DEAD connections and runs app.close: the one place where that happens, outside every
- * connection callback. Work it causes (an app.close that closes or sends to another
- * connection) joins the lists and is handled in the same turn. */
-static void sweep(struct server *srv)
+static void release(struct server *srv, struct conn *c);
+
+/* A connection is gone: give back what it counted against the limits; the drain is over when
+ * it was the last. */
+static void freed(void *ctx, struct conn *c)
 {
-    /* Work on a snapshot: what is scheduled meanwhile waits for the next round, after the next
-     * flush, so a connection kept because it still had output to flush comes back. */
-    struct conn *c = srv->pending_head;
-    srv->pending_head = srv->pending_tail = NULL;
-    while (c) {
-        struct conn *next = c->next_pending;
-        /* Still marked pending while swept, so it cannot be queued twice meanwhile. */
-        if (!conn_sweep(c)) {
-            c->pending = false;
-            if (c->state == CONN_DEAD) srv_schedule(srv, c);
-        }
-        c = next;
-    }
+    struct server *srv = ctx;
+    release(srv, c);
+    if (srv->draining && conn_count(&srv->conns) == 0) ev_break(srv->loop, EVBREAK_ALL);
 }
 
-/* Runs just before the loop blocks: write out what this turn queued, then sweep. A connection
- * still waiting to be flushed is not freed (conn_sweep keeps it); the next round frees it. */
-static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
-{
-    (void)revents;
-    struct server *srv = container_of(w, struct server, before_block);
-    while (srv->dirty_head || srv->pending_head) {
-        flush_dirty(srv);
-        sweep(srv);
-    }
-    if (srv->draining && srv->nconns == 0) ev_break(loop, EVBREAK_ALL);
-}
+static const struct conn_host host = { route, freed };
 
 /* ---- admission ----------------------------------------------------------------------------- */
 
@@ -245,6 +165,7 @@ enum verdict { ADMIT, REFUSE, DROP };
 struct admission {
     enum verdict verdict;
     int status;
+    enum ctr_refusal reason;
     const char *why;
     struct ip_entry *ip;
 };
@@ -253,8 +174,8 @@ struct admission {
 static struct admission admit(struct server *srv, const union conn_addr *peer)
 {
     const struct cfg_limits *lim = &srv->cfg->limits;
-    struct admission a = { ADMIT, 0, NULL, NULL };
-    if (lim->max_connections && srv->nconns >= lim->max_connections + REFUSAL_SLACK) {
+    struct admission a = { ADMIT, 0, CTR_REFUSED_LIMIT, NULL, NULL };
+    if (lim->max_connections && conn_count(&srv->conns) >= lim->max_connections + REFUSAL_SLACK) {
         a.verdict = DROP;
         a.status = 503;
         return a;
@@ -272,8 +193,10 @@ static struct admission admit(struct server *srv, const union conn_addr *peer)
     }
     if (lim->per_ip && a.ip->conns >= lim->per_ip)
         a.why = "too many connections from your address; close some first";
-    else if (rate > 0 && !bucket_take(&a.ip->connects, rate, burst, 1, now))
+    else if (rate > 0 && !bucket_take(&a.ip->connects, rate, burst, 1, now)) {
         a.why = "too many new connections from your address; slow down";
+        a.reason = CTR_REFUSED_RATE;
+    }
     else if (lim->max_connections && srv->counted >= lim->max_connections) {
         a.status = 503;
         a.why = "the server is full; try again later";
@@ -283,19 +206,27 @@ static struct admission admit(struct server *srv, const union conn_addr *peer)
     return a;
 }
 
-void srv_release(struct server *srv, struct conn *c)
+/* A connection's admission record: the address entry it counts against (conn->host_data),
+ * either as one of its connections (host_flag) or as one being refused. */
+static void release(struct server *srv, struct conn *c)
 {
-    if (!c->ip) return;
-    if (c->counted) {
-        c->ip->conns--;
+    struct ip_entry *ip = c->host_data;
+    if (!ip) return;
+    if (c->host_flag) {
+        ip->conns--;
         srv->counted--;
     } else {
-        c->ip->refusing--;
+        ip->refusing--;
     }
-    c->ip = NULL;
+    c->host_data = NULL;
 }
 
-void srv_count_refusal(struct server *srv, int status) { srv->refused[status == 503]++; }
+/* Counts a refusal: for the metrics, and for the once-a-second summary line. */
+static void count_refusal(struct server *srv, const struct admission *a)
+{
+    srv->counters->refused[a->reason]++;
+    srv->refused[a->status == 503]++;
+}
 
 static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -339,29 +270,38 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             }
             return;
         }
-        struct admission a = admit(srv, &peer);
-        if (a.verdict == DROP) {
-            srv_count_refusal(srv, a.status);
-            close(fd);
-            continue;
-        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        struct conn *c = conn_new(srv, fd, &peer, l->tls);
-        if (!c) {
-            log_warn("out of memory: dropped a new connection");
-            continue;
-        }
-        c->ip = a.ip;
-        if (a.verdict == REFUSE) {
-            a.ip->refusing++;
-            conn_refuse(c, a.status, a.why);
-        } else {
-            c->counted = true;
-            a.ip->conns++;
-            srv->counted++;
-        }
+        srv_adopt(srv, fd, &peer, l->tls);
     }
+}
+
+struct conn *srv_adopt(struct server *srv, int fd, const union conn_addr *peer,
+                       struct tls_context *tls)
+{
+    srv->counters->accepted++;
+    struct admission a = admit(srv, peer);
+    if (a.verdict == DROP) {
+        count_refusal(srv, &a);
+        close(fd);
+        return NULL;
+    }
+    struct conn *c = conn_new(&srv->conns, fd, peer, tls);
+    if (!c) {
+        log_warn("out of memory: dropped a new connection");
+        return NULL;
+    }
+    c->host_data = a.ip;
+    if (a.verdict == REFUSE) {
+        count_refusal(srv, &a);
+        a.ip->refusing++;
+        conn_refuse(c, a.status, a.why);
+    } else {
+        c->host_flag = true;
+        a.ip->conns++;
+        srv->counted++;
+    }
+    return c;
 }
 
 static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
@@ -452,28 +392,34 @@ static void close_listeners(struct server *srv)
 
 /* ---- lifecycle ----------------------------------------------------------------------------- */
 
+static void abort_all(struct server *srv)
+{
+    for (struct conn *c = conn_first(&srv->conns); c; c = conn_next(&srv->conns, c))
+        if (c->state != CONN_DEAD) conn_abort(c);
+}
+
 void srv_drain(struct server *srv)
 {
-    if (srv->draining) return;
+    size_t n = conn_count(&srv->conns);
+    if (srv->draining) {
+        log_info("shutting down again: dropping %zu connection%s now", n, n == 1 ? "" : "s");
+        abort_all(srv);
+        return;
+    }
     srv->draining = true;
     close_listeners(srv);
-    log_info("shutting down: closing %zu connection%s with 1001 (shutdown_timeout %gs)",
-             srv->nconns, srv->nconns == 1 ? "" : "s", srv->cfg->limits.shutdown_timeout);
-    for (uint32_t i = 0; i < srv->nslots; i++) {
-        struct conn *c = srv->slots[i];
-        if (c && c->state == CONN_OPEN) conn_close(c, 1001, "going away", 10);
+    log_info("shutting down: closing %zu connection%s with 1001 (shutdown_timeout %gs)", n,
+             n == 1 ? "" : "s", srv->cfg->limits.shutdown_timeout);
+    if (n == 0) {
+        ev_break(srv->loop, EVBREAK_ALL);
+        return;
     }
+    /* conn_close frees nothing (the sweep does), so the walk stays valid. */
+    for (struct conn *c = conn_first(&srv->conns); c; c = conn_next(&srv->conns, c))
+        if (conn_is_open(c)) conn_close(c, 1001, "going away", 10);
     double t = srv->cfg->limits.shutdown_timeout;
     ev_timer_set(&srv->shutdown_timer, t > 0 ? t : 0.001, 0.);
     ev_timer_start(srv->loop, &srv->shutdown_timer);
-}
-
-static void abort_all(struct server *srv)
-{
-    for (uint32_t i = 0; i < srv->nslots; i++) {
-        struct conn *c = srv->slots[i];
-        if (c && c->state != CONN_DEAD) conn_abort(c);
-    }
 }
 
 static void on_shutdown_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -481,50 +427,18 @@ static void on_shutdown_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct server *srv = container_of(w, struct server, shutdown_timer);
-    if (srv->nconns)
-        log_warn("shutdown_timeout passed with %zu connection%s still open; dropping them",
-                 srv->nconns, srv->nconns == 1 ? "" : "s");
+    size_t n = conn_count(&srv->conns);
+    if (n)
+        log_warn("shutdown_timeout passed with %zu connection%s still open; dropping them", n,
+                 n == 1 ? "" : "s");
     abort_all(srv);
 }
-
-static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    if (w->signum == SIGHUP) {
-        struct server *srv = container_of(w, struct server, sighup);
-        log_info("SIGHUP: reloading %zu app%s; connections stay open", srv->nmounts,
-                 srv->nmounts == 1 ? "" : "s");
-        srv_reload(srv, NULL);
-        return;
-    }
-    struct server *srv = container_of(w, struct server, sigterm);
-    if (w->signum == SIGINT) srv = container_of(w, struct server, sigint);
-    if (srv->draining) {
-        log_info("second %s: dropping every connection now", strsignal(w->signum));
-        abort_all(srv);
-        return;
-    }
-    srv_drain(srv);
-}
-
-void srv_run(struct server *srv) { ev_run(srv->loop, 0); }
 
 void srv_destroy(struct server *srv)
 {
     close_listeners(srv);
-    abort_all(srv);
-    /* One last turn frees what abort_all left, app.close included. */
-    on_prepare(srv->loop, &srv->before_block, 0);
-    ev_prepare_stop(srv->loop, &srv->before_block);
-    ev_signal_stop(srv->loop, &srv->sigterm);
-    ev_signal_stop(srv->loop, &srv->sigint);
-    ev_signal_stop(srv->loop, &srv->sighup);
+    conn_loop_destroy(&srv->conns);
     ev_timer_stop(srv->loop, &srv->shutdown_timer);
     ev_timer_stop(srv->loop, &srv->housekeeping);
-    free(srv->slots);
-    free(srv->free_slots);
-    srv->slots = NULL;
-    srv->free_slots = NULL;
     ip_table_free(&srv->ips);
 }

@@ -1,6 +1,7 @@
 /* TLS over non-blocking sockets. Every OpenSSL call starts with a clean error queue and ends in
- * SSL_get_error, whose answer becomes EAGAIN (with what the operation waits for in
- * c->io_wants), 0 for the end of the stream, or EPROTO after a log line with OpenSSL's reason. */
+ * SSL_get_error, whose answer becomes EAGAIN (with what the operation waits for in t->wants),
+ * 0 for the end of the stream, or EPROTO with OpenSSL's reason in t->error for the connection
+ * to log. */
 #include "tls.h"
 
 #include <errno.h>
@@ -15,8 +16,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "conn.h"
-#include "log.h"
 
 /* For TLS 1.2 clients: ECDHE key exchange and AEAD ciphers only (Mozilla's "intermediate"
  * profile). TLS 1.3's suites are OpenSSL's defaults, all of which qualify. */
@@ -143,49 +142,50 @@ void tls_context_unref(struct tls_context *t)
 
 /* ---- the transport ------------------------------------------------------------------------- */
 
-int tls_attach(struct conn *c, struct tls_context *t)
+int tls_attach(struct tio *io, struct tls_context *t)
 {
     SSL *ssl = SSL_new(t->ctx[0]);
     if (!ssl) return -1;
-    if (SSL_set_fd(ssl, c->fd) != 1) {
+    if (SSL_set_fd(ssl, io->fd) != 1) {
         SSL_free(ssl);
         return -1;
     }
     SSL_set_accept_state(ssl);
-    c->tls = ssl;
-    c->tls_ctx = t;
+    io->tls = ssl;
+    io->tls_ctx = t;
     t->refs++;
-    c->tr = &transport_tls;
+    io->ops = &transport_tls;
     return 0;
 }
 
-bool tls_handshake_done(const struct conn *c) { return SSL_is_init_finished(c->tls); }
-
-/* A failed TLS operation: one log line saying why, then EPROTO. */
-static ssize_t tls_failed(struct conn *c, SSL *ssl)
+bool tls_handshake_done(const struct tio *io)
 {
-    char ip[INET6_ADDRSTRLEN];
-    conn_format_ip(c, ip, sizeof ip);
+    return !io->tls || SSL_is_init_finished(io->tls);
+}
+
+/* A failed TLS operation: the reason for the connection's log line, then EPROTO. OpenSSL's
+ * reason strings are static, so the pointer stays good. */
+static ssize_t tls_failed(struct tio *io)
+{
     const char *reason = openssl_reason("protocol error");
-    bool http = strcmp(reason, "http request") == 0;
-    log_info("conn %llu %s: TLS %s: %s%s", (unsigned long long)c->id, ip,
-             SSL_is_init_finished(ssl) ? "error" : "handshake failed", reason,
-             http ? " (plain HTTP or ws:// sent to a TLS port)" : "");
+    io->error = strcmp(reason, "http request") == 0
+                    ? "http request (plain HTTP or ws:// sent to a TLS port)"
+                    : reason;
     ERR_clear_error();
     errno = EPROTO;
     return -1;
 }
 
 /* Maps a failed SSL_read or SSL_write to the transport's results. */
-static ssize_t tls_result(struct conn *c, SSL *ssl, int rc, int wants_other)
+static ssize_t tls_result(struct tio *io, SSL *ssl, int rc, int wants_other)
 {
     switch (SSL_get_error(ssl, rc)) {
     case SSL_ERROR_WANT_READ:
-        if (wants_other == IO_WRITE_WANTS_READ) c->io_wants |= IO_WRITE_WANTS_READ;
+        if (wants_other == IO_WRITE_WANTS_READ) io->wants |= IO_WRITE_WANTS_READ;
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_WANT_WRITE:
-        if (wants_other == IO_READ_WANTS_WRITE) c->io_wants |= IO_READ_WANTS_WRITE;
+        if (wants_other == IO_READ_WANTS_WRITE) io->wants |= IO_READ_WANTS_WRITE;
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_ZERO_RETURN: return 0; /* close_notify (or EOF: IGNORE_UNEXPECTED_EOF) */
@@ -193,26 +193,26 @@ static ssize_t tls_result(struct conn *c, SSL *ssl, int rc, int wants_other)
         ERR_clear_error();
         if (errno == 0) errno = ECONNRESET;
         return -1;
-    default: return tls_failed(c, ssl);
+    default: return tls_failed(io);
     }
 }
 
-static ssize_t tls_read(struct conn *c, void *buf, size_t len)
+static ssize_t tls_read(struct tio *io, void *buf, size_t len)
 {
-    SSL *ssl = c->tls;
+    SSL *ssl = io->tls;
     ERR_clear_error();
     errno = 0;
     int n = SSL_read(ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
     if (n > 0) return n;
-    return tls_result(c, ssl, n, IO_READ_WANTS_WRITE);
+    return tls_result(io, ssl, n, IO_READ_WANTS_WRITE);
 }
 
 /* Small frames are gathered into one buffer first, so they share TLS records instead of paying
  * for one each. After EAGAIN the send queue offers the same bytes again, from its head, as
  * OpenSSL requires (the moving-buffer mode allows another address). */
-static ssize_t tls_writev(struct conn *c, const struct iovec *iov, int n)
+static ssize_t tls_writev(struct tio *io, const struct iovec *iov, int n)
 {
-    SSL *ssl = c->tls;
+    SSL *ssl = io->tls;
     unsigned char gather[16384];
     const void *p = iov[0].iov_base;
     size_t len = iov[0].iov_len;
@@ -230,31 +230,31 @@ static ssize_t tls_writev(struct conn *c, const struct iovec *iov, int n)
     errno = 0;
     int w = SSL_write(ssl, p, len > INT_MAX ? INT_MAX : (int)len);
     if (w > 0) return w;
-    return tls_result(c, ssl, w, IO_WRITE_WANTS_READ);
+    return tls_result(io, ssl, w, IO_WRITE_WANTS_READ);
 }
 
-static bool tls_pending(const struct conn *c)
+static bool tls_pending(const struct tio *io)
 {
-    return SSL_pending(c->tls) > 0 || SSL_has_pending(c->tls);
+    return SSL_pending(io->tls) > 0 || SSL_has_pending(io->tls);
 }
 
-static void tls_shutdown(struct conn *c)
+static void tls_shutdown(struct tio *io)
 {
     /* close_notify, best effort: a socket too full for it is closing anyway. */
     ERR_clear_error();
-    if (SSL_is_init_finished(c->tls)) SSL_shutdown(c->tls);
+    if (SSL_is_init_finished(io->tls)) SSL_shutdown(io->tls);
     ERR_clear_error();
-    shutdown(c->fd, SHUT_WR);
+    shutdown(io->fd, SHUT_WR);
 }
 
-static void tls_close(struct conn *c)
+static void tls_close(struct tio *io)
 {
-    SSL_free(c->tls);
-    c->tls = NULL;
-    tls_context_unref(c->tls_ctx);
-    c->tls_ctx = NULL;
-    close(c->fd);
-    c->fd = -1;
+    SSL_free(io->tls);
+    io->tls = NULL;
+    tls_context_unref(io->tls_ctx);
+    io->tls_ctx = NULL;
+    close(io->fd);
+    io->fd = -1;
 }
 
 const struct transport transport_tls = { "tls", tls_read, tls_writev, tls_pending,

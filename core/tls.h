@@ -14,7 +14,6 @@
 #include "config.h"
 #include "transport.h"
 
-struct conn;
 struct tls_context;
 
 /* Builds a context from the certificate/key pairs (PEM files; a certificate file may hold its
@@ -24,12 +23,13 @@ struct tls_context *tls_context_new(const struct cfg_tls *certs, size_t count, c
                                     size_t errlen);
 void tls_context_unref(struct tls_context *ctx);
 
-/* Makes c, just accepted on its socket, a TLS connection: the handshake runs within its first
- * reads. Takes a reference to ctx. Returns 0, or -1 when out of memory. */
-int tls_attach(struct conn *c, struct tls_context *ctx);
+/* Makes io, a plain TCP stream just accepted (tio_init_tcp), speak TLS: the handshake runs
+ * within its first reads. Takes a reference to ctx. Returns 0, or -1 when out of memory (io
+ * is then still plain TCP). */
+int tls_attach(struct tio *io, struct tls_context *ctx);
 
-/* True once c's TLS handshake has completed. */
-bool tls_handshake_done(const struct conn *c);
+/* True once io's TLS handshake has completed, or when io is not TLS. */
+bool tls_handshake_done(const struct tio *io);
 
 extern const struct transport transport_tls;
 

@@ -2,8 +2,7 @@
 #include "watchdog.h"
 
 #include <errno.h>
-#include <stdbool.h>
-#include <time.h>
+#include <string.h>
 #include <unistd.h>
 
 /* Ticks in a row that find no call running and none begun since the tick before, after which
@@ -12,71 +11,75 @@
  * timer_settime, which in a VM is a trap to the hypervisor. */
 #define IDLE_TICKS 2
 
-struct wd_state wd_state;
-
-static void (*overrun)(void);
-static timer_t timer;
-static bool started;
-/* The handler's own: the call seen at the last tick, the number the next call would have
- * had then, and the idle ticks in a row. */
-static int seen, seen_next, idle;
-
-static void set_timer(long ns)
+static int set_timer(struct watchdog *wd, long ns)
 {
     struct itimerspec its = { .it_interval = { 0, ns }, .it_value = { 0, ns } };
-    timer_settime(timer, 0, &its, NULL);
+    return timer_settime(wd->timer, 0, &its, NULL);
 }
 
-void wd_arm(void)
+int wd_arm(struct watchdog *wd)
 {
-    wd_state.armed = 1;
-    set_timer(WD_TICK_NS);
+    wd->armed = 1;
+    if (set_timer(wd, WD_TICK_NS) == 0) return 0;
+    wd->armed = 0;
+    return -1;
 }
 
-static void disarm(void)
+static void disarm(struct watchdog *wd)
 {
-    wd_state.armed = 0;
-    set_timer(0);
+    wd->armed = 0;
+    set_timer(wd, 0); /* timer_settime is async-signal-safe */
 }
 
-static void on_tick(int sig)
+static void on_tick(int sig, siginfo_t *si, void *uctx)
 {
     (void)sig;
+    (void)uctx;
+    /* Only our timers send SIGRTMIN with a value; anything else (a stray kill) is ignored. */
+    if (si->si_code != SI_TIMER) return;
+    struct watchdog *wd = si->si_value.sival_ptr;
+    if (!wd || !wd->started) return;
     int saved = errno;
-    int now = wd_state.call, next = wd_state.next;
-    bool began = next != seen_next;
-    seen_next = next;
+    int now = wd->call, next = wd->next;
+    bool began = next != wd->seen_next;
+    wd->seen_next = next;
     if (now == 0) {
-        seen = 0;
-        if (began) idle = 0;
-        else if (++idle >= IDLE_TICKS) {
-            idle = 0;
-            disarm(); /* timer_settime is async-signal-safe */
+        wd->seen = 0;
+        if (began) wd->idle = 0;
+        else if (++wd->idle >= IDLE_TICKS) {
+            wd->idle = 0;
+            disarm(wd);
         }
     } else {
-        idle = 0;
-        if (now == seen) overrun(); /* the same call as a tick ago */
-        seen = now;
+        wd->idle = 0;
+        if (now == wd->seen) wd->overrun(wd->ctx); /* the same call as a tick ago */
+        wd->seen = now;
     }
     errno = saved;
 }
 
-int wd_start(void (*on_overrun)(void))
+int wd_start(struct watchdog *wd, void (*on_overrun)(void *ctx), void *ctx)
 {
-    if (started) return 0;
-    overrun = on_overrun;
-    struct sigaction sa = { .sa_handler = on_tick, .sa_flags = SA_RESTART };
+    memset(wd, 0, sizeof *wd);
+    wd->overrun = on_overrun;
+    wd->ctx = ctx;
+    struct sigaction sa = { .sa_sigaction = on_tick, .sa_flags = SA_RESTART | SA_SIGINFO };
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGRTMIN, &sa, NULL) < 0) return -1;
-    /* To this thread, whatever threads a library may start. */
-    struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGRTMIN };
+    /* To this thread, whatever threads a library may start; the value says which watchdog. */
+    struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGRTMIN,
+                            .sigev_value.sival_ptr = wd };
     sev._sigev_un._tid = gettid();
-    if (timer_create(CLOCK_MONOTONIC, &sev, &timer) < 0) {
-        int e = errno;
-        signal(SIGRTMIN, SIG_DFL);
-        errno = e;
-        return -1;
-    }
-    started = true;
+    if (timer_create(CLOCK_MONOTONIC, &sev, &wd->timer) < 0) return -1;
+    wd->started = true;
     return 0;
+}
+
+void wd_stop(struct watchdog *wd)
+{
+    if (!wd->started) return;
+    /* Deleting the timer also discards a tick already queued for it (Linux frees the timer's
+     * preallocated signal), so the handler cannot see this watchdog after it is gone. */
+    wd->started = false;
+    timer_delete(wd->timer);
 }

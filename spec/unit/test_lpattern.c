@@ -913,11 +913,11 @@ static bool count_steps(lua_State *L, size_t steps)
     return steps_limit == 0 || steps_total <= steps_limit;
 }
 
-static void meter_reset(size_t limit)
+static void meter_reset(lua_State *L, size_t limit)
 {
     steps_total = steps_calls = steps_largest = 0;
     steps_limit = limit;
-    lpat_set_charge(count_steps);
+    lpat_set_charge(L, count_steps);
 }
 
 static double seconds_now(void)
@@ -958,7 +958,7 @@ Test(lpattern, budget_stops_runaway_patterns)
 {
     for (size_t i = 0; i < N(runaways); i++) {
         lua_State *L = new_state();
-        meter_reset(10u * 1000 * 1000);
+        meter_reset(L, 10u * 1000 * 1000);
         double t0 = seconds_now();
         const char *err = run_lua(L, runaways[i].src);
         double took = seconds_now() - t0;
@@ -976,7 +976,7 @@ Test(lpattern, budget_stops_runaway_patterns)
 Test(lpattern, charge_is_paid_in_small_instalments)
 {
     lua_State *L = new_state();
-    meter_reset(2u * 1000 * 1000);
+    meter_reset(L, 2u * 1000 * 1000);
     cr_assert_not_null(run_lua(L, "string.xfind(('a'):rep(5000), '.-.-.-.-b')"));
     cr_expect_gt(steps_calls, 2u * 1000 * 1000 / (2 * LPAT_CHARGE_EVERY));
     cr_expect_leq(steps_largest, 2 * LPAT_CHARGE_EVERY, "one instalment of %zu steps",
@@ -994,7 +994,7 @@ static bool raise_at_once(lua_State *L, size_t steps)
 Test(lpattern, charge_function_may_raise)
 {
     lua_State *L = new_state();
-    lpat_set_charge(raise_at_once);
+    lpat_set_charge(L, raise_at_once);
     const char *err = run_lua(L, "string.xfind(('a'):rep(5000), '.-.-.-.-b')");
     cr_assert_not_null(err);
     cr_expect(strstr(err, "budget says no") != NULL, "error: %s", err);
@@ -1008,7 +1008,7 @@ Test(lpattern, charge_function_may_raise)
 Test(lpattern, no_charge_function_charges_nothing)
 {
     lua_State *L = new_state();
-    lpat_set_charge(NULL);
+    lpat_set_charge(L, NULL);
     cr_expect_null(run_lua(L, "assert(string.xfind(('a'):rep(1000) .. 'b', '.-b') == 1)"));
     lua_close(L);
 }
@@ -1018,7 +1018,7 @@ Test(lpattern, no_charge_function_charges_nothing)
 Test(lpattern, deep_recursion_raises)
 {
     lua_State *L = new_state();
-    meter_reset(0);
+    meter_reset(L, 0);
     static const char *const deep[] = {
         "string.xfind(('a'):rep(100000), ('a?'):rep(100000))",
         "string.xmatch(('a'):rep(100000), ('.-a'):rep(50000))",
@@ -1039,15 +1039,15 @@ Test(lpattern, deep_recursion_raises)
 Test(lpattern, plain_find_is_charged)
 {
     lua_State *L = new_state();
-    meter_reset(0);
+    meter_reset(L, 0);
     cr_assert_null(run_lua(L, "S = ('a'):rep(1000000)"));
     cr_assert_null(run_lua(L, "assert(string.xfind(S, 'b', 1, true) == nil)"));
     cr_expect_geq(steps_total, 1000000u);
-    meter_reset(0);
+    meter_reset(L, 0);
     cr_assert_null(run_lua(L, "assert(string.xfind(S .. 'b', 'ab') == 1000000)"));
     cr_expect_geq(steps_total, 1000000u);
     /* A pattern search over the same subject is charged for at least a step per position. */
-    meter_reset(0);
+    meter_reset(L, 0);
     cr_assert_null(run_lua(L, "assert(string.xfind(S, '%d') == nil)"));
     cr_expect_geq(steps_total, 1000000u);
     lua_close(L);
@@ -1058,7 +1058,7 @@ Test(lpattern, plain_find_is_charged)
 Test(lpattern, plain_find_over_budget_raises)
 {
     lua_State *L = new_state();
-    meter_reset(1000);
+    meter_reset(L, 1000);
     const char *err = run_lua(L, "string.xfind(('a'):rep(100000), ('a'):rep(500) .. 'b', 1, true)");
     cr_assert_not_null(err);
     cr_expect(strstr(err, "exceeded the instruction budget") != NULL, "error: %s", err);
@@ -1069,7 +1069,7 @@ Test(lpattern, plain_find_over_budget_raises)
 Test(lpattern, gmatch_pays_per_iteration)
 {
     lua_State *L = new_state();
-    meter_reset(0);
+    meter_reset(L, 0);
     cr_assert_null(run_lua(L, "IT = string.xgmatch('a b c', '%a')"));
     size_t before = steps_total;
     cr_assert_null(run_lua(L, "assert(IT() == 'a')"));
@@ -1108,7 +1108,7 @@ Test(lpattern, method_calls_and_coroutines)
     lua_getglobal(L, "string");
     lpat_install(L);
     lua_pop(L, 1);
-    meter_reset(0);
+    meter_reset(L, 0);
     cr_expect_null(run_lua(L, "assert(('hello'):find('l+') == 3)\n"
                               "local it = ('a1b2'):gmatch('%d')\n"
                               "local co = coroutine.wrap(function() return it() end)\n"

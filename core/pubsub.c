@@ -1,0 +1,115 @@
+/* Pub/sub membership and fan-out: see pubsub.h. */
+#include "pubsub.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "ws_frame.h"
+
+void ps_init(struct pubsub *ps, struct counters *counters, size_t max_subscriptions)
+{
+    memset(ps, 0, sizeof *ps);
+    ps->counters = counters;
+    ps->max_subscriptions = max_subscriptions;
+}
+
+void ps_set_engine(struct pubsub *ps, const struct ps_engine *engine, void *ctx)
+{
+    ps->engine = engine;
+    ps->engine_ctx = ctx;
+}
+
+void ps_free(struct pubsub *ps) { topic_table_free(&ps->topics); }
+
+int ps_subscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t len)
+{
+    struct topic_set *set = conn_topics(c);
+    if (ps->max_subscriptions && set->count >= ps->max_subscriptions) return PS_E_LIMIT;
+    bool first = ps->engine && !topic_find(&ps->topics, topic, len);
+    int rc = topic_subscribe(&ps->topics, set, c, topic, len);
+    if (rc < 0) return PS_E_NOMEM;
+    if (rc == 1 && first && ps->engine->first_subscriber)
+        ps->engine->first_subscriber(ps->engine_ctx, topic, len);
+    return rc;
+}
+
+/* Tells the engine about topics that c's leaving empties, before they are gone. */
+static void tell_last(struct pubsub *ps, const struct topic *t)
+{
+    if (ps->engine && ps->engine->last_subscriber && t->count == 1)
+        ps->engine->last_subscriber(ps->engine_ctx, t->name, t->name_len);
+}
+
+int ps_unsubscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t len)
+{
+    struct topic_set *set = conn_topics(c);
+    if (ps->engine) {
+        for (uint32_t i = 0; i < set->count; i++) {
+            const struct topic *t = set->refs[i].topic;
+            if (t->name_len == len && memcmp(t->name, topic, len) == 0) {
+                tell_last(ps, t);
+                break;
+            }
+        }
+    }
+    return topic_unsubscribe(&ps->topics, set, topic, len);
+}
+
+void ps_leave_all(struct pubsub *ps, struct conn *c)
+{
+    struct topic_set *set = conn_topics(c);
+    if (ps->engine)
+        for (uint32_t i = 0; i < set->count; i++) tell_last(ps, set->refs[i].topic);
+    topic_leave_all(&ps->topics, set);
+}
+
+size_t ps_subscribers(const struct pubsub *ps, const char *topic, size_t len)
+{
+    const struct topic *t = topic_find(&ps->topics, topic, len);
+    return t ? t->count : 0;
+}
+
+int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *frame,
+               size_t *sent)
+{
+    *sent = 0;
+    const struct topic *t = topic_find(&ps->topics, topic, len);
+    if (!t) return 0;
+    /* A send can end a connection (a slow consumer past its limit), which ends its
+     * subscriptions and so changes the member array: walk a copy. Connections are only freed
+     * between events, so the pointers in the copy stay valid. */
+    uint32_t n = t->count;
+    struct conn *local[256];
+    struct conn **members = n <= 256 ? local : malloc(n * sizeof *members);
+    if (!members) return PS_E_NOMEM;
+    for (uint32_t i = 0; i < n; i++) members[i] = t->members[i].member;
+    size_t count = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (conn_send_shared(members[i], frame) != CONN_CLOSED) count++;
+    if (members != local) free(members);
+    ps->counters->deliveries += count;
+    *sent = count;
+    return 0;
+}
+
+int ps_publish(struct pubsub *ps, const char *topic, size_t len, const void *data,
+               size_t data_len, bool binary, size_t *sent)
+{
+    *sent = 0;
+    ps->counters->publishes++;
+    bool local = topic_find(&ps->topics, topic, len) != NULL;
+    if (!local && !ps->engine) return 0; /* nobody to frame it for */
+    struct obuf *frame = obuf_new(WS_FRAME_MAX_SERVER_HEADER + data_len);
+    if (!frame) return PS_E_NOMEM;
+    frame->len = ws_frame_build_header(frame->data, true, 0, binary ? WS_OP_BINARY : WS_OP_TEXT,
+                                       data_len);
+    memcpy(frame->data + frame->len, data, data_len);
+    frame->len += data_len;
+    int rc = local ? ps_deliver(ps, topic, len, frame, sent) : 0;
+    if (ps->engine && ps->engine->publish &&
+        ps->engine->publish(ps->engine_ctx, topic, len, frame) < 0 && rc == 0)
+        rc = PS_E_REMOTE;
+    obuf_unref(frame);
+    return rc;
+}

@@ -1,0 +1,51 @@
+/* A loop context: everything one event loop needs, owned in one place. The loop, the counters,
+ * the sandbox runtime (watchdog and the running call), the server (listeners, admission,
+ * connections, mounts) and the apps mounted on it, each in its own Lua state.
+ *
+ * Nothing here is shared with another worker, so several can live in one process, one per
+ * thread or (in tests) several on one thread. The order of worker_init, then the apps, then
+ * listening, is the order a thread per core will follow: the watchdog must be started on the
+ * thread that runs the Lua calls, before the first of them (the apps' main chunks). */
+#ifndef MOONWIRE_WORKER_H
+#define MOONWIRE_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <ev.h>
+
+#include "config.h"
+#include "counters.h"
+#include "lua_bridge.h"
+#include "sandbox.h"
+#include "server.h"
+
+struct worker {
+    struct ev_loop *loop;
+    const struct config *cfg;
+    struct counters counters;
+    struct sb_runtime rt;
+    struct lb_env env;
+    struct server srv;
+    struct lb_app *apps[CFG_MAX_APPS];
+    size_t napps;
+};
+
+/* Prepares w on loop with cfg (which must outlive it), on the thread that will run the loop:
+ * starts the sandbox watchdog (a failure is logged as an error: Lua then runs with the
+ * instruction counter always on) and the server, without listeners. Returns 0, or -1 with a
+ * message in err. */
+int worker_init(struct worker *w, struct ev_loop *loop, const struct config *cfg, char *err,
+                size_t errlen);
+
+/* Loads the config's apps, each in its own sandbox, and mounts them. Returns 0, or -1 with a
+ * message naming the app in err. */
+int worker_load_apps(struct worker *w, char *err, size_t errlen);
+
+/* Reloads every app and the listeners' certificates (SIGHUP), or only the app given. */
+void worker_reload(struct worker *w, struct lb_app *only);
+
+/* Frees everything: connections first (their apps hear the close), then the apps. */
+void worker_destroy(struct worker *w);
+
+#endif

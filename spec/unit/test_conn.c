@@ -1,0 +1,324 @@
+/* Tests for the connection layer (core/conn.h) on its own: real connections over socketpairs,
+ * a stub server (struct conn_host) and a stub app (struct conn_handler) that record what they
+ * are told. No server, no Lua: what the connection promises the layers above is checked at the
+ * seam itself. Each test runs the loop without blocking (EVRUN_NOWAIT), so the prepare watcher
+ * that flushes and sweeps runs as it would before the loop blocks. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "conn.h"
+#include "sockpeer.h"
+
+/* ---- the stubs ------------------------------------------------------------------------------- */
+
+struct stub {
+    struct ev_loop *loop;
+    struct cfg_limits limits;
+    struct counters counters;
+    struct conn_loop cl;
+    int fds[2];
+    struct conn *c;
+
+    /* What the callbacks saw. */
+    int routes, upgrades, opens, batches, messages, ended, closes, drains, gones, freed;
+    unsigned close_code;
+    char received[1024]; /* messages joined with '|' */
+    size_t sizes[16];    /* batch sizes, in order */
+
+    /* What they do. */
+    int refuse_with;     /* route refuses with this status */
+    bool close_in_batch; /* the messages callback closes the connection with 4001 */
+    size_t flood;        /* the open callback sends this many 16 KiB messages */
+    int last_send;       /* what the last of them returned */
+};
+
+static int stub_route(void *ctx, struct conn *c, const struct hs_upgrade *up, bool upgrade,
+                      struct conn_route *r);
+static void stub_freed(void *ctx, struct conn *c)
+{
+    (void)c;
+    ((struct stub *)ctx)->freed++;
+}
+static const struct conn_host stub_host = { stub_route, stub_freed };
+
+static void on_upgrade(void *ctx, struct conn *c, const struct http_request *req,
+                       const struct hs_upgrade *up, struct conn_verdict *v)
+{
+    (void)c;
+    (void)req;
+    (void)up;
+    (void)v; /* zeroed: accept */
+    ((struct stub *)ctx)->upgrades++;
+}
+
+static int on_open(void *ctx, struct conn *c)
+{
+    struct stub *s = ctx;
+    s->opens++;
+    static uint8_t big[16 * 1024];
+    for (size_t i = 0; i < s->flood; i++) s->last_send = conn_send_message(c, big, sizeof big, true);
+    return 0;
+}
+
+static int on_messages(void *ctx, struct conn *c, const struct conn_message *msgs, size_t n)
+{
+    struct stub *s = ctx;
+    if (s->batches < 16) s->sizes[s->batches] = n;
+    s->batches++;
+    for (size_t i = 0; i < n && conn_is_open(c); i++) {
+        s->messages++;
+        size_t used = strlen(s->received);
+        snprintf(s->received + used, sizeof s->received - used, "%s%.*s", used ? "|" : "",
+                 (int)msgs[i].len, (const char *)msgs[i].data);
+        if (s->close_in_batch) conn_close(c, 4001, "enough", 6);
+    }
+    return 0;
+}
+
+static void on_ended(void *ctx, struct conn *c)
+{
+    (void)c;
+    ((struct stub *)ctx)->ended++;
+}
+
+static void on_close(void *ctx, struct conn *c, unsigned code, const char *reason, size_t len)
+{
+    (void)c;
+    (void)reason;
+    (void)len;
+    struct stub *s = ctx;
+    s->closes++;
+    s->close_code = code;
+}
+
+static void on_drain(void *ctx, struct conn *c)
+{
+    (void)c;
+    ((struct stub *)ctx)->drains++;
+}
+
+static void on_gone(void *ctx, struct conn *c)
+{
+    struct stub *s = ctx;
+    s->gones++;
+    if (s->c == c) s->c = NULL;
+}
+
+static const struct conn_handler stub_handler = { on_upgrade, on_open, on_messages, on_ended,
+                                                  on_close, on_drain, on_gone };
+
+static int stub_route(void *ctx, struct conn *c, const struct hs_upgrade *up, bool upgrade,
+                      struct conn_route *r)
+{
+    (void)c;
+    (void)up;
+    (void)upgrade;
+    struct stub *s = ctx;
+    s->routes++;
+    if (s->refuse_with) {
+        r->why = "refused by the stub";
+        r->reason = CTR_REFUSED_NOT_FOUND;
+        return s->refuse_with;
+    }
+    r->handler = &stub_handler;
+    r->ctx = s;
+    return 0;
+}
+
+static void stub_start(struct stub *s)
+{
+    memset(s, 0, sizeof *s);
+    s->loop = ev_loop_new(EVFLAG_AUTO);
+    cr_assert_not_null(s->loop);
+    s->limits = (struct cfg_limits){ .max_message = 1 << 20, .max_header_bytes = 16384,
+                                     .max_headers = 64, .handshake_timeout = 5,
+                                     .idle_timeout = 60, .close_timeout = 5,
+                                     .send_buffer = 64 * 1024, .max_send_buffer = 64 << 20 };
+    conn_loop_init(&s->cl, s->loop, &s->limits, &s->counters, &stub_host, s);
+    peer_pair(s->fds);
+    union conn_addr a = peer_addr();
+    s->c = conn_new(&s->cl, s->fds[0], &a, NULL);
+    cr_assert_not_null(s->c);
+}
+
+static void stub_stop(struct stub *s)
+{
+    conn_loop_destroy(&s->cl);
+    ev_loop_destroy(s->loop);
+    close(s->fds[1]);
+}
+
+/* Sends the upgrade request and reads the 101. */
+static void stub_open(struct stub *s)
+{
+    peer_write(s->fds[1], peer_upgrade_request, sizeof peer_upgrade_request - 1);
+    char head[1024];
+    peer_read_head(s->fds[1], s->loop, head, sizeof head);
+    cr_assert(strncmp(head, "HTTP/1.1 101 ", 13) == 0, "response: %s", head);
+    cr_assert_eq(s->opens, 1);
+}
+
+/* ---- the tests ------------------------------------------------------------------------------- */
+
+Test(conn, handshake_reaches_the_handler_and_opens)
+{
+    struct stub s;
+    stub_start(&s);
+    cr_expect_eq(conn_count(&s.cl), 1);
+    stub_open(&s);
+    cr_expect_eq(s.routes, 1);
+    cr_expect_eq(s.upgrades, 1);
+    cr_expect(conn_is_established(s.c));
+    cr_expect_str_eq(conn_path(s.c), "/chat");
+    cr_expect_eq(conn_find(&s.cl, conn_slot(s.c), conn_id(s.c)), s.c);
+    cr_expect_null(conn_find(&s.cl, conn_slot(s.c), conn_id(s.c) + 1), "a stale id finds nothing");
+    cr_expect_eq(s.counters.opened, 1);
+    cr_expect_gt(s.counters.bytes_in, 100);
+    stub_stop(&s);
+    cr_expect_eq(s.gones, 1, "destroying the loop frees the connection");
+    cr_expect_eq(s.freed, 1);
+}
+
+Test(conn, a_refused_route_is_answered_and_counted)
+{
+    struct stub s;
+    stub_start(&s);
+    s.refuse_with = 404;
+    peer_write(s.fds[1], peer_upgrade_request, sizeof peer_upgrade_request - 1);
+    char head[1024];
+    peer_read_head(s.fds[1], s.loop, head, sizeof head);
+    cr_expect(strncmp(head, "HTTP/1.1 404 ", 13) == 0, "response: %s", head);
+    cr_expect_eq(s.upgrades, 0);
+    cr_expect_eq(s.counters.refused[CTR_REFUSED_NOT_FOUND], 1);
+    stub_stop(&s);
+}
+
+Test(conn, the_messages_of_one_read_arrive_as_one_batch_in_order)
+{
+    struct stub s;
+    stub_start(&s);
+    stub_open(&s);
+    uint8_t buf[256];
+    size_t n = peer_frame(buf, WS_OP_TEXT, "one", 3);
+    n += peer_frame(buf + n, WS_OP_TEXT, "two", 3);
+    n += peer_frame(buf + n, WS_OP_BINARY, "three", 5);
+    peer_write(s.fds[1], buf, n);
+    peer_pump(s.loop, 3);
+    cr_expect_eq(s.batches, 1, "one call for the whole read, not one per message");
+    cr_expect_eq(s.sizes[0], 3);
+    cr_expect_str_eq(s.received, "one|two|three");
+    cr_expect_eq(s.counters.messages_in, 3);
+    stub_stop(&s);
+}
+
+Test(conn, a_close_handshake_reports_the_code_then_frees)
+{
+    struct stub s;
+    stub_start(&s);
+    stub_open(&s);
+    const uint8_t close_payload[] = { 0x03, 0xE8, 'b', 'y', 'e' }; /* 1000 "bye" */
+    peer_send(s.fds[1], WS_OP_CLOSE, close_payload, sizeof close_payload);
+    uint8_t payload[128];
+    size_t len;
+    unsigned op = peer_read_frame(s.fds[1], s.loop, payload, sizeof payload, &len);
+    cr_expect_eq(op, WS_OP_CLOSE);
+    cr_expect_eq(peer_close_code(payload, len), 1000, "the code is echoed");
+    cr_expect_eq(s.ended, 1);
+    cr_expect_eq(s.closes, 1);
+    cr_expect_eq(s.close_code, 1000);
+    cr_expect_eq(s.counters.closed[ctr_close_index(1000)], 1);
+    /* The server half-closed; our FIN ends the linger and the connection is freed. */
+    cr_expect_eq(peer_read(s.fds[1], s.loop, payload, sizeof payload), 0, "FIN after the close");
+    shutdown(s.fds[1], SHUT_WR);
+    peer_pump(s.loop, 3);
+    cr_expect_eq(s.gones, 1);
+    cr_expect_eq(s.freed, 1);
+    cr_expect_eq(conn_count(&s.cl), 0);
+    stub_stop(&s);
+}
+
+Test(conn, a_peer_that_vanishes_is_reported_as_1006_and_freed)
+{
+    struct stub s;
+    stub_start(&s);
+    stub_open(&s);
+    close(s.fds[1]);
+    s.fds[1] = socket(AF_UNIX, SOCK_STREAM, 0); /* for stub_stop to close */
+    peer_pump(s.loop, 3);
+    cr_expect_eq(s.ended, 1);
+    cr_expect_eq(s.closes, 1);
+    cr_expect_eq(s.close_code, 1006);
+    cr_expect_eq(s.gones, 1);
+    cr_expect_eq(s.freed, 1);
+    cr_expect_eq(conn_count(&s.cl), 0);
+    stub_stop(&s);
+}
+
+Test(conn, backpressure_pauses_reading_and_the_drain_resumes_it)
+{
+    struct stub s;
+    stub_start(&s);
+    /* 64 messages of 16 KiB: far past send_buffer (64 KiB) and what the socket takes. */
+    int small = 16 * 1024;
+    setsockopt(s.fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    setsockopt(s.fds[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    s.flood = 64;
+    stub_open(&s);
+    peer_pump(s.loop, 3);
+    cr_expect_eq(s.last_send, CONN_BACKPRESSURE, "sends report backpressure");
+    cr_expect(s.c->paused & PAUSE_BACKPRESSURE, "reading is paused");
+    cr_expect_eq(s.counters.backpressure_pauses, 1);
+    /* While paused, a message from the client waits in the socket. */
+    peer_send(s.fds[1], WS_OP_TEXT, "late", 4);
+    peer_pump(s.loop, 3);
+    cr_expect_eq(s.messages, 0, "nothing is read while paused");
+    /* The client reads everything: the queue empties, the app hears drain, reading resumes. */
+    uint8_t payload[16 * 1024];
+    for (int i = 0; i < 64; i++) {
+        size_t len;
+        cr_assert_eq(peer_read_frame(s.fds[1], s.loop, payload, sizeof payload, &len),
+                     WS_OP_BINARY);
+        cr_assert_eq(len, sizeof payload);
+    }
+    peer_pump(s.loop, 3);
+    cr_expect_eq(s.drains, 1);
+    cr_expect_eq(s.c->paused, 0);
+    cr_expect_str_eq(s.received, "late", "the waiting message is read after the pause");
+    cr_expect_eq(s.counters.messages_out, 64);
+    cr_expect_geq(s.counters.bytes_out, 64u * 16 * 1024);
+    stub_stop(&s);
+}
+
+Test(conn, a_callback_may_close_the_connection_inside_a_batch)
+{
+    struct stub s;
+    stub_start(&s);
+    s.close_in_batch = true;
+    stub_open(&s);
+    uint8_t buf[256];
+    size_t n = peer_frame(buf, WS_OP_TEXT, "a", 1);
+    n += peer_frame(buf + n, WS_OP_TEXT, "b", 1);
+    n += peer_frame(buf + n, WS_OP_TEXT, "c", 1);
+    peer_write(s.fds[1], buf, n);
+    uint8_t payload[128];
+    size_t len;
+    cr_expect_eq(peer_read_frame(s.fds[1], s.loop, payload, sizeof payload, &len), WS_OP_CLOSE);
+    cr_expect_eq(peer_close_code(payload, len), 4001);
+    cr_expect_str_eq(s.received, "a", "nothing after the close reaches the app");
+    cr_expect_eq(s.batches, 1);
+    /* More frames after our close are discarded; the peer's close ends it. */
+    peer_send(s.fds[1], WS_OP_TEXT, "d", 1);
+    const uint8_t close_payload[] = { 0x0F, 0xA1 }; /* 4001 */
+    peer_send(s.fds[1], WS_OP_CLOSE, close_payload, sizeof close_payload);
+    shutdown(s.fds[1], SHUT_WR);
+    peer_pump(s.loop, 5);
+    cr_expect_str_eq(s.received, "a");
+    cr_expect_eq(s.closes, 1);
+    cr_expect_eq(s.close_code, 4001);
+    cr_expect_eq(s.freed, 1);
+    stub_stop(&s);
+}
