@@ -52,6 +52,10 @@ limits = {
     max_send_buffer   = 16 << 20, -- bytes queued past which the reader is dropped with 1008
                                   -- "slow consumer".
     max_subscriptions = 1000,     -- topics one connection may be subscribed to.
+    max_buffered      = 256 << 20, -- bytes all clients may hold in unfinished incoming messages
+                                  -- (1013 "try again later" for the one that passes it) ...
+    max_buffered_per_ip = 64 << 20, -- ... and the clients of one address (1009). Keep it at
+                                  -- least max_message.
     shutdown_timeout  = 5,        -- seconds SIGTERM/SIGINT wait for clients to finish the
                                   -- close handshake before exiting.
 }

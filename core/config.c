@@ -39,6 +39,8 @@ void cfg_defaults(struct config *cfg)
         .send_buffer = 4 << 20,
         .max_send_buffer = 16 << 20,
         .max_subscriptions = 1000,
+        .max_buffered = 256 << 20,
+        .max_buffered_per_ip = 64 << 20,
         .shutdown_timeout = 5,
     };
     cfg->sandbox = (struct cfg_sandbox){ .instructions = 10000000, .memory = 64 << 20,
@@ -77,6 +79,8 @@ static const struct field limit_fields[] = {
     LIMIT(send_buffer, F_SIZE, 1, true),
     LIMIT(max_send_buffer, F_SIZE, 1, true),
     LIMIT(max_subscriptions, F_SIZE, 1, true),
+    LIMIT(max_buffered, F_SIZE, 1, true),
+    LIMIT(max_buffered_per_ip, F_SIZE, 1, true),
     LIMIT(shutdown_timeout, F_DOUBLE, 0, true),
     { NULL, 0, 0, 0, false, 0 },
 };

@@ -47,6 +47,8 @@ struct cfg_limits {
     size_t send_buffer;       /* queued bytes before backpressure and paused reading */
     size_t max_send_buffer;   /* queued bytes past which the client is dropped (1008) */
     size_t max_subscriptions; /* topics one connection may be subscribed to */
+    size_t max_buffered;      /* bytes of unfinished incoming messages, all clients (1013) */
+    size_t max_buffered_per_ip; /* the same, for the clients of one address (1009) */
     double shutdown_timeout;  /* seconds to drain on SIGTERM */
 };
 

@@ -30,6 +30,7 @@ static void conn_read(struct conn *c);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void flush_messages(struct conn *c);
 static void schedule(struct conn *c);
+static void release_message(struct conn *c);
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents);
 
 /* ---- the table ----------------------------------------------------------------------------- */
@@ -145,11 +146,11 @@ static void conn_free(struct conn *c)
 {
     struct conn_loop *cl = c->cl;
     conn_end_file(c);
+    release_message(c);
     if (c->handler) c->handler->gone(c->handler_ctx, c);
     detach(cl, c);
     cl->host->freed(cl->host_ctx, c);
     free(c->head);
-    free(c->msg);
     free(c->path);
     free(c->protocol);
     free(c->close_reason);
@@ -573,9 +574,7 @@ void conn_abort(struct conn *c) { conn_drop(c, "server shutting down"); }
 void conn_linger(struct conn *c)
 {
     c->state = CONN_LINGER;
-    free(c->msg);
-    c->msg = NULL;
-    c->msg_len = c->msg_cap = 0;
+    release_message(c);
     /* Whatever paused it, reading must go on: the peer's FIN is what ends the linger. */
     c->throttle_until = 0;
     resume_reading(c, PAUSE_BACKPRESSURE | PAUSE_THROTTLE);
@@ -590,9 +589,7 @@ void conn_close(struct conn *c, unsigned code, const char *reason, size_t reason
     c->state = CONN_CLOSING;
     send_close_frame(c, code, reason, reason_len);
     if (c->state == CONN_DEAD) return;
-    free(c->msg);
-    c->msg = NULL;
-    c->msg_len = c->msg_cap = 0;
+    release_message(c);
     conn_arm_timer(c, conn_limits(c)->close_timeout);
     conn_shut_write_if_done(c);
 }
@@ -659,6 +656,55 @@ static void deliver(struct conn *c, const uint8_t *data, size_t len, bool binary
     if (!batch || cl->nbatch == CONN_BATCH) flush_messages(c);
 }
 
+/* ---- messages arriving in pieces ---------------------------------------------------------- */
+
+/* A message that does not arrive whole in one read is gathered in a buffer of the connection's
+ * own, which grows by doubling. What those buffers hold in all, and for the clients of one
+ * address, is bounded by the server (conn_host.buffering): max_message alone would let many
+ * connections each pin a message just under it. */
+
+/* Tells the server the buffer is gone (its bytes are no longer pinned). */
+static void give_back_message_room(struct conn *c)
+{
+    if (!c->msg_cap) return;
+    struct conn_loop *cl = c->cl;
+    const char *why;
+    cl->host->buffering(cl->host_ctx, c, c->msg_cap, 0, &why);
+    c->msg_cap = 0;
+}
+
+static void release_message(struct conn *c)
+{
+    free(c->msg);
+    c->msg = NULL;
+    c->msg_len = 0;
+    give_back_message_room(c);
+}
+
+/* Makes room for need bytes. Returns false when the connection was failed instead (over a
+ * bound: 1009 or 1013 as the server says; out of memory: 1011). */
+static bool grow_message(struct conn *c, size_t need)
+{
+    size_t cap = c->msg_cap ? c->msg_cap : 4096;
+    while (cap < need) cap *= 2;
+    struct conn_loop *cl = c->cl;
+    const char *why = "";
+    int code = cl->host->buffering(cl->host_ctx, c, c->msg_cap, cap, &why);
+    if (code) {
+        conn_fail(c, (unsigned)code, why);
+        return false;
+    }
+    uint8_t *p = realloc(c->msg, cap);
+    if (!p) {
+        cl->host->buffering(cl->host_ctx, c, cap, c->msg_cap, &why);
+        conn_fail(c, WS_CLOSE_INTERNAL_ERROR, "out of memory for a fragmented message");
+        return false;
+    }
+    c->msg = p;
+    c->msg_cap = cap;
+    return true;
+}
+
 static int on_data(void *ud, unsigned opcode, uint8_t *data, size_t len, bool first, bool last)
 {
     struct conn *c = ud;
@@ -669,17 +715,7 @@ static int on_data(void *ud, unsigned opcode, uint8_t *data, size_t len, bool fi
         deliver(c, data, len, binary, true);
         return reader_should_stop(c);
     }
-    if (c->msg_len + len > c->msg_cap) {
-        size_t cap = c->msg_cap ? c->msg_cap : 4096;
-        while (cap < c->msg_len + len) cap *= 2;
-        uint8_t *p = realloc(c->msg, cap);
-        if (!p) {
-            conn_fail(c, WS_CLOSE_INTERNAL_ERROR, "out of memory for a fragmented message");
-            return 1;
-        }
-        c->msg = p;
-        c->msg_cap = cap;
-    }
+    if (c->msg_len + len > c->msg_cap && !grow_message(c, c->msg_len + len)) return 1;
     memcpy(c->msg + c->msg_len, data, len);
     c->msg_len += len;
     if (!last) return 0;
@@ -688,7 +724,8 @@ static int on_data(void *ud, unsigned opcode, uint8_t *data, size_t len, bool fi
     uint8_t *msg = c->msg;
     size_t msg_len = c->msg_len;
     c->msg = NULL;
-    c->msg_len = c->msg_cap = 0;
+    c->msg_len = 0;
+    give_back_message_room(c);
     flush_messages(c);
     deliver(c, msg, msg_len, binary, false);
     free(msg);

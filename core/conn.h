@@ -134,6 +134,10 @@ struct conn_host {
                  struct conn_route *r);
     /* c has left the table and is about to be freed; conn_count already excludes it. */
     void (*freed)(void *ctx, struct conn *c);
+    /* c's buffer for a message arriving in pieces goes from before to after bytes. Return 0 to
+     * allow it, or a close code (with *why) to refuse a growth; shrinking is always allowed.
+     * Bounds the memory that unfinished messages pin, per address and in all. */
+    int (*buffering)(void *ctx, struct conn *c, size_t before, size_t after, const char **why);
 };
 
 /* ---- one connection ------------------------------------------------------------------------ */

@@ -22,6 +22,7 @@ struct ip_entry {
     struct ip_key key;
     uint32_t conns;          /* open connections */
     uint32_t refusing;       /* connections held only to be told why they are refused */
+    size_t buffered;         /* bytes its connections hold in unfinished incoming messages */
     struct bucket connects;  /* new connections per second */
 };
 

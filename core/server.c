@@ -147,7 +147,32 @@ static void freed(void *ctx, struct conn *c)
     if (srv->draining && conn_count(&srv->conns) == 0) ev_break(srv->loop, EVBREAK_ALL);
 }
 
-static const struct conn_host host = { route, freed };
+/* Bounds what unfinished incoming messages pin: max_buffered_per_ip for the clients of one
+ * address (so one address cannot take the whole budget), max_buffered for all. A connection
+ * past a bound is closed (by the connection layer, with the code and reason returned here);
+ * everyone else goes on. */
+static int buffering(void *ctx, struct conn *c, size_t before, size_t after, const char **why)
+{
+    struct server *srv = ctx;
+    struct ip_entry *ip = c->host_data;
+    const struct cfg_limits *lim = &srv->cfg->limits;
+    if (after > before) {
+        size_t more = after - before;
+        if (lim->max_buffered_per_ip && ip && ip->buffered + more > lim->max_buffered_per_ip) {
+            *why = "your address has too much in unfinished messages (max_buffered_per_ip)";
+            return 1009;
+        }
+        if (lim->max_buffered && srv->buffered + more > lim->max_buffered) {
+            *why = "the server holds too much in unfinished messages; try again later";
+            return 1013;
+        }
+    }
+    srv->buffered = srv->buffered - before + after;
+    if (ip) ip->buffered = ip->buffered - before + after;
+    return 0;
+}
+
+static const struct conn_host host = { route, freed, buffering };
 
 /* ---- admission ----------------------------------------------------------------------------- */
 

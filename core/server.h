@@ -52,6 +52,7 @@ struct server {
     struct origin_pattern origin_patterns[CFG_MAX_ORIGINS];
     struct ip_table ips;
     size_t counted;
+    size_t buffered;           /* bytes in unfinished incoming messages (max_buffered) */
     ev_timer housekeeping;     /* once a second: refusal summary, expired addresses */
     uint64_t refused[2];       /* refusals since the last summary: 429, 503 */
 

@@ -73,8 +73,15 @@ local function parse_head(head)
     return { status = tonumber(status), reason = reason, headers = headers }
 end
 
-local function connect_tcp(port, host, timeout)
+local function connect_tcp(port, host, timeout, source)
     local sock = socket.tcp()
+    if source then
+        local ok, err = sock:bind(source, 0)
+        if not ok then
+            sock:close()
+            return nil, "bind " .. source .. ": " .. tostring(err)
+        end
+    end
     sock:settimeout(timeout or M.DEFAULT_TIMEOUT)
     local ok, err = sock:connect(host or "127.0.0.1", port)
     if not ok then return nil, err end
@@ -125,11 +132,12 @@ function M.accept_for(key)
 end
 
 -- Opens a WebSocket. Returns a client, or nil, err, response (for a refused handshake the
--- response holds status, headers and body). opts as for M.request, plus timeout, and
--- extra (bytes sent right behind the request, in the same write).
+-- response holds status, headers and body). opts as for M.request, plus timeout, extra (bytes
+-- sent right behind the request, in the same write) and source (a loopback address to connect
+-- from, such as "127.0.0.7").
 function M.connect(port, opts)
     opts = opts or {}
-    local sock, err = connect_tcp(port, nil, opts.timeout)
+    local sock, err = connect_tcp(port, nil, opts.timeout, opts.source)
     if not sock then return nil, err end
     local key = opts.key or mime.b64(random_bytes(16))
     local req = M.request(setmetatable({ key = key }, { __index = opts }))

@@ -63,12 +63,14 @@ static const char peer_upgrade_request[] =
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
     "Sec-WebSocket-Version: 13\r\n\r\n";
 
-/* Appends a masked client frame to out (room for len + 14 bytes); returns its size. */
-static inline size_t peer_frame(uint8_t *out, unsigned opcode, const void *payload, size_t len)
+/* Writes a masked client frame into out (room for len + 14 bytes); returns its size. fin: the
+ * last frame of its message. */
+static inline size_t peer_fragment(uint8_t *out, bool fin, unsigned opcode, const void *payload,
+                                   size_t len)
 {
     static const uint8_t key[4] = { 0x12, 0x34, 0x56, 0x78 };
     size_t n = 0;
-    out[n++] = (uint8_t)(0x80 | opcode);
+    out[n++] = (uint8_t)((fin ? 0x80 : 0) | opcode);
     if (len < 126) {
         out[n++] = (uint8_t)(0x80 | len);
     } else if (len <= 0xFFFF) {
@@ -83,6 +85,12 @@ static inline size_t peer_frame(uint8_t *out, unsigned opcode, const void *paylo
     n += 4;
     for (size_t i = 0; i < len; i++) out[n + i] = ((const uint8_t *)payload)[i] ^ key[i % 4];
     return n + len;
+}
+
+/* A whole message in one frame. */
+static inline size_t peer_frame(uint8_t *out, unsigned opcode, const void *payload, size_t len)
+{
+    return peer_fragment(out, true, opcode, payload, len);
 }
 
 static inline void peer_send(int fd, unsigned opcode, const void *payload, size_t len)

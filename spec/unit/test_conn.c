@@ -34,6 +34,8 @@ struct stub {
     bool close_in_batch; /* the messages callback closes the connection with 4001 */
     size_t flood;        /* the open callback sends this many 16 KiB messages */
     int last_send;       /* what the last of them returned */
+    size_t buffer_limit; /* buffering refuses past this many bytes (0: never) */
+    size_t buffered, buffered_peak;
 };
 
 static int stub_route(void *ctx, struct conn *c, const struct hs_upgrade *up, bool upgrade,
@@ -43,7 +45,20 @@ static void stub_freed(void *ctx, struct conn *c)
     (void)c;
     ((struct stub *)ctx)->freed++;
 }
-static const struct conn_host stub_host = { stub_route, stub_freed };
+static int stub_buffering(void *ctx, struct conn *c, size_t before, size_t after,
+                          const char **why)
+{
+    (void)c;
+    struct stub *s = ctx;
+    if (after > before && s->buffer_limit && s->buffered + (after - before) > s->buffer_limit) {
+        *why = "the stub holds too much";
+        return 1013;
+    }
+    s->buffered = s->buffered - before + after;
+    if (s->buffered > s->buffered_peak) s->buffered_peak = s->buffered;
+    return 0;
+}
+static const struct conn_host stub_host = { stub_route, stub_freed, stub_buffering };
 
 static void on_upgrade(void *ctx, struct conn *c, const struct http_request *req,
                        const struct hs_upgrade *up, struct conn_verdict *v)
@@ -290,6 +305,36 @@ Test(conn, backpressure_pauses_reading_and_the_drain_resumes_it)
     cr_expect_str_eq(s.received, "late", "the waiting message is read after the pause");
     cr_expect_eq(s.counters.messages_out, 64);
     cr_expect_geq(s.counters.bytes_out, 64u * 16 * 1024);
+    stub_stop(&s);
+}
+
+Test(conn, message_buffers_are_reported_and_bounded_by_the_host)
+{
+    struct stub s;
+    stub_start(&s);
+    s.buffer_limit = 8192;
+    stub_open(&s);
+    static uint8_t piece[3000], buf[3100];
+    memset(piece, 'x', sizeof piece);
+    /* 3000 + 3000 bytes fit (4096, then 8192 bytes of buffer); the whole message is handed
+     * over and the buffer given back. */
+    peer_write(s.fds[1], buf, peer_fragment(buf, false, WS_OP_TEXT, piece, sizeof piece));
+    peer_write(s.fds[1], buf, peer_fragment(buf, true, WS_OP_CONTINUATION, piece, sizeof piece));
+    peer_pump(s.loop, 3);
+    cr_expect_eq(s.messages, 1);
+    cr_expect_eq(s.buffered_peak, 8192);
+    cr_expect_eq(s.buffered, 0, "the buffer is given back once the message is delivered");
+    /* A third piece would need 16 KiB: refused, closed with the host's code and reason. */
+    for (int i = 0; i < 3; i++)
+        peer_write(s.fds[1], buf, peer_fragment(buf, false, i ? WS_OP_CONTINUATION : WS_OP_TEXT,
+                                                piece, sizeof piece));
+    uint8_t payload[128];
+    size_t len;
+    cr_expect_eq(peer_read_frame(s.fds[1], s.loop, payload, sizeof payload, &len), WS_OP_CLOSE);
+    cr_expect_eq(peer_close_code(payload, len), 1013);
+    cr_expect(len > 2 && memmem(payload, len, "holds too much", 14), "the reason is the host's");
+    cr_expect_eq(s.messages, 1);
+    cr_expect_eq(s.buffered, 0, "a failed connection gives its buffer back at once");
     stub_stop(&s);
 }
 
