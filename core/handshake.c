@@ -28,13 +28,22 @@ static bool key_is_valid(const char *key, size_t len)
     return true;
 }
 
+/* Path and query from the target's resource (its path and query, whichever form it came in). */
 static void split_target(const struct http_request *req, struct hs_upgrade *up)
 {
-    const char *q = memchr(req->target, '?', req->target_len);
-    up->path = req->target;
-    up->path_len = q ? (size_t)(q - req->target) : req->target_len;
-    up->query = q ? q + 1 : req->target + req->target_len;
-    up->query_len = q ? req->target_len - up->path_len - 1 : 0;
+    const char *r = req->resource;
+    size_t len = req->resource_len;
+    const char *q = memchr(r, '?', len);
+    up->path = r;
+    up->path_len = q ? (size_t)(q - r) : len;
+    up->query = q ? q + 1 : r + len;
+    up->query_len = q ? len - up->path_len - 1 : 0;
+    /* An absolute target may have no path ("ws://host" or "ws://host?q"): that is the root
+     * (RFC 7230 section 5.3.1 has clients send "/" for it in origin-form). */
+    if (!up->path_len) {
+        up->path = "/";
+        up->path_len = 1;
+    }
 }
 
 int hs_check_request(const struct http_request *req, struct hs_upgrade *up, const char **why)
@@ -53,6 +62,13 @@ int hs_check_request(const struct http_request *req, struct hs_upgrade *up, cons
     if (n < 0 || (n == 0 && (upgrade || req->minor_version >= 1)) || (n == 1 && !up->host_len))
         return fail(why, HS_E_BAD_REQUEST,
                     n < 0 ? "more than one Host field" : "the request has no Host field");
+    /* With an absolute target the Host field, though still required, is ignored in favour of
+     * the target's authority (RFC 7230 section 5.4): that is the host the client asked for, so
+     * it is also what the origin check compares Origin against. */
+    if (req->authority) {
+        up->host = req->authority;
+        up->host_len = req->authority_len;
+    }
     size_t len;
     if (http_find_header(req, "Origin", &up->origin, &len) == 1) up->origin_len = len;
     else up->origin = NULL;

@@ -1,7 +1,8 @@
 /* The WebSocket opening handshake (RFC 6455 section 4.2): decides whether a parsed HTTP request is
  * a valid upgrade, computes Sec-WebSocket-Accept and writes the 101 response.
  *
- * Pure apart from hashing with OpenSSL; points into the request's buffer. */
+ * Pure apart from hashing with OpenSSL; points into the request's buffer (but for the path "/"
+ * of an absolute target with an empty path, a static string). */
 #ifndef MOONWIRE_HANDSHAKE_H
 #define MOONWIRE_HANDSHAKE_H
 
@@ -23,17 +24,19 @@ enum {
 
 struct hs_upgrade {
     const char *key;     /* HS_KEY_LEN characters */
-    const char *path;    /* the target up to '?' */
+    const char *path;    /* up to '?'; "/" for an absolute target that has no path */
     size_t path_len;
     const char *query;   /* after '?', without it; empty when there is none */
     size_t query_len;
-    const char *host;
+    const char *host;    /* the Host field's value; for an absolute target, its authority
+                          * (host[:port]), the Host field being ignored (RFC 7230 section 5.4) */
     size_t host_len;
     const char *origin;  /* NULL when the request has no Origin field */
     size_t origin_len;
 };
 
 /* Checks req (a complete, parsed request head).
+ * The target may be in origin- or absolute-form; either way a Host field is required as below.
  * Returns 0 for a valid upgrade with *up filled; HS_NOT_UPGRADE for a HEAD, or a GET without
  * "Upgrade: websocket" (*up has path, query and host, which HTTP/1.0 may omit);
  * HS_E_METHOD for a method other than GET and HEAD;

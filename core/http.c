@@ -28,6 +28,113 @@ static int fail(const char **why, int status, const char *reason)
     return status;
 }
 
+static bool is_alpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+static bool is_hex(unsigned char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* RFC 3986 section 3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ). */
+static bool is_scheme_char(unsigned char c)
+{
+    return is_alpha(c) || is_digit(c) || c == '+' || c == '-' || c == '.';
+}
+
+/* The URI schemes a WebSocket server can be asked for: http and https by HTTP clients (RFC 7230
+ * section 2.7), ws and wss by WebSocket clients that send their URI (RFC 6455 section 3). */
+static bool is_served_scheme(const char *s, size_t len)
+{
+    return http_token_equals(s, len, "http") || http_token_equals(s, len, "https") ||
+           http_token_equals(s, len, "ws") || http_token_equals(s, len, "wss");
+}
+
+/* A host and optional port (RFC 3986 section 3.2.2 and 3.2.3), already known to hold no '@':
+ * an IP literal in brackets (hex digits, colons and the dots of an embedded IPv4 address), or a
+ * reg-name of unreserved characters, sub-delims and %HH escapes (which covers IPv4 addresses);
+ * then ":" and a port of 1 to 5 digits, 1 to 65535. Stricter than the RFC, which allows an empty
+ * port and IPvFuture literals: nothing a client sends needs them, and the authority is compared
+ * against Origin values, whose parser (core/origin.c) refuses them too. */
+static bool authority_is_valid(const char *a, size_t len)
+{
+    size_t i = 0;
+    if (a[0] == '[') {
+        for (i = 1; i < len && a[i] != ']'; i++)
+            if (!is_hex((unsigned char)a[i]) && a[i] != ':' && a[i] != '.') return false;
+        if (i == len || i == 1) return false;
+        i++;
+    } else {
+        for (; i < len && a[i] != ':'; i++) {
+            unsigned char c = (unsigned char)a[i];
+            if (c == '%') {
+                if (len - i < 3 || !is_hex((unsigned char)a[i + 1]) ||
+                    !is_hex((unsigned char)a[i + 2]))
+                    return false;
+                i += 2;
+            } else if (!is_alpha(c) && !is_digit(c) && !strchr("-._~!$&'()*+,;=", c)) {
+                return false;
+            }
+        }
+        if (i == 0) return false;
+    }
+    if (i == len) return true;
+    if (a[i] != ':' || len - i < 2 || len - i > 6) return false;
+    long port = 0;
+    for (i++; i < len; i++) {
+        if (!is_digit((unsigned char)a[i])) return false;
+        port = port * 10 + (a[i] - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
+/* Splits the request target t[0..len), which holds only visible characters, into authority and
+ * resource (see struct http_request). */
+static int parse_target(const char *t, size_t len, struct http_request *req, const char **why)
+{
+    req->target = t;
+    req->target_len = len;
+    if (t[0] == '/') {
+        req->authority = NULL;
+        req->authority_len = 0;
+        req->resource = t;
+        req->resource_len = len;
+        return 0;
+    }
+
+    /* Absolute-form (RFC 7230 section 5.3.2): scheme "://" authority path-abempty ["?" query]. */
+    size_t i = 0;
+    while (i < len && is_scheme_char((unsigned char)t[i])) i++;
+    if (i == 0 || i == len || t[i] != ':' || !is_alpha((unsigned char)t[0]))
+        return fail(why, HTTP_E_BAD_REQUEST,
+                    "request target must be a path or an absolute URI (scheme://host/path)");
+    if (!is_served_scheme(t, i))
+        return fail(why, HTTP_E_BAD_REQUEST,
+                    "the request target's scheme must be http, https, ws or wss");
+    if (len - i < 3 || memcmp(t + i, "://", 3) != 0)
+        return fail(why, HTTP_E_BAD_REQUEST,
+                    "absolute request target without an authority (scheme://host)");
+    const char *a = t + i + 3, *end = t + len;
+    /* A fragment is for the client alone (RFC 3986 section 3.5) and never part of a request. */
+    if (memchr(a, '#', (size_t)(end - a)))
+        return fail(why, HTTP_E_BAD_REQUEST, "request target with a fragment ('#')");
+    const char *e = a;
+    while (e < end && *e != '/' && *e != '?') e++;
+    if (e == a)
+        return fail(why, HTTP_E_BAD_REQUEST,
+                    "absolute request target without an authority (scheme://host)");
+    /* User info in an http URI is deprecated and a favourite of phishing (RFC 7230 section
+     * 2.7.1); an origin server has no use for it. */
+    if (memchr(a, '@', (size_t)(e - a)))
+        return fail(why, HTTP_E_BAD_REQUEST, "request target with user info (user@host)");
+    if (!authority_is_valid(a, (size_t)(e - a)))
+        return fail(why, HTTP_E_BAD_REQUEST, "malformed host or port in the request target");
+    req->authority = a;
+    req->authority_len = (size_t)(e - a);
+    req->resource = e;
+    req->resource_len = (size_t)(end - e);
+    return 0;
+}
+
 /* Finds the end of the head. Returns its length, HTTP_NEED_MORE or an error. */
 static int scan_head(const char *buf, size_t len, size_t max_len, struct http_scan *scan,
                      const char **why)
@@ -66,9 +173,8 @@ static int parse_request_line(const char *p, const char *end, struct http_reques
     while (p < end && is_target_char((unsigned char)*p)) p++;
     if (p == s || p == end || *p != ' ')
         return fail(why, HTTP_E_BAD_REQUEST, "malformed request line: bad request target");
-    if (*s != '/') return fail(why, HTTP_E_BAD_REQUEST, "request target must be a path");
-    req->target = s;
-    req->target_len = (size_t)(p - s);
+    int rc = parse_target(s, (size_t)(p - s), req, why);
+    if (rc < 0) return rc;
 
     s = ++p;
     if (end - s != 8 || memcmp(s, "HTTP/", 5) != 0 || s[5] < '0' || s[5] > '9' || s[6] != '.' ||

@@ -30,11 +30,23 @@ struct http_header {
     size_t value_len;
 };
 
+/* The request target comes in two forms (RFC 7230 section 5.3, RFC 9112 section 3.2):
+ * origin-form, "/path?query", what clients send to an origin server; and absolute-form,
+ * "scheme://host[:port]/path?query", which servers must accept too (RFC 7230 section 5.3.2) and
+ * RFC 6455 allows for ws and wss URIs. Authority-form (CONNECT) and asterisk-form (OPTIONS *)
+ * are refused: they are for proxies and for a method we do not serve. */
 struct http_request {
     const char *method;
     size_t method_len;
-    const char *target; /* origin-form: starts with '/' */
+    const char *target;    /* the request target as sent, in either form */
     size_t target_len;
+    const char *authority; /* absolute-form: the target's host[:port], never empty ("[::1]:80"
+                            * for an IPv6 literal); NULL for origin-form */
+    size_t authority_len;
+    const char *resource;  /* path and query: all of an origin-form target (starting with '/');
+                            * in absolute-form what follows the authority, which may be empty
+                            * or start with '?' when the URI has no path */
+    size_t resource_len;
     int minor_version;  /* HTTP/1.x */
     struct http_header *headers; /* set by the caller: room for max_headers */
     size_t max_headers;
@@ -53,9 +65,12 @@ struct http_scan {
  * filled; HTTP_NEED_MORE when the head is incomplete (call again with the same buffer grown);
  * HTTP_E_TOO_LARGE when the head exceeds max_len or has more than max_headers fields;
  * HTTP_E_VERSION for a version other than HTTP/1.x; HTTP_E_BAD_REQUEST for anything malformed:
- * a line not ending in CRLF, a bad request line or target, a field name that is not a token or
- * is followed by blanks, a continuation line (obsolete line folding), or control characters in
- * a value. *why then holds a static sentence saying which. */
+ * a line not ending in CRLF, a bad request line, a field name that is not a token or is
+ * followed by blanks, a continuation line (obsolete line folding), control characters in a
+ * value, or a bad target: one in neither origin- nor absolute-form, and in absolute-form a
+ * scheme other than http, https, ws and wss (any case), no "//" and host, user info
+ * ("user@host"), a fragment ('#'), or a host or port that is malformed (a port is 1 to 65535).
+ * *why then holds a static sentence saying which. */
 int http_parse_request(const char *buf, size_t len, size_t max_len, struct http_scan *scan,
                        struct http_request *req, const char **why);
 

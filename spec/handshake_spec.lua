@@ -186,6 +186,37 @@ describe("a valid upgrade", function()
             set = { ["Sec-WebSocket-Key"] = "\t" .. RFC_KEY .. "  ", Upgrade = " websocket\t" } })
     end)
 
+    it("accepts the absolute-form request target (RFC 7230 5.3.2)", function()
+        local authority = "127.0.0.1:" .. srv.port
+        for _, target in ipairs { "http://" .. authority .. "/", "ws://" .. authority .. "/?x=1",
+                                  "WSS://" .. authority, "https://" .. authority .. "?x=1" } do
+            assert_upgrades(srv.port, request { line = "GET " .. target .. " HTTP/1.1" })
+        end
+    end)
+
+    it("compares Origin with an absolute target's authority, not with Host (RFC 7230 5.4)",
+        function()
+            local this = "127.0.0.1:" .. srv.port
+            -- The target names another host and the page comes from it: the same host, though
+            -- the Host field names this server.
+            assert_upgrades(srv.port, request {
+                line = "GET http://foreign.example/ HTTP/1.1", set = { Host = this },
+                add = { "Origin: http://foreign.example" } })
+            -- The page comes from the host in the Host field, which an absolute target overrides.
+            local resp = exchange(srv.port, request {
+                line = "GET ws://foreign.example/ HTTP/1.1", set = { Host = this },
+                add = { "Origin: http://" .. this } })
+            assert_refused(resp, 403, "origin http://" .. this .. " is not allowed")
+            -- The authority's port counts as a Host field's port would.
+            resp = exchange(srv.port, request {
+                line = "GET ws://" .. this .. "/ HTTP/1.1", set = { Host = this },
+                add = { "Origin: http://127.0.0.1:" .. (srv.port + 1) } })
+            assert_refused(resp, 403, "is not allowed")
+            assert_upgrades(srv.port, request {
+                line = "GET ws://" .. this .. "/ HTTP/1.1", set = { Host = "elsewhere.example" },
+                add = { "Origin: http://" .. this } })
+        end)
+
     it("upgrades a request split into many TCP segments", function()
         local req = request()
         local pieces = {}
@@ -289,6 +320,20 @@ describe("a bad request", function()
           request { line = "GET / HTTP/1.1 extra" }, 400, "request line" },
         { "a target that is not a path gets 400", request { line = "GET chat HTTP/1.1" }, 400,
           "path" },
+        { "an asterisk-form target gets 400", request { line = "OPTIONS * HTTP/1.1" }, 400,
+          "path" },
+        { "an absolute target with an ftp scheme gets 400",
+          request { line = "GET ftp://127.0.0.1/ HTTP/1.1" }, 400, "scheme" },
+        { "an absolute target without a host gets 400",
+          request { line = "GET ws:///chat HTTP/1.1" }, 400, "authority" },
+        { "an absolute target with user info gets 400",
+          request { line = "GET http://user:pass@127.0.0.1/ HTTP/1.1" }, 400, "user info" },
+        { "an absolute target with a fragment gets 400",
+          request { line = "GET http://127.0.0.1/#top HTTP/1.1" }, 400, "fragment" },
+        { "an absolute target with a port over 65535 gets 400",
+          request { line = "GET ws://127.0.0.1:65536/ HTTP/1.1" }, 400, "port" },
+        { "an absolute target still needs a Host field",
+          request { line = "GET ws://127.0.0.1/ HTTP/1.1", set = { Host = false } }, 400, "Host" },
         { "lines ending in a bare LF get 400", request { eol = "\n" }, 400, "LF" },
         { "one bare LF among CRLF lines gets 400",
           request():gsub("\r\nUpgrade", "\nUpgrade"), 400, "LF" },

@@ -26,6 +26,8 @@ struct span {
 struct result {
     int rc;
     struct span method, target;
+    bool absolute;                /* absolute-form: the target has an authority */
+    struct span authority, resource;
     int minor;
     size_t nh;
     struct span name[MAX_HEADERS], value[MAX_HEADERS];
@@ -44,7 +46,85 @@ static bool ref_tchar(uint8_t c)
 
 static bool ref_blank(uint8_t c) { return c == ' ' || c == '\t'; }
 
-/* "METHOD SP /target SP HTTP/d.d" in d[a..b), which holds no CR or LF. */
+static bool ref_in(uint8_t c, const char *set)
+{
+    for (; *set; set++)
+        if (c == (uint8_t)*set) return true;
+    return false;
+}
+
+static bool ref_hex(uint8_t c) { return ref_in(c, "0123456789abcdefABCDEF"); }
+
+/* host [":" port] in d[a..b) (RFC 3986 section 3.2.2 and 3.2.3, as http.h narrows it): "[" hex
+ * digits, colons and dots "]", or a reg-name (unreserved, sub-delims, %HH); a port of 1 to 5
+ * digits worth 1 to 65535. */
+static bool ref_authority(const uint8_t *d, size_t a, size_t b)
+{
+    static const char reg_name[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789-._~!$&'()*+,;=";
+    size_t colon; /* where ":" port begins, or b */
+    if (a < b && d[a] == '[') {
+        size_t close = a + 1;
+        while (close < b && d[close] != ']') close++;
+        if (close == b || close == a + 1) return false;
+        for (size_t k = a + 1; k < close; k++)
+            if (!ref_hex(d[k]) && d[k] != ':' && d[k] != '.') return false;
+        colon = close + 1;
+        if (colon < b && d[colon] != ':') return false;
+    } else {
+        colon = a;
+        while (colon < b && d[colon] != ':') colon++;
+        if (colon == a) return false;
+        for (size_t k = a; k < colon; k++) {
+            if (d[k] == '%') {
+                if (k + 2 >= colon || !ref_hex(d[k + 1]) || !ref_hex(d[k + 2])) return false;
+                k += 2;
+            } else if (!ref_in(d[k], reg_name)) {
+                return false;
+            }
+        }
+    }
+    if (colon >= b) return true;
+    size_t digits = b - colon - 1;
+    if (digits < 1 || digits > 5) return false;
+    unsigned port = 0;
+    for (size_t k = colon + 1; k < b; k++) {
+        if (d[k] < '0' || d[k] > '9') return false;
+        port = port * 10 + (unsigned)(d[k] - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
+/* The target in d[t..e): origin-form "/..." (the resource is all of it), or absolute-form (RFC
+ * 7230 section 5.3.2) "http://", "https://", "ws://" or "wss://" in any case, an authority up to
+ * the first '/' or '?', then the resource; no '#' anywhere. */
+static int ref_target(const uint8_t *d, size_t t, size_t e, struct result *r)
+{
+    static const char *const schemes[] = { "http://", "https://", "ws://", "wss://" };
+    r->target = (struct span){ t, e - t };
+    if (d[t] == '/') {
+        r->resource = r->target;
+        return 0;
+    }
+    size_t a = 0;
+    for (size_t s = 0; s < sizeof schemes / sizeof schemes[0] && !a; s++) {
+        size_t n = strlen(schemes[s]), k = 0;
+        while (k < n && t + k < e && (d[t + k] | 0x20) == (uint8_t)(schemes[s][k] | 0x20)) k++;
+        if (k == n) a = t + n;
+    }
+    if (!a) return HTTP_E_BAD_REQUEST;
+    for (size_t k = t; k < e; k++)
+        if (d[k] == '#') return HTTP_E_BAD_REQUEST;
+    size_t end = a;
+    while (end < e && d[end] != '/' && d[end] != '?') end++;
+    if (!ref_authority(d, a, end)) return HTTP_E_BAD_REQUEST;
+    r->absolute = true;
+    r->authority = (struct span){ a, end - a };
+    r->resource = (struct span){ end, e - end };
+    return 0;
+}
+
+/* "METHOD SP target SP HTTP/d.d" in d[a..b), which holds no CR or LF. */
 static int ref_request_line(const uint8_t *d, size_t a, size_t b, struct result *r)
 {
     size_t i = a;
@@ -53,8 +133,8 @@ static int ref_request_line(const uint8_t *d, size_t a, size_t b, struct result 
     r->method = (struct span){ a, i - a };
     size_t t = ++i;
     while (i < b && d[i] > ' ' && d[i] != 0x7F) i++;
-    if (i == t || i == b || d[i] != ' ' || d[t] != '/') return HTTP_E_BAD_REQUEST;
-    r->target = (struct span){ t, i - t };
+    if (i == t || i == b || d[i] != ' ') return HTTP_E_BAD_REQUEST;
+    if (ref_target(d, t, i, r) < 0) return HTTP_E_BAD_REQUEST;
     const uint8_t *v = d + i + 1;
     if (b - (i + 1) != 8 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' ||
         v[6] != '.' || v[7] < '0' || v[7] > '9')
@@ -150,8 +230,31 @@ static void record(const char *buf, size_t len, int rc, const struct http_reques
                req->num_headers, req->max_headers);
     r->method = span_of(buf, head, req->method, req->method_len, "method");
     r->target = span_of(buf, head, req->target, req->target_len, "target");
-    FUZZ_CHECK(req->method_len > 0 && req->target_len > 0 && req->target[0] == '/',
-               "empty method, or a target not starting with /");
+    FUZZ_CHECK(req->method_len > 0 && req->target_len > 0, "empty method or target");
+    r->resource = span_of(buf, head, req->resource, req->resource_len, "resource");
+    FUZZ_CHECK(req->resource + req->resource_len == req->target + req->target_len,
+               "the resource does not end the target");
+    if (!req->authority) {
+        FUZZ_CHECK(req->target[0] == '/' && req->resource == req->target &&
+                       req->resource_len == req->target_len,
+                   "origin-form target not starting with /, or not all resource");
+    } else {
+        r->absolute = true;
+        r->authority = span_of(buf, head, req->authority, req->authority_len, "authority");
+        /* scheme "://" authority resource */
+        FUZZ_CHECK(req->authority_len > 0 && req->authority >= req->target + 5 &&
+                       memcmp(req->authority - 3, "://", 3) == 0 &&
+                       req->authority + req->authority_len == req->resource,
+                   "absolute-form target not split as scheme://authority resource");
+        FUZZ_CHECK(!memchr(req->authority, '@', req->authority_len) &&
+                       !memchr(req->authority, '/', req->authority_len) &&
+                       !memchr(req->authority, '?', req->authority_len),
+                   "authority holds user info, a path or a query");
+        FUZZ_CHECK(!memchr(req->target, '#', req->target_len), "target holds a fragment");
+        FUZZ_CHECK(req->resource_len == 0 || req->resource[0] == '/' || req->resource[0] == '?',
+                   "resource of an absolute target starts with 0x%02X",
+                   (uint8_t)req->resource[0]);
+    }
     r->minor = req->minor_version;
     FUZZ_CHECK(r->minor >= 0 && r->minor <= 9, "minor version %d", r->minor);
     r->nh = req->num_headers;
@@ -182,6 +285,11 @@ static void check_same(const struct result *a, const struct result *b, const cha
                    a->target.off == b->target.off && a->target.len == b->target.len &&
                    a->minor == b->minor,
                "%s: request lines differ", what);
+    FUZZ_CHECK(a->absolute == b->absolute && a->authority.off == b->authority.off &&
+                   a->authority.len == b->authority.len && a->resource.off == b->resource.off &&
+                   a->resource.len == b->resource.len,
+               "%s: targets split differently (authority %zu+%zu vs %zu+%zu)", what,
+               a->authority.off, a->authority.len, b->authority.off, b->authority.len);
     FUZZ_CHECK(a->nh == b->nh, "%s: %zu vs %zu header fields", what, a->nh, b->nh);
     for (size_t i = 0; i < a->nh; i++)
         FUZZ_CHECK(a->name[i].off == b->name[i].off && a->name[i].len == b->name[i].len &&
@@ -332,21 +440,32 @@ static void check_handshake(const struct http_request *req)
     FUZZ_CHECK(head || (req->method_len == 3 && memcmp(req->method, "GET", 3) == 0),
                "a method other than GET or HEAD passed");
     FUZZ_CHECK(!(rc == 0 && head), "HEAD upgraded");
-    /* Path and query split the target at its first '?'. */
-    FUZZ_CHECK(up.path == req->target, "path does not start the target");
-    FUZZ_CHECK(!memchr(up.path, '?', up.path_len), "path holds a '?'");
-    if (up.path_len < req->target_len)
-        FUZZ_CHECK(up.query == up.path + up.path_len + 1 &&
-                       up.path_len + 1 + up.query_len == req->target_len,
-                   "query is not the rest of the target");
+    /* Path and query split the resource (path and query, in either form of target) at its
+     * first '?'; an absolute target's empty path is "/". */
+    const char *res = req->resource;
+    size_t res_len = req->resource_len, q = 0;
+    while (q < res_len && res[q] != '?') q++;
+    if (q > 0)
+        FUZZ_CHECK(up.path == res && up.path_len == q, "path is not the resource up to '?'");
     else
-        FUZZ_CHECK(up.path_len == req->target_len && up.query_len == 0, "bad path split");
+        FUZZ_CHECK(req->authority && up.path_len == 1 && up.path[0] == '/',
+                   "empty path not turned into /, or an empty origin-form path");
+    if (q < res_len)
+        FUZZ_CHECK(up.query == res + q + 1 && up.query_len == res_len - q - 1,
+                   "query is not the rest of the resource");
+    else
+        FUZZ_CHECK(up.query_len == 0, "query without a '?'");
     const char *v;
     size_t n;
     int hosts = http_find_header(req, "Host", &v, &n);
-    if (up.host) FUZZ_CHECK(hosts == 1 && up.host == v && up.host_len == n && n > 0,
-                            "host is not the one Host field");
-    else FUZZ_CHECK(hosts == 0 && req->minor_version == 0, "no host on HTTP/1.1");
+    if (req->authority) /* RFC 7230 section 5.4: the Host field is ignored */
+        FUZZ_CHECK(up.host == req->authority && up.host_len == req->authority_len,
+                   "host is not the absolute target's authority");
+    else if (up.host)
+        FUZZ_CHECK(hosts == 1 && up.host == v && up.host_len == n && n > 0,
+                   "host is not the one Host field");
+    else
+        FUZZ_CHECK(hosts == 0 && req->minor_version == 0, "no host on HTTP/1.1");
     if (up.origin) FUZZ_CHECK(http_find_header(req, "Origin", &v, &n) == 1 && up.origin == v &&
                                   up.origin_len == n,
                               "origin is not the one Origin field");

@@ -111,7 +111,28 @@ HTTP_SEEDS = {
     "del-in-value": "GET / HTTP/1.1\r\nHost: a\x7fb\r\n\r\n",
     "obs-text-value": "GET / HTTP/1.1\r\nHost: a\r\nX: caf\xe9\r\n\r\n",
     "empty-value": "GET / HTTP/1.1\r\nHost: a\r\nX:\r\nY: \t \r\n\r\n",
+    # Absolute-form targets (RFC 7230 section 5.3.2): accepted with a served scheme, the Host
+    # field then ignored for the target's authority; refused when malformed.
     "absolute-target": "GET http://example.com/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    "absolute-upgrade-ws": upgrade(target="ws://example.com:8080/chat?room=1"),
+    "absolute-upgrade-wss-upper": upgrade(target="WSS://Example.COM/chat"),
+    "absolute-upgrade-https-empty-path": upgrade(target="https://example.com"),
+    "absolute-upgrade-query-no-path": upgrade(target="ws://example.com?room=1"),
+    "absolute-upgrade-ipv6": upgrade(target="ws://[::1]:8080/chat", host="[::1]:8080"),
+    "absolute-upgrade-other-host": upgrade("Origin: http://foreign.example\r\n",
+                                           target="ws://foreign.example/chat"),
+    "absolute-upgrade-no-host": upgrade(target="ws://example.com/chat", host=None),
+    "absolute-http10-no-host": "GET http://example.com/old HTTP/1.0\r\n\r\n",
+    "absolute-escape-in-host": "GET http://ex%41mple.com:1/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    "absolute-bad-scheme": upgrade(target="ftp://example.com/chat"),
+    "absolute-no-authority": upgrade(target="ws:///chat"),
+    "absolute-no-slashes": upgrade(target="ws:example.com/chat"),
+    "absolute-userinfo": upgrade(target="ws://user:pass@example.com/chat"),
+    "absolute-fragment": upgrade(target="ws://example.com/chat#top"),
+    "absolute-port-too-big": upgrade(target="ws://example.com:65536/chat"),
+    "absolute-empty-port": upgrade(target="ws://example.com:/chat"),
+    "absolute-ipv6-unclosed": upgrade(target="ws://[::1:8080/chat"),
+    "absolute-bad-escape": upgrade(target="ws://ex%4/chat"),
     "asterisk-target": "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
     "two-spaces": "GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
     "tab-separator": "GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -127,7 +148,8 @@ def http_seeds():
     for name, head in HTTP_SEEDS.items():
         write("http", name, http_input(head))
     # The same heads in pieces.
-    for name in ("upgrade-minimal", "upgrade-browser", "bare-lf-late", "incomplete-cr"):
+    for name in ("upgrade-minimal", "upgrade-browser", "bare-lf-late", "incomplete-cr",
+                 "absolute-upgrade-ws"):
         write("http", name + "-bytes", http_input(HTTP_SEEDS[name], plan=BYTES))
         write("http", name + "-mixed", http_input(HTTP_SEEDS[name], plan=MIXED))
     # Limits: too many fields, and a head longer than max_len (exactly at and just past it).

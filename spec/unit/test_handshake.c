@@ -12,6 +12,7 @@
 #include "guard.h"
 #include "handshake.h"
 #include "http.h"
+#include "origin.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_HEADERS 32
@@ -184,6 +185,30 @@ static const struct check_case checks[] = {
     /* An upgrade needs HTTP/1.1. */
     { "upgrade over HTTP/1.0",
       "GET /chat HTTP/1.0\r\n" HOST UPGRADE CONNECTION KEY VERSION END, HS_E_BAD_REQUEST },
+    /* Absolute-form targets (RFC 7230 section 5.3.2) upgrade like origin-form ones; the Host
+     * field is still required (RFC 7230 section 5.4), though its value is then ignored. */
+    { "absolute-form http target",
+      "GET http://server.example.com/chat HTTP/1.1\r\n" HOST UPGRADE CONNECTION KEY VERSION END,
+      0 },
+    { "absolute-form ws target with a port",
+      "GET ws://server.example.com:80/chat HTTP/1.1\r\n" HOST UPGRADE CONNECTION KEY VERSION END,
+      0 },
+    { "absolute-form wss target, upper-case scheme, empty path",
+      "GET WSS://server.example.com HTTP/1.1\r\n" HOST UPGRADE CONNECTION KEY VERSION END, 0 },
+    { "absolute-form target naming another host than Host",
+      "GET ws://other.example/chat HTTP/1.1\r\n" HOST UPGRADE CONNECTION KEY VERSION END, 0 },
+    { "absolute-form target without a Host field",
+      "GET ws://server.example.com/chat HTTP/1.1\r\n" UPGRADE CONNECTION KEY VERSION END,
+      HS_E_BAD_REQUEST },
+    { "absolute-form target with two Host fields",
+      "GET ws://server.example.com/chat HTTP/1.1\r\n" HOST HOST UPGRADE CONNECTION KEY VERSION
+      END, HS_E_BAD_REQUEST },
+    { "absolute-form target, plain GET", "GET http://server.example.com/ HTTP/1.1\r\n" HOST END,
+      HS_NOT_UPGRADE },
+    { "absolute-form target, plain GET over HTTP/1.0 without Host",
+      "GET http://server.example.com/ HTTP/1.0\r\n" END, HS_NOT_UPGRADE },
+    { "absolute-form target, POST", "POST ws://server.example.com/ HTTP/1.1\r\n" HOST UPGRADE
+      CONNECTION KEY VERSION END, HS_E_METHOD },
 };
 
 Test(handshake, check_request_table)
@@ -275,6 +300,128 @@ Test(handshake, path_and_query_split)
                           "%s: host of a plain GET", cases[i].target);
             request_free(&r);
         }
+    }
+}
+
+/* With an absolute target, path and query come from the URI (an empty path is "/"), and host is
+ * the URI's authority whatever the Host field says (RFC 7230 section 5.4). */
+Test(handshake, absolute_target_gives_path_query_and_host)
+{
+    static const struct {
+        const char *name;
+        const char *target;
+        const char *host_field; /* NULL: none (HTTP/1.0 plain GETs only) */
+        const char *path;
+        const char *query;
+        const char *host;
+    } cases[] = {
+        { "http", "http://server.example.com/chat", "server.example.com", "/chat", "",
+          "server.example.com" },
+        { "ws with a port and a query", "ws://server.example.com:8080/chat?room=1&u=a",
+          "server.example.com:8080", "/chat", "room=1&u=a", "server.example.com:8080" },
+        { "https, root", "https://example.com/", "example.com", "/", "", "example.com" },
+        { "wss, deep path", "wss://example.com:443/a/b/c?x", "example.com:443", "/a/b/c", "x",
+          "example.com:443" },
+        { "upper-case scheme, case kept in host and path", "WSS://Example.COM/Chat",
+          "example.com", "/Chat", "", "Example.COM" },
+        { "empty path is /", "http://example.com", "example.com", "/", "", "example.com" },
+        { "empty path with a query", "ws://example.com?room=2", "example.com", "/", "room=2",
+          "example.com" },
+        { "empty path with an empty query", "ws://example.com?", "example.com", "/", "",
+          "example.com" },
+        { "IPv6 literal and port", "ws://[::1]:8080/chat", "[::1]:8080", "/chat", "",
+          "[::1]:8080" },
+        { "IPv6 literal without a port", "http://[2001:db8::1]/?a=b", "[2001:db8::1]", "/",
+          "a=b", "[2001:db8::1]" },
+        { "Host field of another host is ignored", "ws://a.example:9000/x", "b.example:80",
+          "/x", "", "a.example:9000" },
+        { "Host field of another port is ignored", "ws://127.0.0.1:9001/", "127.0.0.1:9002", "/",
+          "", "127.0.0.1:9001" },
+        { "a URI in the query is not the authority", "http://a.example/?next=http://b.example/",
+          "c.example", "/", "next=http://b.example/", "a.example" },
+        { "HTTP/1.0 without a Host field", "http://example.com/old", NULL, "/old", "",
+          "example.com" },
+    };
+    for (size_t i = 0; i < N(cases); i++) {
+        /* Both for a valid upgrade and for a plain GET (static files get the same path). */
+        for (int upgrade = 0; upgrade < 2; upgrade++) {
+            if (upgrade && !cases[i].host_field) continue; /* upgrades need HTTP/1.1 */
+            char raw[512], host[256] = "";
+            if (cases[i].host_field)
+                snprintf(host, sizeof host, "Host: %s\r\n", cases[i].host_field);
+            snprintf(raw, sizeof raw, "GET %s HTTP/1.%d\r\n%s%s", cases[i].target,
+                     cases[i].host_field ? 1 : 0, host,
+                     upgrade ? UPGRADE CONNECTION KEY VERSION END : END);
+            struct request r;
+            request_parse(&r, raw);
+            cr_assert_not_null(r.req.authority, "%s: no authority", cases[i].name);
+            struct hs_upgrade up;
+            const char *why = NULL;
+            int rc = hs_check_request(&r.req, &up, &why);
+            const char *how = upgrade ? "upgrade" : "plain GET";
+            cr_expect_eq(rc, upgrade ? 0 : HS_NOT_UPGRADE, "%s, %s: returned %d (%s)",
+                         cases[i].name, how, rc, rc < 0 && why ? why : "");
+            cr_expect(span_is(up.path, up.path_len, cases[i].path), "%s, %s: path \"%.*s\"",
+                      cases[i].name, how, (int)up.path_len, up.path ? up.path : "");
+            cr_expect(up.query && up.query_len == strlen(cases[i].query) &&
+                          memcmp(up.query, cases[i].query, up.query_len) == 0,
+                      "%s, %s: query \"%.*s\"", cases[i].name, how, (int)up.query_len,
+                      up.query ? up.query : "");
+            cr_expect(span_is(up.host, up.host_len, cases[i].host), "%s, %s: host \"%.*s\"",
+                      cases[i].name, how, (int)up.host_len, up.host ? up.host : "");
+            /* The host is the authority inside the target, not a copy or the Host field. */
+            cr_expect(up.host == r.req.authority && up.host > r.buf &&
+                          up.host + up.host_len < r.buf + r.len,
+                      "%s, %s: host does not point at the target's authority", cases[i].name,
+                      how);
+            request_free(&r);
+        }
+    }
+}
+
+/* What the origin check (core/origin.h, by default: Origin's host[:port] must be the request's)
+ * is given for an absolute target: the target's authority, not the Host field. A page served by
+ * the host in the target may connect; one served by the host in the Host field may not. */
+Test(handshake, origin_compared_with_the_absolute_target_authority)
+{
+    static const struct {
+        const char *name;
+        const char *target;
+        const char *host_field;
+        const char *origin;
+        bool allowed;
+    } cases[] = {
+        { "origin of the target's host", "ws://foreign.example/chat", "127.0.0.1:9001",
+          "http://foreign.example", true },
+        { "origin of the target's host and port", "http://foreign.example:8080/",
+          "127.0.0.1:9001", "http://foreign.example:8080", true },
+        { "origin of the Host field's host", "ws://foreign.example/chat", "127.0.0.1:9001",
+          "http://127.0.0.1:9001", false },
+        { "origin of the target's host on another port", "ws://127.0.0.1:9001/", "127.0.0.1:9001",
+          "http://127.0.0.1:9002", false },
+        { "origin of the target's IPv6 literal", "ws://[::1]:9001/", "localhost:9001",
+          "http://[::1]:9001", true },
+        { "origin of the target's host, any case", "WS://Foreign.Example/", "127.0.0.1",
+          "HTTP://FOREIGN.example", true },
+        { "same host in both, as in origin-form", "ws://127.0.0.1:9001/", "127.0.0.1:9001",
+          "http://127.0.0.1:9001", true },
+    };
+    const struct origin_policy same_host = { 0 };
+    for (size_t i = 0; i < N(cases); i++) {
+        char raw[512];
+        snprintf(raw, sizeof raw, "GET %s HTTP/1.1\r\nHost: %s\r\nOrigin: %s\r\n%s",
+                 cases[i].target, cases[i].host_field, cases[i].origin,
+                 UPGRADE CONNECTION KEY VERSION END);
+        struct request r;
+        request_parse(&r, raw);
+        struct hs_upgrade up;
+        const char *why = NULL;
+        cr_assert_eq(hs_check_request(&r.req, &up, &why), 0, "%s: %s", cases[i].name,
+                     why ? why : "");
+        bool got = origin_allowed(&same_host, up.origin, up.origin_len, up.host, up.host_len);
+        cr_expect_eq(got, cases[i].allowed, "%s: allowed %d, want %d (host \"%.*s\")",
+                     cases[i].name, got, cases[i].allowed, (int)up.host_len, up.host);
+        request_free(&r);
     }
 }
 

@@ -125,6 +125,94 @@ static const struct good_case good[] = {
       { { 0 } } },
 };
 
+/* Absolute-form targets (RFC 7230 section 5.3.2): target holds the URI whole, authority its
+ * host[:port], resource what follows (path and query, possibly empty). */
+struct absolute_case {
+    struct good_case head;
+    const char *authority;
+    const char *resource;
+};
+
+static const struct absolute_case absolute[] = {
+    { { "absolute-form http",
+        "GET http://example.com/chat HTTP/1.1\r\nHost: example.com\r\n\r\n", "GET",
+        "http://example.com/chat", 1, { { "Host", "example.com" } } },
+      "example.com", "/chat" },
+    { { "absolute-form ws with a port and a query",
+        "GET ws://example.com:8080/chat?room=1&u=a HTTP/1.1\r\nHost: h\r\n\r\n", "GET",
+        "ws://example.com:8080/chat?room=1&u=a", 1, { { "Host", "h" } } },
+      "example.com:8080", "/chat?room=1&u=a" },
+    { { "absolute-form https with the default port",
+        "GET https://example.com:443/ HTTP/1.1\r\n\r\n", "GET", "https://example.com:443/", 1,
+        { { 0 } } },
+      "example.com:443", "/" },
+    { { "absolute-form wss", "GET wss://chat.example.com/a/b HTTP/1.1\r\n\r\n", "GET",
+        "wss://chat.example.com/a/b", 1, { { 0 } } },
+      "chat.example.com", "/a/b" },
+    { { "absolute-form, upper-case scheme", "GET HTTP://Example.COM/x HTTP/1.1\r\n\r\n", "GET",
+        "HTTP://Example.COM/x", 1, { { 0 } } },
+      "Example.COM", "/x" },
+    { { "absolute-form, mixed-case wss scheme", "GET WsS://a:1/ HTTP/1.1\r\n\r\n", "GET",
+        "WsS://a:1/", 1, { { 0 } } },
+      "a:1", "/" },
+    { { "absolute-form, empty path", "GET http://example.com HTTP/1.1\r\n\r\n", "GET",
+        "http://example.com", 1, { { 0 } } },
+      "example.com", "" },
+    { { "absolute-form, empty path with a query", "GET ws://example.com?x=1 HTTP/1.1\r\n\r\n",
+        "GET", "ws://example.com?x=1", 1, { { 0 } } },
+      "example.com", "?x=1" },
+    { { "absolute-form, IPv6 literal and port", "GET ws://[::1]:8080/chat HTTP/1.1\r\n\r\n",
+        "GET", "ws://[::1]:8080/chat", 1, { { 0 } } },
+      "[::1]:8080", "/chat" },
+    { { "absolute-form, IPv6 literal without a port",
+        "GET http://[2001:DB8::a:1]/ HTTP/1.1\r\n\r\n", "GET", "http://[2001:DB8::a:1]/", 1,
+        { { 0 } } },
+      "[2001:DB8::a:1]", "/" },
+    { { "absolute-form, IPv4-mapped IPv6 literal",
+        "GET http://[::ffff:127.0.0.1]:80/ HTTP/1.1\r\n\r\n", "GET",
+        "http://[::ffff:127.0.0.1]:80/", 1, { { 0 } } },
+      "[::ffff:127.0.0.1]:80", "/" },
+    { { "absolute-form, IPv4 address", "GET ws://127.0.0.1:9001/ HTTP/1.1\r\n\r\n", "GET",
+        "ws://127.0.0.1:9001/", 1, { { 0 } } },
+      "127.0.0.1:9001", "/" },
+    { { "absolute-form, ports 65535 and 1",
+        "GET http://a:65535/?p=http://a:1/ HTTP/1.1\r\n\r\n", "GET",
+        "http://a:65535/?p=http://a:1/", 1, { { 0 } } },
+      "a:65535", "/?p=http://a:1/" },
+    { { "absolute-form, port 1", "GET ws://a:1 HTTP/1.1\r\n\r\n", "GET", "ws://a:1", 1,
+        { { 0 } } },
+      "a:1", "" },
+    { { "absolute-form, host of every reg-name character",
+        "GET http://a-b.c_d~e!$&'()*+,;=%7E9/ HTTP/1.1\r\n\r\n", "GET",
+        "http://a-b.c_d~e!$&'()*+,;=%7E9/", 1, { { 0 } } },
+      "a-b.c_d~e!$&'()*+,;=%7E9", "/" },
+    { { "absolute-form, '@' and '//' in the path", "GET http://a/b@c//d HTTP/1.1\r\n\r\n",
+        "GET", "http://a/b@c//d", 1, { { 0 } } },
+      "a", "/b@c//d" },
+    { { "absolute-form with another method", "OPTIONS http://a/ HTTP/1.1\r\n\r\n", "OPTIONS",
+        "http://a/", 1, { { 0 } } },
+      "a", "/" },
+    { { "absolute-form over HTTP/1.0", "GET http://a/x HTTP/1.0\r\n\r\n", "GET", "http://a/x",
+        0, { { 0 } } },
+      "a", "/x" },
+};
+
+#define N_GOOD (N(good) + N(absolute))
+
+/* Good head i of both tables. */
+static const struct good_case *good_at(size_t i)
+{
+    return i < N(good) ? &good[i] : &absolute[i - N(good)].head;
+}
+
+/* The absolute-form case c belongs to, or NULL for an origin-form one. */
+static const struct absolute_case *absolute_of(const struct good_case *c)
+{
+    for (size_t i = 0; i < N(absolute); i++)
+        if (c == &absolute[i].head) return &absolute[i];
+    return NULL;
+}
+
 static void check_good_result(const struct good_case *c, struct parse *p, size_t head_len,
                               const char *how)
 {
@@ -134,6 +222,25 @@ static void check_good_result(const struct good_case *c, struct parse *p, size_t
     const struct http_request *r = &p->req;
     cr_expect(span_is(r->method, r->method_len, c->method), "%s%s: method", c->name, how);
     cr_expect(span_is(r->target, r->target_len, c->target), "%s%s: target", c->name, how);
+    const struct absolute_case *a = absolute_of(c);
+    if (a) {
+        cr_expect(r->authority && span_is(r->authority, r->authority_len, a->authority),
+                  "%s%s: authority \"%.*s\", want \"%s\"", c->name, how, (int)r->authority_len,
+                  r->authority ? r->authority : "", a->authority);
+        cr_expect(r->authority >= r->target &&
+                      r->authority + r->authority_len <= r->target + r->target_len,
+                  "%s%s: authority outside the target", c->name, how);
+    } else {
+        cr_expect_null(r->authority, "%s%s: authority set for an origin-form target", c->name,
+                       how);
+    }
+    const char *resource = a ? a->resource : c->target;
+    cr_expect(span_is(r->resource, r->resource_len, resource),
+              "%s%s: resource \"%.*s\", want \"%s\"", c->name, how, (int)r->resource_len,
+              r->resource, resource);
+    /* The resource ends the target. */
+    cr_expect(r->resource + r->resource_len == r->target + r->target_len,
+              "%s%s: resource does not end the target", c->name, how);
     cr_expect_eq(r->minor_version, c->minor, "%s%s: minor version %d", c->name, how,
                  r->minor_version);
     size_t n = 0;
@@ -155,8 +262,8 @@ static void check_good_result(const struct good_case *c, struct parse *p, size_t
 
 Test(http, good_heads)
 {
-    for (size_t i = 0; i < N(good); i++) {
-        const struct good_case *c = &good[i];
+    for (size_t i = 0; i < N_GOOD; i++) {
+        const struct good_case *c = good_at(i);
         size_t len = strlen(c->raw);
         struct parse p;
         parse_once(&p, c->raw, len, MAX_LEN, MAX_HEADERS);
@@ -176,15 +283,16 @@ Test(http, bytes_after_the_head_not_consumed)
         "x",
     };
     char buf[1024];
-    for (size_t i = 0; i < N(good); i++) {
+    for (size_t i = 0; i < N_GOOD; i++) {
+        const struct good_case *c = good_at(i);
         for (size_t t = 0; t < N(tails); t++) {
-            size_t head = strlen(good[i].raw), tail = strlen(tails[t]);
+            size_t head = strlen(c->raw), tail = strlen(tails[t]);
             cr_assert_lt(head + tail, sizeof buf);
-            memcpy(buf, good[i].raw, head);
+            memcpy(buf, c->raw, head);
             memcpy(buf + head, tails[t], tail);
             struct parse p;
             parse_once(&p, buf, head + tail, MAX_LEN, MAX_HEADERS);
-            check_good_result(&good[i], &p, head, " + tail");
+            check_good_result(c, &p, head, " + tail");
             parse_free(&p);
         }
     }
@@ -198,8 +306,8 @@ Test(http, good_heads_fed_as_growing_prefixes)
 {
     static const char tail[] = "\x81\x80\x01\x02\x03\x04";
     char buf[1024];
-    for (size_t i = 0; i < N(good); i++) {
-        const struct good_case *c = &good[i];
+    for (size_t i = 0; i < N_GOOD; i++) {
+        const struct good_case *c = good_at(i);
         size_t head = strlen(c->raw);
         memcpy(buf, c->raw, head);
         memcpy(buf + head, tail, sizeof tail - 1);
@@ -265,9 +373,6 @@ static const struct bad_case bad[] = {
     { "method with a NUL", RAW("GE\0T / HTTP/1.1\r\n\r\n"), HTTP_E_BAD_REQUEST },
     { "missing target", "GET HTTP/1.1\r\n\r\n", 0, HTTP_E_BAD_REQUEST },
     { "two spaces after the method", "GET  / HTTP/1.1\r\n\r\n", 0, HTTP_E_BAD_REQUEST },
-    { "absolute-form target", "GET http://a/ HTTP/1.1\r\n\r\n", 0, HTTP_E_BAD_REQUEST },
-    { "asterisk-form target", "OPTIONS * HTTP/1.1\r\n\r\n", 0, HTTP_E_BAD_REQUEST },
-    { "authority-form target", "CONNECT a:443 HTTP/1.1\r\n\r\n", 0, HTTP_E_BAD_REQUEST },
     { "control character in the target", "GET /a\x01z HTTP/1.1\r\n\r\n", 0,
       HTTP_E_BAD_REQUEST },
     { "DEL in the target", "GET /a\x7Fz HTTP/1.1\r\n\r\n", 0, HTTP_E_BAD_REQUEST },
@@ -303,16 +408,124 @@ static const struct bad_case bad[] = {
       HTTP_E_BAD_REQUEST },
 };
 
+/* Targets in neither origin- nor absolute-form, and absolute-form targets that are malformed or
+ * that a WebSocket server has no use for: each refused with 400 and a reason that says why. */
+struct bad_target_case {
+    struct bad_case head;
+    const char *why; /* words the reason must contain */
+};
+
+static const struct bad_target_case bad_targets[] = {
+    { { "asterisk-form target", "OPTIONS * HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "must be a path or an absolute URI" },
+    { { "authority-form target", "CONNECT a:443 HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "scheme" },
+    { { "relative target", "GET chat HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "must be a path or an absolute URI" },
+    { { "target starting with a colon", "GET :a HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "must be a path or an absolute URI" },
+    { { "scheme starting with a digit", "GET 1http://a/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "must be a path or an absolute URI" },
+    { { "absolute-form, ftp scheme", "GET ftp://a/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "scheme must be http, https, ws or wss" },
+    { { "absolute-form, file scheme", "GET file:///etc/passwd HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "scheme" },
+    { { "absolute-form, scheme longer than http", "GET httpx://a/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "scheme" },
+    { { "absolute-form, scheme that is a prefix of ws", "GET w://a/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "scheme" },
+    { { "absolute-form, no // after the scheme", "GET http:/a/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "without an authority" },
+    { { "absolute-form, scheme and colon only", "GET http: HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "without an authority" },
+    { { "absolute-form, empty authority", "GET http:///chat HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "without an authority" },
+    { { "absolute-form, nothing after //", "GET ws:// HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "without an authority" },
+    { { "absolute-form, query right after //", "GET ws://?a HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "without an authority" },
+    { { "absolute-form, user info", "GET http://user@a/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "user info" },
+    { { "absolute-form, user and password", "GET ws://u:p@a:80/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "user info" },
+    { { "absolute-form, empty user info", "GET ws://@a/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "user info" },
+    { { "absolute-form, fragment", "GET http://a/chat#top HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "fragment" },
+    { { "absolute-form, fragment after a query", "GET ws://a/?q=1# HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "fragment" },
+    { { "absolute-form, fragment right after the host", "GET ws://a#x HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "fragment" },
+    { { "absolute-form, control character in the host", "GET http://a\x01z/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "request target" },
+    { { "absolute-form, DEL in the path", "GET http://a/\x7F HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "request target" },
+    { { "absolute-form, NUL in the host", RAW("GET http://a\0b/ HTTP/1.1\r\n\r\n"),
+        HTTP_E_BAD_REQUEST }, "request target" },
+    { { "absolute-form, port without a host", "GET http://:80/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+    { { "absolute-form, empty port", "GET http://a:/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+    { { "absolute-form, port 0", "GET http://a:0/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+    { { "absolute-form, port 65536", "GET http://a:65536/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+    { { "absolute-form, port of six digits", "GET http://a:000080/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+    { { "absolute-form, letter in the port", "GET http://a:8o/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+    { { "absolute-form, two ports", "GET http://a:80:80/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+    { { "absolute-form, unclosed IPv6 literal", "GET http://[::1/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+    { { "absolute-form, empty IPv6 literal", "GET http://[]:80/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+    { { "absolute-form, junk after an IPv6 literal", "GET http://[::1]x/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+    { { "absolute-form, non-hex in an IPv6 literal", "GET http://[::g]/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+    { { "absolute-form, bracket inside a host", "GET http://a[1]/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+    { { "absolute-form, short escape in the host", "GET http://a%2/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+    { { "absolute-form, bad escape in the host", "GET http://a%zz/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+    { { "absolute-form, obs-text in the host", "GET http://caf\xC3\xA9/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+    { { "absolute-form, backslash in the host", "GET http://a\\b/ HTTP/1.1\r\n\r\n", 0,
+        HTTP_E_BAD_REQUEST }, "host or port" },
+};
+
+#define N_BAD (N(bad) + N(bad_targets))
+
+/* Bad head i of both tables. */
+static const struct bad_case *bad_at(size_t i)
+{
+    return i < N(bad) ? &bad[i] : &bad_targets[i - N(bad)].head;
+}
+
+/* The words the reason for c must contain, or NULL when any reason will do. */
+static const char *reason_of(const struct bad_case *c)
+{
+    for (size_t i = 0; i < N(bad_targets); i++)
+        if (c == &bad_targets[i].head) return bad_targets[i].why;
+    return NULL;
+}
+
 Test(http, bad_heads)
 {
-    for (size_t i = 0; i < N(bad); i++) {
-        const struct bad_case *c = &bad[i];
+    for (size_t i = 0; i < N_BAD; i++) {
+        const struct bad_case *c = bad_at(i);
         size_t len = c->len ? c->len : strlen(c->raw);
         struct parse p;
         int rc = parse_once(&p, c->raw, len, MAX_LEN, MAX_HEADERS);
         cr_expect_eq(rc, c->want, "%s: returned %d, want %d", c->name, rc, c->want);
         if (rc < 0 && rc != HTTP_NEED_MORE)
             cr_expect_not_null(p.why, "%s: no reason given", c->name);
+        const char *why = reason_of(c);
+        if (why)
+            cr_expect(p.why && strstr(p.why, why), "%s: reason \"%s\" does not say \"%s\"",
+                      c->name, p.why ? p.why : "(none)", why);
         parse_free(&p);
     }
 }
@@ -321,8 +534,8 @@ Test(http, bad_heads)
  * same error; it is never accepted on the way. */
 Test(http, bad_heads_fed_as_growing_prefixes)
 {
-    for (size_t i = 0; i < N(bad); i++) {
-        const struct bad_case *c = &bad[i];
+    for (size_t i = 0; i < N_BAD; i++) {
+        const struct bad_case *c = bad_at(i);
         size_t len = c->len ? c->len : strlen(c->raw);
         struct http_scan scan = { 0 };
         int rc = HTTP_NEED_MORE;
