@@ -498,7 +498,6 @@ int conn_send_shared(struct conn *c, struct obuf *frame)
     mark_dirty(c);
     check_backpressure(c);
     if (c->state != CONN_OPEN) return CONN_CLOSED; /* past max_send_buffer */
-    c->cl->counters->messages_out++;
     size_t limit = conn_limits(c)->send_buffer;
     if (limit && c->outq.bytes > limit) {
         c->want_drain = true;

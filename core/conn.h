@@ -226,7 +226,8 @@ void conn_refuse(struct conn *c, int status, const char *why);
 int conn_send_message(struct conn *c, const void *data, size_t len, bool binary);
 
 /* Queues a frame built once for many receivers (a publish): the queue holds a reference, not a
- * copy. Returns as conn_send_message. */
+ * copy. Returns as conn_send_message. The caller counts what it sends this way (one addition
+ * per publish instead of one per receiver). */
 int conn_send_shared(struct conn *c, struct obuf *frame);
 
 /* Starts the close handshake with code (a valid close code, or 0 for none) and reason. Does

@@ -37,6 +37,19 @@ void conn_end_file(struct conn *c)
 }
 
 
+/* Clears a route, but not its text buffer: 400 bytes zeroed for every request add up. */
+static void route_init(struct conn_route *r)
+{
+    r->handler = NULL;
+    r->ctx = NULL;
+    r->public_dir = NULL;
+    r->mount_len = 0;
+    r->why = "";
+    r->reason = CTR_REFUSED_ERROR;
+    r->headers = NULL;
+    r->text[0] = '\0';
+}
+
 /* ---- HTTP answers -------------------------------------------------------------------------- */
 
 /* Answers the request with a status and a one-line explanation, then lingers. */
@@ -131,7 +144,8 @@ static void serve_plain(struct conn *c, const struct http_request *req, const st
     }
     struct conn_loop *cl = c->cl;
     cl->counters->http_requests++;
-    struct conn_route r = { 0 };
+    struct conn_route r;
+    route_init(&r);
     int status = cl->host->route(cl->host_ctx, c, up, false, &r);
     if (status) {
         respond(c, status, r.why, r.headers);
@@ -223,7 +237,8 @@ static int upgrade(struct conn *c, const struct http_request *req)
     }
     /* The server's policy: draining, origins, which app serves the path. */
     struct conn_loop *cl = c->cl;
-    struct conn_route r = { 0 };
+    struct conn_route r;
+    route_init(&r);
     int status = cl->host->route(cl->host_ctx, c, &up, true, &r);
     if (status) {
         conn_respond_error(c, status, r.why, r.headers, r.reason);

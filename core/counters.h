@@ -53,7 +53,7 @@ struct counters {
     uint64_t closed[CTR_CLOSE_CODES]; /* WebSockets ended, by the code reported to the app */
     uint64_t messages_in;           /* whole messages received */
     uint64_t bytes_in;              /* bytes read from sockets (TLS: decrypted) */
-    uint64_t messages_out;          /* messages queued to a connection (each receiver counts) */
+    uint64_t messages_out;          /* messages queued to connections (each receiver counts) */
     uint64_t bytes_out;             /* bytes written to sockets (TLS: before encryption) */
     uint64_t handler_failures[CTR_FAILURES];
     uint64_t backpressure_pauses;   /* reading paused because the send queue was too long */

@@ -89,6 +89,7 @@ int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *fr
         if (conn_send_shared(members[i], frame) != CONN_CLOSED) count++;
     if (members != local) free(members);
     ps->counters->deliveries += count;
+    ps->counters->messages_out += count;
     *sent = count;
     return 0;
 }
