@@ -92,6 +92,18 @@ end
 
 function server:log() return read_file(self.log_path) or "" end
 
+-- The admin listener's port (a server started with --admin or an admin config), read from its
+-- "admin listening on http://HOST:PORT/" log line. Waits up to timeout seconds (default 5);
+-- raises without the line.
+function server:admin_port(timeout)
+    if not self.admin_port_number then
+        local port = self:wait_log("admin listening on https?://[^\n]-:(%d+)/", timeout)
+        if not port then error("no \"admin listening on\" line in the log:\n" .. self:log(), 2) end
+        self.admin_port_number = tonumber(port)
+    end
+    return self.admin_port_number
+end
+
 -- Waits until the log matches a Lua pattern. Returns the match, or nil after timeout.
 function server:wait_log(pattern, timeout)
     local deadline = socket.gettime() + (timeout or 5)

@@ -133,11 +133,11 @@ end
 
 -- Opens a WebSocket. Returns a client, or nil, err, response (for a refused handshake the
 -- response holds status, headers and body). opts as for M.request, plus timeout, extra (bytes
--- sent right behind the request, in the same write) and source (a loopback address to connect
--- from, such as "127.0.0.7").
+-- sent right behind the request, in the same write), source (a loopback address to connect
+-- from, such as "127.0.0.7") and address (the address to connect to; default 127.0.0.1).
 function M.connect(port, opts)
     opts = opts or {}
-    local sock, err = connect_tcp(port, nil, opts.timeout, opts.source)
+    local sock, err = connect_tcp(port, opts.address, opts.timeout, opts.source)
     if not sock then return nil, err end
     local key = opts.key or mime.b64(random_bytes(16))
     local req = M.request(setmetatable({ key = key }, { __index = opts }))
@@ -164,6 +164,28 @@ function M.connect(port, opts)
         return nil, "bad Sec-WebSocket-Accept", resp
     end
     return setmetatable({ sock = sock, response = resp, timeout = opts.timeout, buf = "" }, client)
+end
+
+-- Splits "ws://host:port/path?query" into host, port (default 80) and path (default "/").
+-- Returns nil for anything else (wss:// included: this client speaks plain TCP only).
+function M.parse_url(url)
+    local host, port, path = url:match("^ws://([^/:]+):(%d+)(/?.*)$")
+    if not host then
+        host, path = url:match("^ws://([^/:]+)(/?.*)$")
+        port = host and 80
+    end
+    if not host then return nil end
+    return host, tonumber(port), path ~= "" and path or "/"
+end
+
+-- Opens the WebSocket at url (ws://host:port/path), as M.connect does with the address, Host
+-- header and path taken from the url (opts may still override them).
+function M.connect_url(url, opts)
+    local host, port, path = M.parse_url(url)
+    if not host then return nil, "not a ws:// url: " .. tostring(url) end
+    local merged = { address = host, host = host .. ":" .. port, path = path }
+    for k, v in pairs(opts or {}) do merged[k] = v end
+    return M.connect(port, merged)
 end
 
 function client:send_raw(bytes)
@@ -238,12 +260,21 @@ function client:recv_frame(timeout)
 end
 
 -- Reads a whole data message, answering nothing and skipping pongs. Returns payload, opcode;
--- for a close frame: nil, "close", code, reason; or nil, "timeout" / "closed".
+-- for a close frame: nil, "close", code, reason; or nil, "timeout" / "closed". Fragments read
+-- before a timeout are kept for the next call, so polling with short timeouts loses nothing.
+-- Frames of any size are read (the 64-bit length included); the whole payload is held in
+-- memory.
 function client:recv_message(timeout)
-    local parts, opcode = {}, nil
+    local parts, opcode = self.fragments or {}, self.fragments_opcode
+    self.fragments, self.fragments_opcode = nil, nil
     while true do
         local f, err = self:recv_frame(timeout)
-        if not f then return nil, err end
+        if not f then
+            if err == "timeout" and #parts > 0 then
+                self.fragments, self.fragments_opcode = parts, opcode
+            end
+            return nil, err
+        end
         if f.opcode == M.op.close then
             local code = #f.payload >= 2 and string.unpack(">I2", f.payload) or nil
             return nil, "close", code, f.payload:sub(3)
