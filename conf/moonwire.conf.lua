@@ -52,6 +52,7 @@ limits = {
     max_send_buffer   = 16 << 20, -- bytes queued past which the reader is dropped with 1008
                                   -- "slow consumer".
     max_subscriptions = 1000,     -- topics one connection may be subscribed to.
+    max_topic_length  = 256,      -- bytes in a topic name; longer ones raise an error.
     max_buffered      = 256 << 20, -- bytes all clients may hold in unfinished incoming messages
                                   -- (1013 "try again later" for the one that passes it) ...
     max_buffered_per_ip = 64 << 20, -- ... and the clients of one address (1009). Keep it at
@@ -67,4 +68,8 @@ sandbox = {
     memory       = 64 << 20,      -- bytes the app's Lua state may hold.
     time_limit   = 1,             -- seconds one callback may take (wall clock), for work the
                                   -- instruction count cannot see.
+    topic_memory = 64 << 20,      -- bytes of C memory the app's topics may take; past it
+                                  -- conn:subscribe answers nil, "topic memory full".
+    timer_share  = 0.5,           -- fraction of each second the app's timer callbacks may
+                                  -- run; past it its timers wait (late, never dropped).
 }

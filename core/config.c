@@ -39,12 +39,14 @@ void cfg_defaults(struct config *cfg)
         .send_buffer = 4 << 20,
         .max_send_buffer = 16 << 20,
         .max_subscriptions = 1000,
+        .max_topic_length = 256,
         .max_buffered = 256 << 20,
         .max_buffered_per_ip = 64 << 20,
         .shutdown_timeout = 5,
     };
     cfg->sandbox = (struct cfg_sandbox){ .instructions = 10000000, .memory = 64 << 20,
-                                          .time_limit = 1 };
+                                          .time_limit = 1, .topic_memory = 64 << 20,
+                                          .timer_share = 0.5 };
 }
 
 /* ---- typed fields -------------------------------------------------------------------------- */
@@ -79,6 +81,7 @@ static const struct field limit_fields[] = {
     LIMIT(send_buffer, F_SIZE, 1, true),
     LIMIT(max_send_buffer, F_SIZE, 1, true),
     LIMIT(max_subscriptions, F_SIZE, 1, true),
+    LIMIT(max_topic_length, F_SIZE, 1, true),
     LIMIT(max_buffered, F_SIZE, 1, true),
     LIMIT(max_buffered_per_ip, F_SIZE, 1, true),
     LIMIT(shutdown_timeout, F_DOUBLE, 0, true),
@@ -89,6 +92,8 @@ static const struct field sandbox_fields[] = {
     SANDBOX(instructions, F_U64, 1000),
     SANDBOX(memory, F_SIZE, 1 << 20),
     SANDBOX(time_limit, F_DOUBLE, 0.001),
+    SANDBOX(topic_memory, F_SIZE, 64 << 10),
+    { "timer_share", F_DOUBLE, offsetof(struct cfg_sandbox, timer_share), 0.01, true, 1 },
     { NULL, 0, 0, 0, false, 0 },
 };
 

@@ -47,6 +47,7 @@ struct cfg_limits {
     size_t send_buffer;       /* queued bytes before backpressure and paused reading */
     size_t max_send_buffer;   /* queued bytes past which the client is dropped (1008) */
     size_t max_subscriptions; /* topics one connection may be subscribed to */
+    size_t max_topic_length;  /* bytes in a topic name (conn:subscribe, mw.publish... raise) */
     size_t max_buffered;      /* bytes of unfinished incoming messages, all clients (1013) */
     size_t max_buffered_per_ip; /* the same, for the clients of one address (1009) */
     double shutdown_timeout;  /* seconds to drain on SIGTERM */
@@ -56,6 +57,8 @@ struct cfg_sandbox {
     uint64_t instructions; /* per callback */
     size_t memory;         /* bytes per app */
     double time_limit;     /* seconds per callback */
+    size_t topic_memory;   /* bytes of C memory for an app's topics */
+    double timer_share;    /* fraction of each second an app's timer callbacks may run */
 };
 
 /* An app mounted at a path: it serves requests for that path and everything below it. */

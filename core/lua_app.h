@@ -14,6 +14,19 @@
 
 struct lb_timer;
 
+/* How an app's timer callbacks share the loop (lua_mw.c): timers that come due while others
+ * wait, or while the app has used its share or its slice of the turn, queue here in the order
+ * they came due, and `resume` runs them later. */
+struct lb_timer_queue {
+    ev_timer resume;         /* runs queued timers: next turn, or when the share allows */
+    struct lb_timer *head, *tail;
+    double share;            /* fraction of each second (sandbox.timer_share); 0: no cap */
+    double balance;          /* seconds of callback time the app may still use (a bucket) */
+    double refilled;         /* when balance was last topped up (monotonic seconds) */
+    unsigned turn;           /* the loop iteration turn_spent counts */
+    double turn_spent;       /* seconds of timer callbacks in that iteration */
+};
+
 struct lb_app {
     struct sandbox sb;
     const struct lb_env *env;
@@ -31,6 +44,8 @@ struct lb_app {
     bool loading;        /* a main chunk is running (first load or reload) */
     struct pubsub ps;
     struct lb_timer *timers; /* pending timers, to cancel those of an old version */
+    struct lb_timer_queue due;
+    double topic_warned;     /* when running out of topic memory was last logged */
     /* The text of the message being handled, which the frame reader has found valid UTF-8
      * and run_messages keeps alive on the stack (so no other string can have this address);
      * NULL between messages. Sending it on skips the check (lb_valid_text). */
@@ -41,8 +56,16 @@ struct lb_app {
 struct lb_app *lb_app_of(lua_State *L);
 
 /* Runs fn(ud) in the app's state under sb_call. On failure logs one line naming the app and
- * what (e.g. "message handler") and returns -1. */
+ * what (e.g. "message handler") and returns how it failed; SB_OK otherwise. */
+enum sb_status lb_call(struct lb_app *app, lua_CFunction fn, void *ud, const char *what);
+/* lb_call's result as 0, or -1 for any failure. */
 int lb_run(struct lb_app *app, lua_CFunction fn, void *ud, const char *what);
+/* How a call failed, for log lines: "ran out of instructions". */
+const char *lb_failure_text(enum sb_status st);
+
+/* The topic name at argument arg, its length in *len. Raises, naming the function (fname,
+ * "mw.publish") and limits.max_topic_length, when it is not a string or is longer. */
+const char *lb_check_topic(lua_State *L, int arg, size_t *len, const char *fname);
 
 /* Whether the Lua string data (len bytes) is valid UTF-8: without looking when it is the
  * message being handled. */
@@ -55,10 +78,16 @@ void lb_push_conn(struct lb_app *app, struct conn *c);
 void lb_conn_set_data(struct lb_app *app, struct conn *c);
 /* Releases c's conn object before c is freed; it then answers nil, "closed". */
 void lb_forget(struct lb_app *app, struct conn *c);
+/* Empties c's conn.data (the next read of it makes a new, empty table). */
+void lb_conn_clear_data(struct lb_app *app, struct conn *c);
 
 /* lua_mw.c: the mw module. */
 void lb_push_api(struct lb_app *app);
 /* Cancels every pending timer made by code of the given generation. */
 void lb_cancel_timers(struct lb_app *app, uint32_t generation);
+/* Sets up the app's timer queue with its share (sandbox.timer_share); lb_timers_stop stops
+ * its watcher before the app is freed. */
+void lb_timers_init(struct lb_app *app, double share);
+void lb_timers_stop(struct lb_app *app);
 
 #endif

@@ -31,7 +31,9 @@ struct lb_app *lb_app_of(lua_State *L) { return container_of(sb_of(L), struct lb
 static const char *const status_words[] = { "ok", "failed", "ran out of instructions",
                                             "ran out of memory", "ran out of time" };
 
-int lb_run(struct lb_app *app, lua_CFunction fn, void *ud, const char *what)
+const char *lb_failure_text(enum sb_status st) { return status_words[st]; }
+
+enum sb_status lb_call(struct lb_app *app, lua_CFunction fn, void *ud, const char *what)
 {
     lua_State *L = app->sb.L;
     lua_pushcfunction(L, fn);
@@ -39,10 +41,25 @@ int lb_run(struct lb_app *app, lua_CFunction fn, void *ud, const char *what)
     char err[1024];
     enum sb_status st = sb_call(&app->sb, 1, 0, err, sizeof err);
     app->valid_text = NULL; /* a handler that raised left it set */
-    if (st == SB_OK) return 0;
+    if (st == SB_OK) return SB_OK;
     app->env->counters->handler_failures[st - SB_ERROR]++;
     log_error("app %s: %s %s: %s", app->name, what, status_words[st], err);
-    return -1;
+    return st;
+}
+
+int lb_run(struct lb_app *app, lua_CFunction fn, void *ud, const char *what)
+{
+    return lb_call(app, fn, ud, what) == SB_OK ? 0 : -1;
+}
+
+const char *lb_check_topic(lua_State *L, int arg, size_t *len, const char *fname)
+{
+    const char *topic = luaL_checklstring(L, arg, len);
+    size_t max = lb_app_of(L)->env->max_topic_length;
+    if (max && *len > max)
+        luaL_error(L, "%s: the topic name is %I bytes, longer than limits.max_topic_length "
+                      "(%I)", fname, (lua_Integer)*len, (lua_Integer)max);
+    return topic;
 }
 
 /* ---- handlers ------------------------------------------------------------------------------ */
@@ -157,25 +174,42 @@ static int dispatch(struct call *k) { return lb_run(k->app, run_handler, k, k->w
 
 /* ---- the connection callbacks (lb_conn_handler) -------------------------------------------- */
 
+/* A handler failed for c, which the connection layer now closes with 1011. What the app kept
+ * for c goes at once, not when the connection is freed: a client that never answers the close
+ * frame would otherwise keep it for close_timeout, and a handler stopped at the memory cap
+ * would leave the app at its cap, failing every other connection's handlers meanwhile.
+ * app.close still runs, with an empty conn.data. Garbage left by the failed call goes too. */
+static int failed(struct lb_app *app, struct conn *c)
+{
+    lb_conn_clear_data(app, c);
+    struct sandbox *sb = &app->sb;
+    if (sb->mem_limit && sb->mem_used > sb->mem_limit) lua_gc(sb->L, LUA_GCCOLLECT);
+    return -1;
+}
+
 static int on_open(void *ctx, struct conn *c)
 {
     struct call k = { .kind = CALL_OPEN, .what = "open handler", .app = ctx, .c = c };
-    return dispatch(&k);
+    return dispatch(&k) < 0 ? failed(ctx, c) : 0;
 }
 
 static int on_messages(void *ctx, struct conn *c, const struct conn_message *msgs, size_t n)
 {
     struct call k = { .kind = CALL_MESSAGE, .what = "message handler", .app = ctx, .c = c,
                       .msgs = msgs, .nmsgs = n };
-    return dispatch(&k);
+    return dispatch(&k) < 0 ? failed(ctx, c) : 0;
 }
 
+/* app.close is the last the app hears of c: its conn object (and conn.data with it) is let go
+ * now rather than when c is freed, up to close_timeout later; an app that kept the object
+ * keeps it, and it answers nil, "closed". */
 static void on_close(void *ctx, struct conn *c, unsigned code, const char *reason,
                      size_t reason_len)
 {
     struct call k = { .kind = CALL_CLOSE, .what = "close handler", .app = ctx, .c = c,
                       .data = (const uint8_t *)reason, .len = reason_len, .code = code };
     dispatch(&k);
+    lb_forget(ctx, c);
 }
 
 static void on_drain(void *ctx, struct conn *c)
@@ -201,8 +235,10 @@ static void on_gone(void *ctx, struct conn *c)
 static void on_upgrade(void *ctx, struct conn *c, const struct http_request *req,
                        const struct hs_upgrade *up, struct conn_verdict *v);
 
-const struct conn_handler lb_conn_handler = { on_upgrade, on_open, on_messages, on_ended,
-                                              on_close, on_drain, on_gone };
+const struct conn_handler lb_conn_handler = {
+    .upgrade = on_upgrade, .open = on_open, .messages = on_messages, .ended = on_ended,
+    .close = on_close, .drain = on_drain, .gone = on_gone,
+};
 
 /* ---- the upgrade hook ---------------------------------------------------------------------- */
 
@@ -591,7 +627,8 @@ struct lb_app *lb_app_load(const struct lb_env *env, const char *path, const cha
         return NULL;
     }
     app->env = env;
-    ps_init(&app->ps, env->counters, env->max_subscriptions);
+    lb_timers_init(app, limits->timer_share);
+    ps_init(&app->ps, env->counters, env->max_subscriptions, limits->topic_memory);
     app->handlers_ref = app->api_ref = app->after_load_ref = app->names_ref = LUA_NOREF;
     app->name = strdup(path);
     app->scripts_dir = strdup(scripts_dir);
@@ -629,6 +666,7 @@ void lb_app_free(struct lb_app *app)
 {
     if (!app) return;
     /* Closing the state runs the timers' __gc, which stops their watchers. */
+    lb_timers_stop(app);
     sb_close(&app->sb);
     ps_free(&app->ps);
     free(app->name);

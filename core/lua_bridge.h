@@ -31,12 +31,15 @@ struct lb_env {
     struct sb_runtime *rt;
     struct counters *counters;
     size_t max_subscriptions; /* per connection (limits.max_subscriptions) */
+    size_t max_topic_length;  /* bytes in a topic name (limits.max_topic_length); 0: none */
 };
 
 struct lb_limits {
     uint64_t instructions; /* per callback; 0: none */
     size_t memory;         /* bytes for the app's Lua state; 0: no cap */
     double time_limit;     /* seconds per callback; 0: none */
+    size_t topic_memory;   /* bytes of C memory for the app's topics; 0: no cap */
+    double timer_share;    /* fraction of each second its timer callbacks may run; 0: no cap */
 };
 
 /* Loads the app at path (a Lua file, or a folder holding app.lua) and runs its main chunk.

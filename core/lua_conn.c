@@ -9,6 +9,7 @@
 #include <lua.h>
 
 #include "conn.h"
+#include "log.h"
 #include "lua_app.h"
 #include "utf8.h"
 #include "ws_close.h"
@@ -88,17 +89,32 @@ static int conn_close_method(lua_State *L)
     return 1;
 }
 
-/* conn:subscribe(topic) -> true | false (already) | nil, "closed" */
+/* conn:subscribe(topic) -> true | false (already) | nil, "closed" | nil, "too many subscriptions"
+ * | nil, "topic memory full". A name longer than limits.max_topic_length raises. */
 static int conn_subscribe(lua_State *L)
 {
     struct conn *c = check_conn(L);
     size_t len;
-    const char *topic = luaL_checklstring(L, 2, &len);
+    const char *topic = lb_check_topic(L, 2, &len, "conn:subscribe");
     if (!c) return closed_result(L);
-    int rc = ps_subscribe(&lb_app_of(L)->ps, c, topic, len);
-    if (rc == PS_E_LIMIT) {
+    struct lb_app *app = lb_app_of(L);
+    int rc = ps_subscribe(&app->ps, c, topic, len);
+    if (rc == PS_E_LIMIT || rc == PS_E_FULL) {
         luaL_pushfail(L);
-        lua_pushliteral(L, "too many subscriptions");
+        if (rc == PS_E_LIMIT) {
+            lua_pushliteral(L, "too many subscriptions");
+            return 2;
+        }
+        /* Past sandbox.topic_memory: the app's clients have named too many topics. Say so in
+         * the log, once a second at most, since every refusal here is the same story. */
+        double now = ev_now(app->env->loop);
+        if (now - app->topic_warned >= 1) {
+            app->topic_warned = now;
+            log_warn("app %s: conn:subscribe refused: the app's topics use %zu bytes of C "
+                     "memory, and sandbox.topic_memory allows %zu", app->name,
+                     app->ps.topics.bytes, app->ps.topics.max_bytes);
+        }
+        lua_pushliteral(L, "topic memory full");
         return 2;
     }
     if (rc < 0) return luaL_error(L, "conn:subscribe: out of memory");
@@ -111,7 +127,7 @@ static int conn_unsubscribe(lua_State *L)
 {
     struct conn *c = check_conn(L);
     size_t len;
-    const char *topic = luaL_checklstring(L, 2, &len);
+    const char *topic = lb_check_topic(L, 2, &len, "conn:unsubscribe");
     if (!c) return closed_result(L);
     lua_pushboolean(L, ps_unsubscribe(&lb_app_of(L)->ps, c, topic, len));
     return 1;
@@ -233,6 +249,17 @@ void lb_forget(struct lb_app *app, struct conn *c)
     if (ref == CONN_NO_REF) return;
     luaL_unref(app->sb.L, LUA_REGISTRYINDEX, ref);
     conn_set_handler_ref(c, CONN_NO_REF);
+}
+
+void lb_conn_clear_data(struct lb_app *app, struct conn *c)
+{
+    int ref = conn_handler_ref(c);
+    if (ref == CONN_NO_REF) return;
+    lua_State *L = app->sb.L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    lua_pushnil(L);
+    lua_setiuservalue(L, -2, 1);
+    lua_pop(L, 1);
 }
 
 void lb_conn_set_data(struct lb_app *app, struct conn *c)

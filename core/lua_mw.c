@@ -5,8 +5,10 @@
  * can replace a function for the next one; mw.state is the one table they write, and it is the
  * same table for every version. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <lua-cjson.h>
@@ -25,7 +27,7 @@ static int mw_publish(lua_State *L)
 {
     struct lb_app *app = lb_app_of(L);
     size_t tlen, len;
-    const char *topic = luaL_checklstring(L, 1, &tlen);
+    const char *topic = lb_check_topic(L, 1, &tlen, "mw.publish");
     const char *data = luaL_checklstring(L, 2, &len);
     bool binary = lua_toboolean(L, 3);
     if (!binary && !lb_valid_text(app, data, len))
@@ -42,7 +44,7 @@ static int mw_publish(lua_State *L)
 static int mw_subscribers(lua_State *L)
 {
     size_t len;
-    const char *topic = luaL_checklstring(L, 1, &len);
+    const char *topic = lb_check_topic(L, 1, &len, "mw.subscribers");
     lua_pushinteger(L, (lua_Integer)ps_subscribers(&lb_app_of(L)->ps, topic, len));
     return 1;
 }
@@ -50,24 +52,79 @@ static int mw_subscribers(lua_State *L)
 /* ---- timers -------------------------------------------------------------------------------- */
 
 /* A timer is a userdata that embeds its libev watcher. While pending, the registry holds it and
- * its callback, so neither can be collected; cancelling or firing (one-shot) lets go of both. */
+ * its callback, so neither can be collected; cancelling or firing (one-shot) lets go of both.
+ *
+ * Timers share the loop with I/O. Every callback has its budget and time limit, but nothing
+ * stopped an app from having a hundred timers that each spin to their limit every millisecond:
+ * the loop then ran a hundred stopped callbacks back to back between two polls, and every
+ * client of every app went unanswered (handshakes timed out with 408). Three rules give each
+ * app a fair share:
+ *
+ * - Yield to I/O: in one turn of the loop an app's timer callbacks run for TURN_SLICE at most
+ *   (the first always runs); timers that come due after that wait in the app's queue and run
+ *   in the next turn, after the loop has polled. Between two callbacks that run into their
+ *   budget, every connection gets its turn.
+ * - A share per second: an app's timer callbacks may use `share` (sandbox.timer_share) of the
+ *   loop's time, through a token bucket that holds one second's worth. Past it, due timers
+ *   wait in the queue until the bucket allows again: late, never dropped (a repeating timer
+ *   that missed periods runs once for them, as libev does). One callback stopped at a time
+ *   limit of 1 s leaves the app's timers waiting a second or two; I/O runs meanwhile.
+ * - Give up on hopeless timers: a repeating timer whose callback a limit stopped
+ *   STOPS_TO_CANCEL times in a row, over STREAK_TO_CANCEL seconds at least, is cancelled, with
+ *   a log line naming where it was made. Each of its runs costs the whole budget and ends in
+ *   nothing. The span spares a timer that a passing burst slowed down, and leaves the app time
+ *   to notice (each stop is logged) and cancel or replace it itself.
+ *
+ * A game's mw.every(50, tick) that takes a few milliseconds is alone in its turn and uses a
+ * few percent of each second: no rule ever delays it. Counting time rather than callbacks
+ * lets an app run many short callbacks in one turn (a thousand rooms' timers) while a slow
+ * one yields at once; timers queue in the order they came due, so none is starved. */
+#define TURN_SLICE 0.005
+#define STOPS_TO_CANCEL 3
+#define STREAK_TO_CANCEL 2.0
+
 struct lb_timer {
     ev_timer watcher;
     struct lb_app *app;
     struct lb_timer *prev, *next; /* the app's pending timers */
+    struct lb_timer *due_prev, *due_next; /* the app's queue of timers waiting to run */
     int self_ref;
     int fn_ref;
     uint32_t generation;          /* the version of the code that made it */
     bool pending;
+    bool queued;                  /* in the app's queue (its watcher is stopped meanwhile) */
+    unsigned stops;               /* runs in a row that a limit stopped */
+    double streak_began;          /* when the first of those runs began (monotonic s) */
+    char where[128];              /* where mw.every or mw.after was called: "app.lua:12" */
 };
 
 static const char timer_meta[] = "moonwire.timer";
+
+static double monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void unqueue(struct lb_timer *t)
+{
+    if (!t->queued) return;
+    struct lb_timer_queue *q = &t->app->due;
+    if (t->due_prev) t->due_prev->due_next = t->due_next;
+    else q->head = t->due_next;
+    if (t->due_next) t->due_next->due_prev = t->due_prev;
+    else q->tail = t->due_prev;
+    t->due_prev = t->due_next = NULL;
+    t->queued = false;
+}
 
 static void timer_stop(lua_State *L, struct lb_timer *t)
 {
     if (!t->pending) return;
     t->pending = false;
     ev_timer_stop(t->app->env->loop, &t->watcher);
+    unqueue(t);
     if (t->prev) t->prev->next = t->next;
     else t->app->timers = t->next;
     if (t->next) t->next->prev = t->prev;
@@ -81,9 +138,82 @@ static int run_timer(lua_State *L)
     struct lb_timer *t = lua_touserdata(L, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
-    if (!ev_is_active(&t->watcher)) timer_stop(L, t); /* one-shot: done (the stack keeps both) */
+    if (t->watcher.repeat <= 0) timer_stop(L, t); /* one-shot: done (the stack keeps both) */
     lua_call(L, 1, 0);
     return 0;
+}
+
+/* Whether the app may run a timer callback now: within its share and its slice of this turn. */
+static bool may_run(struct lb_app *app, double now)
+{
+    struct lb_timer_queue *q = &app->due;
+    if (q->share > 0) {
+        q->balance += (now - q->refilled) * q->share;
+        if (q->balance > q->share) q->balance = q->share;
+        q->refilled = now;
+        if (q->balance <= 0) return false;
+    }
+    unsigned turn = ev_iteration(app->env->loop);
+    if (turn != q->turn) {
+        q->turn = turn;
+        q->turn_spent = 0;
+    }
+    return q->turn_spent < TURN_SLICE;
+}
+
+/* Arms the queue's watcher when timers wait: for the next turn, or for when the share allows. */
+static void wake(struct lb_app *app)
+{
+    struct lb_timer_queue *q = &app->due;
+    if (!q->head || ev_is_active(&q->resume)) return;
+    double wait = q->share > 0 && q->balance <= 0 ? -q->balance / q->share + 1e-3 : 0.;
+    ev_timer_set(&q->resume, wait, 0.);
+    ev_timer_start(app->env->loop, &q->resume);
+}
+
+static void enqueue(struct lb_timer *t)
+{
+    struct lb_timer_queue *q = &t->app->due;
+    /* A repeating timer's watcher would fire again meanwhile: it restarts once it has run. */
+    ev_timer_stop(t->app->env->loop, &t->watcher);
+    t->queued = true;
+    t->due_next = NULL;
+    t->due_prev = q->tail;
+    if (q->tail) q->tail->due_next = t;
+    else q->head = t;
+    q->tail = t;
+    wake(t->app);
+}
+
+/* Runs t's callback (which began at `began`) and charges its time to the app. */
+static void fire(struct lb_timer *t, double began)
+{
+    struct lb_app *app = t->app;
+    struct lb_timer_queue *q = &app->due;
+    lua_State *L = app->sb.L;
+    bool repeating = t->watcher.repeat > 0;
+    /* Holds the timer across the call: its callback may cancel it, which lets go of it. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+    enum sb_status st = lb_call(app, run_timer, t, "timer callback");
+    double spent = monotonic_s() - began;
+    q->turn_spent += spent;
+    if (q->share > 0) q->balance -= spent;
+    if (repeating && t->pending) {
+        if (st == SB_OK || st == SB_ERROR) {
+            t->stops = 0;
+        } else if (t->stops++ == 0) {
+            t->streak_began = began;
+        }
+        if (t->stops >= STOPS_TO_CANCEL && began - t->streak_began >= STREAK_TO_CANCEL) {
+            log_error("app %s: timer made at %s cancelled: its callback was stopped %u times "
+                      "in a row over %.1f s (the last time it %s)", app->name, t->where,
+                      t->stops, began - t->streak_began, lb_failure_text(st));
+            timer_stop(L, t);
+        } else if (!ev_is_active(&t->watcher)) {
+            ev_timer_again(app->env->loop, &t->watcher); /* it waited in the queue */
+        }
+    }
+    lua_pop(L, 1);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -91,8 +221,39 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct lb_timer *t = container_of(w, struct lb_timer, watcher);
-    lb_run(t->app, run_timer, t, "timer callback");
+    struct lb_app *app = t->app;
+    double now = monotonic_s();
+    /* Behind the timers already waiting, if any: they came due first. */
+    if (app->due.head || !may_run(app, now)) enqueue(t);
+    else fire(t, now);
 }
+
+/* The queue's watcher: runs waiting timers in order while the app may. */
+static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct lb_app *app = container_of(w, struct lb_app, due.resume);
+    double now;
+    while (app->due.head && may_run(app, now = monotonic_s())) {
+        struct lb_timer *t = app->due.head;
+        unqueue(t);
+        fire(t, now);
+    }
+    wake(app);
+}
+
+void lb_timers_init(struct lb_app *app, double share)
+{
+    struct lb_timer_queue *q = &app->due;
+    ev_timer_init(&q->resume, on_resume, 0., 0.);
+    q->head = q->tail = NULL;
+    q->share = share;
+    q->balance = share;
+    q->refilled = monotonic_s();
+}
+
+void lb_timers_stop(struct lb_app *app) { ev_timer_stop(app->env->loop, &app->due.resume); }
 
 static int start_timer(lua_State *L, bool repeat)
 {
@@ -108,6 +269,11 @@ static int start_timer(lua_State *L, bool repeat)
     luaL_setmetatable(L, timer_meta);
     t->app = app;
     t->generation = app->timer_generation;
+    lua_Debug ar;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+        snprintf(t->where, sizeof t->where, "%s:%d", ar.short_src, ar.currentline);
+    else
+        snprintf(t->where, sizeof t->where, "?");
     lua_pushvalue(L, 2);
     t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, -1);
@@ -144,6 +310,7 @@ static int timer_gc(lua_State *L)
     struct lb_timer *t = luaL_checkudata(L, 1, timer_meta);
     if (t->pending) {
         ev_timer_stop(t->app->env->loop, &t->watcher);
+        unqueue(t);
         t->pending = false;
     }
     return 0;

@@ -7,11 +7,13 @@
 #include "conn.h"
 #include "ws_frame.h"
 
-void ps_init(struct pubsub *ps, struct counters *counters, size_t max_subscriptions)
+void ps_init(struct pubsub *ps, struct counters *counters, size_t max_subscriptions,
+             size_t max_topic_bytes)
 {
     memset(ps, 0, sizeof *ps);
     ps->counters = counters;
     ps->max_subscriptions = max_subscriptions;
+    ps->topics.max_bytes = max_topic_bytes;
 }
 
 void ps_set_engine(struct pubsub *ps, const struct ps_engine *engine, void *ctx)
@@ -28,6 +30,7 @@ int ps_subscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t le
     if (ps->max_subscriptions && set->count >= ps->max_subscriptions) return PS_E_LIMIT;
     bool first = ps->engine && !topic_find(&ps->topics, topic, len);
     int rc = topic_subscribe(&ps->topics, set, c, topic, len);
+    if (rc == TOPIC_E_FULL) return PS_E_FULL;
     if (rc < 0) return PS_E_NOMEM;
     if (rc == 1 && first && ps->engine->first_subscriber)
         ps->engine->first_subscriber(ps->engine_ctx, topic, len);

@@ -42,14 +42,18 @@ enum {
     PS_E_LIMIT = -1,  /* the connection has max_subscriptions topics already */
     PS_E_NOMEM = -2,  /* out of memory: nothing changed */
     PS_E_REMOTE = -3, /* published locally, but the engine failed to carry it further */
+    PS_E_FULL = -4,   /* the app's topics would take more than max_topic_bytes */
 };
 
-void ps_init(struct pubsub *ps, struct counters *counters, size_t max_subscriptions);
+/* max_topic_bytes bounds the memory of the app's topics (see struct topic_table); 0: none. */
+void ps_init(struct pubsub *ps, struct counters *counters, size_t max_subscriptions,
+             size_t max_topic_bytes);
 void ps_set_engine(struct pubsub *ps, const struct ps_engine *engine, void *ctx);
 /* Frees every topic; call it only when no connection is subscribed any more. */
 void ps_free(struct pubsub *ps);
 
-/* Subscribes c. Returns 1 when subscribed, 0 when it already was, PS_E_LIMIT or PS_E_NOMEM. */
+/* Subscribes c. Returns 1 when subscribed, 0 when it already was, PS_E_LIMIT, PS_E_FULL or
+ * PS_E_NOMEM. */
 int ps_subscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t len);
 /* Returns 1 when c was subscribed (and now is not), 0 otherwise. */
 int ps_unsubscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t len);

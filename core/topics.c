@@ -31,11 +31,14 @@ const struct topic *topic_find(const struct topic_table *t, const char *name, si
     return *slot_of(t, hash_name(name, len), name, len);
 }
 
-/* Doubles the bucket array when topics outnumber buckets. Failure is harmless: chains grow. */
+/* Doubles the bucket array when topics outnumber buckets, if max_bytes allows. Failure is
+ * harmless once there are buckets: chains grow. */
 static void maybe_grow(struct topic_table *t)
 {
     if (t->nbuckets && t->count < t->nbuckets) return;
     size_t n = t->nbuckets ? t->nbuckets * 2 : 64;
+    size_t more = (n - t->nbuckets) * sizeof *t->buckets;
+    if (t->max_bytes && t->bytes + more > t->max_bytes) return;
     struct topic **b = calloc(n, sizeof *b);
     if (!b) return;
     for (size_t i = 0; i < t->nbuckets; i++) {
@@ -50,13 +53,18 @@ static void maybe_grow(struct topic_table *t)
     free(t->buckets);
     t->buckets = b;
     t->nbuckets = n;
+    t->bytes += more;
 }
 
-static bool grow_array(void **arr, uint32_t *cap, size_t elem)
+/* What growing a full array of cap entries of elem bytes adds: it doubles, or starts at 4. */
+static size_t growth(uint32_t cap, size_t elem) { return (cap ? cap : 4) * elem; }
+
+static bool grow_array(struct topic_table *t, void **arr, uint32_t *cap, size_t elem)
 {
     uint32_t n = *cap ? *cap * 2 : 4;
     void *p = realloc(*arr, n * elem);
     if (!p) return false;
+    t->bytes += growth(*cap, elem);
     *arr = p;
     *cap = n;
     return true;
@@ -70,32 +78,43 @@ int topic_subscribe(struct topic_table *t, struct topic_set *set, void *member, 
         const struct topic *tp = set->refs[i].topic;
         if (tp->name_len == len && memcmp(tp->name, name, len) == 0) return 0;
     }
-    if (set->count == set->cap && !grow_array((void **)&set->refs, &set->cap, sizeof *set->refs))
-        return -1;
 
     maybe_grow(t);
-    if (!t->nbuckets) return -1;
+    if (!t->nbuckets) return t->max_bytes ? TOPIC_E_FULL : TOPIC_E_NOMEM;
     uint64_t h = hash_name(name, len);
     struct topic **slot = slot_of(t, h, name, len);
     struct topic *tp = *slot;
+
+    /* Everything this subscription may allocate, checked against max_bytes before any of it. */
+    size_t need = set->count == set->cap ? growth(set->cap, sizeof *set->refs) : 0;
+    if (!tp) need += sizeof *tp + len + growth(0, sizeof *tp->members);
+    else if (tp->count == tp->cap) need += growth(tp->cap, sizeof *tp->members);
+    if (t->max_bytes && (need > t->max_bytes || t->bytes > t->max_bytes - need))
+        return TOPIC_E_FULL;
+
+    if (set->count == set->cap &&
+        !grow_array(t, (void **)&set->refs, &set->cap, sizeof *set->refs))
+        return TOPIC_E_NOMEM;
     if (!tp) {
         tp = malloc(sizeof *tp + len);
-        if (!tp) return -1;
+        if (!tp) return TOPIC_E_NOMEM;
         memset(tp, 0, sizeof *tp);
         tp->hash = h;
         tp->name_len = len;
         memcpy(tp->name, name, len);
         *slot = tp;
         t->count++;
+        t->bytes += sizeof *tp + len;
     }
     if (tp->count == tp->cap &&
-        !grow_array((void **)&tp->members, &tp->cap, sizeof *tp->members)) {
+        !grow_array(t, (void **)&tp->members, &tp->cap, sizeof *tp->members)) {
         if (tp->count == 0) { /* just made: undo */
             *slot = tp->next;
             t->count--;
+            t->bytes -= sizeof *tp + len;
             free(tp);
         }
-        return -1;
+        return TOPIC_E_NOMEM;
     }
     tp->members[tp->count] = (struct topic_member){ member, set, set->count };
     set->refs[set->count] = (struct topic_ref){ tp, tp->count };
@@ -127,6 +146,7 @@ static void remove_ref(struct topic_table *t, struct topic_set *set, uint32_t r)
         struct topic **slot = slot_of(t, tp->hash, tp->name, tp->name_len);
         *slot = tp->next;
         t->count--;
+        t->bytes -= sizeof *tp + tp->name_len + tp->cap * sizeof *tp->members;
         free(tp->members);
         free(tp);
     }
@@ -147,6 +167,7 @@ int topic_unsubscribe(struct topic_table *t, struct topic_set *set, const char *
 void topic_leave_all(struct topic_table *t, struct topic_set *set)
 {
     while (set->count) remove_ref(t, set, set->count - 1);
+    t->bytes -= set->cap * sizeof *set->refs;
     free(set->refs);
     memset(set, 0, sizeof *set);
 }

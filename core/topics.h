@@ -43,15 +43,28 @@ struct topic {
     char name[];
 };
 
-/* All topics of one app. Zero it to start; topic_table_free releases it. */
+/* All topics of one app. Zero it to start (max_bytes may then be set); topic_table_free
+ * releases it. */
 struct topic_table {
     struct topic **buckets;
     size_t nbuckets; /* a power of two, or 0 before the first topic */
     size_t count;    /* topics with at least one member */
+    /* What the table's members cost in memory: the buckets, each topic with its name and its
+     * member array, and the members' reference arrays. Topic names come from clients, so this
+     * is bounded: a subscription that would take bytes past max_bytes is refused. */
+    size_t bytes;
+    size_t max_bytes; /* 0: no bound */
+};
+
+/* Results of topic_subscribe besides 0 and 1. */
+enum {
+    TOPIC_E_NOMEM = -1, /* out of memory */
+    TOPIC_E_FULL = -2,  /* it would take the table's bytes past max_bytes */
 };
 
 /* Subscribes member (whose set is set) to the topic name[0..len).
- * Returns 1 when subscribed, 0 when it already was, -1 when out of memory (nothing changed). */
+ * Returns 1 when subscribed, 0 when it already was, TOPIC_E_NOMEM or TOPIC_E_FULL (nothing
+ * changed either way). */
 int topic_subscribe(struct topic_table *t, struct topic_set *set, void *member, const char *name,
                     size_t len);
 

@@ -21,7 +21,8 @@ int worker_init(struct worker *w, struct ev_loop *loop, const struct config *cfg
     }
     w->env = (struct lb_env){ .loop = loop, .conns = &w->srv.conns, .rt = &w->rt,
                               .counters = &w->counters,
-                              .max_subscriptions = cfg->limits.max_subscriptions };
+                              .max_subscriptions = cfg->limits.max_subscriptions,
+                              .max_topic_length = cfg->limits.max_topic_length };
     return 0;
 }
 
@@ -29,7 +30,8 @@ int worker_load_apps(struct worker *w, char *err, size_t errlen)
 {
     const struct config *cfg = w->cfg;
     struct lb_limits limits = { cfg->sandbox.instructions, cfg->sandbox.memory,
-                                cfg->sandbox.time_limit };
+                                cfg->sandbox.time_limit, cfg->sandbox.topic_memory,
+                                cfg->sandbox.timer_share };
     for (size_t i = 0; i < cfg->napps; i++) {
         const struct cfg_app *a = &cfg->apps[i];
         char why[1024];
