@@ -68,6 +68,8 @@ sandbox = {
     memory       = 64 << 20,      -- bytes the app's Lua state may hold.
     time_limit   = 1,             -- seconds one callback may take (wall clock), for work the
                                   -- instruction count cannot see.
+    max_load     = 16 << 10,      -- bytes of one chunk given to load; parse time grows with
+                                  -- the square of a chunk's size (~25 ms at most at 16 KiB).
     topic_memory = 64 << 20,      -- bytes of C memory the app's topics may take; past it
                                   -- conn:subscribe answers nil, "topic memory full".
     timer_share  = 0.5,           -- fraction of each second the app's timer callbacks may

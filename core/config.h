@@ -57,6 +57,7 @@ struct cfg_sandbox {
     uint64_t instructions; /* per callback */
     size_t memory;         /* bytes per app */
     double time_limit;     /* seconds per callback */
+    size_t max_load;       /* bytes of one chunk given to load; 0: no limit */
     size_t topic_memory;   /* bytes of C memory for an app's topics */
     double timer_share;    /* fraction of each second an app's timer callbacks may run */
 };

@@ -645,6 +645,7 @@ struct lb_app *lb_app_load(const struct lb_env *env, const char *path, const cha
     app->sb.mem_limit = limits->memory;
     app->sb.budget = limits->instructions;
     app->sb.time_limit = limits->time_limit;
+    app->sb.max_load = limits->max_load;
     if (sb_open(&app->sb) < 0) {
         snprintf(err, errlen, "cannot create a Lua state (out of memory)");
         goto fail;

@@ -40,6 +40,7 @@ struct lb_limits {
     double time_limit;     /* seconds per callback; 0: none */
     size_t topic_memory;   /* bytes of C memory for the app's topics; 0: no cap */
     double timer_share;    /* fraction of each second its timer callbacks may run; 0: no cap */
+    size_t max_load;       /* bytes of one chunk given to load; 0: no limit */
 };
 
 /* Loads the app at path (a Lua file, or a folder holding app.lua) and runs its main chunk.

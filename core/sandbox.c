@@ -11,7 +11,12 @@
  * thread runs without it until the watchdog (watchdog.h) finds a callback still running after
  * a tick (1 to 2 ms), or the callback passes its memory limit; coroutines, which the watchdog
  * cannot see, count from their first instruction. The time limit counts from the watchdog's
- * notice, backdated by the tick and a half a callback has run by then on average. (4) Lua runs
+ * notice, backdated by the tick and a half a callback has run by then on average; once it has
+ * passed, the watchdog makes the hook of the running thread fire at its very next
+ * instruction, however long the one in progress takes. Work done inside one C library call is
+ * paid for too: Lua patterns (lpattern.c) and the library functions whose work the memory cap
+ * does not bound (sandbox_lib.c) charge the budget as they go, and `load` takes chunks of at
+ * most max_load bytes, fed to the parser in pieces it pays for. (4) Lua runs
  * some app code with hooks off: an xpcall message handler called for an error the hook raised,
  * and __gc finalizers. The sandbox's xpcall skips the app's handler once a callback is being
  * stopped, and its setmetatable refuses __gc, so no app code ever runs unbudgeted. (5) A byte-counting allocator refuses growth past
@@ -30,11 +35,15 @@
 
 #include "log.h"
 #include "lpattern.h"
+#include "sandbox_lib.h"
 #include "smallpool.h"
 #include "watchdog.h"
 
 /* The hook runs every HOOK_STEP instructions: cheap, and at most that far past the budget. */
 #define HOOK_STEP 1000
+
+/* load hands the parser a chunk this many bytes at a time, paying for each piece. */
+#define LOAD_PIECE 1024
 
 static const char libs_key = 'L'; /* registry: the state's private library tables */
 
@@ -108,7 +117,8 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 /* The time limit exists for work the instruction count cannot see: one Lua instruction can
  * compare or copy a long string, one call can run a C library function for long. The coarse
- * clock costs a few nanoseconds, and the hook reads it only every HOOK_STEP instructions. */
+ * clock costs a few nanoseconds; the hook reads it every HOOK_STEP instructions, the watchdog
+ * at every tick, and the library functions each time they pay for their work. */
 static int64_t monotonic_ns(void)
 {
     struct timespec ts;
@@ -135,20 +145,52 @@ static void set_hook(struct sandbox *sb, lua_State *L, int count)
     sb->setting_hook = 0;
 }
 
-/* The watchdog's signal handler: the running callback has lasted a tick; count from now. */
+/* The watchdog's signal handler, at every tick while a callback runs: the callback has lasted
+ * a tick, so count from now; and once its deadline has passed, stop it at the next instruction.
+ * The hook at HOOK_STEP would see the deadline only a thousand instructions later, and one
+ * instruction can take long (a < between two 30 MB strings of zero bytes takes 0.2 s, as Lua
+ * compares them with strcoll a NUL-separated segment at a time): a 1 s limit became 48 s. So
+ * the thread that runs (sb->current: the main thread or the coroutine it resumed) gets a hook
+ * at every instruction, which is harmless at this point, as the callback is about to end. Only
+ * async-signal-safe work here: clock_gettime, lua_sethook (made for this, as lua.c's SIGINT
+ * handler shows), and plain stores. */
 static void on_overrun(void *ctx)
 {
     struct sb_runtime *rt = ctx;
     struct sandbox *sb = rt->running;
     if (!sb) return;
-    /* It began one to two ticks ago. */
-    if (sb->time_limit && !atomic_load_explicit(&sb->deadline_ns, memory_order_relaxed)) {
-        int64_t began = monotonic_ns() - WD_TICK_NS * 3 / 2;
-        atomic_store_explicit(&sb->deadline_ns, began + limit_ns(sb), memory_order_relaxed);
+    int64_t deadline = atomic_load_explicit(&sb->deadline_ns, memory_order_relaxed);
+    if (sb->time_limit && !deadline) {
+        /* It began one to two ticks ago. */
+        deadline = monotonic_ns() - WD_TICK_NS * 3 / 2 + limit_ns(sb);
+        atomic_store_explicit(&sb->deadline_ns, deadline, memory_order_relaxed);
     }
-    if (sb->setting_hook || sb->hooked) return;
+    if (sb->setting_hook) return; /* the next tick will do */
+    if (deadline && monotonic_ns() > deadline) {
+        lua_State *running = sb->current;
+        lua_sethook(running, sb_hook, LUA_MASKCOUNT, 1);
+        if (running == sb->L) sb->hooked = 1;
+        return;
+    }
+    if (sb->hooked) return;
     sb->hooked = 1;
     lua_sethook(sb->L, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
+}
+
+/* Pushes "file:line: " for the innermost function at stack level `level` or above that has a
+ * current line, or "" when none has. luaL_where looks at one level only, and the work being
+ * stopped may run in a C function called by another (table.concat as an __index of the table
+ * table.concat reads): the app's author needs the line of Lua code that started it. */
+static void push_where(lua_State *L, int level)
+{
+    lua_Debug ar;
+    for (; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+            lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+            return;
+        }
+    }
+    lua_pushliteral(L, "");
 }
 
 /* Stops the running callback: from now on every instruction raises (so a pcall in the app that
@@ -158,7 +200,7 @@ static void stop_running(lua_State *L, struct sandbox *sb, int level)
 {
     set_hook(sb, L, 1);
     if (L != sb->L) set_hook(sb, sb->L, 1); /* the main thread too, when L is a coroutine */
-    luaL_where(L, level);
+    push_where(L, level);
     if (sb->stop == SB_BUDGET)
         lua_pushfstring(L, "instruction budget exceeded (%I instructions)",
                         (lua_Integer)sb->budget);
@@ -199,17 +241,39 @@ static void sb_hook(lua_State *L, lua_Debug *ar)
     stop_running(L, sb, 0); /* level 0 in a hook: the Lua function running */
 }
 
-/* Lua patterns run in lpattern.c, which charges its matching steps here, one step as one
- * instruction (a step costs about as much as two), so a pattern that backtracks for hours is
- * stopped like a loop. Called from inside string.find and friends: level 1 is the Lua code that
+/* Work done inside one C call is charged here: Lua patterns (lpattern.c) and the library
+ * functions of sandbox_lib.c pay for their steps, one step as one instruction (a step costs
+ * about as much as a few), and load pays for the bytes it parses. So a pattern that
+ * backtracks for hours, or a table.move over 2^50 keys, is stopped like a loop, by the budget
+ * or the deadline. Called from inside those functions: level 1 and above is the Lua code that
  * called them. */
-static bool charge_patterns(lua_State *L, size_t steps)
+static bool charge_library(lua_State *L, size_t steps)
 {
     struct sandbox *sb = sb_of(L);
     if (!sb->stop) charge(sb, steps);
     if (sb->stop) stop_running(L, sb, 1);
     return true;
 }
+
+/* sandbox_lib.c's coroutine functions report here. A new coroutine counts from its first
+ * instruction (the watchdog arms the hook of the running thread only, and only once a call has
+ * lasted); a thread about to run becomes the one the watchdog stops at the deadline, and one
+ * that runs after a stop stops at its next instruction, as stop_running does for the thread
+ * that was running and the main one. */
+static void thread_made(lua_State *L, lua_State *co) { set_hook(sb_of(L), co, HOOK_STEP); }
+
+static void thread_runs(lua_State *L, lua_State *to)
+{
+    struct sandbox *sb = sb_of(L);
+    sb->current = to;
+    if (sb->stop) set_hook(sb, to, 1);
+}
+
+static const struct sblib_host library_host = {
+    .charge = charge_library,
+    .thread_made = thread_made,
+    .thread_runs = thread_runs,
+};
 
 /* ---- library functions with sandbox rules -------------------------------------------------- */
 
@@ -234,10 +298,37 @@ static int sb_print(lua_State *L)
     return 0;
 }
 
+/* A chunk handed to the parser a piece at a time. */
+struct chunk_reader {
+    const char *s;
+    size_t left;
+};
+
+/* The parser does all its work inside one C call, and some of it grows faster than the chunk:
+ * every `or` of a long `a or {} or {} ...` walks the jump list built so far, and a label
+ * resolves each pending goto by shifting the rest of the list. max_load bounds the chunk; the
+ * pieces let the budget and the deadline stop a parse between them. A charge that stops the
+ * callback raises here, inside the protected parser: load then returns the error, and the
+ * hook stops the callback at its next instruction. */
+static const char *read_piece(lua_State *L, void *ud, size_t *size)
+{
+    struct chunk_reader *r = ud;
+    *size = r->left < LOAD_PIECE ? r->left : LOAD_PIECE;
+    if (*size == 0) return NULL;
+    charge_library(L, *size);
+    const char *piece = r->s;
+    r->s += *size;
+    r->left -= *size;
+    return piece;
+}
+
 /* load(chunk [, chunkname [, mode [, env]]]): text chunks only, and the environment must be
- * given, so loaded code can never see the state's real globals. */
+ * given, so loaded code can never see the state's real globals. A chunk over max_load bytes
+ * is refused like a chunk that does not compile: nil and a message (with one log line per
+ * callback, as a pcall may hide the refusal from the app's own log). */
 static int sb_load(lua_State *L)
 {
+    struct sandbox *sb = sb_of(L);
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     const char *name = luaL_optstring(L, 2, "=(load)");
@@ -245,7 +336,22 @@ static int sb_load(lua_State *L)
     if (strcmp(mode, "t") != 0)
         return luaL_error(L, "load: only text chunks (mode \"t\") are allowed in moonwire");
     luaL_checktype(L, 4, LUA_TTABLE);
-    if (luaL_loadbufferx(L, s, len, name, "t") != LUA_OK) {
+    if (sb->max_load && len > sb->max_load) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "load: the chunk is %I bytes, more than sandbox.max_load (%I); "
+                        "parsing time grows faster than the size of a chunk, so moonwire "
+                        "limits it: raise sandbox.max_load to load larger ones",
+                        (lua_Integer)len, (lua_Integer)sb->max_load);
+        if (!sb->load_refused) {
+            sb->load_refused = true;
+            push_where(L, 1);
+            log_warn("app %s: %s%s", sb->name, lua_tostring(L, -1), lua_tostring(L, -2));
+            lua_pop(L, 1);
+        }
+        return 2;
+    }
+    struct chunk_reader r = { s, len };
+    if (lua_load(L, read_piece, &r, name, "t") != LUA_OK) {
         luaL_pushfail(L);
         lua_insert(L, -2);
         return 2;
@@ -504,42 +610,6 @@ void sb_push_env(struct sandbox *sb, int api_index)
 
 /* ---- the state ----------------------------------------------------------------------------- */
 
-/* coroutine.create and coroutine.wrap, giving each new coroutine the count hook: the watchdog
- * arms the hook of the main thread only, so a coroutine that spins would never be stopped.
- * Upvalue 1: the library's own function. */
-static int hooked_create(lua_State *L)
-{
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, 1);
-    set_hook(sb_of(L), lua_tothread(L, -1), HOOK_STEP);
-    return 1;
-}
-
-static int hooked_wrap(lua_State *L)
-{
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, 1);
-    /* Lua 5.4's wrap returns a C closure whose one upvalue is the coroutine. */
-    if (!lua_getupvalue(L, -1, 1) || !lua_isthread(L, -1))
-        return luaL_error(L, "coroutine.wrap: unexpected Lua version (the coroutine is not the "
-                             "wrapper's upvalue); please report it");
-    set_hook(sb_of(L), lua_tothread(L, -1), HOOK_STEP);
-    lua_pop(L, 1);
-    return 1;
-}
-
-static void hook_new_coroutines(lua_State *L, int co)
-{
-    lua_getfield(L, co, "create");
-    lua_pushcclosure(L, hooked_create, 1);
-    lua_setfield(L, co, "create");
-    lua_getfield(L, co, "wrap");
-    lua_pushcclosure(L, hooked_wrap, 1);
-    lua_setfield(L, co, "wrap");
-}
-
 /* Opens the safe standard libraries privately (not as globals) and locks the string metatable. */
 static int open_libs(lua_State *L)
 {
@@ -564,15 +634,15 @@ static int open_libs(lua_State *L)
     }
 
     /* string without dump, and with moonwire's pattern functions, whose steps the budget
-     * sees; os narrowed to the clock functions. */
+     * sees; the functions whose work the memory cap does not bound, and the coroutine
+     * functions, in versions that report to the sandbox; os narrowed to the clock
+     * functions. */
     lua_getfield(L, t, "string");
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
     lpat_install(L);
     lua_pop(L, 1);
-    lua_getfield(L, t, "coroutine");
-    hook_new_coroutines(L, lua_gettop(L));
-    lua_pop(L, 1);
+    sblib_install(L, t, &library_host);
     lua_getfield(L, t, "os");
     push_subset(L, -1, os_allowed);
     lua_setfield(L, t, "os");
@@ -607,9 +677,10 @@ int sb_open(struct sandbox *sb)
     if (!L) return -1;
     *(struct sandbox **)lua_getextraspace(L) = sb;
     sb->L = L;
+    sb->current = L;
     lua_atpanic(L, sb_panic);
     lua_gc(L, LUA_GCGEN, 0, 0);
-    lpat_set_charge(L, charge_patterns);
+    lpat_set_charge(L, charge_library);
     lua_pushcfunction(L, open_libs);
     int rc = lua_pcall(L, 0, 0, 0);
     sb->mem_hard = sb->mem_limit ? sb->mem_limit + sb->mem_limit / 8 : 0;
@@ -720,6 +791,7 @@ static void start_budget(struct sandbox *sb)
 {
     collect_if_over(sb);
     sb->used = 0;
+    sb->load_refused = false;
     int64_t deadline = !sb->rt->lazy_hook && sb->time_limit ? monotonic_ns() + limit_ns(sb) : 0;
     atomic_store_explicit(&sb->deadline_ns, deadline, memory_order_relaxed);
 }
@@ -741,6 +813,8 @@ enum sb_status sb_call(struct sandbox *sb, int nargs, int nresults, char *err, s
     start_budget(sb);
     sb->stop = SB_OK;
     sb->calling = true;
+    lua_State *outer_current = sb->current;
+    sb->current = L;
     struct sb_runtime *rt = sb->rt;
     struct sandbox *outer_sb = rt->running;
     int outer = 0;
@@ -770,6 +844,7 @@ enum sb_status sb_call(struct sandbox *sb, int nargs, int nresults, char *err, s
         rt->running = outer_sb;
         if (sb->hooked) set_hook(sb, L, 0);
     }
+    sb->current = outer_current;
     sb->calling = false;
     enum sb_status st = sb->stop;
     sb->stop = SB_OK;

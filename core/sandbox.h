@@ -61,6 +61,8 @@ struct sandbox {
     bool calling;            /* inside sb_call: app code may be running */
     uint64_t budget;         /* instructions per callback; 0: no budget */
     double time_limit;       /* seconds per callback; 0: none */
+    size_t max_load;         /* bytes of one chunk given to load; 0: no limit */
+    bool load_refused;       /* a refusal by max_load was logged in this callback */
     /* When the running callback must be done (monotonic clock, ns); 0: not known yet. With the
      * watchdog, it is set when the callback has run for a tick (a clock read per callback
      * would cost more than the rest of the watch), so it is exact to a tick or so. */
@@ -69,6 +71,10 @@ struct sandbox {
     /* The main thread's count hook is on only for a callback that has run for a tick
      * (watchdog.h), over its memory limit or being stopped; coroutines always have it. */
     volatile sig_atomic_t hooked;      /* the main thread's hook is on */
+    /* The thread running app code: L, or a coroutine it resumed (sandbox_lib.c reports each
+     * switch). Once the deadline has passed, the watchdog hooks this one at every
+     * instruction. */
+    lua_State *volatile current;
     volatile sig_atomic_t setting_hook; /* the signal handler must keep off the hook */
     uint8_t stop;            /* SB_BUDGET, SB_MEMORY or SB_TIME: every instruction raises until
                               * unwound */

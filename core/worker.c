@@ -31,7 +31,7 @@ int worker_load_apps(struct worker *w, char *err, size_t errlen)
     const struct config *cfg = w->cfg;
     struct lb_limits limits = { cfg->sandbox.instructions, cfg->sandbox.memory,
                                 cfg->sandbox.time_limit, cfg->sandbox.topic_memory,
-                                cfg->sandbox.timer_share };
+                                cfg->sandbox.timer_share, cfg->sandbox.max_load };
     for (size_t i = 0; i < cfg->napps; i++) {
         const struct cfg_app *a = &cfg->apps[i];
         char why[1024];

@@ -165,7 +165,7 @@ describe("config file errors exit 1 with file:line", function()
           { "FILE:2: unknown setting 'limitz'" } },
         { "sandbox.unknown", "sandbox = { instructions = 1000, cpu = 1 }\n",
           { "FILE:1: sandbox.cpu is not a known setting (known: instructions, memory, "
-            .. "time_limit, topic_memory, timer_share)" } },
+            .. "time_limit, max_load, topic_memory, timer_share)" } },
         { "limits.max_message = 'big'", "\nlimits = { max_message = \"big\" }\n",
           { "FILE:2: limits.max_message must be a number" } },
         { "limits = 5", "limits = 5\n", { "FILE:1: limits must be a table" } },
