@@ -75,3 +75,15 @@ sandbox = {
     timer_share  = 0.5,           -- fraction of each second the app's timer callbacks may
                                   -- run; past it its timers wait (late, never dropped).
 }
+
+-- The admin listener: Prometheus metrics at /metrics, /livez and /readyz probes, and a live
+-- dashboard at / (docs/operations.md). Off by default; it is its own address, never the
+-- WebSocket listeners'. With a token, every request needs "Authorization: Bearer TOKEN".
+--   admin = { host = "127.0.0.1", port = 9090, token = "a long random string" }
+
+-- Logging: an access line per upgrade and per close (access), as text or one JSON object per
+-- line (format = "json").
+log = {
+    access = true,
+    format = "text",
+}

@@ -20,6 +20,8 @@ void cfg_defaults(struct config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->listen[0].host, sizeof cfg->listen[0].host, "127.0.0.1");
+    snprintf(cfg->admin.host, sizeof cfg->admin.host, "127.0.0.1");
+    cfg->log.access = true;
     cfg->listen[0].port = 8080;
     cfg->nlisten = 1;
     cfg->limits = (struct cfg_limits){
@@ -101,7 +103,7 @@ static const struct field sandbox_fields[] = {
 };
 
 static const char *const top_keys[] = { "listen", "apps", "origins", "require_origin", "limits",
-                                        "sandbox", NULL };
+                                        "sandbox", "admin", "log", NULL };
 
 struct loader {
     lua_State *L;
@@ -365,6 +367,68 @@ static int read_apps(struct loader *ld, struct config *cfg)
     return 0;
 }
 
+/* admin = { host = "127.0.0.1", port = 9090, token = "..." }: the admin listener. */
+static int read_admin(struct loader *ld, struct config *cfg)
+{
+    lua_State *L = ld->L;
+    if (!lua_istable(L, -1))
+        return failf(ld, "admin", NULL, "admin must be a table like { port = 9090 }");
+    struct cfg_admin *a = &cfg->admin;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        if (strcmp(k, "port") == 0) {
+            int isint;
+            lua_Integer port = lua_tointegerx(L, -1, &isint);
+            if (!isint || port < 0 || port > 65535)
+                return failf(ld, "admin", k, "admin.port must be a number from 0 to 65535");
+            a->port = (int)port;
+        } else if (strcmp(k, "host") == 0 || strcmp(k, "token") == 0) {
+            char *dst = k[0] == 'h' ? a->host : a->token;
+            if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) >= sizeof a->host ||
+                lua_rawlen(L, -1) == 0)
+                return failf(ld, "admin", k, "admin.%s must be a non-empty string", k);
+            snprintf(dst, sizeof a->host, "%s", lua_tostring(L, -1));
+        } else {
+            return failf(ld, "admin", k, "admin.%s is not a known setting (known: host, port, "
+                         "token)", k);
+        }
+        lua_pop(L, 1);
+    }
+    if (lua_getfield(L, -1, "port") == LUA_TNIL)
+        return failf(ld, "admin", NULL, "admin needs a port, like admin = { port = 9090 }");
+    lua_pop(L, 1);
+    a->enabled = true;
+    return 0;
+}
+
+/* log = { access = true, format = "text" | "json" }. */
+static int read_log(struct loader *ld, struct config *cfg)
+{
+    lua_State *L = ld->L;
+    if (!lua_istable(L, -1))
+        return failf(ld, "log", NULL, "log must be a table like { format = \"json\" }");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        if (strcmp(k, "access") == 0) {
+            if (lua_type(L, -1) != LUA_TBOOLEAN)
+                return failf(ld, "log", k, "log.access must be true or false");
+            cfg->log.access = lua_toboolean(L, -1);
+        } else if (strcmp(k, "format") == 0) {
+            const char *f = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+            if (strcmp(f, "text") != 0 && strcmp(f, "json") != 0)
+                return failf(ld, "log", k, "log.format must be \"text\" or \"json\"");
+            cfg->log.json = strcmp(f, "json") == 0;
+        } else {
+            return failf(ld, "log", k, "log.%s is not a known setting (known: access, format)",
+                         k);
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 /* __newindex of the config environment: known keys only, remembering where each was set. */
 static int config_set(lua_State *L)
 {
@@ -377,7 +441,7 @@ static int config_set(lua_State *L)
     if (!*k) {
         const struct loader *ld = lua_touserdata(L, lua_upvalueindex(2));
         lua_pushfstring(L, "%s:%d: unknown setting '%s' (known: listen, apps, origins, "
-                           "require_origin, limits, sandbox)",
+                           "require_origin, limits, sandbox, admin, log)",
                         ld->path, key ? (int)locate(ld->path, key, NULL, line) : (int)line,
                         key ? key : luaL_tolstring(L, 2, NULL));
         return lua_error(L);
@@ -440,6 +504,10 @@ static int load(lua_State *L)
     lua_settop(L, 2);
     if (!rc && lua_getfield(L, 1, "sandbox") != LUA_TNIL)
         rc = read_fields(ld, "sandbox", sandbox_fields, &cfg->sandbox);
+    lua_settop(L, 2);
+    if (!rc && lua_getfield(L, 1, "admin") != LUA_TNIL) rc = read_admin(ld, cfg);
+    lua_settop(L, 2);
+    if (!rc && lua_getfield(L, 1, "log") != LUA_TNIL) rc = read_log(ld, cfg);
     lua_pushboolean(L, rc == 0);
     return 1;
 }

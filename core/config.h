@@ -70,6 +70,20 @@ struct cfg_app {
 
 #define CFG_MAX_ORIGINS 64
 
+/* The admin listener (metrics, probes, dashboard): off unless a port is given. */
+struct cfg_admin {
+    bool enabled;
+    char host[256];  /* default 127.0.0.1: loopback only */
+    int port;        /* 0: any free port (logged) */
+    char token[256]; /* "": no token; else "Authorization: Bearer TOKEN" on every request */
+};
+
+/* Logging. */
+struct cfg_log {
+    bool access;     /* a line per upgrade (accepted or refused) and per close, at info */
+    bool json;       /* one JSON object per line instead of text */
+};
+
 struct config {
     struct cfg_listen listen[CFG_MAX_LISTEN];
     size_t nlisten;
@@ -81,6 +95,8 @@ struct config {
     size_t napps;
     struct cfg_limits limits;
     struct cfg_sandbox sandbox;
+    struct cfg_admin admin;
+    struct cfg_log log;
     char scripts_dir[1024]; /* where require finds "moonwire.*" */
     bool watch;             /* reload apps when their files change */
 };

@@ -44,6 +44,7 @@ int conn_loop_init(struct conn_loop *cl, struct ev_loop *loop, const struct cfg_
     cl->counters = counters;
     cl->host = host;
     cl->host_ctx = host_ctx;
+    cl->access_log = true;
     ev_prepare_init(&cl->before_block, on_prepare);
     ev_prepare_start(loop, &cl->before_block);
     return 0;
@@ -122,7 +123,7 @@ struct conn *conn_new(struct conn_loop *cl, int fd, const union conn_addr *peer,
     c->peer = *peer;
     c->handler_ref = CONN_NO_REF;
     c->state = CONN_HANDSHAKE;
-    c->last_rx = ev_now(cl->loop);
+    c->last_rx = c->started = ev_now(cl->loop);
     ev_io_init(&c->io, on_io, fd, EV_READ);
     ev_init(&c->timer, on_timer);
     const struct cfg_limits *lim = cl->limits;
@@ -154,7 +155,9 @@ static void conn_free(struct conn *c)
     free(c->path);
     free(c->protocol);
     free(c->close_reason);
+    size_t queued = c->outq.bytes;
     outq_clear(&c->outq);
+    conn_queue_changed(c, queued);
     free(c);
 }
 
@@ -220,6 +223,25 @@ static void ws_ended(struct conn *c, unsigned code, const char *reason, size_t r
     schedule(c);
 }
 
+/* The access line of a WebSocket's end: how, after how long, and how much it said. */
+static void log_close(struct conn *c, const char *reason)
+{
+    if (!log_enabled(LOG_INFO)) return;
+    char ip[INET6_ADDRSTRLEN];
+    conn_format_ip(c, ip, sizeof ip);
+    struct log_field f[] = {
+        { "event", "close", 0 },
+        { "path", c->path ? c->path : "", 0 },
+        { "code", NULL, c->close_code },
+        { "reason", reason, 0 },
+        { "messages_in", NULL, (double)c->messages_in },
+        { "messages_out", NULL, (double)c->messages_out },
+        { "seconds", NULL, (double)(int64_t)((ev_now(c->cl->loop) - c->started) * 1000) / 1000 },
+    };
+    log_fields(LOG_INFO, f, ARRAY_LEN(f), CONN_FMT ": closed with %u", CONN_ARGS(c, ip),
+               c->close_code);
+}
+
 /* The sweep's work for this connection: the handler's close if owed, then the free if DEAD.
  * Returns true when c was freed. */
 static bool conn_sweep(struct conn *c)
@@ -228,6 +250,7 @@ static bool conn_sweep(struct conn *c)
         c->notify_close = false;
         c->app_open = false;
         const char *r = c->close_reason ? c->close_reason : "";
+        if (c->cl->access_log) log_close(c, r);
         c->handler->close(c->handler_ctx, c, c->close_code, r, strlen(r));
     }
     /* Checked after app.close, which may have changed the state. A connection still on the
@@ -408,17 +431,22 @@ static void check_backpressure(struct conn *c)
 
 static int queue_iov(struct conn *c, const struct iovec *iov, int n, size_t skip)
 {
+    size_t before = c->outq.bytes;
+    int rc = 0;
     for (int i = 0; i < n; i++) {
         size_t len = iov[i].iov_len;
         if (skip >= len) {
             skip -= len;
             continue;
         }
-        if (outq_append(&c->outq, (const uint8_t *)iov[i].iov_base + skip, len - skip) < 0)
-            return -1;
+        if (outq_append(&c->outq, (const uint8_t *)iov[i].iov_base + skip, len - skip) < 0) {
+            rc = -1;
+            break;
+        }
         skip = 0;
     }
-    return 0;
+    conn_queue_changed(c, before);
+    return rc;
 }
 
 /* Payloads this big go out at once when nothing is queued ahead of them: copying them into
@@ -480,6 +508,7 @@ int conn_send_message(struct conn *c, const void *data, size_t len, bool binary)
     send_frame(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len);
     if (c->state != CONN_OPEN) return CONN_CLOSED;
     c->cl->counters->messages_out++;
+    c->messages_out++;
     size_t limit = conn_limits(c)->send_buffer;
     if (limit && c->outq.bytes > limit) {
         c->want_drain = true;
@@ -491,13 +520,17 @@ int conn_send_message(struct conn *c, const void *data, size_t len, bool binary)
 int conn_send_shared(struct conn *c, struct obuf *frame)
 {
     if (c->state != CONN_OPEN) return CONN_CLOSED;
-    if (outq_push(&c->outq, frame, 0) < 0) {
+    size_t before = c->outq.bytes;
+    int pushed = outq_push(&c->outq, frame, 0);
+    conn_queue_changed(c, before);
+    if (pushed < 0) {
         conn_drop(c, "out of memory for the send queue");
         return CONN_CLOSED;
     }
     mark_dirty(c);
     check_backpressure(c);
     if (c->state != CONN_OPEN) return CONN_CLOSED; /* past max_send_buffer */
+    c->messages_out++;
     size_t limit = conn_limits(c)->send_buffer;
     if (limit && c->outq.bytes > limit) {
         c->want_drain = true;
@@ -530,6 +563,7 @@ void conn_flush(struct conn *c)
         }
         c->cl->counters->bytes_out += (uint64_t)done;
         outq_consume(&c->outq, (size_t)done);
+        c->cl->queued_bytes -= (size_t)done;
     }
     if (c->state == CONN_DEAD) return;
     if (c->write_blocked) {
@@ -562,7 +596,9 @@ void conn_drop(struct conn *c, const char *why)
     ev_timer_stop(loop, &c->timer);
     c->tr.ops->close(&c->tr);
     c->state = CONN_DEAD;
+    size_t queued = c->outq.bytes;
     outq_clear(&c->outq);
+    conn_queue_changed(c, queued);
     conn_end_file(c);
     schedule(c);
 }
@@ -651,6 +687,7 @@ static void deliver(struct conn *c, const uint8_t *data, size_t len, bool binary
     if (!within_rate(c)) return;
     struct conn_loop *cl = c->cl;
     cl->counters->messages_in++;
+    c->messages_in++;
     cl->batch[cl->nbatch++] = (struct conn_message){ data, len, binary };
     if (!batch || cl->nbatch == CONN_BATCH) flush_messages(c);
 }

@@ -93,9 +93,24 @@ struct conn_verdict {
     size_t protocol_len;
 };
 
+/* A handler's answer to a plain HTTP request. body is malloc'd (or NULL when empty); the
+ * connection frees it. headers: extra "Name: value\r\n" lines, or NULL. */
+struct conn_response {
+    int status;
+    const char *content_type;
+    const char *headers;
+    char *body;
+    size_t body_len;
+};
+
 /* What serves a path (an app), with ctx its first argument. After any callback the connection
  * may have changed state (the callback may have closed it): the connection re-checks. */
 struct conn_handler {
+    /* A plain GET or HEAD (not an upgrade) on the handler's path: fill resp (zeroed) and
+     * return 0, or return -1 to have the connection answer as without this callback (static
+     * files, else 426). NULL: always the latter. */
+    int (*http)(void *ctx, struct conn *c, const struct http_request *req,
+                const struct hs_upgrade *up, struct conn_response *resp);
     /* A valid upgrade request: fill v (zeroed before the call). */
     void (*upgrade)(void *ctx, struct conn *c, const struct http_request *req,
                     const struct hs_upgrade *up, struct conn_verdict *v);
@@ -152,6 +167,9 @@ struct conn {
     double deadline;        /* the state's: handshake, idle check or close; 0: none */
     double throttle_until;  /* when a throttling pause ends; 0: none */
     ev_tstamp last_rx;      /* when bytes last arrived (idle detection) */
+    ev_tstamp started;      /* when it was accepted (access log: durations, lifetime) */
+    uint64_t messages_in;   /* whole messages received, and sent (access log) */
+    uint64_t messages_out;
     uint8_t state;          /* enum conn_state */
     uint8_t paused;         /* why reading is stopped: PAUSE_* bits, 0 when it is not */
     bool wr_shut;           /* our side is shut down (FIN sent) */
@@ -167,9 +185,11 @@ struct conn {
     /* Refused by admission: answered with refuse_status once its request has arrived. */
     uint16_t refuse_status;
     const char *refuse_why;
-    /* The owner's record for this connection (the server's admission entry); never read here. */
+    /* The owner's record for this connection (the server's admission entry, and which of its
+     * listeners it came through); never read here. */
     void *host_data;
     bool host_flag;
+    uint8_t host_tag;
 
     /* Rates: messages and bytes. */
     struct bucket messages;
@@ -271,6 +291,7 @@ struct conn_loop {
     struct counters *counters;
     const struct conn_host *host;
     void *host_ctx;
+    bool access_log;          /* a line per upgrade and per close (log.access) */
 
     /* Connections by slot; ids are never reused, slots are. */
     struct conn **slots;
@@ -287,13 +308,15 @@ struct conn_loop {
     struct conn *dirty_head;
     ev_prepare before_block;
 
+    size_t queued_bytes;      /* in every connection's send queue (a gauge for metrics) */
+    size_t files;             /* static files being sent (each an open descriptor) */
     size_t nbatch;
     struct conn_message batch[CONN_BATCH]; /* of the connection being read; into rbuf */
     uint8_t rbuf[CONN_READ_BUFFER];
 };
 
 /* Prepares cl on loop (starting its prepare watcher). limits and counters must outlive it.
- * Returns 0. */
+ * Access lines are on (cl->access_log). Returns 0. */
 int conn_loop_init(struct conn_loop *cl, struct ev_loop *loop, const struct cfg_limits *limits,
                    struct counters *counters, const struct conn_host *host, void *host_ctx);
 

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "log.h"
 #include "static_files.h"
+#include "util.h"
 #include "ws_close.h"
 
 /* A static file on its way out: conn_flush reads the next piece whenever the queue empties, so
@@ -31,11 +32,18 @@ struct sf_stream {
 void conn_end_file(struct conn *c)
 {
     if (!c->file) return;
+    c->cl->files--;
     close(c->file->fd);
     free(c->file);
     c->file = NULL;
 }
 
+
+/* Seconds since the connection was accepted, to the millisecond. */
+static double elapsed(const struct conn *c)
+{
+    return (double)(int64_t)((ev_now(c->cl->loop) - c->started) * 1000) / 1000;
+}
 
 /* Clears a route, but not its text buffer: 400 bytes zeroed for every request add up. */
 static void route_init(struct conn_route *r)
@@ -74,13 +82,46 @@ static void respond(struct conn *c, int status, const char *why, const char *hea
     if (c->state != CONN_DEAD) conn_linger(c);
 }
 
+/* Answers with a handler's response, then lingers. HEAD gets the headers alone. */
+static void respond_with(struct conn *c, struct conn_response *r, bool head_only)
+{
+    char head[1024];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\n"
+                     "Content-Type: %s\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\n"
+                     "X-Content-Type-Options: nosniff\r\n"
+                     "Connection: close\r\n"
+                     "%s\r\n",
+                     r->status, http_status_text(r->status),
+                     r->content_type ? r->content_type : "text/plain; charset=utf-8",
+                     r->body_len, r->headers ? r->headers : "");
+    if (n < 0 || (size_t)n >= sizeof head) {
+        free(r->body);
+        respond(c, 500, "response headers too long", NULL);
+        return;
+    }
+    c->state = CONN_LINGER;
+    conn_write(c, head, (size_t)n);
+    if (c->state != CONN_DEAD && !head_only && r->body_len) conn_write(c, r->body, r->body_len);
+    free(r->body);
+    if (c->state != CONN_DEAD) conn_linger(c);
+}
+
 /* respond, with a log line and a count: a refused request is news for the operator. */
 void conn_respond_error(struct conn *c, int status, const char *why, const char *headers,
                         enum ctr_refusal reason)
 {
     char ip[INET6_ADDRSTRLEN];
     conn_format_ip(c, ip, sizeof ip);
-    log_info(CONN_FMT ": refused with %d: %s", CONN_ARGS(c, ip), status, why);
+    struct log_field f[] = {
+        { "event", "refuse", 0 },
+        { "status", NULL, status },
+        { "seconds", NULL, elapsed(c) },
+    };
+    log_fields(LOG_INFO, f, ARRAY_LEN(f), CONN_FMT ": refused with %d: %s", CONN_ARGS(c, ip),
+               status, why);
     c->cl->counters->refused[reason]++;
     respond(c, status, why, headers);
 }
@@ -118,7 +159,10 @@ bool conn_feed_file(struct conn *c)
     size_t want = (size_t)(f->end - f->off) < FILE_CHUNK ? (size_t)(f->end - f->off) : FILE_CHUNK;
     uint8_t *buf = c->cl->rbuf; /* free here: reads are done with it by now */
     ssize_t n = pread(f->fd, buf, want, f->off);
-    if (n <= 0 || outq_append(&c->outq, buf, (size_t)n) < 0) {
+    size_t before = c->outq.bytes;
+    int appended = n > 0 ? outq_append(&c->outq, buf, (size_t)n) : -1;
+    conn_queue_changed(c, before);
+    if (appended < 0) {
         conn_drop(c, n < 0 ? strerror(errno) : "a static file shrank while being sent");
         return false;
     }
@@ -150,6 +194,13 @@ static void serve_plain(struct conn *c, const struct http_request *req, const st
     if (status) {
         respond(c, status, r.why, r.headers);
         return;
+    }
+    if (r.handler && r.handler->http) {
+        struct conn_response resp = { 0 };
+        if (r.handler->http(r.ctx, c, req, up, &resp) == 0) {
+            respond_with(c, &resp, req->method_len == 4);
+            return;
+        }
     }
     const char *root = r.public_dir;
     if (!root) {
@@ -207,6 +258,7 @@ static void serve_plain(struct conn *c, const struct http_request *req, const st
         return;
     } else {
         *c->file = (struct sf_stream){ f.fd, 0, f.size };
+        c->cl->files++;
     }
     if (c->state != CONN_DEAD) conn_linger(c);
 }
@@ -274,6 +326,18 @@ static int upgrade(struct conn *c, const struct http_request *req)
     if (c->state != CONN_OPEN) return -1;
     conn_arm_timer(c, conn_limits(c)->idle_timeout);
     cl->counters->opened++;
+    if (cl->access_log && log_enabled(LOG_INFO)) {
+        char ip[INET6_ADDRSTRLEN];
+        conn_format_ip(c, ip, sizeof ip);
+        struct log_field f[] = {
+            { "event", "upgrade", 0 },
+            { "path", c->path, 0 },
+            { "status", NULL, 101 },
+            { "seconds", NULL, elapsed(c) },
+        };
+        log_fields(LOG_INFO, f, ARRAY_LEN(f), CONN_FMT ": upgraded %s%s%s", CONN_ARGS(c, ip),
+                   c->path, c->protocol ? " with " : "", c->protocol ? c->protocol : "");
+    }
 
     c->app_open = true;
     if (c->handler->open(c->handler_ctx, c) < 0)

@@ -15,6 +15,13 @@
 
 static inline const struct cfg_limits *conn_limits(const struct conn *c) { return c->cl->limits; }
 
+/* Keeps the loop's total of queued bytes up to date after the queue changed from before bytes
+ * (modular arithmetic: a shrink subtracts). */
+static inline void conn_queue_changed(struct conn *c, size_t before)
+{
+    c->cl->queued_bytes += c->outq.bytes - before;
+}
+
 /* conn.c */
 void conn_write(struct conn *c, const void *p, size_t len); /* queued for the next flush */
 void conn_flush(struct conn *c);                            /* writes out the queue */

@@ -8,11 +8,15 @@
 
 #include <lua.h>
 
+#include "app_metrics.h"
 #include "lua_bridge.h"
 #include "pubsub.h"
 #include "sandbox.h"
 
 struct lb_timer;
+
+/* Series (label combinations) of mw.metrics per app. */
+#define LB_MAX_SERIES 1000
 
 /* How an app's timer callbacks share the loop (lua_mw.c): timers that come due while others
  * wait, or while the app has used its share or its slice of the turn, queue here in the order
@@ -46,6 +50,8 @@ struct lb_app {
     struct lb_timer *timers; /* pending timers, to cancel those of an old version */
     struct lb_timer_queue due;
     double topic_warned;     /* when running out of topic memory was last logged */
+    struct lb_stats stats;
+    struct am_registry metrics; /* mw.metrics: survives reloads */
     /* The text of the message being handled, which the frame reader has found valid UTF-8
      * and run_messages keeps alive on the stack (so no other string can have this address);
      * NULL between messages. Sending it on skips the check (lb_valid_text). */
@@ -55,11 +61,23 @@ struct lb_app {
 /* The app that owns L (any thread of it). */
 struct lb_app *lb_app_of(lua_State *L);
 
-/* Runs fn(ud) in the app's state under sb_call. On failure logs one line naming the app and
- * what (e.g. "message handler") and returns how it failed; SB_OK otherwise. */
-enum sb_status lb_call(struct lb_app *app, lua_CFunction fn, void *ud, const char *what);
+/* What a call into the app is: for its log line on failure ("message handler"; the connection
+ * and the close code it gets, when there is one) and its statistics (its kind, and how many
+ * messages it handled, to time them one by one). */
+struct lb_what {
+    const char *what;
+    enum lb_kind kind;
+    size_t count;        /* 0 counts as 1 */
+    struct conn *c;      /* NULL: not about a connection */
+    unsigned closes_with; /* the close code c gets when the call fails; 0: none */
+};
+
+/* Runs fn(ud) in the app's state under sb_call, timed. On failure logs one line naming the app,
+ * what failed, why, and the connection with its close code, and returns how it failed; SB_OK
+ * otherwise. */
+enum sb_status lb_call(struct lb_app *app, lua_CFunction fn, void *ud, const struct lb_what *w);
 /* lb_call's result as 0, or -1 for any failure. */
-int lb_run(struct lb_app *app, lua_CFunction fn, void *ud, const char *what);
+int lb_run(struct lb_app *app, lua_CFunction fn, void *ud, const struct lb_what *w);
 /* How a call failed, for log lines: "ran out of instructions". */
 const char *lb_failure_text(enum sb_status st);
 
@@ -80,6 +98,9 @@ void lb_conn_set_data(struct lb_app *app, struct conn *c);
 void lb_forget(struct lb_app *app, struct conn *c);
 /* Empties c's conn.data (the next read of it makes a new, empty table). */
 void lb_conn_clear_data(struct lb_app *app, struct conn *c);
+
+/* lua_metrics.c: pushes the mw.metrics table. */
+void lb_push_metrics(lua_State *L);
 
 /* lua_mw.c: the mw module. */
 void lb_push_api(struct lb_app *app);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -33,23 +34,48 @@ static const char *const status_words[] = { "ok", "failed", "ran out of instruct
 
 const char *lb_failure_text(enum sb_status st) { return status_words[st]; }
 
-enum sb_status lb_call(struct lb_app *app, lua_CFunction fn, void *ud, const char *what)
+const char *const lb_kind_names[LB_KINDS] = { "upgrade", "open", "message", "close", "drain",
+                                              "timer", "reload" };
+
+static double monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Two clock reads per call, not per message: a batch of messages is one call, and each of its
+ * messages counts as the batch's average. */
+enum sb_status lb_call(struct lb_app *app, lua_CFunction fn, void *ud, const struct lb_what *w)
 {
     lua_State *L = app->sb.L;
     lua_pushcfunction(L, fn);
     lua_pushlightuserdata(L, ud);
     char err[1024];
+    double began = monotonic_s();
     enum sb_status st = sb_call(&app->sb, 1, 0, err, sizeof err);
+    size_t n = w->count ? w->count : 1;
+    hist_observe(&app->stats.seconds[w->kind], (monotonic_s() - began) / (double)n, n);
     app->valid_text = NULL; /* a handler that raised left it set */
     if (st == SB_OK) return SB_OK;
     app->env->counters->handler_failures[st - SB_ERROR]++;
-    log_error("app %s: %s %s: %s", app->name, what, status_words[st], err);
+    app->stats.failures[st - SB_ERROR]++;
+    if (!w->c) {
+        log_error("app %s: %s %s: %s", app->name, w->what, status_words[st], err);
+        return st;
+    }
+    /* The connection and what it gets, at the end: the line starts as every failure does. */
+    char ip[INET6_ADDRSTRLEN], then[48] = "";
+    conn_format_ip(w->c, ip, sizeof ip);
+    if (w->closes_with) snprintf(then, sizeof then, ", closed with %u", w->closes_with);
+    log_error("app %s: %s %s: %s (conn %llu %s%s)", app->name, w->what, status_words[st], err,
+              (unsigned long long)conn_id(w->c), ip, then);
     return st;
 }
 
-int lb_run(struct lb_app *app, lua_CFunction fn, void *ud, const char *what)
+int lb_run(struct lb_app *app, lua_CFunction fn, void *ud, const struct lb_what *w)
 {
-    return lb_call(app, fn, ud, what) == SB_OK ? 0 : -1;
+    return lb_call(app, fn, ud, w) == SB_OK ? 0 : -1;
 }
 
 const char *lb_check_topic(lua_State *L, int arg, size_t *len, const char *fname)
@@ -132,6 +158,7 @@ static int run_messages(lua_State *L, struct call *k)
         lua_pushvalue(L, 4);
         lua_pushboolean(L, m->binary);
         if (i) sb_restart(&app->sb);
+        app->stats.messages_in++;
         app->valid_text = m->binary ? NULL : text;
         lua_call(L, 3, 0);
         app->valid_text = NULL;
@@ -170,7 +197,23 @@ static int run_handler(lua_State *L)
     return 0;
 }
 
-static int dispatch(struct call *k) { return lb_run(k->app, run_handler, k, k->what); }
+static const enum lb_kind kind_of[] = { [CALL_OPEN] = LB_KIND_OPEN,
+                                        [CALL_MESSAGE] = LB_KIND_MESSAGE,
+                                        [CALL_CLOSE] = LB_KIND_CLOSE,
+                                        [CALL_DRAIN] = LB_KIND_DRAIN,
+                                        [CALL_UPGRADE] = LB_KIND_UPGRADE,
+                                        [CALL_RELOAD] = LB_KIND_RELOAD };
+
+static int dispatch(struct call *k)
+{
+    /* A failed open or message handler closes its connection with 1011 (conn.c); a failed
+     * upgrade handler refuses with 500. */
+    unsigned closes_with = k->kind == CALL_OPEN || k->kind == CALL_MESSAGE ? 1011
+                           : k->kind == CALL_UPGRADE                     ? 500
+                                                                          : 0;
+    struct lb_what w = { k->what, kind_of[k->kind], k->nmsgs, k->c, closes_with };
+    return lb_run(k->app, run_handler, k, &w);
+}
 
 /* ---- the connection callbacks (lb_conn_handler) -------------------------------------------- */
 
@@ -189,6 +232,7 @@ static int failed(struct lb_app *app, struct conn *c)
 
 static int on_open(void *ctx, struct conn *c)
 {
+    ((struct lb_app *)ctx)->stats.connections++;
     struct call k = { .kind = CALL_OPEN, .what = "open handler", .app = ctx, .c = c };
     return dispatch(&k) < 0 ? failed(ctx, c) : 0;
 }
@@ -209,6 +253,7 @@ static void on_close(void *ctx, struct conn *c, unsigned code, const char *reaso
     struct call k = { .kind = CALL_CLOSE, .what = "close handler", .app = ctx, .c = c,
                       .data = (const uint8_t *)reason, .len = reason_len, .code = code };
     dispatch(&k);
+    ((struct lb_app *)ctx)->stats.connections--;
     lb_forget(ctx, c);
 }
 
@@ -605,16 +650,19 @@ int lb_app_reload(struct lb_app *app)
     if (st != SB_OK) {
         lb_cancel_timers(app, old + 1);
         app->timer_generation = old;
+        app->stats.reloads_failed++;
         log_error("app %s: reload failed, the previous version keeps running: %s", app->name,
                   err);
         return -1;
     }
     lb_cancel_timers(app, old);
     app->generation = old + 1;
-    lb_run(app, run_after_load, app, "after_load function");
+    app->stats.reloads_ok++;
+    struct lb_what after = { "after_load function", LB_KIND_RELOAD, 1, NULL, 0 };
+    lb_run(app, run_after_load, app, &after);
     dispatch(&k);
     luaL_unref(L, LUA_REGISTRYINDEX, k.previous_ref);
-    log_info("app %s reloaded (version %u)", app->name, app->generation + 1);
+    log_notable(LOG_INFO, "app %s reloaded (version %u)", app->name, app->generation + 1);
     return 0;
 }
 
@@ -627,6 +675,9 @@ struct lb_app *lb_app_load(const struct lb_env *env, const char *path, const cha
         return NULL;
     }
     app->env = env;
+    for (int i = 0; i < LB_KINDS; i++)
+        hist_init(&app->stats.seconds[i], hist_seconds_bounds, hist_seconds_nbounds);
+    am_init(&app->metrics, LB_MAX_SERIES);
     lb_timers_init(app, limits->timer_share);
     ps_init(&app->ps, env->counters, env->max_subscriptions, limits->topic_memory);
     app->handlers_ref = app->api_ref = app->after_load_ref = app->names_ref = LUA_NOREF;
@@ -670,6 +721,7 @@ void lb_app_free(struct lb_app *app)
     lb_timers_stop(app);
     sb_close(&app->sb);
     ps_free(&app->ps);
+    am_free(&app->metrics);
     free(app->name);
     free(app->dir);
     free(app->file);
@@ -679,5 +731,42 @@ void lb_app_free(struct lb_app *app)
 }
 
 const char *lb_app_name(const struct lb_app *app) { return app->name; }
+
+/* ---- statistics ---------------------------------------------------------------------------- */
+
+const struct lb_stats *lb_app_stats(const struct lb_app *app) { return &app->stats; }
+size_t lb_app_memory(const struct lb_app *app) { return app->sb.mem_used; }
+size_t lb_app_topics(const struct lb_app *app) { return app->ps.topics.count; }
+
+size_t lb_app_busiest_topics(const struct lb_app *app, struct lb_topic_count *out, size_t n)
+{
+    size_t have = 0;
+    const struct topic_table *t = &app->ps.topics;
+    for (size_t b = 0; b < t->nbuckets && n; b++) {
+        for (const struct topic *tp = t->buckets[b]; tp; tp = tp->next) {
+            if (have == n && tp->count <= out[n - 1].subscribers) continue;
+            size_t at = have < n ? have++ : n - 1;
+            out[at] = (struct lb_topic_count){ tp->name, tp->name_len, tp->count };
+            for (; at > 0 && out[at].subscribers > out[at - 1].subscribers; at--) {
+                struct lb_topic_count x = out[at];
+                out[at] = out[at - 1];
+                out[at - 1] = x;
+            }
+        }
+    }
+    return have;
+}
+
+void lb_write_app_metrics(struct lb_app *const *apps, size_t n, struct mbuf *b)
+{
+    struct am_registry *regs[CFG_MAX_APPS];
+    const char *names[CFG_MAX_APPS];
+    if (n > CFG_MAX_APPS) n = CFG_MAX_APPS;
+    for (size_t i = 0; i < n; i++) {
+        regs[i] = &apps[i]->metrics;
+        names[i] = apps[i]->name;
+    }
+    am_write(regs, names, n, b);
+}
 const char *lb_app_dir(const struct lb_app *app) { return app->dir; }
 const char *lb_app_public_dir(const struct lb_app *app) { return app->public_dir; }

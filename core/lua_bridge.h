@@ -19,6 +19,7 @@
 
 #include "conn.h"
 #include "counters.h"
+#include "metrics.h"
 #include "sandbox.h"
 
 struct lb_app;
@@ -63,6 +64,46 @@ int lb_app_reload(struct lb_app *app);
 const char *lb_app_name(const struct lb_app *app);
 const char *lb_app_dir(const struct lb_app *app);
 const char *lb_app_public_dir(const struct lb_app *app);
+
+/* ---- what an app has done, for metrics and the dashboard --------------------------------- */
+
+/* The kinds of call into an app that are timed and counted. */
+enum lb_kind { LB_KIND_UPGRADE, LB_KIND_OPEN, LB_KIND_MESSAGE, LB_KIND_CLOSE, LB_KIND_DRAIN,
+               LB_KIND_TIMER, LB_KIND_RELOAD, LB_KINDS };
+extern const char *const lb_kind_names[LB_KINDS]; /* "upgrade", "open", "message", ... */
+
+/* Kept by the Lua side as it works (plain counters, the loop's thread only). */
+struct lb_stats {
+    uint64_t connections;            /* open: app.open ran, app.close not yet */
+    uint64_t messages_in;            /* messages handed to app.message */
+    uint64_t messages_out;           /* sent with conn:send */
+    uint64_t publishes;              /* mw.publish calls */
+    uint64_t deliveries;             /* local receivers of those */
+    uint64_t failures[CTR_FAILURES]; /* calls stopped, by how */
+    uint64_t reloads_ok, reloads_failed;
+    /* Seconds per call (per message for app.message: a batch counts as its average). */
+    struct histogram seconds[LB_KINDS];
+};
+
+const struct lb_stats *lb_app_stats(const struct lb_app *app);
+size_t lb_app_memory(const struct lb_app *app); /* bytes its Lua state holds */
+size_t lb_app_timers(const struct lb_app *app); /* pending timers */
+size_t lb_app_topics(const struct lb_app *app); /* topics with a subscriber */
+
+/* A topic and how many subscribe to it. name points into the app's topic table: valid until
+ * the table changes. */
+struct lb_topic_count {
+    const char *name;
+    size_t len;
+    size_t subscribers;
+};
+
+/* Fills out with up to n of the app's topics with the most subscribers, most first. Walks every
+ * topic: for the dashboard's once-a-second snapshot, not for the message path. */
+size_t lb_app_busiest_topics(const struct lb_app *app, struct lb_topic_count *out, size_t n);
+
+/* Writes the metrics the apps defined with mw.metrics (moonwire_app_*) into b. */
+void lb_write_app_metrics(struct lb_app *const *apps, size_t n, struct mbuf *b);
 
 /* How connections reach an app: mount it with this table and the app as context. The
  * callbacks run app.upgrade (which refuses with 500 and a log line when it fails or picks a

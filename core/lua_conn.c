@@ -61,7 +61,9 @@ static int conn_send(lua_State *L)
         return luaL_error(L, "conn:send: text is not valid UTF-8; send bytes as binary "
                              "with conn:send(data, true)");
     if (!c) return closed_result(L);
-    switch (conn_send_message(c, data, len, binary)) {
+    int rc = conn_send_message(c, data, len, binary);
+    if (rc != CONN_CLOSED) lb_app_of(L)->stats.messages_out++;
+    switch (rc) {
     case CONN_SENT: lua_pushboolean(L, 1); return 1;
     case CONN_BACKPRESSURE:
         lua_pushboolean(L, 0);

@@ -36,6 +36,8 @@ static int mw_publish(lua_State *L)
     size_t sent;
     if (ps_publish(&app->ps, topic, tlen, data, len, binary, &sent) == PS_E_NOMEM)
         return luaL_error(L, "mw.publish: out of memory for a %d-byte message", (int)len);
+    app->stats.publishes++;
+    app->stats.deliveries += sent;
     lua_pushinteger(L, (lua_Integer)sent);
     return 1;
 }
@@ -194,7 +196,8 @@ static void fire(struct lb_timer *t, double began)
     bool repeating = t->watcher.repeat > 0;
     /* Holds the timer across the call: its callback may cancel it, which lets go of it. */
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
-    enum sb_status st = lb_call(app, run_timer, t, "timer callback");
+    struct lb_what w = { "timer callback", LB_KIND_TIMER, 1, NULL, 0 };
+    enum sb_status st = lb_call(app, run_timer, t, &w);
     double spent = monotonic_s() - began;
     q->turn_spent += spent;
     if (q->share > 0) q->balance -= spent;
@@ -489,9 +492,18 @@ void lb_push_api(struct lb_app *app)
     };
     register_timer_type(L);
     luaL_newlib(L, api);
+    lb_push_metrics(L);
+    lua_setfield(L, -2, "metrics");
     push_json(L);
     lua_setfield(L, -2, "json");
     lua_newtable(L);
     lua_setfield(L, -2, "state");
     /* Apps never see this table: each environment gets a read-only view of it (sandbox.c). */
+}
+
+size_t lb_app_timers(const struct lb_app *app)
+{
+    size_t n = 0;
+    for (const struct lb_timer *t = app->timers; t; t = t->next) n++;
+    return n;
 }

@@ -9,10 +9,12 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
 
+#include "admin.h"
 #include "config.h"
 #include "log.h"
 #include "lua_bridge.h"
@@ -44,6 +46,8 @@ static const char usage[] =
     "      --max-message SIZE  largest message accepted, in bytes, or with a K, M or G\n"
     "                          suffix (default 16M; 0 for no limit)\n"
     "      --watch             reload an app when its Lua files change\n"
+    "      --admin [HOST:]PORT serve metrics, probes and the dashboard on this address\n"
+    "                          (host default 127.0.0.1; off by default)\n"
     "      --check             load the config and the apps, report errors, exit\n"
     "      --log-level LEVEL   debug, info, warn or error (default info)\n"
     "  -v, --version           print the version and exit\n"
@@ -111,6 +115,30 @@ static const char *option_name(char **argv, char name[3])
     name[1] = (char)optopt;
     name[2] = '\0';
     return name;
+}
+
+/* --admin [HOST:]PORT: the admin listener, replacing the config file's address (its token
+ * stays). */
+static int set_admin(struct cfg_admin *a, const char *arg)
+{
+    const char *colon = strrchr(arg, ':');
+    const char *port = colon ? colon + 1 : arg;
+    char *end;
+    long p = strtol(port, &end, 10);
+    if (*end || end == port || p < 0 || p > 65535) return -1;
+    if (colon) {
+        size_t len = (size_t)(colon - arg);
+        if (len >= 2 && arg[0] == '[' && arg[len - 1] == ']') { /* [::1]:9090 */
+            arg++;
+            len -= 2;
+        }
+        if (len == 0 || len >= sizeof a->host) return -1;
+        memcpy(a->host, arg, len);
+        a->host[len] = '\0';
+    }
+    a->port = (int)p;
+    a->enabled = true;
+    return 0;
 }
 
 /* --origin LIST replaces the config file's origins. Each entry is checked like the file's. */
@@ -243,7 +271,7 @@ static void usage_error(const char *fmt, const char *arg)
 int main(int argc, char **argv)
 {
     enum { OPT_HOST = 256, OPT_MAX_MESSAGE, OPT_CHECK, OPT_LOG_LEVEL, OPT_WATCH, OPT_TLS_CERT,
-           OPT_TLS_KEY, OPT_ORIGIN };
+           OPT_TLS_KEY, OPT_ORIGIN, OPT_ADMIN };
     static const struct option options[] = {
         { "config", required_argument, NULL, 'c' },
         { "port", required_argument, NULL, 'p' },
@@ -254,13 +282,14 @@ int main(int argc, char **argv)
         { "max-message", required_argument, NULL, OPT_MAX_MESSAGE },
         { "check", no_argument, NULL, OPT_CHECK },
         { "watch", no_argument, NULL, OPT_WATCH },
+        { "admin", required_argument, NULL, OPT_ADMIN },
         { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
         { "version", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *config_file = NULL, *host = NULL, *tls_cert = NULL, *tls_key = NULL,
-               *origins = NULL;
+               *origins = NULL, *admin = NULL;
     long port = -1;
     uint64_t max_message = 0;
     bool have_max_message = false, check = false, watch = false;
@@ -289,6 +318,7 @@ int main(int argc, char **argv)
             break;
         case OPT_CHECK: check = true; break;
         case OPT_WATCH: watch = true; break;
+        case OPT_ADMIN: admin = optarg; break;
         case OPT_LOG_LEVEL: {
             enum log_level level;
             if (log_parse_level(optarg, &level) < 0)
@@ -344,6 +374,10 @@ int main(int argc, char **argv)
         l->ntls = 1;
     }
     if (have_max_message) cfg->limits.max_message = max_message;
+    if (admin && set_admin(&cfg->admin, admin) < 0)
+        usage_error("--admin needs a port, or HOST:PORT, like 9090 or 127.0.0.1:9090, not '%s'",
+                    admin);
+    log_set_json(cfg->log.json);
     if (optind < argc) {
         /* The command line's APP serves every path the config's apps do not. */
         for (size_t i = 0; i < cfg->napps; i++)
@@ -368,7 +402,11 @@ int main(int argc, char **argv)
     /* A peer that resets while we write must cost an EPIPE, not the process. */
     signal(SIGPIPE, SIG_IGN);
     struct process proc = { .w = w };
+    struct admin adm = { 0 };
     bool started = false;
+    /* When the process started, for process_start_time_seconds and the dashboard's uptime. */
+    struct timespec start_ts;
+    clock_gettime(CLOCK_REALTIME, &start_ts);
     if (worker_init(w, loop, cfg, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
         status = 1;
@@ -395,6 +433,14 @@ int main(int argc, char **argv)
         status = 1;
         goto done;
     }
+    if (cfg->admin.enabled &&
+        admin_start(&adm, w, &cfg->admin,
+                    (double)start_ts.tv_sec + (double)start_ts.tv_nsec / 1e9, err,
+                    sizeof err) < 0) {
+        fprintf(stderr, "moonwire: admin listener: %s\n", err);
+        status = 1;
+        goto done;
+    }
     for (size_t i = 0; i < w->napps; i++)
         log_info("moonwire %s serving %s at %s%s", MOONWIRE_VERSION, lb_app_name(w->apps[i]),
                  cfg->apps[i].path,
@@ -404,6 +450,7 @@ int main(int argc, char **argv)
     unwatch_signals(&proc, loop);
     log_info("stopped");
 done:
+    admin_stop(&adm);
     if (started) worker_destroy(w);
     watch_free(proc.watch);
     ev_loop_destroy(loop);

@@ -18,7 +18,11 @@
 #include "tls.h"
 #include "util.h"
 
-static const struct conn_host host;
+static const struct conn_host conn_host_ops;
+/* conn->host_tag: which kind of listener a connection came through. */
+enum { TAG_PUBLIC = 0, TAG_ADMIN = 1 };
+/* Admin connections at once: a dashboard or two and the scrapers, not a crowd. */
+#define ADMIN_MAX_CONNS 64
 static void on_shutdown_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents);
@@ -30,7 +34,7 @@ int srv_init(struct server *srv, struct ev_loop *loop, const struct config *cfg,
     srv->loop = loop;
     srv->cfg = cfg;
     srv->counters = counters;
-    conn_loop_init(&srv->conns, loop, &cfg->limits, counters, &host, srv);
+    conn_loop_init(&srv->conns, loop, &cfg->limits, counters, &conn_host_ops, srv);
     ev_init(&srv->shutdown_timer, on_shutdown_timer);
     ev_init(&srv->accept_pause, on_accept_pause);
     ev_timer_init(&srv->housekeeping, on_housekeeping, 1., 1.);
@@ -102,11 +106,29 @@ void srv_reload_certificates(struct server *srv)
 
 /* Who serves this request: refuses while draining, checks the origin of an upgrade, then finds
  * the mount. */
+/* Admin listener: one handler for every path; an upgrade must come from a page of its own
+ * host (the dashboard), never from another site's page in an operator's browser. */
+static const struct origin_policy same_host_only = { NULL, 0, false, false };
+
+static int route_admin(struct server *srv, const struct hs_upgrade *up, bool upgrade,
+                       struct conn_route *r)
+{
+    if (upgrade && !origin_allowed(&same_host_only, up->origin, up->origin_len, up->host,
+                                   up->host_len)) {
+        r->why = "the admin WebSocket only accepts pages of its own host";
+        r->reason = CTR_REFUSED_ORIGIN;
+        return 403;
+    }
+    r->handler = srv->admin_mount.handler;
+    r->ctx = srv->admin_mount.ctx;
+    return 0;
+}
+
 static int route(void *ctx, struct conn *c, const struct hs_upgrade *up, bool upgrade,
                  struct conn_route *r)
 {
-    (void)c;
     struct server *srv = ctx;
+    if (c->host_tag == TAG_ADMIN) return route_admin(srv, up, upgrade, r);
     if (upgrade && srv->draining) {
         r->why = "the server is shutting down; try again later";
         r->reason = CTR_REFUSED_DRAINING;
@@ -143,8 +165,9 @@ static void release(struct server *srv, struct conn *c);
 static void freed(void *ctx, struct conn *c)
 {
     struct server *srv = ctx;
+    if (c->host_tag == TAG_ADMIN) srv->admin_conns--;
     release(srv, c);
-    if (srv->draining && conn_count(&srv->conns) == 0) ev_break(srv->loop, EVBREAK_ALL);
+    if (srv->draining && srv_public_conns(srv) == 0) ev_break(srv->loop, EVBREAK_ALL);
 }
 
 /* Bounds what unfinished incoming messages pin: max_buffered_per_ip for the clients of one
@@ -172,7 +195,7 @@ static int buffering(void *ctx, struct conn *c, size_t before, size_t after, con
     return 0;
 }
 
-static const struct conn_host host = { route, freed, buffering };
+static const struct conn_host conn_host_ops = { route, freed, buffering };
 
 /* ---- admission ----------------------------------------------------------------------------- */
 
@@ -288,6 +311,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
                          "with ulimit -n; pausing accepts for 100 ms", l->name, strerror(errno));
                 for (size_t k = 0; k < srv->nlisteners; k++)
                     ev_io_stop(loop, &srv->listeners[k].io);
+                if (srv->has_admin) ev_io_stop(loop, &srv->admin.io);
                 ev_timer_set(&srv->accept_pause, 0.1, 0.);
                 ev_timer_start(loop, &srv->accept_pause);
             } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -297,7 +321,16 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        srv_adopt(srv, fd, &peer, l->tls);
+        if (l != &srv->admin) {
+            srv_adopt(srv, fd, &peer, l->tls);
+        } else if (srv->admin_conns >= ADMIN_MAX_CONNS) {
+            close(fd);
+        } else {
+            struct conn *c = conn_new(&srv->conns, fd, &peer, NULL);
+            if (!c) continue;
+            c->host_tag = TAG_ADMIN;
+            srv->admin_conns++;
+        }
     }
 }
 
@@ -333,23 +366,23 @@ static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
     struct server *srv = container_of(w, struct server, accept_pause);
+    if (srv->has_admin) ev_io_start(loop, &srv->admin.io);
     if (srv->draining) return;
     for (size_t k = 0; k < srv->nlisteners; k++) ev_io_start(loop, &srv->listeners[k].io);
 }
 
-static int open_listener(struct server *srv, const struct cfg_listen *cl, char *err, size_t errlen)
+/* A listening socket on host:port. Returns it, or -1 with a message in err. */
+static int bind_listener(const char *host, int port_number, const char *flag, char *err,
+                         size_t errlen)
 {
-    struct tls_context *tls = NULL;
-    if (cl->ntls && !(tls = tls_context_new(cl->tls, cl->ntls, err, errlen))) return -1;
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                               .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
     struct addrinfo *res;
     char port[16];
-    snprintf(port, sizeof port, "%d", cl->port);
-    int rc = getaddrinfo(cl->host, port, &hints, &res);
+    snprintf(port, sizeof port, "%d", port_number);
+    int rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
-        tls_context_unref(tls);
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", cl->host, cl->port, gai_strerror(rc));
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port_number, gai_strerror(rc));
         return -1;
     }
     int fd = -1, saved = 0;
@@ -369,31 +402,62 @@ static int open_listener(struct server *srv, const struct cfg_listen *cl, char *
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        tls_context_unref(tls);
-        snprintf(err, errlen, "cannot listen on %s:%d: %s%s", cl->host, cl->port,
-                 strerror(saved),
-                 saved == EADDRINUSE ? " (another process uses this port; pick another with "
-                                       "--port)"
-                                     : "");
+        if (saved == EADDRINUSE)
+            snprintf(err, errlen, "cannot listen on %s:%d: %s (another process uses this port; "
+                     "pick another with %s)", host, port_number, strerror(saved), flag);
+        else
+            snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port_number,
+                     strerror(saved));
         return -1;
     }
+    return fd;
+}
 
-    struct listener *l = &srv->listeners[srv->nlisteners++];
+/* Starts accepting on l (bound to fd); names it "host:port" with the real port (with port 0
+ * the kernel picked one, and scripts read it from the log). */
+static void start_listener(struct server *srv, struct listener *l, int fd, const char *host)
+{
     l->srv = srv;
-    l->cfg = cl;
     l->fd = fd;
-    l->tls = tls;
-    /* Report the real port: with port 0 the kernel picked one, and scripts read it from here. */
     union conn_addr a;
     socklen_t alen = sizeof a;
     getsockname(fd, &a.sa, &alen);
     int real_port = ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port : a.in4.sin_port);
     bool v6 = a.sa.sa_family == AF_INET6;
-    snprintf(l->name, sizeof l->name, "%s%s%s:%d", v6 ? "[" : "", cl->host, v6 ? "]" : "",
+    snprintf(l->name, sizeof l->name, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
              real_port);
     ev_io_init(&l->io, on_accept, fd, EV_READ);
     ev_io_start(srv->loop, &l->io);
+}
+
+static int open_listener(struct server *srv, const struct cfg_listen *cl, char *err, size_t errlen)
+{
+    struct tls_context *tls = NULL;
+    if (cl->ntls && !(tls = tls_context_new(cl->tls, cl->ntls, err, errlen))) return -1;
+    int fd = bind_listener(cl->host, cl->port, "--port", err, errlen);
+    if (fd < 0) {
+        tls_context_unref(tls);
+        return -1;
+    }
+    struct listener *l = &srv->listeners[srv->nlisteners++];
+    l->cfg = cl;
+    l->tls = tls;
+    start_listener(srv, l, fd, cl->host);
     log_info("listening on %s://%s/", tls ? "wss" : "ws", l->name);
+    return 0;
+}
+
+int srv_listen_admin(struct server *srv, const char *host, int port,
+                     const struct conn_handler *handler, void *ctx, char *err, size_t errlen)
+{
+    int fd = bind_listener(host, port, "--admin", err, errlen);
+    if (fd < 0) return -1;
+    srv->admin_mount = (struct mount){ .path = "/", .len = 1, .handler = handler, .ctx = ctx };
+    srv->admin.tls = NULL;
+    srv->admin.cfg = NULL;
+    start_listener(srv, &srv->admin, fd, host);
+    srv->has_admin = true;
+    log_info("admin listening on http://%s/", srv->admin.name);
     return 0;
 }
 
@@ -415,6 +479,14 @@ static void close_listeners(struct server *srv)
     ev_timer_stop(srv->loop, &srv->accept_pause);
 }
 
+static void close_admin_listener(struct server *srv)
+{
+    if (!srv->has_admin) return;
+    ev_io_stop(srv->loop, &srv->admin.io);
+    close(srv->admin.fd);
+    srv->has_admin = false;
+}
+
 /* ---- lifecycle ----------------------------------------------------------------------------- */
 
 static void abort_all(struct server *srv)
@@ -425,7 +497,7 @@ static void abort_all(struct server *srv)
 
 void srv_drain(struct server *srv)
 {
-    size_t n = conn_count(&srv->conns);
+    size_t n = srv_public_conns(srv);
     if (srv->draining) {
         log_info("shutting down again: dropping %zu connection%s now", n, n == 1 ? "" : "s");
         abort_all(srv);
@@ -439,9 +511,10 @@ void srv_drain(struct server *srv)
         ev_break(srv->loop, EVBREAK_ALL);
         return;
     }
-    /* conn_close frees nothing (the sweep does), so the walk stays valid. */
+    /* conn_close frees nothing (the sweep does), so the walk stays valid. The admin
+     * listener's connections stay: probes say "draining" until the end. */
     for (struct conn *c = conn_first(&srv->conns); c; c = conn_next(&srv->conns, c))
-        if (conn_is_open(c)) conn_close(c, 1001, "going away", 10);
+        if (conn_is_open(c) && c->host_tag != TAG_ADMIN) conn_close(c, 1001, "going away", 10);
     double t = srv->cfg->limits.shutdown_timeout;
     ev_timer_set(&srv->shutdown_timer, t > 0 ? t : 0.001, 0.);
     ev_timer_start(srv->loop, &srv->shutdown_timer);
@@ -452,7 +525,7 @@ static void on_shutdown_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct server *srv = container_of(w, struct server, shutdown_timer);
-    size_t n = conn_count(&srv->conns);
+    size_t n = srv_public_conns(srv);
     if (n)
         log_warn("shutdown_timeout passed with %zu connection%s still open; dropping them", n,
                  n == 1 ? "" : "s");
@@ -462,6 +535,7 @@ static void on_shutdown_timer(struct ev_loop *loop, ev_timer *w, int revents)
 void srv_destroy(struct server *srv)
 {
     close_listeners(srv);
+    close_admin_listener(srv);
     conn_loop_destroy(&srv->conns);
     ev_timer_stop(srv->loop, &srv->shutdown_timer);
     ev_timer_stop(srv->loop, &srv->housekeeping);

@@ -58,6 +58,12 @@ struct server {
 
     struct listener listeners[CFG_MAX_LISTEN];
     size_t nlisteners;
+    /* The admin listener (metrics, probes, dashboard): its own mount, outside admission, open
+     * until the end, so probes answer during a drain. */
+    struct listener admin;
+    bool has_admin;
+    struct mount admin_mount;
+    size_t admin_conns;
     ev_timer accept_pause;     /* out of file descriptors: retry accepting shortly */
 
     struct conn_loop conns;
@@ -97,5 +103,17 @@ const struct mount *srv_route(const struct server *srv, const char *path, size_t
 
 /* Loads every listener's TLS certificates again (SIGHUP); one that fails keeps its old ones. */
 void srv_reload_certificates(struct server *srv);
+
+/* Opens the admin listener on host:port (0: any free port, logged), served by handler with
+ * ctx for every path. Its connections skip admission and origin allowlists (upgrades must come
+ * from the page's own host) and outlive a drain. Returns 0, or -1 with a message in err. */
+int srv_listen_admin(struct server *srv, const char *host, int port,
+                     const struct conn_handler *handler, void *ctx, char *err, size_t errlen);
+
+/* Connections that are not the admin listener's (what a drain waits for). */
+static inline size_t srv_public_conns(const struct server *srv)
+{
+    return conn_count(&srv->conns) - srv->admin_conns;
+}
 
 #endif

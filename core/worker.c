@@ -3,8 +3,34 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
+#include "util.h"
+
+#define LAG_PERIOD 0.1
+
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Runs every LAG_PERIOD: how late it ran is the time the loop could not turn. */
+static void on_lag_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct worker *w = container_of(t, struct worker, lag_timer);
+    double lag = ev_time() - w->lag_due;
+    if (lag < 0) lag = 0;
+    hist_observe(&w->loop_lag, lag, 1);
+    if (lag > w->lag_max) w->lag_max = lag;
+    w->heartbeat = wall_now();
+    w->lag_due = ev_now(loop) + LAG_PERIOD;
+    ev_timer_set(t, LAG_PERIOD, 0.);
+    ev_timer_start(loop, t);
+}
 
 int worker_init(struct worker *w, struct ev_loop *loop, const struct config *cfg, char *err,
                 size_t errlen)
@@ -19,6 +45,12 @@ int worker_init(struct worker *w, struct ev_loop *loop, const struct config *cfg
         sb_runtime_stop(&w->rt);
         return -1;
     }
+    w->srv.conns.access_log = cfg->log.access;
+    hist_init(&w->loop_lag, hist_seconds_bounds, hist_seconds_nbounds);
+    w->heartbeat = wall_now();
+    w->lag_due = ev_now(loop) + LAG_PERIOD;
+    ev_timer_init(&w->lag_timer, on_lag_timer, LAG_PERIOD, 0.);
+    ev_timer_start(loop, &w->lag_timer);
     w->env = (struct lb_env){ .loop = loop, .conns = &w->srv.conns, .rt = &w->rt,
                               .counters = &w->counters,
                               .max_subscriptions = cfg->limits.max_subscriptions,
@@ -60,6 +92,7 @@ void worker_reload(struct worker *w, struct lb_app *only)
 
 void worker_destroy(struct worker *w)
 {
+    ev_timer_stop(w->loop, &w->lag_timer);
     srv_destroy(&w->srv);
     for (size_t i = 0; i < w->napps; i++) lb_app_free(w->apps[i]);
     w->napps = 0;

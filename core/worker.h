@@ -17,6 +17,7 @@
 #include "config.h"
 #include "counters.h"
 #include "lua_bridge.h"
+#include "metrics.h"
 #include "sandbox.h"
 #include "server.h"
 
@@ -29,6 +30,14 @@ struct worker {
     struct server srv;
     struct lb_app *apps[CFG_MAX_APPS];
     size_t napps;
+
+    /* Is the loop turning? A 100 ms timer records how late it runs (the loop was busy with
+     * something else meanwhile) and stamps the heartbeat /livez reads. */
+    ev_timer lag_timer;
+    double lag_due;           /* when the timer should run (ev_now based) */
+    struct histogram loop_lag;
+    double lag_max;           /* the worst since the admin's last snapshot */
+    volatile double heartbeat; /* unix time of the last tick */
 };
 
 /* Prepares w on loop with cfg (which must outlive it), on the thread that will run the loop:

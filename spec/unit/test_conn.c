@@ -123,8 +123,10 @@ static void on_gone(void *ctx, struct conn *c)
     if (s->c == c) s->c = NULL;
 }
 
-static const struct conn_handler stub_handler = { on_upgrade, on_open, on_messages, on_ended,
-                                                  on_close, on_drain, on_gone };
+static const struct conn_handler stub_handler = {
+    .upgrade = on_upgrade, .open = on_open, .messages = on_messages, .ended = on_ended,
+    .close = on_close, .drain = on_drain, .gone = on_gone,
+};
 
 static int stub_route(void *ctx, struct conn *c, const struct hs_upgrade *up, bool upgrade,
                       struct conn_route *r)
