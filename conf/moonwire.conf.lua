@@ -57,6 +57,8 @@ limits = {
                                   -- (1013 "try again later" for the one that passes it) ...
     max_buffered_per_ip = 64 << 20, -- ... and the clients of one address (1009). Keep it at
                                   -- least max_message.
+    max_queued        = 1 << 30,  -- bytes in every send queue together; past it, clients that
+                                  -- do not keep up (past send_buffer) are dropped.
     shutdown_timeout  = 5,        -- seconds SIGTERM/SIGINT wait for clients to finish the
                                   -- close handshake before exiting.
 }

@@ -44,6 +44,7 @@ void cfg_defaults(struct config *cfg)
         .max_topic_length = 256,
         .max_buffered = 256 << 20,
         .max_buffered_per_ip = 64 << 20,
+        .max_queued = (size_t)1 << 30,
         .shutdown_timeout = 5,
     };
     cfg->sandbox = (struct cfg_sandbox){ .instructions = 10000000, .memory = 64 << 20,
@@ -88,6 +89,7 @@ static const struct field limit_fields[] = {
     LIMIT(max_topic_length, F_SIZE, 1, true),
     LIMIT(max_buffered, F_SIZE, 1, true),
     LIMIT(max_buffered_per_ip, F_SIZE, 1, true),
+    LIMIT(max_queued, F_SIZE, 1, true),
     LIMIT(shutdown_timeout, F_DOUBLE, 0, true),
     { NULL, 0, 0, 0, false, 0 },
 };

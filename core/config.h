@@ -50,6 +50,7 @@ struct cfg_limits {
     size_t max_topic_length;  /* bytes in a topic name (conn:subscribe, mw.publish... raise) */
     size_t max_buffered;      /* bytes of unfinished incoming messages, all clients (1013) */
     size_t max_buffered_per_ip; /* the same, for the clients of one address (1009) */
+    size_t max_queued;        /* bytes in every send queue, past which slow readers go */
     double shutdown_timeout;  /* seconds to drain on SIGTERM */
 };
 

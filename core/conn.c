@@ -425,6 +425,21 @@ static void check_backpressure(struct conn *c)
         conn_close(c, WS_CLOSE_POLICY, "slow consumer", 13);
         return;
     }
+    /* Past max_queued for all connections together, a connection that is itself behind (past
+     * send_buffer) is dropped at once, its queue freed: a polite close would keep the queue
+     * for close_timeout, and the memory is what has run out. Connections that keep up are
+     * never dropped for it. */
+    if (lim->max_queued && c->cl->queued_bytes > lim->max_queued &&
+        c->outq.bytes > lim->send_buffer && c->state == CONN_OPEN) {
+        char ip[INET6_ADDRSTRLEN];
+        conn_format_ip(c, ip, sizeof ip);
+        log_info(CONN_FMT ": dropped: slow consumer while the send queues of all connections "
+                 "passed max_queued (%zu bytes; its own: %zu)", CONN_ARGS(c, ip), lim->max_queued,
+                 c->outq.bytes);
+        c->cl->counters->slow_consumer_closes++;
+        conn_drop(c, "send queues full");
+        return;
+    }
     if (lim->send_buffer && c->outq.bytes > lim->send_buffer && c->state == CONN_OPEN)
         pause_reading(c, PAUSE_BACKPRESSURE);
 }

@@ -133,3 +133,71 @@ describe("buffers of unfinished messages", function()
         assert.is_true(socket.gettime() - t0 < 20)
     end)
 end)
+
+-- The send side: what the server queues for clients that do not read is bounded per
+-- connection by max_send_buffer, and for all of them together by max_queued: past it, a
+-- connection that is itself behind is dropped and its queue freed, and readers go on.
+describe("send queues of clients that do not read", function()
+    local srv, app
+
+    setup(function()
+        app = server.app_dir { ["app.lua"] = [[
+            local app = {}
+            local chunk = ("q"):rep(256 * 1024)
+            function app.message(conn, data)
+                local n = tonumber(data:match("^send (%d+)$"))
+                if n then
+                    for _ = 1, n do conn:send(chunk) end
+                    return
+                end
+                conn:send(data)
+            end
+            return app
+        ]] }
+        -- Under AddressSanitizer freed memory waits in a 256 MB quarantine, which would count
+        -- in VmRSS as if the server kept it.
+        local asan = (os.getenv("ASAN_OPTIONS") or "") .. ":quarantine_size_mb=4"
+        srv = server.start { app = app, env = { ASAN_OPTIONS = asan }, config = [[
+            limits = { send_buffer = 1 << 20, max_send_buffer = 64 << 20, max_queued = 8 << 20,
+                       messages_per_second = 0 }
+        ]] }
+    end)
+
+    teardown(function()
+        if srv then srv:stop() end
+        server.remove(app)
+    end)
+
+    it("drops the slow readers past max_queued, frees their queues, and serves readers",
+        function()
+            local function rss() local f = io.open("/proc/" .. srv.pid .. "/status")
+                local s = f:read("a") f:close() return tonumber(s:match("VmRSS:%s*(%d+)")) end
+            local before = rss()
+            local reader = assert(ws.connect(srv.port, { source = "127.0.0.71" }))
+            local slow = {}
+            for i = 1, 6 do
+                -- a socket that never reads: a small receive buffer fills at once
+                local c = assert(ws.connect(srv.port, { source = "127.0.0.72" }))
+                c.sock:setoption("keepalive", false)
+                c:send_text("send 48") -- 12 MiB each (the kernel takes a few): 8 MiB queued in all
+                slow[i] = c
+                assert.are.equal("still here " .. i, reader:echo("still here " .. i))
+            end
+            assert.truthy(srv:wait_log("dropped: slow consumer while the send queues of all "
+                .. "connections passed max_queued", 3))
+            local dropped = select(2, srv:log():gsub("passed max_queued", ""))
+            assert.is_true(dropped >= 1, "dropped " .. dropped)
+            -- a client that asks for little is not behind, and is never dropped for it
+            local modest = assert(ws.connect(srv.port, { source = "127.0.0.73" }))
+            modest:send_text("send 2")
+            socket.sleep(0.3)
+            assert.are.equal(dropped, select(2, srv:log():gsub("passed max_queued", "")))
+            modest:abort()
+            -- the reader gets a big answer whole
+            reader:send_text("send 8")
+            for _ = 1, 8 do assert.are.equal(256 * 1024, #reader:recv_message()) end
+            assert.is_true(rss() - before < 48 * 1024, "RSS grew by " .. (rss() - before) .. " KiB")
+            for _, c in ipairs(slow) do c:abort() end
+            reader:close()
+        end)
+end)
