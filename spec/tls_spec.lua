@@ -45,13 +45,7 @@ end
 local Server = {}
 Server.__index = Server
 
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
+local read_file = require("helpers").read_file
 
 -- opts: app, config (Lua text), args (flags).
 local function start(opts)

@@ -39,6 +39,7 @@ local cjson = require("cjson").new()
 local mime = require "mime"
 local socket = require "socket"
 local ws = require "ws_client"
+local helpers = require "helpers"
 
 local M = {}
 local browser = {}
@@ -49,15 +50,9 @@ page.__index = page
 M.DEFAULT_CALL_TIMEOUT = 10
 M.DEFAULT_START_TIMEOUT = 20
 
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local shell_quote = helpers.shell_quote
+local read_file = helpers.read_file
 
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
 
 local function command_path(name)
     local p = io.popen("command -v " .. shell_quote(name) .. " 2>/dev/null")

@@ -34,6 +34,18 @@ function M.wait_for(srv, needle, n, timeout)
     return false
 end
 
+-- The whole file at path, or nil when it cannot be read.
+function M.read_file(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local s = f:read("a")
+    f:close()
+    return s
+end
+
+-- s quoted for sh.
+function M.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
 -- Writes path whole, through a rename, so a server watching the folder never reads half.
 function M.write_file(path, text)
     local tmp = path .. ".tmp"

@@ -4,21 +4,16 @@
 -- build/moonwire. Its log goes to a file the spec can read and wait on; stopping it fails the
 -- spec if the sanitizers reported anything.
 local socket = require "socket"
-local write_file = require("helpers").write_file
+local helpers = require "helpers"
+local write_file = helpers.write_file
 
 local M = {}
 local server = {}
 server.__index = server
 
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local shell_quote = helpers.shell_quote
+local read_file = helpers.read_file
 
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
 
 function M.tmpdir()
     local p = io.popen("mktemp -d /tmp/moonwire-spec.XXXXXX")
