@@ -103,13 +103,14 @@ static size_t format_json(char *line, size_t cap, const char *stamp, enum log_le
         }
     }
     unsigned long long id;
-    char ip[64];
     int used = 0;
-    if (sscanf(m, "conn %llu %63[^:]: %n", &id, ip, &used) == 2 && used > 0) {
+    const char *end;
+    /* "conn 12 ::1: ...": the address runs to the first ": " (IPv6 has colons, not ": "). */
+    if (sscanf(m, "conn %llu %n", &id, &used) == 1 && used > 0 && (end = strstr(m + used, ": "))) {
         n += (size_t)snprintf(line + n, cap - n, ",\"conn\":%llu,\"ip\":\"", id);
-        n = put_json(line, n, cap, ip, strlen(ip));
+        n = put_json(line, n, cap, m + used, (size_t)(end - m - used));
         n += (size_t)snprintf(line + n, cap - n, "\"");
-        m += used;
+        m = end + 2;
     }
     n += (size_t)snprintf(line + n, cap - n, ",\"msg\":\"");
     n = put_json(line, n, cap, m, strlen(m));
