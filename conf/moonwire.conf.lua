@@ -35,6 +35,8 @@ limits = {
                                   -- with close code 1009 before any of it is buffered.
     max_header_bytes  = 16 << 10, -- bytes of the whole upgrade request (431 past it).
     max_headers       = 100,      -- header fields in it (431 past it).
+    max_http_body     = 1 << 20,  -- bytes in the body of a plain request to an app.http
+                                  -- handler (413 past it; 1 to 1 << 30).
     max_connections   = 100000,   -- connections in total (503 past it).
     per_ip            = 1000,     -- open connections from one address, or one IPv6 /64 (429).
     connects_per_second = 0,      -- new connections per second from one address (429).

@@ -28,6 +28,7 @@ void cfg_defaults(struct config *cfg)
         .max_message = 16 << 20,
         .max_header_bytes = 16 << 10,
         .max_headers = 100,
+        .max_http_body = 1 << 20,
         .max_connections = 100000,
         .per_ip = 1000,
         .connects_per_second = 0,
@@ -73,6 +74,8 @@ static const struct field limit_fields[] = {
     LIMIT(max_message, F_U64, 1, true),
     LIMIT(max_header_bytes, F_SIZE, 512, false),
     LIMIT_UPTO(max_headers, F_SIZE, 8, HTTP_MAX_HEADER_FIELDS),
+    /* Kept whole in the connection until the handler runs: bounded, and well under 4 GiB. */
+    LIMIT_UPTO(max_http_body, F_SIZE, 1, 1 << 30),
     LIMIT(max_connections, F_SIZE, 1, true),
     LIMIT(per_ip, F_SIZE, 1, true),
     LIMIT(connects_per_second, F_DOUBLE, 0, true),

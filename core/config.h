@@ -34,6 +34,7 @@ struct cfg_limits {
     uint64_t max_message;     /* bytes in one message (1009 past it) */
     size_t max_header_bytes;  /* the whole upgrade request (431 past it) */
     size_t max_headers;       /* header fields in it (431 past it) */
+    size_t max_http_body;     /* bytes in a plain request's body, for app.http (413 past it) */
     size_t max_connections;   /* in total (503 past it) */
     size_t per_ip;            /* open connections from one address or IPv6 /64 (429) */
     double connects_per_second; /* new connections per address (429) */

@@ -94,23 +94,33 @@ struct conn_verdict {
 };
 
 /* A handler's answer to a plain HTTP request. body is malloc'd (or NULL when empty); the
- * connection frees it. headers: extra "Name: value\r\n" lines, or NULL. */
+ * connection frees it. headers: extra "Name: value\r\n" lines, or NULL. content_type and
+ * headers may point into text, room for what the handler composes (the response is zeroed
+ * before the call). A Cache-Control line in headers replaces the default "no-store". */
 struct conn_response {
     int status;
     const char *content_type;
     const char *headers;
     char *body;
     size_t body_len;
+    char text[1280];
 };
 
 /* What serves a path (an app), with ctx its first argument. After any callback the connection
  * may have changed state (the callback may have closed it): the connection re-checks. */
 struct conn_handler {
-    /* A plain GET or HEAD (not an upgrade) on the handler's path: fill resp (zeroed) and
-     * return 0, or return -1 to have the connection answer as without this callback (static
-     * files, else 426). NULL: always the latter. */
+    /* A plain request (not an upgrade) on the handler's path: fill resp (zeroed) and return
+     * 0, or return -1 to have the connection answer as without this callback (static files,
+     * else 426, or 405 for a method other than GET and HEAD). NULL: always the latter.
+     * Without serves_http, or while it says false, only GET and HEAD come here, their body
+     * unread. While it says true, every method comes here, with its Content-Length body
+     * (up to limits.max_http_body) in conn_request_body; a static file still answers a GET
+     * or HEAD it exists for. */
     int (*http)(void *ctx, struct conn *c, const struct http_request *req,
                 const struct hs_upgrade *up, struct conn_response *resp);
+    /* Whether http answers every plain request now (an app that defines app.http). May be
+     * NULL. Asked before the body is read, so it must not run application code. */
+    bool (*serves_http)(void *ctx);
     /* A valid upgrade request: fill v (zeroed before the call). */
     void (*upgrade)(void *ctx, struct conn *c, const struct http_request *req,
                     const struct hs_upgrade *up, struct conn_verdict *v);
@@ -195,11 +205,16 @@ struct conn {
     struct bucket messages;
     struct bucket bytes;
 
-    /* Handshake: the request head while it arrives in pieces. */
+    /* Handshake: the request head while it arrives in pieces, and then the body of a plain
+     * request for the handler's http: request_len is head and body together once the head
+     * has said how long the body is (0 before), and the body is in head until both are in. */
     char *head;
     uint32_t head_len;
     uint32_t head_cap;
     uint32_t head_scan;
+    uint32_t request_len;
+    const char *body;       /* during the handler's http: the request body */
+    size_t body_len;
 
     /* WebSocket: the reader, and a message arriving in pieces. */
     struct ws_reader reader;
@@ -275,6 +290,13 @@ static inline void *conn_handler_ctx(const struct conn *c) { return c->handler_c
 static inline int conn_handler_ref(const struct conn *c) { return c->handler_ref; }
 static inline void conn_set_handler_ref(struct conn *c, int ref) { c->handler_ref = ref; }
 static inline struct topic_set *conn_topics(struct conn *c) { return &c->topics; }
+/* During the handler's http: the request body (len 0 when there is none). It points into the
+ * connection's buffer: copy what must outlive the call. */
+static inline const char *conn_request_body(const struct conn *c, size_t *len)
+{
+    *len = c->body_len;
+    return c->body ? c->body : "";
+}
 
 /* ---- the loop's connections ---------------------------------------------------------------- */
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,21 +83,38 @@ static void respond(struct conn *c, int status, const char *why, const char *hea
     if (c->state != CONN_DEAD) conn_linger(c);
 }
 
-/* Answers with a handler's response, then lingers. HEAD gets the headers alone. */
+static bool is_head(const struct http_request *req)
+{
+    return req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+}
+
+/* True when lines ("Name: value\r\n"...) has a field called name. */
+static bool has_field(const char *lines, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = lines; p && *p; p = strstr(p, "\r\n"), p = p ? p + 2 : NULL)
+        if (strncasecmp(p, name, n) == 0 && p[n] == ':') return true;
+    return false;
+}
+
+/* Answers with a handler's response, then lingers. HEAD gets the headers alone, with the
+ * Content-Length the body would have had. */
 static void respond_with(struct conn *c, struct conn_response *r, bool head_only)
 {
-    char head[1024];
+    char head[2048];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\n"
                      "Content-Type: %s\r\n"
                      "Content-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\n"
+                     "%s"
                      "X-Content-Type-Options: nosniff\r\n"
                      "Connection: close\r\n"
                      "%s\r\n",
                      r->status, http_status_text(r->status),
                      r->content_type ? r->content_type : "text/plain; charset=utf-8",
-                     r->body_len, r->headers ? r->headers : "");
+                     r->body_len,
+                     has_field(r->headers, "Cache-Control") ? "" : "Cache-Control: no-store\r\n",
+                     r->headers ? r->headers : "");
     if (n < 0 || (size_t)n >= sizeof head) {
         free(r->body);
         respond(c, 500, "response headers too long", NULL);
@@ -178,57 +196,23 @@ static void http_date(time_t t, char *out, size_t cap)
     strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-/* Answers a plain GET or HEAD: from the app's public/ folder when it has one, else 426 (this
- * address speaks WebSocket). */
-static void serve_plain(struct conn *c, const struct http_request *req, const struct hs_upgrade *up)
+/* Sends the file of public_dir for the request's path below the mount. Returns 0 when it
+ * answered (the file, 304, or 301 to the mount's folder), or the status a missing (404) or
+ * refused (403, 400) file deserves, without answering. */
+static int serve_file(struct conn *c, const struct http_request *req,
+                      const struct hs_upgrade *up, const struct conn_route *r)
 {
-    if (c->refuse_status) {
-        refuse(c);
-        return;
-    }
-    struct conn_loop *cl = c->cl;
-    cl->counters->http_requests++;
-    struct conn_route r;
-    route_init(&r);
-    int status = cl->host->route(cl->host_ctx, c, up, false, &r);
-    if (status) {
-        respond(c, status, r.why, r.headers);
-        return;
-    }
-    if (r.handler && r.handler->http) {
-        struct conn_response resp = { 0 };
-        if (r.handler->http(r.ctx, c, req, up, &resp) == 0) {
-            respond_with(c, &resp, req->method_len == 4);
-            return;
-        }
-    }
-    const char *root = r.public_dir;
-    if (!root) {
-        conn_respond_error(c, 426, "this address serves WebSocket; connect with a WebSocket client",
-                           "Upgrade: websocket\r\nConnection: Upgrade\r\n",
-                           CTR_REFUSED_BAD_REQUEST);
-        return;
-    }
     /* "/chat" -> "/chat/": relative links in the page must resolve below the mount. */
-    size_t mlen = r.mount_len;
+    size_t mlen = r->mount_len;
     if (up->path_len == mlen && mlen) {
         char loc[300];
         snprintf(loc, sizeof loc, "Location: %.*s/\r\n", (int)up->path_len, up->path);
         respond(c, 301, "moved to the folder", loc);
-        return;
+        return 0;
     }
     struct sf_file f;
-    status = sf_open(root, up->path + mlen, up->path_len - mlen, &f);
-    if (status) {
-        /* Routine for a file server: no log line above debug. */
-        char ip[INET6_ADDRSTRLEN];
-        conn_format_ip(c, ip, sizeof ip);
-        log_debug(CONN_FMT ": %d for %.*s", CONN_ARGS(c, ip), status, (int)up->path_len,
-                  up->path);
-        respond(c, status, status == 404 ? "no such file" : status == 403 ? "forbidden"
-                                                                       : "bad path", NULL);
-        return;
-    }
+    int status = sf_open(r->public_dir, up->path + mlen, up->path_len - mlen, &f);
+    if (status) return status;
     char etag[64], date[64], head[768];
     sf_etag(&f, etag, sizeof etag);
     http_date(f.mtime, date, sizeof date);
@@ -236,7 +220,6 @@ static void serve_plain(struct conn *c, const struct http_request *req, const st
     size_t inm_len;
     bool fresh = http_find_header(req, "If-None-Match", &inm, &inm_len) == 1 &&
                  inm_len == strlen(etag) && memcmp(inm, etag, inm_len) == 0;
-    bool is_head = req->method_len == 4;
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %s\r\n"
                      "Content-Type: %s\r\n"
@@ -250,33 +233,179 @@ static void serve_plain(struct conn *c, const struct http_request *req, const st
                      fresh ? 0LL : (long long)f.size, date, etag);
     c->state = CONN_LINGER;
     conn_write(c, head, (size_t)n);
-    if (c->state == CONN_DEAD || fresh || is_head || f.size == 0) {
+    if (c->state == CONN_DEAD || fresh || is_head(req) || f.size == 0) {
         close(f.fd);
     } else if (!(c->file = malloc(sizeof *c->file))) {
         close(f.fd);
         conn_drop(c, "out of memory for a static file");
-        return;
+        return 0;
     } else {
         *c->file = (struct sf_stream){ f.fd, 0, f.size };
         c->cl->files++;
     }
     if (c->state != CONN_DEAD) conn_linger(c);
+    return 0;
+}
+
+/* Answers a missing or refused static file. Routine for a file server: no log line above
+ * debug. */
+static void respond_no_file(struct conn *c, const struct hs_upgrade *up, int status)
+{
+    char ip[INET6_ADDRSTRLEN];
+    conn_format_ip(c, ip, sizeof ip);
+    log_debug(CONN_FMT ": %d for %.*s", CONN_ARGS(c, ip), status, (int)up->path_len, up->path);
+    respond(c, status, status == 404 ? "no such file" : status == 403 ? "forbidden" : "bad path",
+            NULL);
+}
+
+static void method_not_allowed(struct conn *c)
+{
+    conn_respond_error(c, 405, "only GET is allowed", "Allow: GET, HEAD\r\n",
+                       CTR_REFUSED_BAD_REQUEST);
+}
+
+/* Results of read_body and serve_plain besides 0 and -1 (answered). */
+#define WANT_BODY 1
+
+/* Finds the body of a request for the handler's http in buf, the head_len bytes of the head
+ * followed by have bytes. Returns 0 with c->body set when all of it is there; WANT_BODY with
+ * c->request_len set when more must come first; -1 after answering a body we do not take:
+ * chunked (411), a bad or repeated Content-Length (400), past max_http_body (413, before
+ * reading it: a client that waits for 100-continue sends nothing more). */
+static int read_body(struct conn *c, const struct http_request *req, const char *buf,
+                     size_t head_len, size_t have)
+{
+    const char *v;
+    size_t vlen;
+    if (http_find_header(req, "Transfer-Encoding", &v, &vlen) != 0) {
+        conn_respond_error(c, 411, "send a Content-Length: chunked bodies are not accepted",
+                           NULL, CTR_REFUSED_BAD_REQUEST);
+        return -1;
+    }
+    int n = http_find_header(req, "Content-Length", &v, &vlen);
+    uint64_t len = 0;
+    bool ok = n >= 0 && (n == 0 || (vlen > 0 && vlen <= 12));
+    for (size_t i = 0; ok && n == 1 && i < vlen; i++) {
+        ok = v[i] >= '0' && v[i] <= '9';
+        len = len * 10 + (uint64_t)(v[i] - '0');
+    }
+    if (!ok) {
+        conn_respond_error(c, 400, "bad Content-Length", NULL, CTR_REFUSED_BAD_REQUEST);
+        return -1;
+    }
+    if (len > conn_limits(c)->max_http_body) {
+        conn_respond_error(c, 413, "request body too large", NULL, CTR_REFUSED_BAD_REQUEST);
+        return -1;
+    }
+    if (have < len) {
+        c->request_len = (uint32_t)(head_len + len);
+        return WANT_BODY;
+    }
+    c->body = buf + head_len;
+    c->body_len = (size_t)len;
+    return 0;
+}
+
+/* Answers a plain request (not an upgrade): get_or_head says whether it is a GET or HEAD,
+ * buf holds its head_len bytes of head and have bytes after them. An app that serves HTTP
+ * (serves_http) gets every method, with its body, unless a static file answers a GET or HEAD;
+ * without, a GET or HEAD is answered from the app's public/ folder when it has one, else 426
+ * (this address speaks WebSocket), and other methods 405. Returns -1 once answered, or
+ * WANT_BODY while the body is still to come (called again once it is in). */
+static int serve_plain(struct conn *c, const struct http_request *req, const struct hs_upgrade *up,
+                       bool get_or_head, const char *buf, size_t head_len, size_t have)
+{
+    struct conn_loop *cl = c->cl;
+    struct conn_route r;
+    route_init(&r);
+    int status = cl->host->route(cl->host_ctx, c, up, false, &r);
+    bool app_http = !status && r.handler && r.handler->http && r.handler->serves_http &&
+                    r.handler->serves_http(r.ctx);
+    if (!get_or_head && !app_http) {
+        method_not_allowed(c);
+        return -1;
+    }
+    if (c->refuse_status) {
+        refuse(c);
+        return -1;
+    }
+    if (!c->request_len) cl->counters->http_requests++; /* not again once its body is in */
+    if (status) {
+        respond(c, status, r.why, r.headers);
+        return -1;
+    }
+    if (app_http) {
+        if (get_or_head && r.public_dir) {
+            status = serve_file(c, req, up, &r);
+            if (status == 0) return -1;
+            if (status != 404) {
+                respond_no_file(c, up, status);
+                return -1;
+            }
+        }
+        int rc = read_body(c, req, buf, head_len, have);
+        if (rc) return rc;
+        struct conn_response resp;
+        memset(&resp, 0, sizeof resp);
+        rc = r.handler->http(r.ctx, c, req, up, &resp);
+        c->body = NULL;
+        c->body_len = 0;
+        if (c->state != CONN_HANDSHAKE) {
+            free(resp.body);
+            return -1;
+        }
+        if (rc == 0) {
+            respond_with(c, &resp, is_head(req));
+            return -1;
+        }
+        if (!get_or_head) {
+            method_not_allowed(c);
+            return -1;
+        }
+    } else if (r.handler && r.handler->http) {
+        struct conn_response resp;
+        memset(&resp, 0, sizeof resp);
+        if (r.handler->http(r.ctx, c, req, up, &resp) == 0) {
+            respond_with(c, &resp, is_head(req));
+            return -1;
+        }
+    }
+    if (!r.public_dir) {
+        conn_respond_error(c, 426, "this address serves WebSocket; connect with a WebSocket client",
+                           "Upgrade: websocket\r\nConnection: Upgrade\r\n",
+                           CTR_REFUSED_BAD_REQUEST);
+        return -1;
+    }
+    status = serve_file(c, req, up, &r);
+    if (status) respond_no_file(c, up, status);
+    return -1;
 }
 
 /* ---- the upgrade --------------------------------------------------------------------------- */
 
-/* Handles a complete request head. Returns 0 when the connection is now an open WebSocket. */
-static int upgrade(struct conn *c, const struct http_request *req)
+/* Handles a complete request head, the first head_len bytes of buf_len in buf. Returns 0 when
+ * the connection is now an open WebSocket, WANT_BODY when a plain request waits for its body,
+ * -1 otherwise (answered). */
+static int upgrade(struct conn *c, const struct http_request *req, const char *buf,
+                   size_t head_len, size_t buf_len)
 {
     struct hs_upgrade up;
     const char *why = NULL;
     int rc = hs_check_request(req, &up, &why);
     switch (rc) {
     case 0: break;
-    case HS_NOT_UPGRADE: serve_plain(c, req, &up); return -1;
-    case HS_E_METHOD:
-        conn_respond_error(c, 405, why, "Allow: GET, HEAD\r\n", CTR_REFUSED_BAD_REQUEST);
+    case HS_NOT_UPGRADE: return serve_plain(c, req, &up, true, buf, head_len, buf_len - head_len);
+    case HS_E_METHOD: {
+        /* Not GET or HEAD: only an app's http may take it. Its target and Host are read as a
+         * HEAD's would be (a HEAD is never an upgrade); a bad one keeps the 405. */
+        struct http_request as_head = *req;
+        as_head.method = "HEAD";
+        as_head.method_len = 4;
+        if (hs_check_request(&as_head, &up, &why) == HS_NOT_UPGRADE)
+            return serve_plain(c, req, &up, false, buf, head_len, buf_len - head_len);
+        method_not_allowed(c);
         return -1;
+    }
     case HS_E_VERSION:
         conn_respond_error(c, 426, why, "Sec-WebSocket-Version: 13\r\n",
                            CTR_REFUSED_BAD_REQUEST);
@@ -375,7 +504,17 @@ void conn_read_head(struct conn *c, uint8_t *data, size_t len)
     size_t max = lim->max_header_bytes;
     const char *buf = (const char *)data;
     size_t buf_len = len, used = len;
-    if (c->head) {
+    if (c->request_len) {
+        /* The head is in and its body comes: keep it up to its announced end (bytes past it
+         * would be a next request, which this connection does not serve). */
+        if (keep_head(c, data, len, c->request_len) < 0) {
+            conn_drop(c, "out of memory for the request body");
+            return;
+        }
+        if (c->head_len < c->request_len) return;
+        buf = c->head;
+        buf_len = c->head_len;
+    } else if (c->head) {
         /* An earlier piece is kept: append what the head can still need. */
         ssize_t kept = keep_head(c, data, len, max);
         if (kept < 0) {
@@ -399,9 +538,19 @@ void conn_read_head(struct conn *c, uint8_t *data, size_t len)
             conn_drop(c, "out of memory for the request head");
         return;
     }
+    int done = -1;
     if (rc < 0) {
         conn_respond_error(c, -rc, why, NULL, CTR_REFUSED_BAD_REQUEST);
-    } else if (upgrade(c, &req) == 0) {
+    } else if ((done = upgrade(c, &req, buf, (size_t)rc, buf_len)) == WANT_BODY) {
+        /* Keep all of the request so far (the head may be in data alone, or in part) and
+         * wait for the rest of the body, within what is left of handshake_timeout. */
+        ssize_t kept = 0;
+        if (!c->head) kept = keep_head(c, data, len, c->request_len);
+        else if (used < len) kept = keep_head(c, data + used, len - used, c->request_len);
+        if (kept < 0) conn_drop(c, "out of memory for the request body");
+        c->head_scan = 0;
+        return;
+    } else if (done == 0) {
         /* Frames that came with the head: first the rest of the kept buffer, then the rest of
          * this read that was not appended to it. */
         uint8_t *rest = (uint8_t *)buf + rc;
@@ -414,6 +563,6 @@ void conn_read_head(struct conn *c, uint8_t *data, size_t len)
      * close_timeout must not keep 16 KiB. */
     free(c->head);
     c->head = NULL;
-    c->head_len = c->head_cap = c->head_scan = 0;
+    c->head_len = c->head_cap = c->head_scan = c->request_len = 0;
 }
 

@@ -25,7 +25,7 @@
 
 /* The handlers, in the order of enum call_kind below. */
 static const char *const handler_names[] = { "open", "message", "close", "drain", "upgrade",
-                                             "reload", NULL };
+                                             "reload", "http", NULL };
 
 struct lb_app *lb_app_of(lua_State *L) { return container_of(sb_of(L), struct lb_app, sb); }
 
@@ -90,8 +90,9 @@ const char *lb_check_topic(lua_State *L, int arg, size_t *len, const char *fname
 
 /* ---- handlers ------------------------------------------------------------------------------ */
 
-enum call_kind { CALL_OPEN, CALL_MESSAGE, CALL_CLOSE, CALL_DRAIN, CALL_UPGRADE, CALL_RELOAD };
-_Static_assert(CALL_RELOAD == 5, "handler_names follows enum call_kind");
+enum call_kind { CALL_OPEN, CALL_MESSAGE, CALL_CLOSE, CALL_DRAIN, CALL_UPGRADE, CALL_RELOAD,
+                 CALL_HTTP };
+_Static_assert(CALL_HTTP == 6, "handler_names follows enum call_kind");
 
 /* What a handler call needs, handed to the trampoline as a light userdata. */
 struct call {
@@ -108,12 +109,14 @@ struct call {
     const struct http_request *req;
     const struct hs_upgrade *up;
     struct conn_verdict *verdict;
+    struct conn_response *response; /* http */
 };
 
 static void push_request(lua_State *L, struct conn *c, const struct http_request *req,
                          const struct hs_upgrade *up);
 static void read_verdict(struct lb_app *app, struct conn *c, const struct http_request *req,
                          struct conn_verdict *v);
+static void run_http(lua_State *L, struct call *k);
 
 /* Pushes the app's handler for kind, or returns false (pushing nothing) when it has none. It is
  * looked up on every call (an app may replace one at run time), by a key interned once: a
@@ -183,6 +186,7 @@ static int run_handler(lua_State *L)
         lua_rawgeti(L, LUA_REGISTRYINDEX, k->previous_ref);
         lua_call(L, 1, 0);
         return 0;
+    case CALL_HTTP: run_http(L, k); return 0;
     default: break;
     }
     lb_push_conn(k->app, k->c);
@@ -202,14 +206,16 @@ static const enum lb_kind kind_of[] = { [CALL_OPEN] = LB_KIND_OPEN,
                                         [CALL_CLOSE] = LB_KIND_CLOSE,
                                         [CALL_DRAIN] = LB_KIND_DRAIN,
                                         [CALL_UPGRADE] = LB_KIND_UPGRADE,
-                                        [CALL_RELOAD] = LB_KIND_RELOAD };
+                                        [CALL_RELOAD] = LB_KIND_RELOAD,
+                                        /* Timed with the upgrades: both answer requests. */
+                                        [CALL_HTTP] = LB_KIND_UPGRADE };
 
 static int dispatch(struct call *k)
 {
     /* A failed open or message handler closes its connection with 1011 (conn.c); a failed
-     * upgrade handler refuses with 500. */
+     * upgrade or http handler answers 500. */
     unsigned closes_with = k->kind == CALL_OPEN || k->kind == CALL_MESSAGE ? 1011
-                           : k->kind == CALL_UPGRADE                     ? 500
+                           : k->kind == CALL_UPGRADE || k->kind == CALL_HTTP ? 500
                                                                           : 0;
     struct lb_what w = { k->what, kind_of[k->kind], k->nmsgs, k->c, closes_with };
     return lb_run(k->app, run_handler, k, &w);
@@ -279,10 +285,14 @@ static void on_gone(void *ctx, struct conn *c)
 
 static void on_upgrade(void *ctx, struct conn *c, const struct http_request *req,
                        const struct hs_upgrade *up, struct conn_verdict *v);
+static int on_http(void *ctx, struct conn *c, const struct http_request *req,
+                   const struct hs_upgrade *up, struct conn_response *resp);
+static bool serves_http(void *ctx);
 
 const struct conn_handler lb_conn_handler = {
-    .upgrade = on_upgrade, .open = on_open, .messages = on_messages, .ended = on_ended,
-    .close = on_close, .drain = on_drain, .gone = on_gone,
+    .http = on_http, .serves_http = serves_http, .upgrade = on_upgrade, .open = on_open,
+    .messages = on_messages, .ended = on_ended, .close = on_close, .drain = on_drain,
+    .gone = on_gone,
 };
 
 /* ---- the upgrade hook ---------------------------------------------------------------------- */
@@ -496,6 +506,150 @@ static void on_upgrade(void *ctx, struct conn *c, const struct http_request *req
     }
 }
 
+/* ---- plain HTTP (app.http) ------------------------------------------------------------------ */
+
+/* Whether the app defines app.http now. Runs outside any protected call, so it reads raw and
+ * pushes only what exists (the interned key): nothing here can raise. */
+static bool serves_http(void *ctx)
+{
+    struct lb_app *app = ctx;
+    lua_State *L = app->sb.L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, app->handlers_ref);
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return false;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, app->names_ref);
+    lua_rawgeti(L, -1, CALL_HTTP + 1);
+    lua_remove(L, -2);
+    bool has = lua_rawget(L, -2) == LUA_TFUNCTION;
+    lua_pop(L, 2);
+    return has;
+}
+
+/* Header fields the server writes itself for an HTTP response: an app may not set them. */
+static bool reserved_http_header(const char *name, size_t len)
+{
+    static const char *const names[] = { "Connection", "Content-Length", "Transfer-Encoding",
+                                         "Keep-Alive", "Upgrade", "X-Content-Type-Options",
+                                         NULL };
+    for (const char *const *n = names; *n; n++)
+        if (http_token_equals(name, len, *n)) return true;
+    return false;
+}
+
+/* Formats the headers table at index t into resp->text, Content-Type apart (it replaces the
+ * default). Raises, which fails the handler (500 and the failure's log line), on a name that
+ * is not a token, a value with control characters (no header injection), a field the server
+ * writes itself, or more text than fits. */
+static void format_http_headers(lua_State *L, int t, struct conn_response *resp)
+{
+    size_t n = 0, cap = sizeof resp->text;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        size_t klen = 0, vlen = 0;
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
+        const char *val = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &vlen) : NULL;
+        bool ok = k && val && klen > 0;
+        for (size_t i = 0; ok && i < klen; i++)
+            ok = k[i] > 0x20 && k[i] < 0x7F && !strchr("\"(),/:;<=>?@[\\]{}", k[i]);
+        for (size_t i = 0; ok && i < vlen; i++)
+            ok = val[i] == '\t' || ((unsigned char)val[i] >= 0x20 && val[i] != 0x7F);
+        if (!ok || reserved_http_header(k, klen))
+            luaL_error(L, "http handler returned a header the server cannot send (%s); headers "
+                          "are { [\"Name\"] = \"value\" } without control characters, and not "
+                          "Connection, Content-Length, Transfer-Encoding, Keep-Alive or Upgrade",
+                       k ? k : "a non-string name");
+        /* Content-Type goes at the end of text, the other lines from its start. */
+        bool type = http_token_equals(k, klen, "Content-Type");
+        size_t need = type ? vlen + 1 : klen + vlen + 4;
+        if (n + need >= cap)
+            luaL_error(L, "http handler returned more header text than fits (%d bytes)",
+                       (int)sizeof resp->text);
+        if (type) {
+            cap -= vlen + 1;
+            memcpy(resp->text + cap, val, vlen + 1);
+            resp->content_type = resp->text + cap;
+        } else {
+            n += (size_t)snprintf(resp->text + n, cap - n, "%s: %s\r\n", k, val);
+        }
+        lua_pop(L, 1);
+    }
+    resp->headers = n ? resp->text : NULL;
+}
+
+/* Calls app.http (on the stack) with the request table and reads what it returns:
+ * status, body [, headers], or body [, headers] for 200. A table body is sent as JSON. Every
+ * check raises before the body is copied, so nothing is left to free when one fails. */
+static void run_http(lua_State *L, struct call *k)
+{
+    struct conn_response *resp = k->response;
+    push_request(L, k->c, k->req, k->up);
+    lua_pushlstring(L, k->req->method, k->req->method_len);
+    lua_setfield(L, -2, "method");
+    size_t blen;
+    const char *body = conn_request_body(k->c, &blen);
+    lua_pushlstring(L, body, blen);
+    lua_setfield(L, -2, "body");
+    lua_call(L, 1, 3);
+    int base = 1; /* the handler's three results, at 1 to 3 (run_handler cleared the stack) */
+    if (lua_type(L, base) == LUA_TNUMBER) {
+        int isnum;
+        lua_Integer status = lua_tointegerx(L, base, &isnum);
+        if (!isnum || status < 100 || status > 599)
+            luaL_error(L, "http handler returned status %s; use a number from 100 to 599",
+                       luaL_tolstring(L, base, NULL));
+        resp->status = (int)status;
+    } else if (lua_isnil(L, base)) {
+        luaL_error(L, "http handler returned nothing; return status, body [, headers]");
+    } else {
+        resp->status = 200; /* body [, headers]: move them to 2 and 3 */
+        lua_settop(L, 2);
+        lua_pushnil(L);
+        lua_insert(L, 1);
+    }
+    if (lua_type(L, base + 2) == LUA_TTABLE) format_http_headers(L, base + 2, resp);
+    else if (!lua_isnil(L, base + 2))
+        luaL_error(L, "http handler returned headers as a %s; use a table",
+                   luaL_typename(L, base + 2));
+    int bt = lua_type(L, base + 1);
+    if (bt == LUA_TTABLE) {
+        /* cjson, loaded by mw.json into this state. */
+        lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+        if (lua_getfield(L, -1, "cjson") != LUA_TTABLE || lua_getfield(L, -1, "encode") !=
+                                                              LUA_TFUNCTION)
+            luaL_error(L, "http handler returned a table, but JSON is not available");
+        lua_pushvalue(L, base + 1);
+        lua_call(L, 1, 1);
+        lua_replace(L, base + 1);
+        if (!resp->content_type) resp->content_type = "application/json";
+    } else if (bt != LUA_TSTRING && bt != LUA_TNIL) {
+        luaL_error(L, "http handler returned a body of type %s; use a string or a table",
+                   lua_typename(L, bt));
+    }
+    size_t len = 0;
+    const char *p = bt == LUA_TNIL ? "" : lua_tolstring(L, base + 1, &len);
+    if (len && !(resp->body = malloc(len))) luaL_error(L, "out of memory for the response");
+    if (len) memcpy(resp->body, p, len);
+    resp->body_len = len;
+}
+
+static int on_http(void *ctx, struct conn *c, const struct http_request *req,
+                   const struct hs_upgrade *up, struct conn_response *resp)
+{
+    if (!serves_http(ctx)) return -1;
+    struct call k = { .kind = CALL_HTTP, .what = "http handler",
+                      .app = ctx, .c = c, .req = req, .up = up, .response = resp };
+    if (dispatch(&k) < 0) {
+        free(resp->body);
+        memset(resp, 0, sizeof *resp);
+        resp->status = 500;
+        resp->body = strdup("internal error\n");
+        resp->body_len = resp->body ? strlen(resp->body) : 0;
+    }
+    return 0;
+}
+
 /* ---- loading and reloading ----------------------------------------------------------------- */
 
 static char *join(const char *a, const char *b)
@@ -562,7 +716,7 @@ static void check_handlers(struct lb_app *app, lua_State *L)
                 known = strcmp(k, *h) == 0;
             if (!known)
                 log_warn("app %s: %s returns a function '%s', which is not a handler "
-                         "(handlers: upgrade, open, message, close, drain, reload)",
+                         "(handlers: upgrade, open, message, close, drain, reload, http)",
                          app->name, app->file, k);
         }
         lua_pop(L, 1);
