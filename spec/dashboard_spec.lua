@@ -97,10 +97,13 @@ describe("the dashboard", function()
     it("loads without errors and receives a snapshot every second", function()
         page:set_viewport(1280, 800, 1, false)
         page:navigate(dashboard_url())
-        page:wait_for("window.moonwireDashboard && window.moonwireDashboard.snapshots >= 1", 3)
+        page:wait_for("window.moonwireDashboard && window.moonwireDashboard.snapshots >= 2", 4)
+        -- The first comes on open and the next at the server's once-a-second tick, whenever
+        -- that falls; from there, two more take about two seconds (a loaded machine delays a
+        -- tick, and libev then runs the next one sooner: hence the margin).
         local t0 = socket.gettime()
-        page:wait_for("window.moonwireDashboard.snapshots >= 3", 4)
-        assert.is_true(socket.gettime() - t0 >= 0.8, "snapshots come once a second, not faster")
+        page:wait_for("window.moonwireDashboard.snapshots >= 4", 5)
+        assert.is_true(socket.gettime() - t0 >= 1.2, "snapshots come once a second, not faster")
         local last = page:eval("window.moonwireDashboard.last")
         assert.are.equal("snapshot", last.type)
         assert.are.equal(0, last.connections)

@@ -541,7 +541,11 @@ describe("hostile handlers", function()
         end)
 
     it("infinite coroutine ping-pong is stopped", function()
-        fails("coroutine_pingpong", BUDGET)
+        -- By the budget, or, on a loaded machine under the sanitizers (every resume is slow
+        -- there), by the time limit first: either is the stop this test is about.
+        local line = fails("coroutine_pingpong", "exceeded")
+        assert.is_truthy(line:find(BUDGET, 1, true) or line:find("time limit exceeded", 1, true),
+                         line)
     end)
     it("a coroutine that catches the budget error is stopped", function()
         fails("coroutine_catch", BUDGET)
