@@ -4,6 +4,7 @@
  * Lifecycle:  HANDSHAKE --101--> OPEN --we send close--> CLOSING --peer's close--> LINGER --> DEAD
  *                 |                |--peer's close / protocol error -------------> LINGER
  *                 '-- HTTP error response ---------------------------------------> LINGER
+ *                 '-- app.http answer, keep-alive: back to HANDSHAKE for the next request
  * LINGER flushes what is queued, shuts down our side (FIN) and discards input until the peer
  * closes too or close_timeout passes; closing at once could turn unread input into a reset that
  * destroys the close frame or error response still in flight. Losing the socket in any state
@@ -213,6 +214,7 @@ struct conn {
     uint32_t head_cap;
     uint32_t head_scan;
     uint32_t request_len;
+    uint8_t requests;       /* plain requests answered on this connection (keep-alive) */
     const char *body;       /* during the handler's http: the request body */
     size_t body_len;
 

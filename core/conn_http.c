@@ -97,9 +97,9 @@ static bool has_field(const char *lines, const char *name)
     return false;
 }
 
-/* Answers with a handler's response, then lingers. HEAD gets the headers alone, with the
- * Content-Length the body would have had. */
-static void respond_with(struct conn *c, struct conn_response *r, bool head_only)
+/* Answers with a handler's response, then lingers, or with keep stays in HANDSHAKE for the
+ * next request. HEAD gets the headers alone, with the Content-Length the body would have had. */
+static void respond_with(struct conn *c, struct conn_response *r, bool head_only, bool keep)
 {
     char head[2048];
     int n = snprintf(head, sizeof head,
@@ -108,29 +108,35 @@ static void respond_with(struct conn *c, struct conn_response *r, bool head_only
                      "Content-Length: %zu\r\n"
                      "%s"
                      "X-Content-Type-Options: nosniff\r\n"
-                     "Connection: close\r\n"
+                     "%s"
                      "%s\r\n",
                      r->status, http_status_text(r->status),
                      r->content_type ? r->content_type : "text/plain; charset=utf-8",
                      r->body_len,
                      has_field(r->headers, "Cache-Control") ? "" : "Cache-Control: no-store\r\n",
-                     r->headers ? r->headers : "");
+                     keep ? "" : "Connection: close\r\n", r->headers ? r->headers : "");
     if (n < 0 || (size_t)n >= sizeof head) {
         free(r->body);
         respond(c, 500, "response headers too long", NULL);
         return;
     }
-    c->state = CONN_LINGER;
+    if (!keep) c->state = CONN_LINGER;
     conn_write(c, head, (size_t)n);
     if (c->state != CONN_DEAD && !head_only && r->body_len) conn_write(c, r->body, r->body_len);
     free(r->body);
-    if (c->state != CONN_DEAD) conn_linger(c);
+    if (c->state == CONN_LINGER) conn_linger(c);
 }
 
 /* respond, with a log line and a count: a refused request is news for the operator. */
 void conn_respond_error(struct conn *c, int status, const char *why, const char *headers,
                         enum ctr_refusal reason)
 {
+    if (status == 408 && c->requests && !c->head_len) {
+        /* A kept-alive connection that sent no next request: the usual end, not news. */
+        c->state = CONN_LINGER;
+        conn_linger(c);
+        return;
+    }
     char ip[INET6_ADDRSTRLEN];
     conn_format_ip(c, ip, sizeof ip);
     struct log_field f[] = {
@@ -266,6 +272,18 @@ static void method_not_allowed(struct conn *c)
 
 /* Results of read_body and serve_plain besides 0 and -1 (answered). */
 #define WANT_BODY 1
+#define KEPT 2 /* answered, and the connection waits for its next request */
+
+/* Requests one connection may make (keep-alive); the answer to the last says close. */
+#define MAX_REQUESTS 100
+
+/* Whether the connection stays open after answering req: HTTP/1.1 keeps connections unless
+ * the client says close (RFC 9112 section 9.3). HTTP/1.0 closes. */
+static bool keep_alive(const struct conn *c, const struct http_request *req)
+{
+    return req->minor_version >= 1 && !http_list_contains(req, "Connection", "close") &&
+           c->requests + 1 < MAX_REQUESTS && !c->refuse_status;
+}
 
 /* Finds the body of a request for the handler's http in buf, the head_len bytes of the head
  * followed by have bytes. Returns 0 with c->body set when all of it is there; WANT_BODY with
@@ -297,10 +315,8 @@ static int read_body(struct conn *c, const struct http_request *req, const char 
         conn_respond_error(c, 413, "request body too large", NULL, CTR_REFUSED_BAD_REQUEST);
         return -1;
     }
-    if (have < len) {
-        c->request_len = (uint32_t)(head_len + len);
-        return WANT_BODY;
-    }
+    c->request_len = (uint32_t)(head_len + len); /* where a next request would start */
+    if (have < len) return WANT_BODY;
     c->body = buf + head_len;
     c->body_len = (size_t)len;
     return 0;
@@ -355,8 +371,9 @@ static int serve_plain(struct conn *c, const struct http_request *req, const str
             return -1;
         }
         if (rc == 0) {
-            respond_with(c, &resp, is_head(req));
-            return -1;
+            bool keep = keep_alive(c, req);
+            respond_with(c, &resp, is_head(req), keep);
+            return keep && c->state == CONN_HANDSHAKE ? KEPT : -1;
         }
         if (!get_or_head) {
             method_not_allowed(c);
@@ -366,7 +383,7 @@ static int serve_plain(struct conn *c, const struct http_request *req, const str
         struct conn_response resp;
         memset(&resp, 0, sizeof resp);
         if (r.handler->http(r.ctx, c, req, up, &resp) == 0) {
-            respond_with(c, &resp, is_head(req));
+            respond_with(c, &resp, is_head(req), false);
             return -1;
         }
     }
@@ -498,7 +515,34 @@ static ssize_t keep_head(struct conn *c, const uint8_t *data, size_t len, size_t
     return (ssize_t)used;
 }
 
-void conn_read_head(struct conn *c, uint8_t *data, size_t len)
+/* After a kept-alive answer: what followed the request (pipelined requests, in buf after
+ * its end and in data after used) becomes the kept head of the next one, and the connection
+ * has handshake_timeout again to send it. Returns KEPT, or -1 when it was dropped. */
+static int next_request(struct conn *c, const char *buf, size_t buf_len, const uint8_t *data,
+                        size_t used, size_t len)
+{
+    size_t end = c->request_len;
+    size_t rest1 = buf_len - end, rest2 = c->head && used < len ? len - used : 0;
+    char *next = NULL;
+    if (rest1 + rest2 && !(next = malloc(rest1 + rest2))) {
+        conn_drop(c, "out of memory for the next request");
+        return -1;
+    }
+    if (rest1) memcpy(next, buf + end, rest1);
+    if (rest2) memcpy(next + rest1, data + used, rest2);
+    free(c->head);
+    c->head = next;
+    c->head_len = c->head_cap = (uint32_t)(rest1 + rest2);
+    c->head_scan = c->request_len = 0;
+    c->requests++;
+    conn_arm_timer(c, conn_limits(c)->handshake_timeout);
+    return KEPT;
+}
+
+/* Takes one read's bytes (or none, to parse what is kept) for the request being received.
+ * Returns KEPT when a request was answered and the connection waits for the next, whose
+ * start may already be kept in c->head. */
+static int read_request(struct conn *c, uint8_t *data, size_t len)
 {
     const struct cfg_limits *lim = conn_limits(c);
     size_t max = lim->max_header_bytes;
@@ -506,20 +550,22 @@ void conn_read_head(struct conn *c, uint8_t *data, size_t len)
     size_t buf_len = len, used = len;
     if (c->request_len) {
         /* The head is in and its body comes: keep it up to its announced end (bytes past it
-         * would be a next request, which this connection does not serve). */
-        if (keep_head(c, data, len, c->request_len) < 0) {
+         * are the next request's). */
+        ssize_t kept = keep_head(c, data, len, c->request_len);
+        if (kept < 0) {
             conn_drop(c, "out of memory for the request body");
-            return;
+            return -1;
         }
-        if (c->head_len < c->request_len) return;
+        if (c->head_len < c->request_len) return -1;
+        used = (size_t)kept;
         buf = c->head;
         buf_len = c->head_len;
     } else if (c->head) {
         /* An earlier piece is kept: append what the head can still need. */
-        ssize_t kept = keep_head(c, data, len, max);
+        ssize_t kept = len ? keep_head(c, data, len, max) : 0;
         if (kept < 0) {
             conn_drop(c, "out of memory for the request head");
-            return;
+            return -1;
         }
         used = (size_t)kept;
         buf = c->head;
@@ -536,7 +582,7 @@ void conn_read_head(struct conn *c, uint8_t *data, size_t len)
         /* len < max here, or the parser would have said 431: all of it is kept. */
         if (!c->head && keep_head(c, data, len, max) < 0)
             conn_drop(c, "out of memory for the request head");
-        return;
+        return -1;
     }
     int done = -1;
     if (rc < 0) {
@@ -549,7 +595,9 @@ void conn_read_head(struct conn *c, uint8_t *data, size_t len)
         else if (used < len) kept = keep_head(c, data + used, len - used, c->request_len);
         if (kept < 0) conn_drop(c, "out of memory for the request body");
         c->head_scan = 0;
-        return;
+        return -1;
+    } else if (done == KEPT) {
+        return next_request(c, buf, buf_len, data, used, len);
     } else if (done == 0) {
         /* Frames that came with the head: first the rest of the kept buffer, then the rest of
          * this read that was not appended to it. */
@@ -564,5 +612,15 @@ void conn_read_head(struct conn *c, uint8_t *data, size_t len)
     free(c->head);
     c->head = NULL;
     c->head_len = c->head_cap = c->head_scan = c->request_len = 0;
+    return -1;
+}
+
+void conn_read_head(struct conn *c, uint8_t *data, size_t len)
+{
+    /* Pipelined requests are answered in order, one loop turn each at most MAX_REQUESTS. */
+    while (read_request(c, data, len) == KEPT && c->state == CONN_HANDSHAKE && c->head_len) {
+        data = NULL;
+        len = 0;
+    }
 }
 

@@ -54,12 +54,38 @@ function app.message(conn, data) conn:send(data) end
 return app
 ]=]
 
--- A request with a body (Content-Length set), or none.
-local function request(method, path, body, headers)
+-- A request with a body (Content-Length set), or none. It asks for Connection: close (ws.http
+-- reads until the server closes) unless keep is true.
+local function request(method, path, body, headers, keep)
     local lines = { method .. " " .. path .. " HTTP/1.1", "Host: 127.0.0.1" }
     for _, h in ipairs(headers or {}) do lines[#lines + 1] = h end
     if body then lines[#lines + 1] = "Content-Length: " .. #body end
+    if not keep then lines[#lines + 1] = "Connection: close" end
     return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
+end
+
+-- Reads one response from sock: { status, headers (lower-case names), body }, or nil, err.
+local function read_response(sock, head_only)
+    local status_line, err = sock:receive("*l")
+    if not status_line then return nil, err end
+    local headers = {}
+    while true do
+        local line = assert(sock:receive("*l"))
+        if line == "" then break end
+        local name, value = line:match("^([^:]+):%s*(.*)$")
+        headers[name:lower()] = value
+    end
+    local len = tonumber(headers["content-length"] or 0)
+    local body = (len > 0 and not head_only) and assert(sock:receive(len)) or ""
+    return { status = tonumber(status_line:match("^HTTP/1%.1 (%d+)")), headers = headers,
+             body = body }
+end
+
+local function tcp(port)
+    local sock = socket.tcp()
+    sock:settimeout(3)
+    assert(sock:connect("127.0.0.1", port))
+    return sock
 end
 
 describe("app.http", function()
@@ -68,7 +94,8 @@ describe("app.http", function()
     setup(function()
         dir = server.app_dir { ["app.lua"] = APP, ["public/hello.txt"] = "static hello\n",
                                ["public/echo"] = "static echo wins\n" }
-        srv = server.start { app = dir, config = "limits = { max_http_body = 100 }" }
+        srv = server.start { app = dir, config = "limits = { max_http_body = 100, "
+                                                 .. "handshake_timeout = 1 }" }
     end)
 
     teardown(function()
@@ -128,6 +155,7 @@ describe("app.http", function()
         local data = sock:receive("*a")
         sock:close()
         assert.truthy(data:match("^HTTP/1.1 200 "), data)
+        assert.truthy(data:match("\r\nConnection: close\r\n"), data)
         local got = data:match("\r\n\r\n(.*)$")
         assert.are.same({ pieces = { 1, 2, 3 }, seen = true }, require("cjson").decode(got))
     end)
@@ -183,6 +211,69 @@ describe("app.http", function()
         local r = ws.http(srv.port, "POST /json HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                           .. "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
         assert.are.equal(411, r.status)
+    end)
+
+    it("keeps the connection for the next request (keep-alive) until told to close", function()
+        local sock = tcp(srv.port)
+        sock:send(request("POST", "/json", '{"a":1}', nil, true))
+        local r = assert(read_response(sock))
+        assert.are.equal(200, r.status)
+        assert.is_nil(r.headers["connection"])
+        assert.are.same({ a = 1, seen = true }, require("cjson").decode(r.body))
+        sock:send(request("GET", "/headers", nil, nil, true))
+        r = assert(read_response(sock))
+        assert.are.equal(201, r.status)
+        assert.are.equal("made", r.body)
+        sock:send(request("GET", "/table"))
+        r = assert(read_response(sock))
+        assert.are.equal(200, r.status)
+        assert.are.equal("close", r.headers["connection"])
+        assert.are.equal("closed", select(2, sock:receive(1)))
+        sock:close()
+    end)
+
+    it("answers pipelined requests in order", function()
+        local sock = tcp(srv.port)
+        sock:send(request("POST", "/json", '{"n":1}', nil, true)
+                  .. request("HEAD", "/headers", nil, nil, true)
+                  .. request("PUT", "/json", '{"n":2}', nil, true)
+                  .. request("GET", "/table"))
+        local r = assert(read_response(sock))
+        assert.are.same({ n = 1, seen = true }, require("cjson").decode(r.body))
+        r = assert(read_response(sock, true))
+        assert.are.equal(201, r.status)
+        assert.are.equal("4", r.headers["content-length"])
+        r = assert(read_response(sock))
+        assert.are.same({ n = 2, seen = true }, require("cjson").decode(r.body))
+        r = assert(read_response(sock))
+        assert.are.same({ ok = true, n = 3 }, require("cjson").decode(r.body))
+        assert.are.equal("closed", select(2, sock:receive(1)))
+        sock:close()
+    end)
+
+    it("answers at most 100 requests on one connection", function()
+        local sock = tcp(srv.port)
+        sock:send(string.rep(request("GET", "/table", nil, nil, true), 101))
+        local n, last = 0, nil
+        while true do
+            local r = read_response(sock)
+            if not r then break end
+            n, last = n + 1, r
+        end
+        sock:close()
+        assert.are.equal(100, n)
+        assert.are.equal("close", last.headers["connection"])
+    end)
+
+    it("closes an idle kept-alive connection after handshake_timeout, without a 408", function()
+        local sock = tcp(srv.port)
+        sock:send(request("GET", "/table", nil, nil, true))
+        assert.are.equal(200, assert(read_response(sock)).status)
+        local t0 = socket.gettime()
+        assert.are.equal("closed", select(2, sock:receive(1)))
+        assert.is_true(socket.gettime() - t0 > 0.5)
+        sock:close()
+        assert.is_nil(srv:log():match("refused with 408"))
     end)
 
     it("still upgrades WebSocket requests on the same path", function()
