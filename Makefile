@@ -9,7 +9,7 @@ VERSION := 0.1.0
 PKGS_BUILD := gcc make libc6-dev libev-dev liblua5.4-dev libssl-dev lua-cjson-dev
 # prometheus brings promtool (which checks /metrics); chromium drives the dashboard spec.
 PKGS_TEST  := $(PKGS_BUILD) lua5.4 lua-busted lua-socket lua-cjson libcriterion-dev python3 \
-              python3-websockets prometheus chromium
+              python3-websockets python3-jwt python3-cryptography openssl prometheus chromium
 # Only `make fuzz` needs these: `make test` replays the fuzz corpora with gcc.
 PKGS_FUZZ  := clang libfuzzer-14-dev
 

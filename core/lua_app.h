@@ -102,6 +102,10 @@ void lb_conn_clear_data(struct lb_app *app, struct conn *c);
 /* lua_metrics.c: pushes the mw.metrics table. */
 void lb_push_metrics(lua_State *L);
 
+/* lua_crypto.c: sets mw.crypto, mw.base64, mw.hex and mw.jwt in the mw table at api (which
+ * already holds mw.json). */
+void lb_push_crypto(lua_State *L, int api);
+
 /* lua_mw.c: the mw module. */
 void lb_push_api(struct lb_app *app);
 /* Cancels every pending timer made by code of the given generation. */
