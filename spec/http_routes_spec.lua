@@ -322,3 +322,67 @@ describe("an app without app.http", function()
         assert.are.equal("only GET is allowed\n", r.body)
     end)
 end)
+
+describe("the chat example's announcements (POST /api/announce)", function()
+    local srv, off, dir
+    local cjson = require "cjson"
+
+    -- Reads messages until one of type t; returns it decoded.
+    local function recv_type(c, t)
+        for _ = 1, 20 do
+            local data = assert(c:recv_message())
+            local msg = cjson.decode(data)
+            if msg.type == t then return msg end
+        end
+        error("no " .. t .. " message")
+    end
+
+    setup(function()
+        dir = server.tmpdir()
+        os.execute("cp -r examples/chat/. " .. helpers.shell_quote(dir))
+        local src = helpers.read_file(dir .. "/app.lua")
+        local set, n = src:gsub("\nlocal ANNOUNCE_SECRET = nil\n",
+                                '\nlocal ANNOUNCE_SECRET = "ops-secret"\n')
+        assert.are.equal(1, n)
+        helpers.write_file(dir .. "/app.lua", set)
+        srv = server.start { app = dir }
+        off = server.start { app = "examples/chat" }
+    end)
+
+    teardown(function()
+        srv:stop()
+        off:stop()
+        server.remove(dir)
+    end)
+
+    it("publishes an announcement to every room, with the shared secret only", function()
+        local c = assert(ws.connect(srv.port))
+        c:send_text('{"type":"hello","name":"ada"}')
+        recv_type(c, "welcome")
+        c:send_text('{"type":"join","room":"general"}')
+        recv_type(c, "joined")
+        local r = ws.http(srv.port, request("POST", "/api/announce", "hi all",
+                                            { "X-Announce-Secret: guess" }))
+        assert.are.equal(401, r.status)
+        r = ws.http(srv.port, request("GET", "/api/announce"))
+        assert.are.equal(405, r.status)
+        r = ws.http(srv.port, request("POST", "/api/announce", "maintenance at 18:00",
+                                      { "X-Announce-Secret: ops-secret" }))
+        assert.are.equal(200, r.status)
+        assert.are.same({ rooms = 1, delivered = 1 }, cjson.decode(r.body))
+        local msg = recv_type(c, "announcement")
+        assert.are.equal("general", msg.room)
+        assert.are.equal("maintenance at 18:00", msg.text)
+        -- the page is still served
+        r = ws.http(srv.port, request("GET", "/"))
+        assert.are.equal(200, r.status)
+        assert.truthy(r.headers["content-type"]:find("text/html"))
+        c:close()
+    end)
+
+    it("is off (403) while ANNOUNCE_SECRET is unset", function()
+        local r = ws.http(off.port, request("POST", "/api/announce", "hi",
+                                            { "X-Announce-Secret: " }))
+        assert.are.equal(403, r.status)
+    end)
+end)

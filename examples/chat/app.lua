@@ -36,6 +36,16 @@
 --   {"type":"left","room":"general"}
 --   {"type":"error","error":"reason"}
 --       Also carries "room" when the error is about one (e.g. a refused join).
+--   {"type":"announcement","room":"general","text":"maintenance at 18:00","ts":1700000000}
+--       From the operators (HTTP, below), once in every room you are in.
+--
+-- HTTP, for a backend: POST /api/announce (below the mount: /chat/api/announce when mounted
+-- at /chat; `make run` mounts it at /) with the header X-Announce-Secret: ANNOUNCE_SECRET and
+-- the announcement's text as the body (1-2000 characters) sends it to every room. Answers
+-- 200 {"rooms":N,"delivered":M}, 401 for a wrong secret, 403 while ANNOUNCE_SECRET (below)
+-- is unset, 400 for a bad text. Keep the secret out of version control and send it over TLS:
+--   curl -H 'X-Announce-Secret: ...' --data 'maintenance at 18:00' \
+--        http://127.0.0.1:8080/api/announce
 --
 -- For clients: an empty list may arrive as {} (lua-cjson cannot tell an empty array from an
 -- empty object), so read anything that is not an array as empty. Presence may name you, or a
@@ -57,6 +67,9 @@ local MAX_ROOMS_PER_USER = 10     -- bounds how many rooms one connection can ke
 local MAX_LISTED = 100            -- rooms in a list; the busiest win
 local HISTORY = 50                -- messages a room remembers for people who join later
 local LIST_DELAY_MS = 250
+-- The shared secret a backend sends to announce (see HTTP above); nil turns announcements off.
+-- Set it here, a long random string, before serving.
+local ANNOUNCE_SECRET = nil
 
 -- ---- helpers ---------------------------------------------------------------------------------
 
@@ -243,6 +256,25 @@ end
 
 function app.reload()
     publish_room_list()
+end
+
+-- POST .../api/announce: an announcement from a backend to every room.
+function app.http(req)
+    if not req.path:find("/api/announce$") then return 404, "not found" end
+    if req.method ~= "POST" then return 405, "POST only", { Allow = "POST" } end
+    if not ANNOUNCE_SECRET then return 403, "announcements are off: set ANNOUNCE_SECRET" end
+    if req.headers["x-announce-secret"] ~= ANNOUNCE_SECRET then return 401, "wrong secret" end
+    local text, err = validate.text(req.body)
+    if not text then return 400, err end
+    local ts, n, delivered = os_time(), 0, 0
+    for _, room in ipairs(rooms.list(KIND)) do
+        n = n + 1
+        delivered = delivered + room:broadcast(router.encode("announcement", {
+            room = room.id, text = text, ts = ts,
+        }))
+    end
+    mw.log("info", "announcement to", n, "rooms")
+    return 200, { rooms = n, delivered = delivered }
 end
 
 return app
