@@ -1,5 +1,5 @@
 /* mw.crypto, mw.base64, mw.hex and mw.jwt: digests, HMAC, random bytes and constant-time
- * comparison from OpenSSL; strict base64 and hex codecs; JSON Web Tokens verified (and signed,
+ * comparison from OpenSSL; strict base64 and hex (codec.c); JSON Web Tokens verified (and signed,
  * for tests and tools) with HS256/384/512, RS256/384/512, ES256/384/512 and EdDSA (Ed25519).
  *
  * Every input is bounded: tokens and PEM keys up to 16 KiB, random(n) up to 1 MiB; digests and
@@ -23,6 +23,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include "codec.h"
 #include "lua_app.h"
 
 #define CRYPTO_MAX_RANDOM (1024 * 1024)
@@ -100,87 +101,15 @@ static int crypto_equal(lua_State *L)
 
 /* ---- base64 and hex ------------------------------------------------------------------------ */
 
-static const char b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-static const char b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/* Encodes len bytes into out (room for 4 * ceil(len / 3) bytes); padded unless url. Returns
- * the length written. */
-static size_t b64_encode(const unsigned char *in, size_t len, char *out, bool url)
-{
-    const char *abc = url ? b64_url : b64_std;
-    size_t o = 0, i = 0;
-    for (; i + 3 <= len; i += 3) {
-        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-        out[o++] = abc[v >> 18];
-        out[o++] = abc[(v >> 12) & 63];
-        out[o++] = abc[(v >> 6) & 63];
-        out[o++] = abc[v & 63];
-    }
-    if (len - i == 1) {
-        unsigned v = (unsigned)in[i] << 16;
-        out[o++] = abc[v >> 18];
-        out[o++] = abc[(v >> 12) & 63];
-        if (!url) { out[o++] = '='; out[o++] = '='; }
-    } else if (len - i == 2) {
-        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
-        out[o++] = abc[v >> 18];
-        out[o++] = abc[(v >> 12) & 63];
-        out[o++] = abc[(v >> 6) & 63];
-        if (!url) out[o++] = '=';
-    }
-    return o;
-}
-
-static int b64_value(char c, bool url)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == (url ? '-' : '+')) return 62;
-    if (c == (url ? '_' : '/')) return 63;
-    return -1;
-}
-
-/* Decodes strictly (RFC 4648): the standard alphabet needs its padding; the url-safe one takes
- * it or leaves it out (pad_ok: whether it may appear at all). No whitespace, and the unused
- * bits of the last character must be zero, so each byte string has exactly one encoding (a
- * signature cannot be altered without changing the token). out needs 3 * len / 4 + 3 bytes.
- * Returns the length written, or -1. */
-static long b64_decode(const char *in, size_t len, unsigned char *out, bool url, bool pad_ok)
-{
-    size_t pad = 0;
-    while (len > 0 && in[len - 1] == '=' && pad < 2) { len--; pad++; }
-    if (pad && !pad_ok) return -1;
-    if (len % 4 == 1) return -1;
-    if (!url && (len + pad) % 4 != 0) return -1;
-    if (pad && (len + pad) % 4 != 0) return -1;
-    size_t o = 0;
-    unsigned v = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int d = b64_value(in[i], url);
-        if (d < 0) return -1;
-        v = (v << 6 | (unsigned)d) & 0xffffff;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(v >> bits);
-        }
-    }
-    if (bits > 0 && (v & ((1u << bits) - 1)) != 0) return -1;
-    return (long)o;
-}
-
 /* mw.base64.encode(s [, url]) */
 static int base64_encode(lua_State *L)
 {
     size_t len;
     const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
     bool url = lua_toboolean(L, 2);
-    luaL_argcheck(L, len <= ((size_t)1 << 40), 1, "too long");
     luaL_Buffer b;
-    char *p = luaL_buffinitsize(L, &b, (len + 2) / 3 * 4);
-    luaL_pushresultsize(&b, b64_encode(s, len, p, url));
+    char *p = luaL_buffinitsize(L, &b, codec_b64_encoded_len(len, url));
+    luaL_pushresultsize(&b, codec_b64_encode(s, len, p, url));
     return 1;
 }
 
@@ -191,40 +120,27 @@ static int base64_decode(lua_State *L)
     const char *s = luaL_checklstring(L, 1, &len);
     bool url = lua_toboolean(L, 2);
     luaL_Buffer b;
-    unsigned char *p = (unsigned char *)luaL_buffinitsize(L, &b, len / 4 * 3 + 3);
-    long n = b64_decode(s, len, p, url, true);
-    if (n < 0) {
+    unsigned char *p = (unsigned char *)luaL_buffinitsize(L, &b, codec_b64_decoded_max(len));
+    size_t n = codec_b64_decode(s, len, p, url, true);
+    if (n == CODEC_INVALID) {
         luaL_pushfail(L);
         lua_pushliteral(L, "invalid base64");
         return 2;
     }
-    luaL_pushresultsize(&b, (size_t)n);
+    luaL_pushresultsize(&b, n);
     return 1;
 }
 
 /* mw.hex.encode(s) -> lower-case hex */
 static int hex_encode(lua_State *L)
 {
-    static const char digits[] = "0123456789abcdef";
     size_t len;
     const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
-    luaL_argcheck(L, len <= ((size_t)1 << 40), 1, "too long");
     luaL_Buffer b;
     char *p = luaL_buffinitsize(L, &b, len * 2);
-    for (size_t i = 0; i < len; i++) {
-        p[2 * i] = digits[s[i] >> 4];
-        p[2 * i + 1] = digits[s[i] & 15];
-    }
+    codec_hex_encode(s, len, p);
     luaL_pushresultsize(&b, len * 2);
     return 1;
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
 }
 
 /* mw.hex.decode(s) -> bytes | nil, "invalid hex" (either case; an even number of digits) */
@@ -234,17 +150,13 @@ static int hex_decode(lua_State *L)
     const char *s = luaL_checklstring(L, 1, &len);
     luaL_Buffer b;
     unsigned char *p = (unsigned char *)luaL_buffinitsize(L, &b, len / 2);
-    for (size_t i = 0; i + 1 < len; i += 2) {
-        int hi = hex_value(s[i]), lo = hex_value(s[i + 1]);
-        if (hi < 0 || lo < 0) { len = 1; break; }
-        p[i / 2] = (unsigned char)(hi << 4 | lo);
-    }
-    if (len % 2) {
+    size_t n = codec_hex_decode(s, len, p);
+    if (n == CODEC_INVALID) {
         luaL_pushfail(L);
         lua_pushliteral(L, "invalid hex");
         return 2;
     }
-    luaL_pushresultsize(&b, len / 2);
+    luaL_pushresultsize(&b, n);
     return 1;
 }
 
@@ -475,14 +387,14 @@ static int fail(lua_State *L, const char *reason)
 static bool push_json_part(lua_State *L, const char *s, size_t len)
 {
     luaL_Buffer b;
-    unsigned char *p = (unsigned char *)luaL_buffinitsize(L, &b, len / 4 * 3 + 3);
-    long n = b64_decode(s, len, p, true, false);
-    if (n < 0) {
+    unsigned char *p = (unsigned char *)luaL_buffinitsize(L, &b, codec_b64_decoded_max(len));
+    size_t n = codec_b64_decode(s, len, p, true, false);
+    if (n == CODEC_INVALID) {
         luaL_pushresultsize(&b, 0);
         lua_pop(L, 1);
         return false;
     }
-    luaL_pushresultsize(&b, (size_t)n);
+    luaL_pushresultsize(&b, n);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, -2);
     lua_call(L, 1, 1); /* nil, message for bad JSON; raises only for memory */
@@ -623,9 +535,9 @@ static int jwt_verify(lua_State *L)
     const char *key = lua_tolstring(L, -1, &klen);
 
     unsigned char sig[JWT_MAX_SIG + 3];
-    if (slen > (JWT_MAX_SIG + 2) / 3 * 4) return fail(L, "bad_signature");
-    long siglen = b64_decode(sig64, slen, sig, true, false);
-    if (siglen < 0) return fail(L, "malformed");
+    if (codec_b64_decoded_max(slen) > sizeof sig) return fail(L, "bad_signature");
+    size_t siglen = codec_b64_decode(sig64, slen, sig, true, false);
+    if (siglen == CODEC_INVALID) return fail(L, "malformed");
     const unsigned char *signed_part = (const unsigned char *)token;
     size_t signed_len = (size_t)(dot2 - token);
     bool valid;
@@ -638,12 +550,12 @@ static int jwt_verify(lua_State *L)
         if (!HMAC(EVP_get_digestbyname(alg->md), key, (int)klen, signed_part, signed_len, mac,
                   &maclen))
             return luaL_error(L, "mw.jwt.verify: HMAC failed");
-        valid = (size_t)siglen == maclen && CRYPTO_memcmp(sig, mac, maclen) == 0;
+        valid = siglen == maclen && CRYPTO_memcmp(sig, mac, maclen) == 0;
     } else {
         if (!is_pem(key, klen)) return fail(L, "bad_key");
         EVP_PKEY *pkey = pem_key(L, key, klen, false);
         if (!pkey || !key_fits(alg, pkey)) return fail(L, "bad_key");
-        valid = pkey_verify(alg, pkey, signed_part, signed_len, sig, (size_t)siglen) == 1;
+        valid = pkey_verify(alg, pkey, signed_part, signed_len, sig, siglen) == 1;
     }
     if (!valid) return fail(L, "bad_signature");
 
@@ -681,8 +593,8 @@ static void to_b64url(lua_State *L)
     size_t len;
     const unsigned char *s = (const unsigned char *)lua_tolstring(L, -1, &len);
     luaL_Buffer b;
-    char *p = luaL_buffinitsize(L, &b, (len + 2) / 3 * 4);
-    luaL_pushresultsize(&b, b64_encode(s, len, p, true));
+    char *p = luaL_buffinitsize(L, &b, codec_b64_encoded_len(len, true));
+    luaL_pushresultsize(&b, codec_b64_encode(s, len, p, true));
     lua_remove(L, -2);
 }
 
