@@ -150,8 +150,8 @@ static void conn_free(struct conn *c)
     release_message(c);
     if (c->handler) c->handler->gone(c->handler_ctx, c);
     detach(cl, c);
+    conn_release_head(c);
     cl->host->freed(cl->host_ctx, c);
-    free(c->head);
     free(c->path);
     free(c->protocol);
     free(c->close_reason);

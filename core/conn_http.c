@@ -497,6 +497,10 @@ static int upgrade(struct conn *c, const struct http_request *req, const char *b
  * max_header_bytes: ten thousand clients sending half a request each must not cost ten
  * thousand times the limit. Returns how many of data were kept (all, or what fits under max),
  * or -1 when out of memory. */
+/* The buffer counts against the server's bounds on what unfinished requests and messages pin
+ * (conn_host.buffering: max_buffered, max_buffered_per_ip), like a message arriving in pieces:
+ * a request body may be up to max_http_body. Past a bound the request is answered 503 and the
+ * result is -2. */
 static ssize_t keep_head(struct conn *c, const uint8_t *data, size_t len, size_t max)
 {
     size_t want = c->head_len + len < max ? c->head_len + len : max;
@@ -504,8 +508,17 @@ static ssize_t keep_head(struct conn *c, const uint8_t *data, size_t len, size_t
         size_t cap = c->head_cap ? c->head_cap : 1024;
         while (cap < want) cap *= 2;
         if (cap > max) cap = max;
+        struct conn_loop *cl = c->cl;
+        const char *why = "";
+        if (cl->host->buffering(cl->host_ctx, c, c->head_cap, cap, &why)) {
+            conn_respond_error(c, 503, why, "Retry-After: 1\r\n", CTR_REFUSED_LIMIT);
+            return -2;
+        }
         char *p = realloc(c->head, cap);
-        if (!p) return -1;
+        if (!p) {
+            cl->host->buffering(cl->host_ctx, c, cap, c->head_cap, &why);
+            return -1;
+        }
         c->head = p;
         c->head_cap = (uint32_t)cap;
     }
@@ -530,7 +543,9 @@ static int next_request(struct conn *c, const char *buf, size_t buf_len, const u
     }
     if (rest1) memcpy(next, buf + end, rest1);
     if (rest2) memcpy(next + rest1, data + used, rest2);
-    free(c->head);
+    conn_release_head(c);
+    const char *why;
+    c->cl->host->buffering(c->cl->host_ctx, c, 0, rest1 + rest2, &why); /* already held */
     c->head = next;
     c->head_len = c->head_cap = (uint32_t)(rest1 + rest2);
     c->head_scan = c->request_len = 0;
@@ -553,7 +568,8 @@ static int read_request(struct conn *c, uint8_t *data, size_t len)
          * are the next request's). */
         ssize_t kept = keep_head(c, data, len, c->request_len);
         if (kept < 0) {
-            conn_drop(c, "out of memory for the request body");
+            if (kept == -1) conn_drop(c, "out of memory for the request body");
+            conn_release_head(c);
             return -1;
         }
         if (c->head_len < c->request_len) return -1;
@@ -564,7 +580,8 @@ static int read_request(struct conn *c, uint8_t *data, size_t len)
         /* An earlier piece is kept: append what the head can still need. */
         ssize_t kept = len ? keep_head(c, data, len, max) : 0;
         if (kept < 0) {
-            conn_drop(c, "out of memory for the request head");
+            if (kept == -1) conn_drop(c, "out of memory for the request head");
+            conn_release_head(c);
             return -1;
         }
         used = (size_t)kept;
@@ -580,8 +597,9 @@ static int read_request(struct conn *c, uint8_t *data, size_t len)
     if (rc == HTTP_NEED_MORE) {
         c->head_scan = (uint32_t)scan.pos;
         /* len < max here, or the parser would have said 431: all of it is kept. */
-        if (!c->head && keep_head(c, data, len, max) < 0)
-            conn_drop(c, "out of memory for the request head");
+        ssize_t kept = c->head ? 0 : keep_head(c, data, len, max);
+        if (kept == -1) conn_drop(c, "out of memory for the request head");
+        if (kept < 0) conn_release_head(c);
         return -1;
     }
     int done = -1;
@@ -593,7 +611,8 @@ static int read_request(struct conn *c, uint8_t *data, size_t len)
         ssize_t kept = 0;
         if (!c->head) kept = keep_head(c, data, len, c->request_len);
         else if (used < len) kept = keep_head(c, data + used, len - used, c->request_len);
-        if (kept < 0) conn_drop(c, "out of memory for the request body");
+        if (kept == -1) conn_drop(c, "out of memory for the request body");
+        if (kept < 0) conn_release_head(c);
         c->head_scan = 0;
         return -1;
     } else if (done == KEPT) {
@@ -609,10 +628,19 @@ static int read_request(struct conn *c, uint8_t *data, size_t len)
     }
     /* Whatever the outcome, the head is done with: a refused client lingering for
      * close_timeout must not keep 16 KiB. */
+    conn_release_head(c);
+    return -1;
+}
+
+void conn_release_head(struct conn *c)
+{
+    if (c->head_cap) {
+        const char *why;
+        c->cl->host->buffering(c->cl->host_ctx, c, c->head_cap, 0, &why);
+    }
     free(c->head);
     c->head = NULL;
     c->head_len = c->head_cap = c->head_scan = c->request_len = 0;
-    return -1;
 }
 
 void conn_read_head(struct conn *c, uint8_t *data, size_t len)

@@ -37,5 +37,7 @@ void conn_respond_error(struct conn *c, int status, const char *why, const char 
                         enum ctr_refusal reason);
 bool conn_feed_file(struct conn *c); /* false: the connection was dropped */
 void conn_end_file(struct conn *c);
+/* Frees the kept request head (and body), giving its bytes back to the server's bounds. */
+void conn_release_head(struct conn *c);
 
 #endif

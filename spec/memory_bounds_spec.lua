@@ -201,3 +201,48 @@ describe("send queues of clients that do not read", function()
             reader:close()
         end)
 end)
+
+-- Request bodies for app.http wait in the connection until complete: they count in the same
+-- bounds as unfinished messages, so many half-sent bodies cannot pin max_http_body each.
+describe("request bodies that do not finish", function()
+    it("count against max_buffered_per_ip: past it the request gets 503", function()
+        local app = server.app_dir { ["app.lua"] = [[
+            local app = {}
+            function app.http(req) return 200, "got " .. #req.body end
+            return app
+        ]] }
+        local srv = server.start { app = app, config = [[
+            limits = { max_http_body = 4 << 20, max_buffered_per_ip = 4 << 20 }
+        ]] }
+        local held = {}
+        local statuses = {}
+        for i = 1, 4 do
+            local sock = socket.tcp()
+            assert(sock:bind("127.0.0.81", 0))
+            sock:settimeout(5)
+            assert(sock:connect("127.0.0.1", srv.port))
+            sock:send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n\r\n"
+                .. ("b"):rep(1500000))
+            held[i] = sock
+            sock:settimeout(0.5)
+            local line = sock:receive("*l")
+            statuses[i] = line and tonumber(line:match("^HTTP/1%.1 (%d+)")) or "waiting"
+        end
+        -- 1.5 MB kept in a 2 MiB buffer each: two fit in 4 MiB, the others are refused.
+        assert.are.same({ "waiting", "waiting", 503, 503 }, statuses)
+        assert.truthy(srv:log():find("refused with 503: your address has too much", 1, true))
+        -- another address is served, and a finished body is answered
+        local other = socket.tcp()
+        assert(other:bind("127.0.0.82", 0))
+        other:settimeout(5)
+        assert(other:connect("127.0.0.1", srv.port))
+        other:send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n"
+            .. "\r\nhello")
+        local resp = other:receive("*a")
+        assert.truthy(resp:find("^HTTP/1%.1 200") and resp:find("got 5", 1, true), resp)
+        for _, s in ipairs(held) do s:close() end
+        other:close()
+        srv:stop()
+        server.remove(app)
+    end)
+end)
