@@ -35,7 +35,7 @@ static const char *const status_words[] = { "ok", "failed", "ran out of instruct
 const char *lb_failure_text(enum sb_status st) { return status_words[st]; }
 
 const char *const lb_kind_names[LB_KINDS] = { "upgrade", "open", "message", "close", "drain",
-                                              "timer", "reload" };
+                                              "timer", "reload", "http" };
 
 static double monotonic_s(void)
 {
@@ -208,7 +208,7 @@ static const enum lb_kind kind_of[] = { [CALL_OPEN] = LB_KIND_OPEN,
                                         [CALL_UPGRADE] = LB_KIND_UPGRADE,
                                         [CALL_RELOAD] = LB_KIND_RELOAD,
                                         /* Timed with the upgrades: both answer requests. */
-                                        [CALL_HTTP] = LB_KIND_UPGRADE };
+                                        [CALL_HTTP] = LB_KIND_HTTP };
 
 static int dispatch(struct call *k)
 {

@@ -69,7 +69,7 @@ const char *lb_app_public_dir(const struct lb_app *app);
 
 /* The kinds of call into an app that are timed and counted. */
 enum lb_kind { LB_KIND_UPGRADE, LB_KIND_OPEN, LB_KIND_MESSAGE, LB_KIND_CLOSE, LB_KIND_DRAIN,
-               LB_KIND_TIMER, LB_KIND_RELOAD, LB_KINDS };
+               LB_KIND_TIMER, LB_KIND_RELOAD, LB_KIND_HTTP, LB_KINDS };
 extern const char *const lb_kind_names[LB_KINDS]; /* "upgrade", "open", "message", ... */
 
 /* Kept by the Lua side as it works (plain counters, the loop's thread only). */

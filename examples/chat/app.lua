@@ -263,7 +263,11 @@ function app.http(req)
     if not req.path:find("/api/announce$") then return 404, "not found" end
     if req.method ~= "POST" then return 405, "POST only", { Allow = "POST" } end
     if not ANNOUNCE_SECRET then return 403, "announcements are off: set ANNOUNCE_SECRET" end
-    if req.headers["x-announce-secret"] ~= ANNOUNCE_SECRET then return 401, "wrong secret" end
+    -- Compared in constant time: a plain ~= would tell an attacker how much of a guess matched.
+    local given = req.headers["x-announce-secret"]
+    if not given or not mw.crypto.equal(given, ANNOUNCE_SECRET) then
+        return 401, "wrong secret"
+    end
     local text, err = validate.text(req.body)
     if not text then return 400, err end
     local ts, n, delivered = os_time(), 0, 0
