@@ -65,16 +65,18 @@ static void route_init(struct conn_route *r)
 static void respond(struct conn *c, int status, const char *why, const char *headers)
 {
     char buf[2048];
+    /* headers may carry their own Connection field (426 says "Upgrade, close"): one field. */
+    bool own = headers && strstr(headers, "Connection:");
     int n = snprintf(buf, sizeof buf,
                      "HTTP/1.1 %d %s\r\n"
                      "Content-Type: text/plain; charset=utf-8\r\n"
                      "Content-Length: %zu\r\n"
-                     "Connection: close\r\n"
+                     "%s"
                      "%s"
                      "\r\n"
                      "%s\n",
-                     status, http_status_text(status), strlen(why) + 1, headers ? headers : "",
-                     why);
+                     status, http_status_text(status), strlen(why) + 1,
+                     own ? "" : "Connection: close\r\n", headers ? headers : "", why);
     if (n < 0 || (size_t)n >= sizeof buf) n = snprintf(buf, sizeof buf,
         "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status,
         http_status_text(status));
@@ -389,7 +391,7 @@ static int serve_plain(struct conn *c, const struct http_request *req, const str
     }
     if (!r.public_dir) {
         conn_respond_error(c, 426, "this address serves WebSocket; connect with a WebSocket client",
-                           "Upgrade: websocket\r\nConnection: Upgrade\r\n",
+                           "Upgrade: websocket\r\nConnection: Upgrade, close\r\n",
                            CTR_REFUSED_BAD_REQUEST);
         return -1;
     }

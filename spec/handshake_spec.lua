@@ -112,6 +112,8 @@ end
 local function assert_refused(resp, status, explains, fields)
     assert.are.equal(status, resp.status, "status of the answer:\n" .. tostring(resp.raw))
     assert.is_true(has_token(resp.headers.connection, "close"), "Connection: close")
+    assert.are.equal(1, select(2, tostring(resp.raw):lower():gsub("\r\nconnection:", "")),
+        "one Connection field")
     assert.is_true(resp.closed, "the server closes the connection after the answer")
     assert.are.equal(#resp.body, tonumber(resp.headers["content-length"]), "Content-Length")
     assert.is_truthy(resp.body:lower():find(explains:lower(), 1, true),
@@ -279,9 +281,9 @@ describe("a bad request", function()
         { "POST gets 405 with Allow: GET, HEAD", request { line = "POST / HTTP/1.1" }, 405,
           "GET", { Allow = "GET, HEAD" } },
         { "a lower-case method gets 405", request { line = "get / HTTP/1.1" }, 405, "GET" },
-        { "a plain GET gets 426 with Upgrade: websocket",
+        { "a plain GET gets 426 with Upgrade: websocket and one Connection field",
           "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 426, "WebSocket",
-          { Upgrade = "websocket" } },
+          { Upgrade = "websocket", Connection = "Upgrade, close" } },
         { "Upgrade: h2c gets 426", request { set = { Upgrade = "h2c" } }, 426, "WebSocket",
           { Upgrade = "websocket" } },
         { "Sec-WebSocket-Version 8 gets 426 naming version 13",
