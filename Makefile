@@ -110,9 +110,12 @@ $(BUILD)/fuzz:
 
 # ---- the two commands ---------------------------------------------------------------------
 
+# `make run PORT=9000 APP=examples/game` serves another app or port.
+PORT ?= 8080
+APP  ?= examples/chat
 run: deps-run
 	$(MAKE) all
-	$(BUILD)/moonwire examples/chat
+	$(BUILD)/moonwire --port $(PORT) $(APP)
 
 test: deps-test
 	$(MAKE) all $(BUILD)/moonwire-asan $(BUILD)/unit-tests $(BUILD)/unit-tests-asan \

@@ -168,8 +168,10 @@ static int set_origins(struct config *cfg, const char *list)
     return 0;
 }
 
-/* Every connection is a file descriptor: take all the kernel allows, and say so when that is
- * fewer than the connections the limits admit. */
+/* Every connection is a file descriptor: take all the kernel allows. When that is fewer than
+ * max_connections, say what it means, once: a warning only when it is too few for even a small
+ * server (the usual 1024), a note otherwise (20,000 is plenty for most, and a warning at every
+ * start would train people to ignore warnings). */
 static void raise_fd_limit(const struct config *cfg)
 {
     struct rlimit rl;
@@ -179,11 +181,17 @@ static void raise_fd_limit(const struct config *cfg)
         setrlimit(RLIMIT_NOFILE, &rl);
         getrlimit(RLIMIT_NOFILE, &rl);
     }
-    size_t want = cfg->limits.max_connections + 1024 + 64;
-    if (cfg->limits.max_connections && rl.rlim_cur < want)
-        log_warn("the file descriptor limit is %llu, fewer than max_connections (%zu) needs; "
-                 "raise it (ulimit -n, or LimitNOFILE= for systemd) or lower max_connections",
-                 (unsigned long long)rl.rlim_cur, cfg->limits.max_connections);
+    size_t want = cfg->limits.max_connections + 64;
+    if (!cfg->limits.max_connections || rl.rlim_cur >= want) return;
+    unsigned long long room = rl.rlim_cur > 64 ? (unsigned long long)rl.rlim_cur - 64 : 0;
+    if (rl.rlim_cur < 2048)
+        log_warn("the open-files limit is %llu: at most about %llu clients can be connected at "
+                 "once (max_connections is %zu); raise it with ulimit -n, or LimitNOFILE= for "
+                 "systemd", (unsigned long long)rl.rlim_cur, room, cfg->limits.max_connections);
+    else
+        log_info("the open-files limit (%llu) allows about %llu clients at once, fewer than "
+                 "max_connections (%zu); raise it with ulimit -n to admit more",
+                 (unsigned long long)rl.rlim_cur, room, cfg->limits.max_connections);
 }
 
 /* The process around the worker: signals and --watch. */
@@ -427,12 +435,12 @@ int main(int argc, char **argv)
         status = 1;
         goto done;
     }
-    raise_fd_limit(cfg);
     if (srv_listen(&w->srv, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
         status = 1;
         goto done;
     }
+    raise_fd_limit(cfg);
     if (cfg->admin.enabled &&
         admin_start(&adm, w, &cfg->admin,
                     (double)start_ts.tv_sec + (double)start_ts.tv_nsec / 1e9, err,

@@ -443,7 +443,10 @@ static int open_listener(struct server *srv, const struct cfg_listen *cl, char *
     l->cfg = cl;
     l->tls = tls;
     start_listener(srv, l, fd, cl->host);
-    log_info("listening on %s://%s/", tls ? "wss" : "ws", l->name);
+    /* Both addresses: WebSocket clients need the first, a browser the second (the apps'
+     * pages, and app.http). */
+    log_info("listening on %s://%s/ (open %s://%s/ in a browser)", tls ? "wss" : "ws", l->name,
+             tls ? "https" : "http", l->name);
     return 0;
 }
 
