@@ -459,7 +459,25 @@ static int sb_require(lua_State *L)
         snprintf(path, sizeof path, forms[i], base, rel);
         f = fopen(path, "r");
     }
-    if (!f) return luaL_error(L, "require: module '%s' not found (looked in %s)", name, base);
+    if (!f) {
+        /* Libraries people reach for out of habit: name what moonwire offers instead. */
+        static const char *const instead[][2] = {
+            { "cjson", "mw.json" },           { "dkjson", "mw.json" },
+            { "json", "mw.json" },            { "socket", "mw.after, mw.every and mw.now" },
+            { "lfs", "nothing: apps do not touch files" },
+            { "io", "nothing: apps do not touch files" },
+            { "os", "the os table (time, clock, date)" },
+            { "crypto", "mw.crypto" },        { "openssl", "mw.crypto and mw.jwt" },
+            { "jwt", "mw.jwt" },              { "base64", "mw.base64" },
+        };
+        for (size_t i = 0; i < sizeof instead / sizeof instead[0]; i++) {
+            size_t n = strlen(instead[i][0]);
+            if (strncmp(name, instead[i][0], n) == 0 && (name[n] == '\0' || name[n] == '.'))
+                return luaL_error(L, "require: module '%s' is not available in moonwire's "
+                                     "sandbox; use %s", name, instead[i][1]);
+        }
+        return luaL_error(L, "require: module '%s' not found (looked in %s)", name, base);
+    }
     fclose(f);
     if (sb_load_file(sb, path, lua_upvalueindex(1)) != 0) return lua_error(L);
     lua_pushstring(L, name);

@@ -105,6 +105,7 @@ local probes = {
     end,
     require_up = function() return try(require, "../x") end,
     require_os = function() return try(require, "os") end,
+    require_cjson = function() return try(require, "cjson") end,
     print = function()
         print("printed", 42, nil)
         return "done"
@@ -363,7 +364,10 @@ describe("an app", function()
             { "collectgarbage('count') is a number", "gc_count", "float true" },
             { "require finds a module in the app folder", "require_util", "42 true" },
             { "require '../x' fails", "require_up", { "^false .*bad module name '%.%./x'" } },
-            { "require 'os' fails", "require_os", { "^false .*module 'os' not found" } },
+            { "require 'os' fails, pointing to the os table",
+              "require_os", { "^false .*module 'os' is not available.*use the os table" } },
+            { "require 'cjson' fails, pointing to mw.json",
+              "require_cjson", { "^false .*module 'cjson' is not available.*use mw%.json" } },
         }
         for _, case in ipairs(cases) do
             local name, probe, want = case[1], case[2], case[3]
