@@ -96,10 +96,22 @@ static void find_scripts_dir(char *out, size_t cap)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            int len = snprintf(out, cap, "%s/../scripts", exe);
+            char joined[PATH_MAX + 16], real[PATH_MAX], cwd[PATH_MAX];
+            snprintf(joined, sizeof joined, "%s/../scripts", exe);
             struct stat st;
-            if (len > 0 && (size_t)len < cap && stat(out, &st) == 0 && S_ISDIR(st.st_mode))
-                return;
+            if (realpath(joined, real) && stat(real, &st) == 0 && S_ISDIR(st.st_mode)) {
+                /* As short as the app's own paths in tracebacks: relative below the working
+                 * folder ("scripts/moonwire/rooms.lua:40"), else absolute, never
+                 * "build/../scripts". */
+                size_t cl = getcwd(cwd, sizeof cwd) ? strlen(cwd) : 0;
+                bool below = cl && strncmp(real, cwd, cl) == 0 && real[cl] == '/';
+                const char *dir = below ? real + cl + 1 : real;
+                size_t len = strlen(dir);
+                if (len < cap) {
+                    memcpy(out, dir, len + 1);
+                    return;
+                }
+            }
         }
     }
     snprintf(out, cap, "scripts");
