@@ -27,8 +27,8 @@ listen = {
 --   origins = { "https://example.com", "https://*.example.com" }
 require_origin = false
 
--- Limits protect a server exposed to the internet. 0 turns a limit off (except
--- max_header_bytes, which always applies).
+-- Limits protect a server exposed to the internet. 0 turns a limit off (except max_message,
+-- from 1 to 1G, and max_header_bytes, which always apply). Sizes may also be written "16M".
 limits = {
     max_message       = 16 << 20, -- bytes in one message, after reassembly of fragments.
                                   -- A frame whose declared length would pass it is refused

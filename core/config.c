@@ -3,9 +3,11 @@
  * errors found later, in nested tables, can still point at the right line. */
 #include "config.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -15,6 +17,27 @@
 #include "http.h"
 #include "origin.h"
 #include "util.h"
+
+int cfg_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-' || *s == ' ') return -1;
+    int shift = 0;
+    switch (*end) {
+    case '\0': break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: return -1;
+    }
+    if (*end == 'i' && end[1] == 'B') end += 2; /* KiB, MiB, GiB */
+    else if (*end == 'B' && shift) end++;
+    if (*end || v > (UINT64_MAX >> shift)) return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
 
 void cfg_defaults(struct config *cfg)
 {
@@ -71,7 +94,7 @@ struct field {
 #define LIMIT(n, t, min, z) { #n, t, offsetof(struct cfg_limits, n), min, z, 0 }
 #define LIMIT_UPTO(n, t, min, max) { #n, t, offsetof(struct cfg_limits, n), min, false, max }
 static const struct field limit_fields[] = {
-    LIMIT(max_message, F_U64, 1, true),
+    LIMIT_UPTO(max_message, F_U64, 1, (double)CFG_MAX_MESSAGE),
     LIMIT(max_header_bytes, F_SIZE, 512, false),
     LIMIT_UPTO(max_headers, F_SIZE, 8, HTTP_MAX_HEADER_FIELDS),
     /* Kept whole in the connection until the handler runs: bounded, and well under 4 GiB. */
@@ -202,8 +225,17 @@ static int read_fields(struct loader *ld, const char *key, const struct field *f
         }
         int isnum;
         double v = lua_tonumberx(L, -1, &isnum);
-        if (!isnum || lua_type(L, -1) != LUA_TNUMBER || isnan(v) || v < 0)
+        uint64_t size;
+        /* Sizes may be written as on the command line: "16M". */
+        if ((f->type == F_SIZE || f->type == F_U64) && lua_type(L, -1) == LUA_TSTRING) {
+            if (cfg_parse_size(lua_tostring(L, -1), &size) < 0)
+                return failf(ld, key, name, "%s.%s must be a number, or a size like \"16M\" "
+                             "(K, M, G)", key, name);
+            v = (double)size;
+            isnum = 1;
+        } else if (!isnum || lua_type(L, -1) != LUA_TNUMBER || isnan(v) || v < 0) {
             return failf(ld, key, name, "%s.%s must be a number, 0 or more", key, name);
+        }
         if (v == 0 && !f->zero_ok)
             return failf(ld, key, name, "%s.%s cannot be 0", key, name);
         if (v != 0 && v < f->min)

@@ -103,6 +103,13 @@ struct config {
     bool watch;             /* reload apps when their files change */
 };
 
+/* The largest max_message: a server needs a ceiling on what one message may hold. */
+#define CFG_MAX_MESSAGE ((uint64_t)1 << 30)
+
+/* Parses a byte count with an optional binary suffix: 1048576, 1024K, 16M, 1G (also KiB, MB...).
+ * Returns 0, or -1 when s is not one. The config file and the command line both take these. */
+int cfg_parse_size(const char *s, uint64_t *out);
+
 /* Fills in the built-in defaults: one listener on 127.0.0.1:8080 and the limits of
  * docs/configuration.md. */
 void cfg_defaults(struct config *cfg);

@@ -44,7 +44,7 @@ static const char usage[] =
     "      --tls-cert FILE     serve wss:// with this certificate (PEM, may hold the chain)\n"
     "      --tls-key FILE      ... and this private key (PEM); both are needed\n"
     "      --max-message SIZE  largest message accepted, in bytes, or with a K, M or G\n"
-    "                          suffix (default 16M; 0 for no limit)\n"
+    "                          suffix (default 16M, at most 1G)\n"
     "      --watch             reload an app when its Lua files change\n"
     "      --admin [HOST:]PORT serve metrics, probes and the dashboard on this address\n"
     "                          (host default 127.0.0.1; off by default)\n"
@@ -63,28 +63,6 @@ static const char usage[] =
     "  moonwire -c conf/moonwire.conf.lua examples/chat\n"
     "\n"
     "docs/command-line.md, docs/configuration.md and docs/lua-api.md have the details.\n";
-
-/* Parses a byte count with an optional binary suffix: 1048576, 1024K, 16M, 1G. */
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *s == '-') return -1;
-    int shift = 0;
-    switch (*end) {
-    case '\0': break;
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    default: return -1;
-    }
-    if (*end == 'i' && end[1] == 'B') end += 2; /* KiB, MiB, GiB */
-    else if (*end == 'B' && shift) end++;
-    if (*end || v > (UINT64_MAX >> shift)) return -1;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
 
 /* The shipped Lua libraries live in scripts/ next to build/, found from the executable. */
 static void find_scripts_dir(char *out, size_t cap)
@@ -331,9 +309,10 @@ int main(int argc, char **argv)
         case OPT_TLS_CERT: tls_cert = optarg; break;
         case OPT_TLS_KEY: tls_key = optarg; break;
         case OPT_MAX_MESSAGE:
-            if (parse_size(optarg, &max_message) < 0)
-                usage_error("--max-message needs a size like 1048576, 64K or 16M, not '%s'",
-                            optarg);
+            if (cfg_parse_size(optarg, &max_message) < 0 || max_message == 0 ||
+                max_message > CFG_MAX_MESSAGE)
+                usage_error("--max-message needs a size from 1 to 1G, like 1048576, 64K or "
+                            "16M, not '%s'", optarg);
             have_max_message = true;
             break;
         case OPT_CHECK: check = true; break;

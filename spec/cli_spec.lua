@@ -93,7 +93,10 @@ describe("bad arguments exit 2", function()
         { "--port -1", "--port -1 " .. ECHO, { "--port needs a number", "not '-1'" } },
         { "--port without a value", "--port", { "--port needs a value" } },
         { "--max-message bad", "--max-message bad " .. ECHO,
-          { "--max-message needs a size like", "not 'bad'" } },
+          { "--max-message needs a size from 1 to 1G", "not 'bad'" } },
+        { "--max-message 0 (a server needs a ceiling)", "--max-message 0 " .. ECHO,
+          { "--max-message needs a size from 1 to 1G", "not '0'" } },
+        { "--max-message past 1G", "--max-message 2G " .. ECHO, { "not '2G'" } },
         { "--max-message 12X", "--max-message 12X " .. ECHO, { "not '12X'" } },
         { "--max-message -5", "--max-message -5 " .. ECHO, { "not '-5'" } },
         { "--log-level loud", "--log-level loud " .. ECHO,
@@ -167,7 +170,11 @@ describe("config file errors exit 1 with file:line", function()
           { "FILE:1: sandbox.cpu is not a known setting (known: instructions, memory, "
             .. "time_limit, max_load, topic_memory, timer_share)" } },
         { "limits.max_message = 'big'", "\nlimits = { max_message = \"big\" }\n",
-          { "FILE:2: limits.max_message must be a number" } },
+          { "FILE:2: limits.max_message must be a number, or a size like \"16M\"" } },
+        { "limits.max_message = 0 (a server needs a ceiling)", "limits = { max_message = 0 }\n",
+          { "FILE:1: limits.max_message cannot be 0" } },
+        { "limits.max_message past 1 GiB", "limits = { max_message = \"2G\" }\n",
+          { "FILE:1: limits.max_message must be at most 1073741824" } },
         { "limits = 5", "limits = 5\n", { "FILE:1: limits must be a table" } },
         { "listen = 5", "\n\nlisten = 5\n", { "FILE:3: listen must be a list of tables" } },
         { "listen = {{port = 70000}}", "listen = {{port = 70000}}\n",
@@ -201,6 +208,18 @@ describe("config file errors exit 1 with file:line", function()
         local out, code = run("--check -c " .. q(tmp .. "/missing.lua") .. " " .. ECHO)
         assert.are.equal(1, code, out)
         assert.is_true(has(out, "cannot open " .. tmp .. "/missing.lua"), out)
+    end)
+end)
+
+describe("sizes in the config file", function()
+    it("are written as on the command line: max_message = \"1K\"", function()
+        local srv = server.start { app = ECHO, config = 'limits = { max_message = "1K" }\n' }
+        local c = assert(ws.connect(srv.port))
+        assert.are.equal(("a"):rep(1024), c:echo(("a"):rep(1024), true))
+        c:send_binary(("a"):rep(1025))
+        assert.are.equal(1009, (c:expect_close()))
+        c:abort()
+        assert.are.equal(0, srv:stop())
     end)
 end)
 
