@@ -128,8 +128,14 @@ static void per_app(struct mbuf *b, const struct worker *w, const char *name, co
     }
 }
 
-static double app_connections(const struct lb_app *a) { return (double)lb_app_stats(a)->connections; }
-static double app_messages_in(const struct lb_app *a) { return (double)lb_app_stats(a)->messages_in; }
+static double app_connections(const struct lb_app *a)
+{
+    return (double)lb_app_stats(a)->connections;
+}
+static double app_messages_in(const struct lb_app *a)
+{
+    return (double)lb_app_stats(a)->messages_in;
+}
 static double app_messages_out(const struct lb_app *a)
 {
     const struct lb_stats *s = lb_app_stats(a);
@@ -190,7 +196,8 @@ void admin_write_metrics(const struct admin *a, struct mbuf *b)
         const struct lb_stats *s = lb_app_stats(w->apps[i]);
         for (int k = 0; k < LB_KINDS; k++) {
             if (!s->seconds[k].count && k != LB_KIND_MESSAGE) continue;
-            struct label l[] = { { "app", lb_app_name(w->apps[i]) }, { "handler", lb_kind_names[k] } };
+            struct label l[] = { { "app", lb_app_name(w->apps[i]) },
+                                 { "handler", lb_kind_names[k] } };
             metrics_histogram(b, "moonwire_handler_seconds", l, 2, &s->seconds[k]);
         }
     }

@@ -175,7 +175,8 @@ static void write_series(const struct am_metric *m, const char *full, const char
     while (n--) {
         const struct am_series *s = order[n];
         struct label l[AM_MAX_LABELS + 1] = { { "app", app } };
-        for (size_t i = 0; i < m->nlabels; i++) l[i + 1] = (struct label){ m->labels[i], s->values[i] };
+        for (size_t i = 0; i < m->nlabels; i++)
+            l[i + 1] = (struct label){ m->labels[i], s->values[i] };
         if (m->type == AM_HISTOGRAM) metrics_histogram(b, full, l, m->nlabels + 1, &s->hist);
         else metrics_sample(b, full, l, m->nlabels + 1, s->value);
     }
