@@ -133,12 +133,45 @@ static const struct field sandbox_fields[] = {
 static const char *const top_keys[] = { "listen", "apps", "origins", "require_origin", "limits",
                                         "sandbox", "admin", "log", NULL };
 
+/* The mistakes found in one file, reported together in the order of their lines. */
+#define MAX_MISTAKES 16
+
+struct mistake {
+    long line;
+    char text[480];
+};
+
 struct loader {
     lua_State *L;
     const char *path;
     char *err;
     size_t errlen;
+    struct mistake mistakes[MAX_MISTAKES];
+    size_t nmistakes;
+    size_t more;             /* mistakes past MAX_MISTAKES */
 };
+
+/* Records a mistake at line. */
+static void note_mistake(struct loader *ld, long line, const char *fmt, va_list ap)
+{
+    if (ld->nmistakes == MAX_MISTAKES) {
+        ld->more++;
+        return;
+    }
+    struct mistake *m = &ld->mistakes[ld->nmistakes++];
+    m->line = line;
+    int n = snprintf(m->text, sizeof m->text, "%s:%ld: ", ld->path, line);
+    if (n > 0 && (size_t)n < sizeof m->text)
+        vsnprintf(m->text + n, sizeof m->text - (size_t)n, fmt, ap);
+}
+
+static void mistakef(struct loader *ld, long line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    note_mistake(ld, line, fmt, ap);
+    va_end(ap);
+}
 
 /* Finds where a setting is written, for error messages. Lua reports the line where an
  * assignment ends, which for a table spread over several lines is its closing brace; the
@@ -182,11 +215,9 @@ static int failf(struct loader *ld, const char *top, const char *key, const char
     lua_getfield(L, -1, top);
     long line = locate(ld->path, top, key, (long)lua_tointeger(L, -1));
     lua_pop(L, 2);
-    int n = snprintf(ld->err, ld->errlen, "%s:%ld: ", ld->path, line);
-    if (n < 0 || (size_t)n >= ld->errlen) return -1;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ld->err + n, ld->errlen - (size_t)n, fmt, ap);
+    note_mistake(ld, line, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -199,11 +230,57 @@ static void list_names(const struct field *f, char *out, size_t cap)
         n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? ", " : "", f->name);
 }
 
-/* Reads a table of fields (limits, sandbox) at the top of the stack into base. */
+/* Reads the field named name (f, its description) from the value at the top of the stack
+ * into base. Returns 0, or -1 after recording the mistake. Leaves the stack as it was. */
+static int read_field(struct loader *ld, const char *key, const char *name,
+                      const struct field *f, void *base)
+{
+    lua_State *L = ld->L;
+    char *p = (char *)base + f->offset;
+    if (f->type == F_BOOL) {
+        if (lua_type(L, -1) != LUA_TBOOLEAN)
+            return failf(ld, key, name, "%s.%s must be true or false", key, name);
+        *(bool *)(void *)p = lua_toboolean(L, -1);
+        return 0;
+    }
+    int isnum;
+    double v = lua_tonumberx(L, -1, &isnum);
+    uint64_t size;
+    /* Sizes may be written as on the command line: "16M". */
+    if ((f->type == F_SIZE || f->type == F_U64) && lua_type(L, -1) == LUA_TSTRING) {
+        if (cfg_parse_size(lua_tostring(L, -1), &size) < 0)
+            return failf(ld, key, name, "%s.%s must be a number, or a size like \"16M\" "
+                         "(K, M, G)", key, name);
+        v = (double)size;
+    } else if (!isnum || lua_type(L, -1) != LUA_TNUMBER || isnan(v) || v < 0) {
+        return failf(ld, key, name, "%s.%s must be a number, 0 or more", key, name);
+    }
+    if (v == 0 && !f->zero_ok) return failf(ld, key, name, "%s.%s cannot be 0", key, name);
+    if (v != 0 && v < f->min)
+        return failf(ld, key, name, "%s.%s must be at least %.15g", key, name, f->min);
+    if (f->max && v > f->max)
+        return failf(ld, key, name, "%s.%s must be at most %.15g", key, name, f->max);
+    switch (f->type) {
+    case F_BOOL: break;
+    case F_DOUBLE: *(double *)(void *)p = v; break;
+    case F_U64:
+    case F_SIZE:
+        if (v != floor(v) || v > 9e15)
+            return failf(ld, key, name, "%s.%s must be a whole number", key, name);
+        if (f->type == F_U64) *(uint64_t *)(void *)p = (uint64_t)v;
+        else *(size_t *)(void *)p = (size_t)v;
+        break;
+    }
+    return 0;
+}
+
+/* Reads a table of fields (limits, sandbox) at the top of the stack into base: every field,
+ * so that one run reports every mistake. */
 static int read_fields(struct loader *ld, const char *key, const struct field *fields, void *base)
 {
     lua_State *L = ld->L;
     if (!lua_istable(L, -1)) return failf(ld, key, NULL, "%s must be a table", key);
+    int rc = 0;
     lua_pushnil(L);
     while (lua_next(L, -2)) {
         const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
@@ -212,50 +289,15 @@ static int read_fields(struct loader *ld, const char *key, const struct field *f
         if (!f->name) {
             char known[512];
             list_names(fields, known, sizeof known);
-            return failf(ld, key, name, "%s.%s is not a known setting (known: %s)", key,
-                         name ? name : luaL_tolstring(L, -2, NULL), known);
-        }
-        char *p = (char *)base + f->offset;
-        if (f->type == F_BOOL) {
-            if (lua_type(L, -1) != LUA_TBOOLEAN)
-                return failf(ld, key, name, "%s.%s must be true or false", key, name);
-            *(bool *)(void *)p = lua_toboolean(L, -1);
-            lua_pop(L, 1);
-            continue;
-        }
-        int isnum;
-        double v = lua_tonumberx(L, -1, &isnum);
-        uint64_t size;
-        /* Sizes may be written as on the command line: "16M". */
-        if ((f->type == F_SIZE || f->type == F_U64) && lua_type(L, -1) == LUA_TSTRING) {
-            if (cfg_parse_size(lua_tostring(L, -1), &size) < 0)
-                return failf(ld, key, name, "%s.%s must be a number, or a size like \"16M\" "
-                             "(K, M, G)", key, name);
-            v = (double)size;
-            isnum = 1;
-        } else if (!isnum || lua_type(L, -1) != LUA_TNUMBER || isnan(v) || v < 0) {
-            return failf(ld, key, name, "%s.%s must be a number, 0 or more", key, name);
-        }
-        if (v == 0 && !f->zero_ok)
-            return failf(ld, key, name, "%s.%s cannot be 0", key, name);
-        if (v != 0 && v < f->min)
-            return failf(ld, key, name, "%s.%s must be at least %.15g", key, name, f->min);
-        if (f->max && v > f->max)
-            return failf(ld, key, name, "%s.%s must be at most %.15g", key, name, f->max);
-        switch (f->type) {
-        case F_BOOL: break;
-        case F_DOUBLE: *(double *)(void *)p = v; break;
-        case F_U64:
-        case F_SIZE:
-            if (v != floor(v) || v > 9e15)
-                return failf(ld, key, name, "%s.%s must be a whole number", key, name);
-            if (f->type == F_U64) *(uint64_t *)(void *)p = (uint64_t)v;
-            else *(size_t *)(void *)p = (size_t)v;
-            break;
+            rc = failf(ld, key, name, "%s.%s is not a known setting (known: %s)", key,
+                       name ? name : luaL_tolstring(L, -2, NULL), known);
+            if (!name) lua_pop(L, 1); /* luaL_tolstring's result */
+        } else if (read_field(ld, key, name, f, base) < 0) {
+            rc = -1;
         }
         lua_pop(L, 1);
     }
-    return 0;
+    return rc;
 }
 
 /* A listener's tls: { cert = "...", key = "..." }, or a list of them for SNI. */
@@ -476,12 +518,12 @@ static int config_set(lua_State *L)
     long line = 0;
     if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)) line = ar.currentline;
     if (!*k) {
-        const struct loader *ld = lua_touserdata(L, lua_upvalueindex(2));
-        lua_pushfstring(L, "%s:%d: unknown setting '%s' (known: listen, apps, origins, "
-                           "require_origin, limits, sandbox, admin, log)",
-                        ld->path, key ? (int)locate(ld->path, key, NULL, line) : (int)line,
-                        key ? key : luaL_tolstring(L, 2, NULL));
-        return lua_error(L);
+        /* Noted, and the file runs on: every mistake is reported in one run. */
+        struct loader *ld = lua_touserdata(L, lua_upvalueindex(2));
+        mistakef(ld, key ? locate(ld->path, key, NULL, line) : line,
+                 "unknown setting '%s' (known: listen, apps, origins, require_origin, limits, "
+                 "sandbox, admin, log)", key ? key : luaL_tolstring(L, 2, NULL));
+        return 0;
     }
     lua_getfield(L, LUA_REGISTRYINDEX, "moonwire.config.lines");
     lua_pushinteger(L, line);
@@ -522,30 +564,31 @@ static int load(lua_State *L)
         return 0;
     }
 
-    int rc = 0;
-    if (lua_getfield(L, 1, "listen") != LUA_TNIL) rc = read_listen(ld, cfg);
+    /* Every setting is read, each reporting its first mistake (limits and sandbox: each
+     * field's), so one run lists them all. */
+    if (lua_getfield(L, 1, "listen") != LUA_TNIL) read_listen(ld, cfg);
     lua_settop(L, 2);
-    if (!rc && lua_getfield(L, 1, "apps") != LUA_TNIL) rc = read_apps(ld, cfg);
+    if (lua_getfield(L, 1, "apps") != LUA_TNIL) read_apps(ld, cfg);
     lua_settop(L, 2);
-    if (!rc && lua_getfield(L, 1, "origins") != LUA_TNIL) rc = read_origins(ld, cfg);
+    if (lua_getfield(L, 1, "origins") != LUA_TNIL) read_origins(ld, cfg);
     lua_settop(L, 2);
     int t = lua_getfield(L, 1, "require_origin");
-    if (!rc && t != LUA_TNIL) {
-        if (t != LUA_TBOOLEAN) rc = failf(ld, "require_origin", NULL,
-                                          "require_origin must be true or false");
+    if (t != LUA_TNIL) {
+        if (t != LUA_TBOOLEAN) failf(ld, "require_origin", NULL,
+                                     "require_origin must be true or false");
         else cfg->require_origin = lua_toboolean(L, -1);
     }
     lua_settop(L, 2);
-    if (!rc && lua_getfield(L, 1, "limits") != LUA_TNIL)
-        rc = read_fields(ld, "limits", limit_fields, &cfg->limits);
+    if (lua_getfield(L, 1, "limits") != LUA_TNIL)
+        read_fields(ld, "limits", limit_fields, &cfg->limits);
     lua_settop(L, 2);
-    if (!rc && lua_getfield(L, 1, "sandbox") != LUA_TNIL)
-        rc = read_fields(ld, "sandbox", sandbox_fields, &cfg->sandbox);
+    if (lua_getfield(L, 1, "sandbox") != LUA_TNIL)
+        read_fields(ld, "sandbox", sandbox_fields, &cfg->sandbox);
     lua_settop(L, 2);
-    if (!rc && lua_getfield(L, 1, "admin") != LUA_TNIL) rc = read_admin(ld, cfg);
+    if (lua_getfield(L, 1, "admin") != LUA_TNIL) read_admin(ld, cfg);
     lua_settop(L, 2);
-    if (!rc && lua_getfield(L, 1, "log") != LUA_TNIL) rc = read_log(ld, cfg);
-    lua_pushboolean(L, rc == 0);
+    if (lua_getfield(L, 1, "log") != LUA_TNIL) read_log(ld, cfg);
+    lua_pushboolean(L, ld->nmistakes == 0);
     return 1;
 }
 
@@ -556,14 +599,29 @@ int cfg_load_file(struct config *cfg, const char *path, char *err, size_t errlen
         snprintf(err, errlen, "%s: out of memory", path);
         return -1;
     }
-    struct loader ld = { L, path, err, errlen };
+    struct loader ld = { .L = L, .path = path, .err = err, .errlen = errlen };
     err[0] = '\0';
     lua_pushcfunction(L, load);
     lua_pushlightuserdata(L, &ld);
     lua_pushlightuserdata(L, cfg);
     int rc = lua_pcall(L, 2, 1, 0);
-    bool ok = rc == LUA_OK && lua_toboolean(L, -1);
+    bool ok = rc == LUA_OK && lua_toboolean(L, -1) && ld.nmistakes == 0;
     if (rc != LUA_OK && !err[0]) snprintf(err, errlen, "%s: %s", path, lua_tostring(L, -1));
+    if (ld.nmistakes && !err[0]) {
+        /* In the order of their lines (a handful: insertion sort), one a line. */
+        for (size_t i = 1; i < ld.nmistakes; i++)
+            for (size_t j = i; j > 0 && ld.mistakes[j - 1].line > ld.mistakes[j].line; j--) {
+                struct mistake tmp = ld.mistakes[j];
+                ld.mistakes[j] = ld.mistakes[j - 1];
+                ld.mistakes[j - 1] = tmp;
+            }
+        size_t n = 0;
+        for (size_t i = 0; i < ld.nmistakes && n < errlen; i++)
+            n += (size_t)snprintf(err + n, errlen - n, "%s%s", i ? "\n" : "",
+                                  ld.mistakes[i].text);
+        if (ld.more && n < errlen)
+            snprintf(err + n, errlen - n, "\n(and %zu more)", ld.more);
+    }
     lua_close(L);
     return ok ? 0 : -1;
 }

@@ -114,8 +114,9 @@ int cfg_parse_size(const char *s, uint64_t *out);
  * docs/configuration.md. */
 void cfg_defaults(struct config *cfg);
 
-/* Reads the Lua config file at path over the values in cfg. Returns 0, or -1 with a message
- * naming the file and line in err. */
+/* Reads the Lua config file at path over the values in cfg. Returns 0, or -1 with every
+ * mistake in err, one a line ("file:line: what"), in the order of their lines (at most 16,
+ * then a count). */
 int cfg_load_file(struct config *cfg, const char *path, char *err, size_t errlen);
 
 #endif

@@ -343,8 +343,13 @@ int main(int argc, char **argv)
     cfg_defaults(cfg);
     int status = 0;
     char err[1024];
-    if (config_file && cfg_load_file(cfg, config_file, err, sizeof err) < 0) {
-        fprintf(stderr, "moonwire: %s\n", err);
+    char mistakes[8192];
+    if (config_file && cfg_load_file(cfg, config_file, mistakes, sizeof mistakes) < 0) {
+        /* One line each, every mistake of the file in the order of its lines. */
+        char *save = NULL;
+        for (char *line = strtok_r(mistakes, "\n", &save); line;
+             line = strtok_r(NULL, "\n", &save))
+            fprintf(stderr, "moonwire: %s\n", line);
         status = 1;
         goto out;
     }

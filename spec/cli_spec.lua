@@ -204,6 +204,28 @@ describe("config file errors exit 1 with file:line", function()
         end)
     end
 
+    it("several mistakes: every one, a line each, in the order of their lines", function()
+        local path = conf("several.lua", "-- settings\nlisten = 5\nx = 1\n"
+            .. "limits = { max_message = \"big\", per_ip = -1 }\nsandbox = { cpu = 2 }\n")
+        local out, code = run("--check -c " .. q(path) .. " " .. ECHO)
+        assert.are.equal(1, code, out)
+        local lines = {}
+        for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+        local want = {
+            path .. ":2: listen must be a list of tables",
+            path .. ":3: unknown setting 'x'",
+            path .. ":4: limits.",
+            path .. ":4: limits.",
+            path .. ":5: sandbox.cpu is not a known setting",
+        }
+        assert.are.equal(#want, #lines, out)
+        for i, w in ipairs(want) do
+            assert.are.equal("moonwire: " .. w, lines[i]:sub(1, #w + 10), out)
+        end
+        assert.is_true(has(out, "max_message must be a number"), out)
+        assert.is_true(has(out, "per_ip must be a number, 0 or more"), out)
+    end)
+
     it("a missing config file", function()
         local out, code = run("--check -c " .. q(tmp .. "/missing.lua") .. " " .. ECHO)
         assert.are.equal(1, code, out)
