@@ -403,6 +403,18 @@ static bool reserved_header(const char *name, size_t len)
     return false;
 }
 
+/* Whether an app's header field can be sent as it is: the name a token (RFC 9110 5.6.2), the
+ * value free of control characters but tab, so no field can smuggle a line break in. */
+static bool header_field_ok(const char *k, size_t klen, const char *val, size_t vlen)
+{
+    bool ok = k && val && klen > 0;
+    for (size_t i = 0; ok && i < klen; i++)
+        ok = k[i] > 0x20 && k[i] < 0x7F && !strchr("\"(),/:;<=>?@[\\]{}", k[i]);
+    for (size_t i = 0; ok && i < vlen; i++)
+        ok = val[i] == '\t' || ((unsigned char)val[i] >= 0x20 && val[i] != 0x7F);
+    return ok;
+}
+
 /* Formats the table at index t ({ ["WWW-Authenticate"] = "Bearer", ... }) into v->headers as
  * "Name: value" lines. Names must be tokens, values free of control characters (no header
  * injection), and none of the handshake's own fields. Returns false after logging. */
@@ -414,11 +426,7 @@ static bool format_headers(struct lb_app *app, lua_State *L, int t, struct conn_
         size_t klen = 0, vlen = 0;
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
         const char *val = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &vlen) : NULL;
-        bool ok = k && val && klen > 0;
-        for (size_t i = 0; ok && i < klen; i++)
-            ok = k[i] > 0x20 && k[i] < 0x7F && !strchr("\"(),/:;<=>?@[\\]{}", k[i]);
-        for (size_t i = 0; ok && i < vlen; i++)
-            ok = val[i] == '\t' || ((unsigned char)val[i] >= 0x20 && val[i] != 0x7F);
+        bool ok = header_field_ok(k, klen, val, vlen);
         if (!ok || reserved_header(k, klen)) {
             log_error("app %s: upgrade handler returned a header the server cannot send (%s); "
                       "headers are { [\"Name\"] = \"value\" } without control characters, and "
@@ -550,11 +558,7 @@ static void format_http_headers(lua_State *L, int t, struct conn_response *resp)
         size_t klen = 0, vlen = 0;
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
         const char *val = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &vlen) : NULL;
-        bool ok = k && val && klen > 0;
-        for (size_t i = 0; ok && i < klen; i++)
-            ok = k[i] > 0x20 && k[i] < 0x7F && !strchr("\"(),/:;<=>?@[\\]{}", k[i]);
-        for (size_t i = 0; ok && i < vlen; i++)
-            ok = val[i] == '\t' || ((unsigned char)val[i] >= 0x20 && val[i] != 0x7F);
+        bool ok = header_field_ok(k, klen, val, vlen);
         if (!ok || reserved_http_header(k, klen))
             luaL_error(L, "http handler returned a header the server cannot send (%s); headers "
                           "are { [\"Name\"] = \"value\" } without control characters, and not "
