@@ -12,12 +12,7 @@ local line_of, count = helpers.line_of, helpers.count
 
 local MiB = 1 << 20
 
-local function rss_kib(pid)
-    local f = assert(io.open("/proc/" .. pid .. "/status"))
-    local s = f:read("a")
-    f:close()
-    return tonumber(s:match("VmRSS:%s*(%d+) kB"))
-end
+local rss_kib = require("helpers").rss_kib
 
 -- Runs fn(srv, dir) with a server of its own for app text and config; stops it afterwards
 -- (which fails the test on a sanitizer report). Under AddressSanitizer, freed memory waits in

@@ -129,12 +129,7 @@ local function range_of(name)
     return line_of(HOSTILE, "A." .. name .. " = function"), line_of(HOSTILE, "end -- /" .. name)
 end
 
-local function rss_kib(pid)
-    local f = assert(io.open("/proc/" .. pid .. "/status"))
-    local status = f:read("a")
-    f:close()
-    return assert(tonumber(status:match("VmRSS:%s*(%d+)")), "VmRSS in /proc/PID/status")
-end
+local rss_kib = require("helpers").rss_kib
 
 -- Runs fn(srv, dir) with a fresh server running HOSTILE (config: CONFIG unless given); stops
 -- it afterwards, whatever happened.

@@ -20,13 +20,7 @@ limits = {
 }
 ]]
 
-local function rss_kib(pid)
-    local f = io.open("/proc/" .. pid .. "/status")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return tonumber(s:match("VmRSS:%s*(%d+)"))
-end
+local rss_kib = require("helpers").rss_kib
 
 -- A connection from source that sends the first 900 KB of a message and stops there: the
 -- server must keep them (a 1 MiB buffer) until the message is finished or the client goes.
@@ -170,8 +164,7 @@ describe("send queues of clients that do not read", function()
 
     it("drops the slow readers past max_queued, frees their queues, and serves readers",
         function()
-            local function rss() local f = io.open("/proc/" .. srv.pid .. "/status")
-                local s = f:read("a") f:close() return tonumber(s:match("VmRSS:%s*(%d+)")) end
+            local function rss() return rss_kib(srv.pid) end
             local before = rss()
             local reader = assert(ws.connect(srv.port, { source = "127.0.0.71" }))
             local slow = {}

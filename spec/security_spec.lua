@@ -158,12 +158,7 @@ local function wait_refusals(srv, n429, n503)
     return a, b, lines
 end
 
-local function rss_kib(pid)
-    local f = assert(io.open("/proc/" .. pid .. "/status"))
-    local s = f:read("a")
-    f:close()
-    return tonumber(s:match("VmRSS:%s*(%d+) kB"))
-end
+local rss_kib = require("helpers").rss_kib
 
 local function open_fds(pid)
     local p = io.popen("ls /proc/" .. pid .. "/fd | wc -l")

@@ -43,6 +43,12 @@ function M.read_file(path)
     return s
 end
 
+-- The resident memory of process pid, in KiB (VmRSS of /proc/PID/status).
+function M.rss_kib(pid)
+    local status = M.read_file("/proc/" .. pid .. "/status") or ""
+    return assert(tonumber(status:match("VmRSS:%s*(%d+)")), "VmRSS in /proc/" .. pid .. "/status")
+end
+
 -- s quoted for sh.
 function M.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
