@@ -78,6 +78,8 @@ sandbox = {
                                   -- conn:subscribe answers nil, "topic memory full".
     timer_share  = 0.5,           -- fraction of each second the app's timer callbacks may
                                   -- run; past it its timers wait (late, never dropped).
+    wait_timeout = 30,            -- seconds one handler run may take, its waits (mw.http,
+                                  -- mw.sleep) included; then it fails as if it had raised.
 }
 
 -- The admin listener: Prometheus metrics at /metrics, /livez and /readyz probes, and a live

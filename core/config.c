@@ -73,7 +73,7 @@ void cfg_defaults(struct config *cfg)
     };
     cfg->sandbox = (struct cfg_sandbox){ .instructions = 10000000, .memory = 64 << 20,
                                           .time_limit = 1, .topic_memory = 64 << 20,
-                                          .timer_share = 0.5 };
+                                          .timer_share = 0.5, .wait_timeout = 30 };
     /* Parsing a chunk this size takes at most ~25 ms (docs/configuration.md). */
     cfg->sandbox.max_load = 16 << 10;
 }
@@ -127,6 +127,7 @@ static const struct field sandbox_fields[] = {
     SANDBOX(max_load, F_SIZE, 1),
     SANDBOX(topic_memory, F_SIZE, 64 << 10),
     { "timer_share", F_DOUBLE, offsetof(struct cfg_sandbox, timer_share), 0.01, true, 1 },
+    SANDBOX(wait_timeout, F_DOUBLE, 0.01),
     { NULL, 0, 0, 0, false, 0 },
 };
 

@@ -62,6 +62,7 @@ struct cfg_sandbox {
     size_t max_load;       /* bytes of one chunk given to load; 0: no limit */
     size_t topic_memory;   /* bytes of C memory for an app's topics */
     double timer_share;    /* fraction of each second an app's timer callbacks may run */
+    double wait_timeout;   /* seconds a handler run may take, its waits included */
 };
 
 /* An app mounted at a path: it serves requests for that path and everything below it. */

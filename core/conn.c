@@ -392,6 +392,12 @@ static void resume_reading(struct conn *c, uint8_t why)
     if (c->tr.ops->pending(&c->tr)) ev_feed_event(c->cl->loop, &c->io, EV_READ);
 }
 
+void conn_hold_input(struct conn *c, bool hold)
+{
+    if (hold) pause_reading(c, PAUSE_HANDLER);
+    else resume_reading(c, PAUSE_HANDLER);
+}
+
 /* Stops reading for wait seconds (or longer, if a pause already runs longer). */
 static void throttle_for(struct conn *c, double wait)
 {
@@ -627,7 +633,7 @@ void conn_linger(struct conn *c)
     release_message(c);
     /* Whatever paused it, reading must go on: the peer's FIN is what ends the linger. */
     c->throttle_until = 0;
-    resume_reading(c, PAUSE_BACKPRESSURE | PAUSE_THROTTLE);
+    resume_reading(c, PAUSE_BACKPRESSURE | PAUSE_THROTTLE | PAUSE_HANDLER);
     conn_arm_timer(c, conn_limits(c)->close_timeout);
     conn_shut_write_if_done(c);
 }
@@ -640,6 +646,9 @@ void conn_close(struct conn *c, unsigned code, const char *reason, size_t reason
     send_close_frame(c, code, reason, reason_len);
     if (c->state == CONN_DEAD) return;
     release_message(c);
+    /* Messages are no longer taken, so a handler holds nothing back: the peer's close frame
+     * must be read. */
+    resume_reading(c, PAUSE_HANDLER);
     conn_arm_timer(c, conn_limits(c)->close_timeout);
     conn_shut_write_if_done(c);
 }

@@ -57,6 +57,7 @@ enum conn_state {
 enum {
     PAUSE_BACKPRESSURE = 1, /* the send queue is past send_buffer */
     PAUSE_THROTTLE = 2,     /* over a rate with limits.throttle, or over bytes_per_second */
+    PAUSE_HANDLER = 4,      /* the handler holds input back (conn_hold_input) */
 };
 
 /* Results of conn_send_message and conn_send_shared. */
@@ -233,6 +234,7 @@ struct conn {
     const struct conn_handler *handler;
     void *handler_ctx;
     int handler_ref;
+    void *handler_data;     /* the handler's own record, or NULL (never read here) */
     char *path;             /* request path, without the query */
     char *protocol;         /* negotiated subprotocol, or NULL */
 
@@ -271,6 +273,10 @@ int conn_send_shared(struct conn *c, struct obuf *frame);
  * nothing unless the connection is open. */
 void conn_close(struct conn *c, unsigned code, const char *reason, size_t reason_len);
 
+/* Stops (hold) or restarts reading from c for its handler: one that is still busy with earlier
+ * messages and has queued enough of the later ones. */
+void conn_hold_input(struct conn *c, bool hold);
+
 /* Drops the connection at once, without a close handshake (server shutdown past its timeout). */
 void conn_abort(struct conn *c);
 
@@ -291,6 +297,8 @@ static inline const char *conn_protocol(const struct conn *c) { return c->protoc
 static inline void *conn_handler_ctx(const struct conn *c) { return c->handler_ctx; }
 static inline int conn_handler_ref(const struct conn *c) { return c->handler_ref; }
 static inline void conn_set_handler_ref(struct conn *c, int ref) { c->handler_ref = ref; }
+static inline void *conn_handler_data(const struct conn *c) { return c->handler_data; }
+static inline void conn_set_handler_data(struct conn *c, void *p) { c->handler_data = p; }
 static inline struct topic_set *conn_topics(struct conn *c) { return &c->topics; }
 /* During the handler's http: the request body (len 0 when there is none). It points into the
  * connection's buffer: copy what must outlive the call. */

@@ -14,6 +14,8 @@
 #include "sandbox.h"
 
 struct lb_timer;
+struct lb_task;
+struct lane;
 
 /* Series (label combinations) of mw.metrics per app. */
 #define LB_MAX_SERIES 1000
@@ -56,6 +58,14 @@ struct lb_app {
      * and run_messages keeps alive on the stack (so no other string can have this address);
      * NULL between messages. Sending it on skips the check (lb_valid_text). */
     const char *valid_text;
+    /* Runs that can wait (lua_task.c): the coroutine the next one borrows, the runs waiting
+     * now, and the one whose slice runs. */
+    struct lb_task *spare;
+    struct lb_task *waiting;
+    size_t nwaiting;
+    struct lb_task *running;
+    double wait_timeout;     /* seconds a run may take in all (sandbox.wait_timeout); 0: none */
+    struct lane *lanes;      /* connections whose handler waits (lua_bridge.c) */
 };
 
 /* The app that owns L (any thread of it). */
@@ -89,9 +99,59 @@ const char *lb_check_topic(lua_State *L, int arg, size_t *len, const char *fname
  * message being handled. */
 bool lb_valid_text(struct lb_app *app, const char *data, size_t len);
 
+/* ---- runs that can wait (lua_task.c) -------------------------------------------------------- */
+
+/* How a run that waited ended (SB_OK, or how it failed: its line is logged already). */
+typedef void (*lb_finished)(struct lb_task *t, enum sb_status st);
+
+struct lb_task {
+    struct lb_app *app;
+    lua_State *co;            /* the coroutine it runs on */
+    int co_ref;               /* registry: keeps co */
+    void *ctx;                /* the caller's context: its own until the run waits, then a copy */
+    size_t ctx_size;
+    bool ctx_owned;
+    struct lb_what w;         /* what it is, for a failure's line (w.c NULL once it waits) */
+    uint64_t conn_id;         /* the connection it runs for, 0: none */
+    char ip[46];              /* its address, kept when the run starts waiting */
+    lb_finished finished;
+    ev_timer wait;            /* sandbox.wait_timeout */
+    double began;             /* when it started waiting (loop time) */
+    double busy;              /* seconds its slices ran */
+    bool failed;              /* its coroutine died by an error: not to be reused */
+    void (*cancel)(void *);   /* what stops what it waits for; set by what it waits on */
+    void *cancel_ud;
+    struct lb_task *prev, *next; /* the app's waiting runs */
+};
+
+/* Runs fn (a trampoline, given t as its light userdata: lb_task_ctx(t) is ctx) on a coroutine,
+ * so that the handler it calls (with lua_callk and a continuation reading lb_task_ctx) can
+ * wait. Returns SB_OK with *waiting NULL when it finished, SB_OK with *waiting the run when it
+ * waits (ctx has been copied: the caller's may go; `finished` runs when it ends), or how it
+ * failed, logged as lb_call does. */
+enum sb_status lb_call_async(struct lb_app *app, lua_CFunction fn, void *ctx, size_t ctx_size,
+                             const struct lb_what *w, lb_finished finished,
+                             struct lb_task **waiting);
+void *lb_task_ctx(const struct lb_task *t);
+/* The run whose slice is running on thread L, or NULL (L is not a run's coroutine: the main
+ * chunk, an upgrade handler, a coroutine the app made). */
+struct lb_task *lb_task_running(struct lb_app *app, lua_State *L);
+/* Before yielding to wait: what cancels the wait (on wait_timeout, shutdown). */
+void lb_task_waits_for(struct lb_task *t, void (*cancel)(void *), void *ud);
+/* Continues t with nvalues values pushed on its coroutine (what it waited for). */
+void lb_task_resume(struct lb_task *t, int nvalues);
+/* Logs a failure of t as lb_call logs one. */
+void lb_task_log_failure(struct lb_app *app, const struct lb_task *t, enum sb_status st,
+                         const char *why);
+/* Abandons every waiting run (app shutdown): their waits are cancelled, nothing more runs. */
+void lb_tasks_free(struct lb_app *app);
+/* lua_bridge.c: drops what waits in the connections' lanes (app shutdown). */
+void lb_lanes_free(struct lb_app *app);
+
 /* lua_conn.c: the conn object. */
 void lb_conn_register(lua_State *L);
-void lb_push_conn(struct lb_app *app, struct conn *c);
+/* Pushes c's conn object onto L (a thread of c's app), making it on first use. */
+void lb_push_conn(lua_State *L, struct conn *c);
 /* Seeds c's conn.data with the table on top of the stack (popped). */
 void lb_conn_set_data(struct lb_app *app, struct conn *c);
 /* Releases c's conn object before c is freed; it then answers nil, "closed". */
@@ -105,6 +165,9 @@ void lb_push_metrics(lua_State *L);
 /* lua_crypto.c: sets mw.crypto, mw.base64, mw.hex and mw.jwt in the mw table at api (which
  * already holds mw.json). */
 void lb_push_crypto(lua_State *L, int api);
+
+/* lua_wait.c: sets mw.sleep and mw.http in the mw table at api. */
+void lb_push_waits(lua_State *L, int api);
 
 /* lua_mw.c: the mw module. */
 void lb_push_api(struct lb_app *app);

@@ -110,7 +110,37 @@ struct call {
     const struct hs_upgrade *up;
     struct conn_verdict *verdict;
     struct conn_response *response; /* http */
+    size_t next;         /* messages: the next to hand over */
+    struct lane *lane;   /* the connection's queue, for a run from it (or that waits) */
+    int conn_ref;        /* close from a lane: the conn object (the connection is gone) */
 };
+
+/* A connection whose handler waits (lua_task.c): what came for it meanwhile, in order, run
+ * one at a time once the waiting run ends. */
+struct lane_item {
+    struct lane_item *next;
+    enum call_kind kind; /* CALL_MESSAGE, CALL_DRAIN or CALL_CLOSE */
+    bool binary;
+    uint16_t code;       /* close */
+    int conn_ref;        /* close: the conn object, which the connection handed over */
+    size_t len;
+    uint8_t data[];      /* the message, or the close reason */
+};
+
+struct lane {
+    struct lb_app *app;
+    struct conn *c;      /* NULL once the connection is freed */
+    struct lb_task *task; /* the run that waits; NULL while the next is being started */
+    struct lane_item *head, *tail;
+    size_t bytes;        /* queued message bytes */
+    size_t count;
+    bool holding;        /* reading from c is held back */
+    struct lane *prev, *next; /* the app's lanes */
+};
+
+/* Past either, reading from the connection pauses until its queue is worked off. */
+#define LANE_HOLD_BYTES (256 * 1024)
+#define LANE_HOLD_COUNT 64
 
 static void push_request(lua_State *L, struct conn *c, const struct http_request *req,
                          const struct hs_upgrade *up);
@@ -121,9 +151,8 @@ static void run_http(lua_State *L, struct call *k);
 /* Pushes the app's handler for kind, or returns false (pushing nothing) when it has none. It is
  * looked up on every call (an app may replace one at run time), by a key interned once: a
  * lookup by C string would hash and compare the name every time. */
-static bool push_handler(struct lb_app *app, enum call_kind kind)
+static bool push_handler(lua_State *L, struct lb_app *app, enum call_kind kind)
 {
-    lua_State *L = app->sb.L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, app->handlers_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, app->names_ref);
     lua_rawgeti(L, -1, kind + 1);
@@ -140,42 +169,90 @@ bool lb_valid_text(struct lb_app *app, const char *data, size_t len)
     return data == app->valid_text || utf8_valid(data, len);
 }
 
-/* The messages of one read, in one protected call: its setup is paid once, while each message
- * gets the whole budget (sb_restart). The handler is still looked up for each message (the
- * previous one may have replaced it), from the handlers table and key kept on the stack:
- * 1 handlers, 2 key, 3 conn, and 4 the message, for app->valid_text. */
-static int run_messages(lua_State *L, struct call *k)
+/* The messages of one read, in one run: its setup is paid once, while each message gets the
+ * whole budget (sb_restart). The handler is still looked up for each message (the previous one
+ * may have replaced it), from the handlers table and key kept on the stack: 1 handlers, 2 key,
+ * 3 conn, and 4 the message, for app->valid_text. A message whose handler waits ends the
+ * run's loop: the rest of the read has gone to the connection's lane (next == nmsgs). */
+static int next_messages(lua_State *L, struct lb_task *t);
+
+static int after_message(lua_State *L, int status, lua_KContext ctx)
 {
+    (void)status;
+    lua_settop(L, 3);
+    return next_messages(L, (struct lb_task *)ctx);
+}
+
+static int next_messages(lua_State *L, struct lb_task *t)
+{
+    struct call *k = lb_task_ctx(t);
     struct lb_app *app = k->app;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, app->handlers_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, app->names_ref);
-    lua_rawgeti(L, 2, CALL_MESSAGE + 1);
-    lua_replace(L, 2);
-    lb_push_conn(app, k->c);
-    for (size_t i = 0; i < k->nmsgs && conn_is_open(k->c); i++) {
-        const struct conn_message *m = &k->msgs[i];
+    while (k->next < k->nmsgs && conn_is_open(k->c)) {
+        const struct conn_message *m = &k->msgs[k->next];
         const char *text = lua_pushlstring(L, (const char *)m->data, m->len);
         lua_pushvalue(L, 2);
         if (lua_gettable(L, 1) != LUA_TFUNCTION) break;
         lua_pushvalue(L, 3);
         lua_pushvalue(L, 4);
         lua_pushboolean(L, m->binary);
-        if (i) sb_restart(&app->sb);
+        if (k->next++) sb_restart(&app->sb);
         app->stats.messages_in++;
         app->valid_text = m->binary ? NULL : text;
-        lua_call(L, 3, 0);
+        lua_callk(L, 3, 0, (lua_KContext)t, after_message);
         app->valid_text = NULL;
         lua_settop(L, 3);
+        k = lb_task_ctx(t);
     }
     return 0;
 }
 
+static int run_messages(lua_State *L, struct lb_task *t)
+{
+    struct call *k = lb_task_ctx(t);
+    struct lb_app *app = k->app;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, app->handlers_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, app->names_ref);
+    lua_rawgeti(L, 2, CALL_MESSAGE + 1);
+    lua_replace(L, 2);
+    lb_push_conn(L, k->c);
+    return next_messages(L, t);
+}
+
+static int after_call(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)L;
+    (void)status;
+    (void)ctx;
+    return 0;
+}
+
+/* Trampoline of the handlers that may wait (open, message, close, drain): on the run's
+ * coroutine, with the run as argument. */
+static int run_waitable(lua_State *L)
+{
+    struct lb_task *t = lua_touserdata(L, 1);
+    struct call *k = lb_task_ctx(t);
+    lua_settop(L, 0);
+    if (k->kind == CALL_MESSAGE) return run_messages(L, t);
+    if (!push_handler(L, k->app, k->kind)) return 0;
+    if (k->conn_ref != LUA_NOREF) lua_rawgeti(L, LUA_REGISTRYINDEX, k->conn_ref);
+    else lb_push_conn(L, k->c);
+    if (k->kind == CALL_CLOSE) {
+        lua_pushinteger(L, k->code);
+        lua_pushlstring(L, (const char *)k->data, k->len);
+        lua_callk(L, 3, 0, 0, after_call);
+    } else {
+        lua_callk(L, 1, 0, 0, after_call);
+    }
+    return 0;
+}
+
+/* Trampoline of the handlers that answer at once (upgrade, http, reload), as a plain call. */
 static int run_handler(lua_State *L)
 {
     struct call *k = lua_touserdata(L, 1);
     lua_settop(L, 0);
-    if (k->kind == CALL_MESSAGE) return run_messages(L, k);
-    if (!push_handler(k->app, k->kind)) return 0;
+    if (!push_handler(L, k->app, k->kind)) return 0;
     switch (k->kind) {
     case CALL_UPGRADE:
         push_request(L, k->c, k->req, k->up);
@@ -187,18 +264,8 @@ static int run_handler(lua_State *L)
         lua_call(L, 1, 0);
         return 0;
     case CALL_HTTP: run_http(L, k); return 0;
-    default: break;
+    default: return 0;
     }
-    lb_push_conn(k->app, k->c);
-    switch (k->kind) {
-    case CALL_CLOSE:
-        lua_pushinteger(L, k->code);
-        lua_pushlstring(L, (const char *)k->data, k->len);
-        lua_call(L, 3, 0);
-        break;
-    default: lua_call(L, 1, 0); break;
-    }
-    return 0;
 }
 
 static const enum lb_kind kind_of[] = { [CALL_OPEN] = LB_KIND_OPEN,
@@ -210,14 +277,19 @@ static const enum lb_kind kind_of[] = { [CALL_OPEN] = LB_KIND_OPEN,
                                         /* Timed with the upgrades: both answer requests. */
                                         [CALL_HTTP] = LB_KIND_HTTP };
 
-static int dispatch(struct call *k)
+static struct lb_what what_of(const struct call *k)
 {
     /* A failed open or message handler closes its connection with 1011 (conn.c); a failed
      * upgrade or http handler answers 500. */
     unsigned closes_with = k->kind == CALL_OPEN || k->kind == CALL_MESSAGE ? 1011
                            : k->kind == CALL_UPGRADE || k->kind == CALL_HTTP ? 500
                                                                           : 0;
-    struct lb_what w = { k->what, kind_of[k->kind], k->nmsgs, k->c, closes_with };
+    return (struct lb_what){ k->what, kind_of[k->kind], k->nmsgs, k->c, closes_with };
+}
+
+static int dispatch(struct call *k)
+{
+    struct lb_what w = what_of(k);
     return lb_run(k->app, run_handler, k, &w);
 }
 
@@ -236,37 +308,228 @@ static int failed(struct lb_app *app, struct conn *c)
     return -1;
 }
 
+/* ---- runs that wait, and the lane of their connection -------------------------------------- */
+
+static void lane_next(struct lane *lane);
+
+static struct lane *lane_of(struct lb_app *app, struct conn *c)
+{
+    struct lane *lane = conn_handler_data(c);
+    if (lane) return lane;
+    if (!(lane = calloc(1, sizeof *lane))) return NULL;
+    lane->app = app;
+    lane->c = c;
+    lane->next = app->lanes;
+    if (app->lanes) app->lanes->prev = lane;
+    app->lanes = lane;
+    conn_set_handler_data(c, lane);
+    return lane;
+}
+
+static void lane_free(struct lane *lane)
+{
+    struct lb_app *app = lane->app;
+    while (lane->head) {
+        struct lane_item *it = lane->head;
+        lane->head = it->next;
+        if (it->conn_ref != LUA_NOREF) luaL_unref(app->sb.L, LUA_REGISTRYINDEX, it->conn_ref);
+        free(it);
+    }
+    if (lane->prev) lane->prev->next = lane->next;
+    else app->lanes = lane->next;
+    if (lane->next) lane->next->prev = lane->prev;
+    if (lane->c) {
+        if (lane->holding) conn_hold_input(lane->c, false);
+        conn_set_handler_data(lane->c, NULL);
+    }
+    free(lane);
+}
+
+/* Queues an event for c behind the run that waits. Returns false when out of memory (the
+ * event is then lost: the caller closes the connection). */
+static bool lane_push(struct lane *lane, enum call_kind kind, const void *data, size_t len,
+                      bool binary, unsigned code)
+{
+    struct lane_item *it = malloc(sizeof *it + len);
+    if (!it) return false;
+    it->next = NULL;
+    it->kind = kind;
+    it->binary = binary;
+    it->code = (uint16_t)code;
+    it->conn_ref = LUA_NOREF;
+    it->len = len;
+    if (len) memcpy(it->data, data, len);
+    if (lane->tail) lane->tail->next = it;
+    else lane->head = it;
+    lane->tail = it;
+    if (kind == CALL_MESSAGE) {
+        lane->bytes += len;
+        lane->count++;
+    }
+    if (!lane->holding && lane->c && (lane->bytes > LANE_HOLD_BYTES ||
+                                      lane->count > LANE_HOLD_COUNT)) {
+        lane->holding = true;
+        conn_hold_input(lane->c, true);
+    }
+    return true;
+}
+
+static void lane_finished(struct lb_task *t, enum sb_status st);
+
+/* Starts k as a run that may wait. A run that waits takes c's lane (made now if need be), so
+ * that what comes for c next waits its turn. Returns 0, or -1 when it failed. */
+static int start(struct call *k)
+{
+    struct lb_what w = what_of(k);
+    struct lb_task *t;
+    enum sb_status st = lb_call_async(k->app, run_waitable, k, sizeof *k, &w, lane_finished, &t);
+    if (!t) return st == SB_OK ? 0 : -1;
+    struct call *kept = lb_task_ctx(t);
+    /* The rest of a read's messages point into the read buffer: they go to the lane. */
+    struct lane *lane = k->lane;
+    if (!lane && k->c && !(lane = lane_of(k->app, k->c))) {
+        conn_close(k->c, 1011, "out of memory", 13);
+        return 0;
+    }
+    kept->lane = lane;
+    if (!lane) return 0; /* a close with its connection gone: nothing follows it */
+    lane->task = t;
+    for (size_t i = kept->next; i < kept->nmsgs; i++) {
+        const struct conn_message *m = &kept->msgs[i];
+        if (!lane_push(lane, CALL_MESSAGE, m->data, m->len, m->binary, 0)) {
+            conn_close(lane->c, 1011, "out of memory", 13);
+            break;
+        }
+    }
+    kept->nmsgs = kept->next; /* the run's loop ends when it resumes */
+    kept->msgs = NULL;
+    kept->c = NULL;           /* it may be gone by then */
+    return 0;
+}
+
+/* A run of c that waited has ended: on failure c closes with 1011 as at once, then c's next
+ * queued event runs. */
+static void lane_finished(struct lb_task *t, enum sb_status st)
+{
+    struct call *k = lb_task_ctx(t);
+    struct lane *lane = k->lane;
+    if (!lane) return;
+    lane->task = NULL;
+    if (st != SB_OK && lane->c && (k->kind == CALL_OPEN || k->kind == CALL_MESSAGE) &&
+        conn_is_open(lane->c)) {
+        failed(lane->app, lane->c);
+        conn_close(lane->c, 1011, "internal error", 14);
+    }
+    lane_next(lane);
+}
+
+/* Runs c's queued events in order until one waits or none is left; an empty lane goes. */
+static void lane_next(struct lane *lane)
+{
+    struct lb_app *app = lane->app;
+    while (!lane->task && lane->head) {
+        struct lane_item *it = lane->head;
+        if (!(lane->head = it->next)) lane->tail = NULL;
+        if (it->kind == CALL_MESSAGE) {
+            lane->bytes -= it->len;
+            lane->count--;
+        }
+        if (lane->holding && lane->c && lane->bytes <= LANE_HOLD_BYTES / 2 &&
+            lane->count <= LANE_HOLD_COUNT / 2) {
+            lane->holding = false;
+            conn_hold_input(lane->c, false);
+        }
+        struct conn *c = lane->c;
+        struct conn_message m = { it->data, it->len, it->binary };
+        struct call k = { .kind = it->kind, .app = app, .c = c, .lane = lane,
+                          .conn_ref = LUA_NOREF };
+        if (it->kind == CALL_CLOSE) {
+            k.what = "close handler";
+            k.code = it->code;
+            k.data = it->data;
+            k.len = it->len;
+            k.conn_ref = it->conn_ref;
+            k.c = NULL;
+            start(&k);
+            /* It has the conn object on its stack if it waits. */
+            luaL_unref(app->sb.L, LUA_REGISTRYINDEX, it->conn_ref);
+            app->stats.connections--;
+        } else if (c && conn_is_open(c)) {
+            k.what = it->kind == CALL_MESSAGE ? "message handler" : "drain handler";
+            k.msgs = &m;
+            k.nmsgs = it->kind == CALL_MESSAGE ? 1 : 0;
+            if (start(&k) < 0 && it->kind == CALL_MESSAGE && conn_is_open(c)) {
+                failed(app, c);
+                conn_close(c, 1011, "internal error", 14);
+            }
+        }
+        free(it);
+    }
+    if (!lane->task && !lane->head) lane_free(lane);
+}
+
+void lb_lanes_free(struct lb_app *app)
+{
+    while (app->lanes) lane_free(app->lanes);
+}
+
+/* ---- the connection callbacks (lb_conn_handler) -------------------------------------------- */
+
 static int on_open(void *ctx, struct conn *c)
 {
     ((struct lb_app *)ctx)->stats.connections++;
-    struct call k = { .kind = CALL_OPEN, .what = "open handler", .app = ctx, .c = c };
-    return dispatch(&k) < 0 ? failed(ctx, c) : 0;
+    struct call k = { .kind = CALL_OPEN, .what = "open handler", .app = ctx, .c = c,
+                      .conn_ref = LUA_NOREF };
+    return start(&k) < 0 ? failed(ctx, c) : 0;
 }
 
 static int on_messages(void *ctx, struct conn *c, const struct conn_message *msgs, size_t n)
 {
+    struct lane *lane = conn_handler_data(c);
+    if (lane) {
+        /* A run of c waits: these wait behind it. */
+        for (size_t i = 0; i < n; i++)
+            if (!lane_push(lane, CALL_MESSAGE, msgs[i].data, msgs[i].len, msgs[i].binary, 0))
+                return failed(ctx, c);
+        return 0;
+    }
     struct call k = { .kind = CALL_MESSAGE, .what = "message handler", .app = ctx, .c = c,
-                      .msgs = msgs, .nmsgs = n };
-    return dispatch(&k) < 0 ? failed(ctx, c) : 0;
+                      .msgs = msgs, .nmsgs = n, .conn_ref = LUA_NOREF };
+    return start(&k) < 0 ? failed(ctx, c) : 0;
 }
 
 /* app.close is the last the app hears of c: its conn object (and conn.data with it) is let go
  * now rather than when c is freed, up to close_timeout later; an app that kept the object
- * keeps it, and it answers nil, "closed". */
+ * keeps it, and it answers nil, "closed". While a run of c waits, the close waits behind it,
+ * holding the conn object (and conn.data) for it. */
 static void on_close(void *ctx, struct conn *c, unsigned code, const char *reason,
                      size_t reason_len)
 {
+    struct lb_app *app = ctx;
+    struct lane *lane = conn_handler_data(c);
+    if (lane && lane_push(lane, CALL_CLOSE, reason, reason_len, false, code)) {
+        lane->tail->conn_ref = conn_handler_ref(c);
+        conn_set_handler_ref(c, CONN_NO_REF);
+        return;
+    }
     struct call k = { .kind = CALL_CLOSE, .what = "close handler", .app = ctx, .c = c,
-                      .data = (const uint8_t *)reason, .len = reason_len, .code = code };
-    dispatch(&k);
-    ((struct lb_app *)ctx)->stats.connections--;
-    lb_forget(ctx, c);
+                      .data = (const uint8_t *)reason, .len = reason_len, .code = code,
+                      .conn_ref = LUA_NOREF };
+    start(&k);
+    app->stats.connections--;
+    lb_forget(app, c);
 }
 
 static void on_drain(void *ctx, struct conn *c)
 {
-    struct call k = { .kind = CALL_DRAIN, .what = "drain handler", .app = ctx, .c = c };
-    dispatch(&k);
+    struct lane *lane = conn_handler_data(c);
+    if (lane) {
+        lane_push(lane, CALL_DRAIN, NULL, 0, false, 0);
+        return;
+    }
+    struct call k = { .kind = CALL_DRAIN, .what = "drain handler", .app = ctx, .c = c,
+                      .conn_ref = LUA_NOREF };
+    start(&k);
 }
 
 /* Subscriptions end with the WebSocket, at once: mw.subscribers must not count it. */
@@ -281,6 +544,11 @@ static void on_gone(void *ctx, struct conn *c)
     struct lb_app *app = ctx;
     ps_leave_all(&app->ps, c);
     lb_forget(app, c);
+    struct lane *lane = conn_handler_data(c);
+    if (lane) {
+        lane->c = NULL;
+        conn_set_handler_data(c, NULL);
+    }
 }
 
 static void on_upgrade(void *ctx, struct conn *c, const struct http_request *req,
@@ -855,6 +1123,7 @@ struct lb_app *lb_app_load(const struct lb_env *env, const char *path, const cha
     app->sb.budget = limits->instructions;
     app->sb.time_limit = limits->time_limit;
     app->sb.max_load = limits->max_load;
+    app->wait_timeout = limits->wait_timeout;
     if (sb_open(&app->sb) < 0) {
         snprintf(err, errlen, "cannot create a Lua state (out of memory)");
         goto fail;
@@ -877,6 +1146,8 @@ void lb_app_free(struct lb_app *app)
     if (!app) return;
     /* Closing the state runs the timers' __gc, which stops their watchers. */
     lb_timers_stop(app);
+    lb_tasks_free(app);
+    lb_lanes_free(app);
     sb_close(&app->sb);
     ps_free(&app->ps);
     am_free(&app->metrics);

@@ -42,6 +42,7 @@ struct lb_limits {
     size_t topic_memory;   /* bytes of C memory for the app's topics; 0: no cap */
     double timer_share;    /* fraction of each second its timer callbacks may run; 0: no cap */
     size_t max_load;       /* bytes of one chunk given to load; 0: no limit */
+    double wait_timeout;   /* seconds a handler run may take, waits included; 0: none */
 };
 
 /* Loads the app at path (a Lua file, or a folder holding app.lua) and runs its main chunk.

@@ -229,9 +229,8 @@ void lb_conn_register(lua_State *L)
 }
 
 /* Pushes c's conn object, making it on first use. */
-void lb_push_conn(struct lb_app *app, struct conn *c)
+void lb_push_conn(lua_State *L, struct conn *c)
 {
-    lua_State *L = app->sb.L;
     int ref = conn_handler_ref(c);
     if (ref != CONN_NO_REF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
@@ -267,7 +266,7 @@ void lb_conn_clear_data(struct lb_app *app, struct conn *c)
 void lb_conn_set_data(struct lb_app *app, struct conn *c)
 {
     lua_State *L = app->sb.L;
-    lb_push_conn(app, c);
+    lb_push_conn(L, c);
     lua_insert(L, -2);
     lua_setiuservalue(L, -2, 1);
     lua_pop(L, 1);

@@ -95,6 +95,8 @@ struct lb_timer {
     uint32_t generation;          /* the version of the code that made it */
     bool pending;
     bool queued;                  /* in the app's queue (its watcher is stopped meanwhile) */
+    bool waiting;                 /* its callback waits (mw.http, mw.sleep): it does not fire
+                                   * again until that run ends */
     unsigned stops;               /* runs in a row that a limit stopped */
     double streak_began;          /* when the first of those runs began (monotonic s) */
     char where[128];              /* where mw.every or mw.after was called: "app.lua:12" */
@@ -134,14 +136,25 @@ static void timer_stop(lua_State *L, struct lb_timer *t)
     luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
 }
 
-/* Trampoline for a timer that fired: calls fn(timer). */
+static int after_timer(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)L;
+    (void)status;
+    (void)ctx;
+    return 0;
+}
+
+/* Trampoline for a timer that fired, on a run that may wait: calls fn(timer). The timer stays
+ * on the run's stack, so a run that waits keeps it. */
 static int run_timer(lua_State *L)
 {
-    struct lb_timer *t = lua_touserdata(L, 1);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
+    struct lb_timer *t = *(struct lb_timer **)lb_task_ctx(lua_touserdata(L, 1));
+    lua_settop(L, 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
+    lua_pushvalue(L, 1);
     if (t->watcher.repeat <= 0) timer_stop(L, t); /* one-shot: done (the stack keeps both) */
-    lua_call(L, 1, 0);
+    lua_callk(L, 1, 0, 0, after_timer);
     return 0;
 }
 
@@ -187,20 +200,44 @@ static void enqueue(struct lb_timer *t)
     wake(t->app);
 }
 
-/* Runs t's callback (which began at `began`) and charges its time to the app. */
+static void after_run(struct lb_timer *t, enum sb_status st, double began);
+
+/* A run of t's callback that waited has ended. */
+static void run_finished(struct lb_task *task, enum sb_status st)
+{
+    struct lb_timer *t = *(struct lb_timer **)lb_task_ctx(task);
+    t->waiting = false;
+    after_run(t, st, monotonic_s());
+}
+
+/* Runs t's callback (which began at `began`) and charges its time to the app. A repeating
+ * timer whose previous run still waits skips this turn. */
 static void fire(struct lb_timer *t, double began)
 {
     struct lb_app *app = t->app;
     struct lb_timer_queue *q = &app->due;
     lua_State *L = app->sb.L;
-    bool repeating = t->watcher.repeat > 0;
+    if (t->waiting) return;
     /* Holds the timer across the call: its callback may cancel it, which lets go of it. */
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
     struct lb_what w = { "timer callback", LB_KIND_TIMER, 1, NULL, 0 };
-    enum sb_status st = lb_call(app, run_timer, t, &w);
+    struct lb_task *waits;
+    enum sb_status st = lb_call_async(app, run_timer, &t, sizeof t, &w, run_finished, &waits);
     double spent = monotonic_s() - began;
     q->turn_spent += spent;
     if (q->share > 0) q->balance -= spent;
+    if (waits) t->waiting = true;
+    else after_run(t, st, began);
+    lua_pop(L, 1);
+}
+
+/* After a run of t's callback: a repeating timer that limits keep stopping is cancelled, and
+ * one that waited in the queue restarts. */
+static void after_run(struct lb_timer *t, enum sb_status st, double began)
+{
+    struct lb_app *app = t->app;
+    lua_State *L = app->sb.L;
+    bool repeating = t->watcher.repeat > 0;
     if (repeating && t->pending) {
         if (st == SB_OK || st == SB_ERROR) {
             t->stops = 0;
@@ -216,7 +253,6 @@ static void fire(struct lb_timer *t, double began)
             ev_timer_again(app->env->loop, &t->watcher); /* it waited in the queue */
         }
     }
-    lua_pop(L, 1);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -470,7 +506,7 @@ static int mw_connections(lua_State *L)
     const struct conn_loop *cl = app->env->conns;
     for (struct conn *c = conn_first(cl); c; c = conn_next(cl, c)) {
         if (conn_handler_ctx(c) != app || !conn_is_established(c)) continue;
-        lb_push_conn(app, c);
+        lb_push_conn(L, c);
         lua_rawseti(L, -2, ++n);
     }
     return 1;
@@ -497,6 +533,7 @@ void lb_push_api(struct lb_app *app)
     push_json(L);
     lua_setfield(L, -2, "json");
     lb_push_crypto(L, -1);
+    lb_push_waits(L, -1);
     lua_newtable(L);
     lua_setfield(L, -2, "state");
     /* Apps never see this table: each environment gets a read-only view of it (sandbox.c). */

@@ -62,8 +62,9 @@ static void note_refusal(struct sandbox *sb, size_t nsize)
     sb->mem_where[0] = '\0';
     if (!sb->calling) return;
     lua_Debug ar;
-    for (int level = 0; lua_getstack(sb->L, level, &ar); level++) {
-        if (lua_getinfo(sb->L, "Sl", &ar) && ar.currentline > 0) {
+    lua_State *T = sb->base;
+    for (int level = 0; lua_getstack(T, level, &ar); level++) {
+        if (lua_getinfo(T, "Sl", &ar) && ar.currentline > 0) {
             snprintf(sb->mem_where, sizeof sb->mem_where, "%s:%d: ", ar.short_src,
                      ar.currentline);
             return;
@@ -109,7 +110,7 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     sb->mem_used = sb->mem_used - old + nsize;
     /* Past the limit in a callback: let the hook judge at the next instruction. */
     if (sb->mem_limit && sb->mem_used > sb->mem_limit && sb->calling && !sb->hooked)
-        set_hook(sb, sb->L, 1);
+        set_hook(sb, sb->base, 1);
     return p;
 }
 
@@ -133,14 +134,14 @@ struct sandbox *sb_of(lua_State *L) { return *(struct sandbox **)lua_getextraspa
 static void sb_hook(lua_State *L, lua_Debug *ar);
 
 /* Sets (count > 0) or clears the count hook of thread L, which is sb->L or one of its
- * coroutines. The watchdog's signal handler stays off while this runs. */
+ * coroutines (sb->hooked follows the hook of sb->base, the callback's thread). The watchdog's signal handler stays off while this runs. */
 static void set_hook(struct sandbox *sb, lua_State *L, int count)
 {
     sb->setting_hook = 1;
     atomic_signal_fence(memory_order_seq_cst);
     if (count) lua_sethook(L, sb_hook, LUA_MASKCOUNT, count);
     else lua_sethook(L, NULL, 0, 0);
-    if (L == sb->L) sb->hooked = count > 0;
+    if (L == sb->base) sb->hooked = count > 0;
     atomic_signal_fence(memory_order_seq_cst);
     sb->setting_hook = 0;
 }
@@ -169,12 +170,12 @@ static void on_overrun(void *ctx)
     if (deadline && monotonic_ns() > deadline) {
         lua_State *running = sb->current;
         lua_sethook(running, sb_hook, LUA_MASKCOUNT, 1);
-        if (running == sb->L) sb->hooked = 1;
+        if (running == sb->base) sb->hooked = 1;
         return;
     }
     if (sb->hooked) return;
     sb->hooked = 1;
-    lua_sethook(sb->L, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
+    lua_sethook(sb->base, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
 }
 
 /* Pushes "file:line: " for the innermost function at stack level `level` or above that has a
@@ -199,7 +200,8 @@ static void push_where(lua_State *L, int level)
 static void stop_running(lua_State *L, struct sandbox *sb, int level)
 {
     set_hook(sb, L, 1);
-    if (L != sb->L) set_hook(sb, sb->L, 1); /* the main thread too, when L is a coroutine */
+    if (L != sb->base) set_hook(sb, sb->base, 1); /* the callback's thread too, when L is a
+                                                   * coroutine it resumed */
     push_where(L, level);
     if (sb->stop == SB_BUDGET)
         lua_pushfstring(L, "instruction budget exceeded (%I instructions)",
@@ -269,10 +271,13 @@ static void thread_runs(lua_State *L, lua_State *to)
     if (sb->stop) set_hook(sb, to, 1);
 }
 
+static bool stopping(lua_State *L) { return sb_of(L)->stop != SB_OK; }
+
 static const struct sblib_host library_host = {
     .charge = charge_library,
     .thread_made = thread_made,
     .thread_runs = thread_runs,
+    .stopping = stopping,
 };
 
 /* ---- library functions with sandbox rules -------------------------------------------------- */
@@ -695,7 +700,7 @@ int sb_open(struct sandbox *sb)
     if (!L) return -1;
     *(struct sandbox **)lua_getextraspace(L) = sb;
     sb->L = L;
-    sb->current = L;
+    sb->current = sb->base = L;
     lua_atpanic(L, sb_panic);
     lua_gc(L, LUA_GCGEN, 0, 0);
     lpat_set_charge(L, charge_library);
@@ -819,20 +824,40 @@ void sb_restart(struct sandbox *sb)
     start_budget(sb);
     if (!sb->rt->lazy_hook) return;
     wd_renew(&sb->rt->wd);
-    if (sb->hooked) set_hook(sb, sb->L, 0);
+    if (sb->hooked) set_hook(sb, sb->base, 0);
 }
 
-enum sb_status sb_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t errlen)
+/* Where a callback's traceback comes from after lua_resume failed: the coroutine's stack is
+ * kept until it is reset, so the traceback is taken there, in a protected call on the main
+ * thread (it allocates). */
+static int resume_traceback(lua_State *L)
 {
-    lua_State *L = sb->L;
-    int base = lua_gettop(L) - nargs; /* the function */
-    lua_pushcfunction(L, traceback);
-    lua_insert(L, base);
+    lua_State *co = lua_touserdata(L, 1);
+    const char *msg = lua_tostring(co, -1);
+    if (!msg) {
+        if (luaL_getmetafield(co, -1, "__name") == LUA_TSTRING)
+            msg = lua_pushfstring(L, "(error object is a %s value)", lua_tostring(co, -1));
+        else
+            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(co, -1));
+    }
+    luaL_traceback(L, co, msg, 0);
+    return 1;
+}
+
+/* Runs the function below nargs arguments on thread T (sb->L, or a coroutine for resume),
+ * with the budget, the watchdog and the hooks of a callback around it. Returns Lua's status
+ * (LUA_OK, LUA_YIELD for a resume that yielded, or an error) and sets *st to the sandbox's
+ * reason for stopping it, if any. */
+static int run_protected(struct sandbox *sb, lua_State *T, int nargs, int nresults, int base,
+                         bool resume, int *nres, enum sb_status *st)
+{
     start_budget(sb);
     sb->stop = SB_OK;
     sb->calling = true;
-    lua_State *outer_current = sb->current;
-    sb->current = L;
+    lua_State *outer_current = sb->current, *outer_base = sb->base;
+    bool outer_hooked = sb->hooked;
+    sb->current = sb->base = T;
+    sb->hooked = false;
     struct sb_runtime *rt = sb->rt;
     struct sandbox *outer_sb = rt->running;
     int outer = 0;
@@ -855,21 +880,28 @@ enum sb_status sb_call(struct sandbox *sb, int nargs, int nresults, char *err, s
                                       memory_order_relaxed);
         }
     }
-    if (!lazy) set_hook(sb, L, HOOK_STEP);
-    int rc = lua_pcall(L, nargs, nresults, base);
+    /* A coroutine may keep the per-instruction hook of an earlier stop: each slice starts
+     * with the hook the mode wants. */
+    if (!lazy || resume) set_hook(sb, T, lazy ? 0 : HOOK_STEP);
+    int rc = resume ? lua_resume(T, sb->L, nargs, nres) : lua_pcall(T, nargs, nresults, base);
     if (lazy) {
         wd_end(&rt->wd, outer);
         rt->running = outer_sb;
-        if (sb->hooked) set_hook(sb, L, 0);
+        if (sb->hooked) set_hook(sb, T, 0);
     }
     sb->current = outer_current;
+    sb->base = outer_base;
+    sb->hooked = outer_hooked;
     sb->calling = false;
-    enum sb_status st = sb->stop;
+    *st = sb->stop;
     sb->stop = SB_OK;
-    if (rc == LUA_OK) {
-        lua_remove(L, base);
-        return SB_OK;
-    }
+    return rc;
+}
+
+/* The reason and the log-ready line for a failed call; msg is the traceback or error text. */
+static enum sb_status failure(struct sandbox *sb, int rc, enum sb_status st, const char *msg,
+                              char *err, size_t errlen)
+{
     if (st == SB_OK) st = rc == LUA_ERRMEM ? SB_MEMORY : SB_ERROR;
     if (rc == LUA_ERRMEM) {
         /* Lua runs no message handler for memory errors, so there is no traceback: say where
@@ -878,9 +910,72 @@ enum sb_status sb_call(struct sandbox *sb, int nargs, int nresults, char *err, s
                  "with %zu bytes in use (limit %zu)", sb->mem_where, sb->mem_refused,
                  sb->mem_used, sb->mem_limit);
     } else {
-        const char *tb = lua_tostring(L, -1);
-        condense(tb ? tb : "(no message)", err, errlen);
+        condense(msg ? msg : "(no message)", err, errlen);
     }
+    return st;
+}
+
+enum sb_status sb_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t errlen)
+{
+    lua_State *L = sb->L;
+    int base = lua_gettop(L) - nargs; /* the function */
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, base);
+    enum sb_status st;
+    int nres;
+    int rc = run_protected(sb, L, nargs, nresults, base, false, &nres, &st);
+    if (rc == LUA_OK) {
+        lua_remove(L, base);
+        return SB_OK;
+    }
+    st = failure(sb, rc, st, lua_tostring(L, -1), err, errlen);
     lua_settop(L, base - 1);
     return st;
+}
+
+enum sb_status sb_resume(struct sandbox *sb, lua_State *co, int nargs, int *nresults,
+                         bool *yielded, char *err, size_t errlen)
+{
+    enum sb_status st;
+    *yielded = false;
+    *nresults = 0;
+    int rc = run_protected(sb, co, nargs, 0, 0, true, nresults, &st);
+    if (rc == LUA_OK) return SB_OK;
+    if (rc == LUA_YIELD) {
+        *yielded = true;
+        return SB_OK;
+    }
+    const char *msg = NULL;
+    lua_State *L = sb->L;
+    int top = lua_gettop(L);
+    if (rc != LUA_ERRMEM) {
+        lua_pushcfunction(L, resume_traceback);
+        lua_pushlightuserdata(L, co);
+        msg = lua_pcall(L, 1, 1, 0) == LUA_OK ? lua_tostring(L, -1) : lua_tostring(co, -1);
+    }
+    st = failure(sb, rc, st, msg, err, errlen);
+    lua_settop(L, top);
+    return st;
+}
+
+void sb_reset_thread(struct sandbox *sb, lua_State *co)
+{
+    /* Its to-be-closed variables' __close methods run now: app code, so under a budget and a
+     * deadline of its own, counted from the first instruction. */
+    start_budget(sb);
+    if (sb->time_limit)
+        atomic_store_explicit(&sb->deadline_ns, monotonic_ns() + limit_ns(sb),
+                              memory_order_relaxed);
+    sb->stop = SB_OK;
+    bool was_calling = sb->calling;
+    lua_State *outer_current = sb->current, *outer_base = sb->base;
+    sb->calling = true;
+    sb->current = sb->base = co;
+    set_hook(sb, co, HOOK_STEP);
+    lua_resetthread(co);
+    set_hook(sb, co, 0);
+    sb->current = outer_current;
+    sb->base = outer_base;
+    sb->calling = was_calling;
+    sb->stop = SB_OK;
 }

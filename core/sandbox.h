@@ -68,13 +68,16 @@ struct sandbox {
      * would cost more than the rest of the watch), so it is exact to a tick or so. */
     _Atomic int64_t deadline_ns;
     uint64_t used;           /* instructions counted in this callback (in steps of the hook) */
-    /* The main thread's count hook is on only for a callback that has run for a tick
+    /* The callback thread's count hook is on only for a callback that has run for a tick
      * (watchdog.h), over its memory limit or being stopped; coroutines always have it. */
-    volatile sig_atomic_t hooked;      /* the main thread's hook is on */
+    volatile sig_atomic_t hooked;      /* the hook of base is on */
     /* The thread running app code: L, or a coroutine it resumed (sandbox_lib.c reports each
      * switch). Once the deadline has passed, the watchdog hooks this one at every
      * instruction. */
     lua_State *volatile current;
+    /* The thread the callback runs on: L for sb_call, the coroutine for sb_resume. Its hook is
+     * the one `hooked` follows and the watchdog turns on. */
+    lua_State *volatile base;
     volatile sig_atomic_t setting_hook; /* the signal handler must keep off the hook */
     uint8_t stop;            /* SB_BUDGET, SB_MEMORY or SB_TIME: every instruction raises until
                               * unwound */
@@ -112,5 +115,21 @@ void sb_restart(struct sandbox *sb);
  * nresults results. On failure, pushes nothing and writes one log-ready line into err: the
  * error with its file:line and a condensed traceback. */
 enum sb_status sb_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t errlen);
+
+/* Starts or continues a callback that may wait: resumes coroutine co (a thread of sb->L) with
+ * the nargs values on top of its stack (a first start: the function below them), under the
+ * budget and time limit of one callback, which each resumption gets afresh. Returns SB_OK with
+ * *yielded true when it yielded (the yielded values on co's stack), SB_OK with *yielded false
+ * and *nresults results on co's stack when it finished, or how it failed, with the same line
+ * in err as sb_call. A failed co is dead: drop it, never close or reuse it (an error raised by
+ * the budget's hook leaves its hooks off for good, so its __close methods, or anything else,
+ * would run unbudgeted); its to-be-closed variables stay unclosed, as for any coroutine that
+ * died by an error and is never closed. */
+enum sb_status sb_resume(struct sandbox *sb, lua_State *co, int nargs, int *nresults,
+                         bool *yielded, char *err, size_t errlen);
+
+/* Abandons what suspended coroutine co was running (a run that waited too long): closes its
+ * to-be-closed variables under a budget of their own, and leaves co ready for another call. */
+void sb_reset_thread(struct sandbox *sb, lua_State *co);
 
 #endif

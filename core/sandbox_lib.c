@@ -582,6 +582,9 @@ static int sblib_coresume(lua_State *L)
 /* Closes co's pending to-be-closed variables, running their __close methods in co. */
 static int close_thread(lua_State *L, lua_State *co)
 {
+    const struct sblib_host *h = host_of(L);
+    if (h->stopping && h->stopping(L) && lua_status(co) != LUA_OK && lua_status(co) != LUA_YIELD)
+        return lua_status(co); /* left for the collector, its variables unclosed */
     runs(L, co);
     int status = lua_resetthread(co);
     runs(L, L);

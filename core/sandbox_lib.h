@@ -50,6 +50,10 @@ struct sblib_host {
      * to-be-closed variables' __close methods are Lua code) by thread L, or L itself again once
      * that is over, whatever the outcome. Must not raise. May be NULL. */
     void (*thread_runs)(lua_State *L, lua_State *to);
+    /* Whether the running callback is being stopped (budget, time, memory). A coroutine the
+     * stop's hook error went through has hooks off for good (Lua leaves its allowhook clear),
+     * so its __close methods must not run: they would escape every limit. May be NULL. */
+    bool (*stopping)(lua_State *L);
 };
 
 /* Replaces, in the library tables held by the table at index libs (fields "string", "table",

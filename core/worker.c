@@ -63,7 +63,8 @@ int worker_load_apps(struct worker *w, char *err, size_t errlen)
     const struct config *cfg = w->cfg;
     struct lb_limits limits = { cfg->sandbox.instructions, cfg->sandbox.memory,
                                 cfg->sandbox.time_limit, cfg->sandbox.topic_memory,
-                                cfg->sandbox.timer_share, cfg->sandbox.max_load };
+                                cfg->sandbox.timer_share, cfg->sandbox.max_load,
+                                cfg->sandbox.wait_timeout };
     for (size_t i = 0; i < cfg->napps; i++) {
         const struct cfg_app *a = &cfg->apps[i];
         char why[1024];
