@@ -535,7 +535,8 @@ describe("the game example across a hot reload (live tuning)", function()
             local m = d.moved and d.moved[a.id] or {}
             if d.version == nil then
                 assert.are.equal(0, new, "an old-code delta after a new-code one")
-                assert.are.same({ x + SPEED, SPEED }, { m.x, m.vx }, "a's old step, tick " .. d.tick)
+                assert.are.same({ x + SPEED, SPEED }, { m.x, m.vx },
+                    "a's old step, tick " .. d.tick)
             else
                 assert.are.equal(2, d.version)
                 assert.are.same({ x + 7, 7 }, { m.x, m.vx }, "a's retuned step, tick " .. d.tick)
