@@ -636,3 +636,130 @@ describe("the chat example across a hot reload (SIGHUP)", function()
             a:expect_list(rooms_with("lounge", 1))
         end)
 end)
+
+-- Sign-in with a JWT (JWT_SECRET set in a copy of the app): tokens made by another
+-- implementation, python3-jwt, the way a login backend would make them.
+describe("the chat example with JWT_SECRET set", function()
+    local helpers = require "helpers"
+    local SECRET = "login-backend-secret-0123456789abcdef"
+    local PYTHON = "/usr/bin/python3"
+    -- sign SECRET CLAIMS_JSON [none]: an HS256 token, or an unsigned `alg: none` one.
+    local PY = [[
+import json, sys, time
+import jwt
+claims = json.loads(sys.argv[2])
+for k in ("exp", "iat"):
+    if k in claims: claims[k] = int(time.time()) + claims[k]
+if len(sys.argv) > 3:
+    print(jwt.encode(claims, None, algorithm="none"))
+else:
+    print(jwt.encode(claims, sys.argv[1], algorithm="HS256"))
+]]
+    local srv, dir, py
+
+    -- A token; exp and iat in claims are seconds from now.
+    local function token(claims, secret, alg_none)
+        local cmd = table.concat({ PYTHON, py, helpers.shell_quote(secret or SECRET),
+            helpers.shell_quote(cjson.encode(claims)), alg_none and "none" or "" }, " ")
+        local p = assert(io.popen(cmd .. " 2>&1"))
+        local out = p:read("a")
+        assert(p:close(), cmd .. " failed: " .. out)
+        return (out:gsub("%s+$", ""))
+    end
+
+    -- The handshake's answer: the client, or nil and the refusal's status and body.
+    local function upgrade(opts)
+        opts.timeout = WAIT
+        local c, err, resp = ws.connect(srv.port, opts)
+        if c then
+            local client = setmetatable({ ws = c, inbox = {} }, Client)
+            clients[#clients + 1] = client
+            return client
+        end
+        assert(resp and resp.status, "the handshake failed: " .. tostring(err))
+        return nil, resp.status, (resp.body or ""):gsub("\n$", "")
+    end
+
+    setup(function()
+        dir = server.tmpdir()
+        assert(os.execute("cp -R examples/chat/. " .. helpers.shell_quote(dir)))
+        local src = helpers.read_file(dir .. "/app.lua")
+        local set, n = src:gsub("\nlocal JWT_SECRET = nil\n",
+            ("\nlocal JWT_SECRET = %q\n"):format(SECRET))
+        assert.are.equal(1, n, "app.lua holds `local JWT_SECRET = nil`")
+        helpers.write_file(dir .. "/app.lua", set)
+        py = dir .. "/sign.py"
+        helpers.write_file(py, PY)
+        srv = server.start { app = dir }
+    end)
+    teardown(function()
+        close_all()
+        if srv then assert.are.equal(0, srv:stop()) end
+        server.remove(dir)
+    end)
+
+    it("accepts a valid token in the query, a Bearer field or a cookie; its name wins", function()
+        local ways = {
+            function(t) return { path = "/?room=x&token=" .. t } end,
+            function(t) return { headers = { "Authorization: Bearer " .. t } } end,
+            function(t) return { headers = { "Cookie: theme=dark; token=" .. t } } end,
+        }
+        for i, way in ipairs(ways) do
+            local name = "ada " .. i
+            local c = assert(upgrade(way(token { name = name, sub = "u" .. i, exp = 600 })))
+            -- hello's own name is ignored: the token says who this is.
+            c:send { type = "hello", name = "mallory" }
+            local welcome = c:expect { type = "welcome" }
+            assert.are.equal(name, welcome.name)
+            c:send { type = "hello" }
+            assert.are.equal("you already said hello", c:expect { type = "error" }.error)
+        end
+        -- No name claim: sub is the name. And hello may leave out the name.
+        local c = assert(upgrade { path = "/?token=" .. token { sub = "bo", exp = 600 } })
+        c:send { type = "hello" }
+        assert.are.equal("bo", c:expect { type = "welcome" }.name)
+        c:join("lounge")
+    end)
+
+    it("refuses with 401 and the reason: missing, expired, wrong secret, alg none, no exp, "
+        .. "a bad name", function()
+        local cases = {
+            { {}, "missing" },
+            { { path = "/?token=" }, "missing" },
+            { { path = "/?token=" .. token { name = "ada", exp = -120 } }, "expired" },
+            { { path = "/?token=" .. token({ name = "ada", exp = 600 }, "another-secret") },
+              "bad_signature" },
+            { { path = "/?token=" .. token({ name = "ada", exp = 600 }, nil, true) },
+              "unsupported_algorithm" },
+            { { headers = { "Authorization: Bearer not.a.token" } }, "malformed" },
+            { { path = "/?token=" .. token { name = "ada" } }, "no_expiry" },
+            { { path = "/?token=" .. token { name = "a\1b", exp = 600 } },
+              "bad_name: name contains control characters" },
+            { { path = "/?token=" .. token { exp = 600 } }, "bad_name: name must be a string" },
+        }
+        for _, case in ipairs(cases) do
+            local c, status, body = upgrade(case[1])
+            assert.is_nil(c, case[2] .. ": the upgrade was accepted")
+            assert.are.same({ 401, case[2] }, { status, body }, case[2])
+        end
+        -- Within the leeway (30 s), a token that just expired still works.
+        assert(upgrade { path = "/?token=" .. token { name = "ada", exp = -5 } })
+    end)
+end)
+
+describe("the chat example without JWT_SECRET", function()
+    local srv
+    setup(function() srv = server.start { app = "examples/chat" } end)
+    teardown(function() close_all() assert.are.equal(0, srv:stop()) end)
+
+    it("ignores tokens and takes hello's name, as always", function()
+        local c = setmetatable({ ws = assert(ws.connect(srv.port, {
+            timeout = WAIT, path = "/?token=whatever",
+            headers = { "Authorization: Bearer x.y.z" } })), inbox = {} }, Client)
+        clients[#clients + 1] = c
+        c:send { type = "hello" }
+        assert.are.equal("missing field 'name'", c:expect { type = "error" }.error)
+        c:send { type = "hello", name = "ada" }
+        assert.are.equal("ada", c:expect { type = "welcome" }.name)
+    end)
+end)

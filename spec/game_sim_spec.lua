@@ -384,6 +384,36 @@ describe("game sim", function()
         end)
     end)
 
+    describe("live tuning", function()
+        it("sim.tuning is this file's constants; sim.retune gives a running world new ones",
+            function()
+                assert.same({ speed = sim.SPEED }, sim.tuning())
+                local world = world_with("a")
+                local p = world.players.p1
+                local x0 = p.x
+                sim.set_input(world, "p1", 1, 0)
+                sim.step(world)
+                assert.same({}, sim.retune(world, { speed = sim.SPEED }), "nothing changed")
+                assert.same({ "speed " .. sim.SPEED .. " -> 9" }, sim.retune(world, { speed = 9 }))
+                sim.step(world)
+                assert.same({ x0 + sim.SPEED + 9, 9 }, { p.x, p.vx })
+                assert.same({}, sim.retune(world, {}), "a field left out keeps its value")
+                assert.equal(9, world.speed)
+                assert.same({ "speed 9 -> 3" }, sim.retune(world, { speed = 3.0 }))
+                assert.equal(math.type(3), math.type(world.speed), "kept an integer")
+            end)
+
+        it("sim.retune refuses a speed that is not an integer >= 0, changing nothing", function()
+            local world = world_with("a")
+            for _, bad in ipairs { -1, 2.5, "7", true } do
+                local ok, err = pcall(sim.retune, world, { speed = bad })
+                assert.is_false(ok)
+                assert.matches("speed must be an integer >= 0", err)
+                assert.equal(sim.SPEED, world.speed)
+            end
+        end)
+    end)
+
     describe("determinism", function()
         it("the same joins and inputs give the same state at every tick", function()
             local a, b = run(SCRIPT, 25), run(SCRIPT, 25)

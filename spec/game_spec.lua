@@ -478,7 +478,7 @@ describe("the game example", function()
     end)
 end)
 
-describe("the game example across a hot reload", function()
+describe("the game example across a hot reload (live tuning)", function()
     local srv, dir
     before_each(function()
         dir = server.tmpdir()
@@ -503,7 +503,8 @@ describe("the game example across a hot reload", function()
         f:close()
     end
 
-    it("keeps players, positions and ticks going with no gap, and runs the new code", function()
+    it("keeps players, positions and ticks going with no gap, runs the new code, and gives the "
+        .. "running match sim.lua's new speed", function()
         local a = join_fresh(srv, "ada")
         local b = join(srv, "bo")
         a:send { type = "input", dx = 1, dy = 0 }
@@ -516,24 +517,29 @@ describe("the game example across a hot reload", function()
         end
         local tick, x = d.tick, d.moved[a.id].x
 
-        -- The new code marks its deltas, and its sim.lua has another default speed.
+        -- The new code marks its deltas, and its sim.lua tunes another speed.
         edit("app.lua", "tick = delta.tick,", "tick = delta.tick, version = 2,")
         edit("sim.lua", "M.SPEED = 5 ", "M.SPEED = 7 ")
         srv:signal("HUP")
         assert.is_truthy(srv:wait_log("app [^\n]- reloaded %(version 2%)", WAIT),
             "the app reloaded:\n" .. srv:log())
+        assert.is_truthy(srv:wait_log("match arena retuned: speed 5 %-> 7", WAIT),
+            "app.reload retuned the running match:\n" .. srv:log())
 
+        -- Live tuning: the running match moves at the new speed from the first tick of the new
+        -- code on (app.reload ran between two ticks); a keeps going right all along.
         local new = 0
         while new < 10 do
             d = a:delta()
             assert.are.equal(tick + 1, d.tick, "no tick lost or repeated across the reload")
-            -- The running world keeps its own speed (sim.new stored it); the code is new.
             local m = d.moved and d.moved[a.id] or {}
-            assert.are.same({ x + SPEED, SPEED }, { m.x, m.vx }, "a's step at tick " .. d.tick)
             if d.version == nil then
                 assert.are.equal(0, new, "an old-code delta after a new-code one")
+                assert.are.same({ x + SPEED, SPEED }, { m.x, m.vx },
+                    "a's old step, tick " .. d.tick)
             else
                 assert.are.equal(2, d.version)
+                assert.are.same({ x + 7, 7 }, { m.x, m.vx }, "a's retuned step, tick " .. d.tick)
                 new = new + 1
             end
             tick, x = d.tick, m.x

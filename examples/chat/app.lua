@@ -8,6 +8,7 @@
 --   {"type":"hello","name":"ada"}
 --       The first message. name: 1-24 characters once trimmed, no control characters. Names
 --       need not be unique. Answered by welcome; anything else before it gets an error.
+--       With JWT_SECRET set (below), name may be left out: the token's name is used, always.
 --   {"type":"join","room":"general"}
 --       room: 1-32 characters of A-Z a-z 0-9 _ - (case matters). Creates the room if needed.
 --       Answered by joined (also when already a member: a harmless refresh) or an error.
@@ -47,6 +48,16 @@
 --   curl -H 'X-Announce-Secret: ...' --data 'maintenance at 18:00' \
 --        http://127.0.0.1:8080/api/announce
 --
+-- Sign-in with a JSON Web Token: with JWT_SECRET (below) set, a connection must bring a token
+-- signed with it (HS256) from the login backend, in the query (`ws://host/?token=...`), in an
+-- `Authorization: Bearer ...` field or in a cookie named `token`. The token must carry `exp`
+-- (30 s of clock skew allowed) and a `name` claim (or else `sub`) that is a valid name (as
+-- for hello): it becomes the user's name, whatever hello says. Anything else is refused before
+-- the WebSocket opens, with 401 and the reason as the body (missing, expired, bad_signature,
+-- unsupported_algorithm for `alg: none`, no_expiry, bad_name: ...). The page passes on a
+-- `?token=` from its own address; a cookie reaches the server by itself. While JWT_SECRET is
+-- nil, anyone connects and picks a name.
+--
 -- For clients: an empty list may arrive as {} (lua-cjson cannot tell an empty array from an
 -- empty object), so read anything that is not an array as empty. Presence may name you, or a
 -- room you are not (or no longer) in: ignore what does not apply.
@@ -70,6 +81,10 @@ local LIST_DELAY_MS = 250
 -- The shared secret a backend sends to announce (see HTTP above); nil turns announcements off.
 -- Set it here, a long random string, before serving.
 local ANNOUNCE_SECRET = nil
+-- The secret the login backend signs users' tokens with (see sign-in above); nil lets anyone in
+-- with the name they choose. Like ANNOUNCE_SECRET: long, random, out of version control.
+local JWT_SECRET = nil
+local JWT_LEEWAY = 30             -- seconds of clock skew allowed between backend and server
 
 -- ---- helpers ---------------------------------------------------------------------------------
 
@@ -202,12 +217,14 @@ end
 
 requests:on("hello", function(conn, msg)
     if conn.data.name then return fail(conn, "you already said hello") end
-    local name, err = validate.name(msg.name)
+    -- A signed-in user's name is the token's (app.upgrade checked it); the client's is ignored.
+    local name, err = conn.data.token_name, nil
+    if not name then name, err = validate.name(msg.name) end
     if not name then return fail(conn, err) end
     conn.data.name = name
     conn:subscribe(LOBBY)
     router.send(conn, "welcome", { id = conn.id, name = name, rooms = room_list() })
-end, { name = "string" })
+end, { [JWT_SECRET and "name?" or "name"] = "string" })   -- signed in: the token names you
 
 requests:on("join", named(function(conn, msg)
     local name, err = validate.room(msg.room)
@@ -243,6 +260,32 @@ requests:on("say", named(function(conn, msg)
 end), { room = "string", text = "string" })
 
 -- ---- handlers --------------------------------------------------------------------------------
+
+-- Sign-in (see the top): defined only with a secret, so that without one every upgrade is
+-- accepted exactly as before.
+if JWT_SECRET then
+    -- HS256 only: listing the one algorithm the backend uses is what keeps a token from
+    -- choosing how it is checked (`none`, or a public key passed off as an HMAC secret).
+    local AUTH = { keys = JWT_SECRET, algorithms = { "HS256" }, leeway = JWT_LEEWAY }
+
+    local function token_of(req)
+        return ("&" .. req.query):match("&token=([^&]+)")
+            or (req.headers.authorization or ""):match("^[Bb]earer +(%S+)$")
+            or req.cookies.token
+    end
+
+    function app.upgrade(req)
+        local claims, why = mw.jwt.verify(token_of(req), AUTH)
+        if not claims then return false, 401, why end
+        -- Without exp a leaked token would work forever.
+        if type(claims.exp) ~= "number" then return false, 401, "no_expiry" end
+        local claimed = claims.name
+        if claimed == nil then claimed = claims.sub end
+        local name, err = validate.name(claimed)
+        if not name then return false, 401, "bad_name: " .. err end
+        return true, { data = { token_name = name } }
+    end
+end
 
 function app.message(conn, data, is_binary)
     if is_binary then return fail(conn, "binary messages are not supported") end

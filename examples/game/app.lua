@@ -36,7 +36,8 @@ local rooms = require "moonwire.rooms"
 local router = require "moonwire.router"
 local sim = require "sim"
 
-local next, tostring, type = next, tostring, type
+local ipairs, next, tostring, type = ipairs, next, tostring, type
+local mw, table_concat = mw, table.concat
 local find, reverse, sub = string.find, string.reverse, string.sub
 local utf8_len, utf8_codes, tointeger = utf8.len, utf8.codes, math.tointeger
 
@@ -102,7 +103,8 @@ end
 -- ---- the match -------------------------------------------------------------------------------
 
 -- room.state holds the world and the snapshot the last delta brought clients to. Both are plain
--- data, so a hot reload keeps the match running with the new code.
+-- data, so a hot reload keeps the match running with the new code (and app.reload, at the end,
+-- gives it sim.lua's new tuning).
 rooms.define(KIND, {
     tick_rate = TICK_RATE,
     max_members = MAX_PLAYERS,
@@ -198,6 +200,20 @@ end
 
 function app.close(conn)
     rooms.leave_all(conn, "closed")
+end
+
+-- Live tuning. A hot reload keeps every match running (its world is plain data in room.state)
+-- but a world holds its own copy of the tuning it started with, so editing sim.lua's constants
+-- alone would only reach matches started afterwards. app.reload runs in the new code, with the
+-- new sim.lua already loaded: it hands every running match the new tuning, between two ticks.
+-- Try it: `build/moonwire --watch examples/game`, play, change M.SPEED in sim.lua, save.
+function app.reload()
+    for _, room in ipairs(rooms.list(KIND)) do
+        local changes = sim.retune(room.state.world, sim.tuning())
+        if #changes > 0 then
+            mw.log("info", "match " .. room.id .. " retuned: " .. table_concat(changes, ", "))
+        end
+    end
 end
 
 return app

@@ -7,12 +7,14 @@
 -- caller (the app uses strings, which JSON keeps as object keys); they must never be reused.
 local M = {}
 
-local ipairs, pairs, next, type = ipairs, pairs, next, type
+local ipairs, pairs, next, tostring, type = ipairs, pairs, next, tostring, type
 local max, min, tointeger, table_remove = math.max, math.min, math.tointeger, table.remove
 
 M.WIDTH = 800
 M.HEIGHT = 600
 M.RADIUS = 12      -- players are discs; their centres stay this far from the walls
+-- Tuning: a running match takes these up at the next hot reload (sim.retune, called by app.lua's
+-- app.reload), so a game can be tuned live: edit, save, `kill -HUP` (or run with --watch).
 M.SPEED = 5        -- pixels per tick along each axis (100 px/s at 20 ticks per second)
 
 -- Distinct on dark and light backgrounds; given out in join order.
@@ -30,7 +32,9 @@ local GRID_STRIDE = 7
 -- ---- worlds and players ----------------------------------------------------------------------
 
 -- options: width, height, speed, radius (integers; defaults above). They are stored in the
--- world, so a reload that changes the defaults does not change a world already running.
+-- world (plain data, kept across reloads). A reload changes the tuning of a world already
+-- running only through sim.retune; the arena's size and the radius stay what clients were told
+-- in their snapshot.
 function M.new(options)
     options = options or {}
     return {
@@ -109,6 +113,42 @@ function M.set_input(world, id, dx, dy)
     if not dx or not dy then return nil, "dx and dy must be -1, 0 or 1" end
     player.dx, player.dy = dx, dy
     return true
+end
+
+-- ---- live tuning -----------------------------------------------------------------------------
+
+-- The world fields a running match may change, each from the constant of this file above.
+local TUNABLE = { { "speed", "SPEED" } }
+
+-- The tuning this version of the file sets: { speed = M.SPEED }.
+function M.tuning()
+    local tuning = {}
+    for _, t in ipairs(TUNABLE) do tuning[t[1]] = M[t[2]] end
+    return tuning
+end
+
+-- Gives a running world new tuning (fields left out keep their value). Returns the changes as
+-- text, in TUNABLE's order ({ "speed 5 -> 7" }), empty when nothing changed. Raises before
+-- changing anything on a value that is not an integer >= 0: the step uses integers only.
+function M.retune(world, tuning)
+    for _, t in ipairs(TUNABLE) do
+        local v = tuning[t[1]]
+        if v ~= nil and not (type(v) == "number" and tointeger(v) and v >= 0) then
+            error("sim.retune: " .. t[1] .. " must be an integer >= 0, not " .. tostring(v)
+                .. " (check M." .. t[2] .. " in sim.lua)", 2)
+        end
+    end
+    local changes = {}
+    for _, t in ipairs(TUNABLE) do
+        local field = t[1]
+        local v = tuning[field]
+        if v ~= nil then v = tointeger(v) end
+        if v ~= nil and v ~= world[field] then
+            changes[#changes + 1] = field .. " " .. tostring(world[field]) .. " -> " .. v
+            world[field] = v
+        end
+    end
+    return changes
 end
 
 -- ---- the step --------------------------------------------------------------------------------
