@@ -6,7 +6,7 @@ BUILD   := build
 VERSION := 0.1.0
 
 # Debian packages, by purpose. `make deps-run` / `make deps-test` install what is missing.
-PKGS_BUILD := gcc make libc6-dev libev-dev liblua5.4-dev libssl-dev lua-cjson-dev
+PKGS_BUILD := gcc make libc6-dev libev-dev liblua5.4-dev libssl-dev lua-cjson-dev libc-ares-dev
 # prometheus brings promtool (which checks /metrics); chromium drives the dashboard spec.
 PKGS_TEST  := $(PKGS_BUILD) lua5.4 lua-busted lua-socket lua-cjson libcriterion-dev python3 \
               python3-websockets python3-jwt python3-cryptography openssl prometheus chromium
@@ -17,7 +17,7 @@ WARN    := -Wall -Wextra -Wshadow -Wconversion
 CFLAGS  ?= -O2 -g
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -DMOONWIRE_VERSION='"$(VERSION)"' -I/usr/include/lua5.4 \
               $(WARN) $(CFLAGS)
-LDLIBS  := -llua5.4 -llua5.4-cjson -lev -lssl -lcrypto -lm
+LDLIBS  := -llua5.4 -llua5.4-cjson -lev -lssl -lcrypto -lcares -lm
 # The test build: warnings are errors, and the sanitizers watch every byte.
 SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
            -fno-sanitize-recover=undefined
