@@ -7,9 +7,11 @@ VERSION := 0.1.0
 
 # Debian packages, by purpose. `make deps-run` / `make deps-test` install what is missing.
 PKGS_BUILD := gcc make libc6-dev libev-dev liblua5.4-dev libssl-dev lua-cjson-dev libc-ares-dev
-# prometheus brings promtool (which checks /metrics); chromium drives the dashboard spec.
+# prometheus brings promtool (which checks /metrics); chromium drives the dashboard spec; nginx
+# is a real server for the outbound HTTP spec.
 PKGS_TEST  := $(PKGS_BUILD) lua5.4 lua-busted lua-socket lua-cjson libcriterion-dev python3 \
-              python3-websockets python3-jwt python3-cryptography openssl prometheus chromium
+              python3-websockets python3-jwt python3-cryptography openssl prometheus chromium \
+              nginx
 # Only `make fuzz` needs these: `make test` replays the fuzz corpora with gcc.
 PKGS_FUZZ  := clang libfuzzer-14-dev
 
@@ -153,6 +155,8 @@ fuzz: deps-fuzz
 # ---- Debian packages ----------------------------------------------------------------------
 
 # Installs the packages in $(1) that are missing: as root with apt-get, otherwise it names them.
+# Services a package brings (nginx) are not started: a policy-rc.d that says no is in place
+# while apt-get runs, as Debian's images do; the tests start their own on loopback ports.
 define install_missing
 	@missing=$$(for p in $(1); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
@@ -164,8 +168,11 @@ define install_missing
 	        exit 1; \
 	    fi; \
 	    echo "installing Debian packages: $$missing"; \
+	    policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then policy=/usr/sbin/policy-rc.d; \
+	        printf '#!/bin/sh\nexit 101\n' >$$policy && chmod +x $$policy; fi; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	        --no-install-recommends $$missing </dev/null; \
+	        --no-install-recommends $$missing </dev/null; rc=$$?; \
+	    [ -z "$$policy" ] || rm -f $$policy; [ $$rc = 0 ] || exit $$rc; \
 	fi
 endef
 

@@ -82,6 +82,14 @@ sandbox = {
                                   -- mw.sleep) included; then it fails as if it had raised.
 }
 
+-- Where mw.http.request may go (docs/configuration.md#outbound). Without a list: anywhere but
+-- link-local addresses (cloud metadata). Uncomment to restrict it:
+-- outbound = {
+--     "api.example.com", "10.1.0.0/16",
+--     ca = "/etc/moonwire/internal-ca.pem",  -- a private CA, besides the system's
+--     max_response = "16M", max_in_flight = 100, timeout = 10,
+-- }
+
 -- The admin listener: Prometheus metrics at /metrics, /livez and /readyz probes, and a live
 -- dashboard at / (docs/operations.md). Off by default; it is its own address, never the
 -- WebSocket listeners'. With a token, every request needs "Authorization: Bearer TOKEN".

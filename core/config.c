@@ -16,6 +16,7 @@
 
 #include "http.h"
 #include "origin.h"
+#include "outbound.h"
 #include "util.h"
 
 int cfg_parse_size(const char *s, uint64_t *out)
@@ -76,6 +77,9 @@ void cfg_defaults(struct config *cfg)
                                           .timer_share = 0.5, .wait_timeout = 30 };
     /* Parsing a chunk this size takes at most ~25 ms (docs/configuration.md). */
     cfg->sandbox.max_load = 16 << 10;
+    cfg->outbound.max_response = 16 << 20;
+    cfg->outbound.max_in_flight = 100;
+    cfg->outbound.timeout = 10;
 }
 
 /* ---- typed fields -------------------------------------------------------------------------- */
@@ -132,7 +136,15 @@ static const struct field sandbox_fields[] = {
 };
 
 static const char *const top_keys[] = { "listen", "apps", "origins", "require_origin", "limits",
-                                        "sandbox", "admin", "log", NULL };
+                                        "sandbox", "admin", "log", "outbound", NULL };
+
+#define OUTBOUND(n, t, min, max) { #n, t, offsetof(struct cfg_outbound, n), min, false, max }
+static const struct field outbound_fields[] = {
+    OUTBOUND(max_response, F_SIZE, 1, 1 << 30),
+    OUTBOUND(max_in_flight, F_SIZE, 1, 100000),
+    OUTBOUND(timeout, F_DOUBLE, 0.001, 3600),
+    { NULL, 0, 0, 0, false, 0 },
+};
 
 /* The mistakes found in one file, reported together in the order of their lines. */
 #define MAX_MISTAKES 16
@@ -509,6 +521,63 @@ static int read_log(struct loader *ld, struct config *cfg)
     return 0;
 }
 
+/* outbound = { "api.example.com", "*.example.org", "10.1.0.0/16", ca = "ca.pem",
+ * max_response = "16M", max_in_flight = 100, timeout = 10 }: the list part says where
+ * mw.http.request may go, checked now with the same rules the client applies. */
+static int read_outbound(struct loader *ld, struct config *cfg)
+{
+    lua_State *L = ld->L;
+    if (!lua_istable(L, -1))
+        return failf(ld, "outbound", NULL, "outbound must be a table like { \"api.example.com\", "
+                     "\"10.1.0.0/16\" }");
+    struct cfg_outbound *o = &cfg->outbound;
+    size_t n = (size_t)lua_rawlen(L, -1);
+    if (n > CFG_MAX_OUTBOUND)
+        return failf(ld, "outbound", NULL, "outbound: at most %d entries", CFG_MAX_OUTBOUND);
+    const char *list[CFG_MAX_OUTBOUND];
+    o->nentries = 0;
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i);
+        if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) >= sizeof o->entries[0] ||
+            lua_rawlen(L, -1) == 0)
+            return failf(ld, "outbound", NULL, "outbound[%zu] must be a host name, \"*.domain\", "
+                         "an address or a CIDR block, as a string", i);
+        snprintf(o->entries[o->nentries], sizeof o->entries[0], "%s", lua_tostring(L, -1));
+        list[o->nentries] = o->entries[o->nentries];
+        o->nentries++;
+        lua_pop(L, 1);
+    }
+    char why[300];
+    struct outbound_policy *p = outbound_parse(list, o->nentries, why, sizeof why);
+    if (!p) return failf(ld, "outbound", NULL, "outbound: %s", why);
+    outbound_free(p);
+    /* The named settings. */
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        if (lua_type(L, -2) == LUA_TNUMBER) { /* the list, read above */
+            lua_pop(L, 1);
+            continue;
+        }
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        if (strcmp(k, "ca") == 0) {
+            if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) >= sizeof o->ca ||
+                lua_rawlen(L, -1) == 0)
+                return failf(ld, "outbound", k, "outbound.ca must be the path of a PEM file");
+            snprintf(o->ca, sizeof o->ca, "%s", lua_tostring(L, -1));
+        } else {
+            const struct field *f = outbound_fields;
+            while (f->name && strcmp(f->name, k) != 0) f++;
+            if (!f->name)
+                return failf(ld, "outbound", k, "outbound.%s is not a known setting (known: ca, "
+                             "max_response, max_in_flight, timeout, and a list of destinations)",
+                             k);
+            if (read_field(ld, "outbound", k, f, o) < 0) return -1;
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 /* __newindex of the config environment: known keys only, remembering where each was set. */
 static int config_set(lua_State *L)
 {
@@ -523,7 +592,7 @@ static int config_set(lua_State *L)
         struct loader *ld = lua_touserdata(L, lua_upvalueindex(2));
         mistakef(ld, key ? locate(ld->path, key, NULL, line) : line,
                  "unknown setting '%s' (known: listen, apps, origins, require_origin, limits, "
-                 "sandbox, admin, log)", key ? key : luaL_tolstring(L, 2, NULL));
+                 "sandbox, admin, log, outbound)", key ? key : luaL_tolstring(L, 2, NULL));
         return 0;
     }
     lua_getfield(L, LUA_REGISTRYINDEX, "moonwire.config.lines");
@@ -589,6 +658,8 @@ static int load(lua_State *L)
     if (lua_getfield(L, 1, "admin") != LUA_TNIL) read_admin(ld, cfg);
     lua_settop(L, 2);
     if (lua_getfield(L, 1, "log") != LUA_TNIL) read_log(ld, cfg);
+    lua_settop(L, 2);
+    if (lua_getfield(L, 1, "outbound") != LUA_TNIL) read_outbound(ld, cfg);
     lua_pushboolean(L, ld->nmistakes == 0);
     return 1;
 }

@@ -87,6 +87,19 @@ struct cfg_log {
     bool json;       /* one JSON object per line instead of text */
 };
 
+#define CFG_MAX_OUTBOUND 64
+
+/* outbound = { "api.example.com", "10.1.0.0/16", ca = ..., ... }: where mw.http.request may
+ * go (core/outbound.h has the rules) and how much it may take. */
+struct cfg_outbound {
+    char entries[CFG_MAX_OUTBOUND][256]; /* none: anywhere but link-local addresses */
+    size_t nentries;
+    char ca[1024];         /* PEM file of CAs trusted besides the system's; "": none */
+    size_t max_response;   /* bytes of one response body */
+    size_t max_in_flight;  /* requests one app may have waiting at once */
+    double timeout;        /* seconds for a request that names none */
+};
+
 struct config {
     struct cfg_listen listen[CFG_MAX_LISTEN];
     size_t nlisten;
@@ -100,6 +113,7 @@ struct config {
     struct cfg_sandbox sandbox;
     struct cfg_admin admin;
     struct cfg_log log;
+    struct cfg_outbound outbound;
     char scripts_dir[1024]; /* where require finds "moonwire.*" */
     bool watch;             /* reload apps when their files change */
 };

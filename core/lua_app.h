@@ -66,6 +66,7 @@ struct lb_app {
     struct lb_task *running;
     double wait_timeout;     /* seconds a run may take in all (sandbox.wait_timeout); 0: none */
     struct lane *lanes;      /* connections whose handler waits (lua_bridge.c) */
+    size_t http_in_flight;   /* mw.http.request calls waiting */
 };
 
 /* The app that owns L (any thread of it). */

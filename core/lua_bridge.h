@@ -23,6 +23,7 @@
 #include "sandbox.h"
 
 struct lb_app;
+struct hc;
 
 /* What the apps of one loop context share: its loop, its connections, its sandbox runtime
  * (watchdog) and its counters. Owned by the loop context; must outlive its apps. */
@@ -33,6 +34,8 @@ struct lb_env {
     struct counters *counters;
     size_t max_subscriptions; /* per connection (limits.max_subscriptions) */
     size_t max_topic_length;  /* bytes in a topic name (limits.max_topic_length); 0: none */
+    struct hc *http;          /* outbound HTTP for mw.http.request (core/http_client.h) */
+    size_t http_max_in_flight; /* requests one app may have waiting (outbound.max_in_flight) */
 };
 
 struct lb_limits {

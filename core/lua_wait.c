@@ -6,11 +6,14 @@
  * main chunk, app.upgrade, app.http, app.reload or a coroutine the app made, they raise,
  * saying so. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "http_client.h"
 #include "lua_app.h"
 #include "util.h"
 
@@ -77,9 +80,179 @@ static int mw_sleep(lua_State *L)
     return lua_yieldk(L, 0, 0, waited);
 }
 
+/* ---- mw.http.request ----------------------------------------------------------------------- */
+
+/* Header fields one request may carry. */
+#define MAX_REQUEST_HEADERS 64
+
+/* One request in flight for a run, and then its answer, until the run has taken it: the
+ * answer is turned into Lua values by the run itself (in waited_http, inside its protected
+ * slice), so that a memory error there is the handler's, not the server's. */
+struct outbound {
+    struct hc_call *call;
+    struct lb_task *task;
+    struct lb_app *app;
+    /* the answer */
+    const struct hc_response *res;
+    const char *reason, *detail;
+};
+
+static void http_cancel(void *ud)
+{
+    struct outbound *o = ud;
+    hc_cancel(o->call);
+    o->app->http_in_flight--;
+    free(o);
+}
+
+/* The request's end, from the loop: the run resumes and reads the answer (it is valid during
+ * this callback only, which is when the resumed slice runs). */
+static void http_done(void *ud, const struct hc_response *res, const char *reason,
+                      const char *detail)
+{
+    struct outbound *o = ud;
+    o->app->http_in_flight--;
+    o->res = res;
+    o->reason = reason;
+    o->detail = detail;
+    lua_State *co = o->task->co;
+    lua_pushlightuserdata(co, o); /* on the stack's reserve: cannot fail */
+    lb_task_resume(o->task, 1);
+    free(o);
+}
+
+/* Continuation of mw.http.request: the answer as res, or nil, reason, detail. */
+static int waited_http(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    struct outbound *o = lua_touserdata(L, -1);
+    lua_settop(L, 0);
+    const struct hc_response *res = o->res;
+    if (!res) {
+        luaL_pushfail(L);
+        lua_pushstring(L, o->reason);
+        lua_pushstring(L, o->detail);
+        return 3;
+    }
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, res->status);
+    lua_setfield(L, -2, "status");
+    lua_createtable(L, 0, (int)res->nheaders);
+    for (size_t i = 0; i < res->nheaders; i++) {
+        const char *name = res->headers[2 * i], *value = res->headers[2 * i + 1];
+        /* A name that comes more than once (set-cookie, the only one the client keeps apart)
+         * becomes a list of its values. */
+        int t = lua_getfield(L, -1, name);
+        if (t == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_pushstring(L, value);
+            lua_setfield(L, -2, name);
+            continue;
+        }
+        if (t == LUA_TSTRING) {
+            lua_createtable(L, 2, 0);
+            lua_insert(L, -2);
+            lua_rawseti(L, -2, 1);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, -3, name);
+        }
+        lua_pushstring(L, value);
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+        lua_pop(L, 1);
+    }
+    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, res->body, res->body_len);
+    lua_setfield(L, -2, "body");
+    return 1;
+}
+
+/* The string field k of table 1, or def when absent; raises when it is not a string. */
+static const char *opt_string(lua_State *L, const char *k, const char *def, size_t *len)
+{
+    int t = lua_getfield(L, 1, k);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        if (len) *len = def ? strlen(def) : 0;
+        return def;
+    }
+    if (t != LUA_TSTRING)
+        luaL_error(L, "mw.http.request: %s must be a string (it is a %s)", k,
+                   lua_typename(L, t));
+    return lua_tolstring(L, -1, len); /* stays on the stack until the request is made */
+}
+
+/* mw.http.request{ url =, method = "GET", headers = {}, body = nil, timeout = seconds }
+ *   -> { status =, headers =, body = } | nil, reason, detail */
+static int mw_http_request(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    struct lb_app *app = lb_app_of(L);
+    struct lb_task *t = waitable(L, "mw.http.request");
+    struct hc_request req = { 0 };
+    req.url = opt_string(L, "url", NULL, NULL);
+    if (!req.url) return luaL_error(L, "mw.http.request: url is required, like url = "
+                                       "\"https://api.example.com/x\"");
+    req.method = opt_string(L, "method", "GET", NULL);
+    req.body = opt_string(L, "body", NULL, &req.body_len);
+    int tt = lua_getfield(L, 1, "timeout");
+    if (tt != LUA_TNIL) {
+        int isnum;
+        lua_Number s = lua_tonumberx(L, -1, &isnum);
+        if (!isnum || !(s > 0) || isinf(s))
+            return luaL_error(L, "mw.http.request: timeout must be a number of seconds above 0");
+        req.timeout = s;
+    }
+    lua_pop(L, 1);
+    const char *headers[2 * MAX_REQUEST_HEADERS];
+    size_t n = 0;
+    if (lua_getfield(L, 1, "headers") != LUA_TNIL) {
+        int ht = lua_gettop(L);
+        luaL_argexpected(L, lua_istable(L, ht), 1, "headers as a table");
+        lua_pushnil(L);
+        while (lua_next(L, ht)) {
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+                return luaL_error(L, "mw.http.request: headers are { [\"Name\"] = \"value\" }, "
+                                     "both strings");
+            if (n == 2 * MAX_REQUEST_HEADERS)
+                return luaL_error(L, "mw.http.request: at most %d headers", MAX_REQUEST_HEADERS);
+            headers[n++] = lua_tostring(L, -2);
+            headers[n++] = lua_tostring(L, -1);
+            lua_pop(L, 1); /* the key stays: the table keeps both strings alive */
+        }
+    }
+    req.headers = headers;
+    req.nheaders = n / 2;
+    if (app->http_in_flight >= app->env->http_max_in_flight) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "limit");
+        lua_pushfstring(L, "the app has %I requests in flight already, as many as "
+                           "outbound.max_in_flight allows; try again later or raise it",
+                        (lua_Integer)app->http_in_flight);
+        return 3;
+    }
+    struct outbound *o = calloc(1, sizeof *o);
+    if (!o) return luaL_error(L, "mw.http.request: out of memory");
+    o->task = t;
+    o->app = app;
+    if (!(o->call = hc_request(app->env->http, &req, http_done, o))) {
+        free(o);
+        return luaL_error(L, "mw.http.request: out of memory");
+    }
+    app->http_in_flight++;
+    lb_task_waits_for(t, http_cancel, o);
+    lua_settop(L, 0);
+    return lua_yieldk(L, 0, 0, waited_http);
+}
+
 void lb_push_waits(lua_State *L, int api)
 {
     api = lua_absindex(L, api);
     lua_pushcfunction(L, mw_sleep);
     lua_setfield(L, api, "sleep");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, mw_http_request);
+    lua_setfield(L, -2, "request");
+    lua_setfield(L, api, "http");
 }

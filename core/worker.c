@@ -5,7 +5,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "http_client.h"
 #include "log.h"
+#include "outbound.h"
 #include "util.h"
 
 #define LAG_PERIOD 0.1
@@ -32,6 +34,32 @@ static void on_lag_timer(struct ev_loop *loop, ev_timer *t, int revents)
     ev_timer_start(loop, t);
 }
 
+/* The outbound HTTP client of this loop, with the config's policy and CA file. */
+static int start_outbound(struct worker *w, char *err, size_t errlen)
+{
+    const struct cfg_outbound *o = &w->cfg->outbound;
+    const char *list[CFG_MAX_OUTBOUND];
+    for (size_t i = 0; i < o->nentries; i++) list[i] = o->entries[i];
+    char why[256];
+    if (!(w->outbound = outbound_parse(list, o->nentries, why, sizeof why))) {
+        snprintf(err, errlen, "outbound: %s", why);
+        return -1;
+    }
+    struct hc_config hcfg;
+    hc_config_defaults(&hcfg);
+    hcfg.max_response = o->max_response;
+    hcfg.timeout = o->timeout;
+    hcfg.ca_file = o->ca[0] ? o->ca : NULL;
+    hcfg.policy = w->outbound;
+    if (!(w->http = hc_new(w->loop, &hcfg, why, sizeof why))) {
+        snprintf(err, errlen, "outbound HTTP: %s", why);
+        outbound_free(w->outbound);
+        w->outbound = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 int worker_init(struct worker *w, struct ev_loop *loop, const struct config *cfg, char *err,
                 size_t errlen)
 {
@@ -51,10 +79,19 @@ int worker_init(struct worker *w, struct ev_loop *loop, const struct config *cfg
     w->lag_due = ev_now(loop) + LAG_PERIOD;
     ev_timer_init(&w->lag_timer, on_lag_timer, LAG_PERIOD, 0.);
     ev_timer_start(loop, &w->lag_timer);
+    if (start_outbound(w, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s", why);
+        ev_timer_stop(loop, &w->lag_timer);
+        srv_destroy(&w->srv);
+        sb_runtime_stop(&w->rt);
+        return -1;
+    }
     w->env = (struct lb_env){ .loop = loop, .conns = &w->srv.conns, .rt = &w->rt,
                               .counters = &w->counters,
                               .max_subscriptions = cfg->limits.max_subscriptions,
-                              .max_topic_length = cfg->limits.max_topic_length };
+                              .max_topic_length = cfg->limits.max_topic_length,
+                              .http = w->http,
+                              .http_max_in_flight = cfg->outbound.max_in_flight };
     return 0;
 }
 
@@ -97,5 +134,10 @@ void worker_destroy(struct worker *w)
     srv_destroy(&w->srv);
     for (size_t i = 0; i < w->napps; i++) lb_app_free(w->apps[i]);
     w->napps = 0;
+    /* After the apps: their waiting requests were cancelled as they went. */
+    hc_free(w->http);
+    w->http = NULL;
+    outbound_free(w->outbound);
+    w->outbound = NULL;
     sb_runtime_stop(&w->rt);
 }

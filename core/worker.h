@@ -21,6 +21,9 @@
 #include "sandbox.h"
 #include "server.h"
 
+struct hc;
+struct outbound_policy;
+
 struct worker {
     struct ev_loop *loop;
     const struct config *cfg;
@@ -30,6 +33,8 @@ struct worker {
     struct server srv;
     struct lb_app *apps[CFG_MAX_APPS];
     size_t napps;
+    struct hc *http;                  /* outbound HTTP (mw.http.request) */
+    struct outbound_policy *outbound; /* where it may go (the config's outbound list) */
 
     /* Is the loop turning? A 100 ms timer records how late it runs (the loop was busy with
      * something else meanwhile) and stamps the heartbeat /livez reads. */

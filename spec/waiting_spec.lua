@@ -35,6 +35,14 @@ function app.message(conn, data)
         conn:send("spun")
     elseif cmd == "yield" then
         coroutine.yield()
+    elseif cmd == "trap" then
+        -- A __close that would loop forever, in the handler and in a coroutine of its own,
+        -- both stopped by the budget: it must never run with the budget's hook off.
+        local x <close> = setmetatable({}, { __close = function() while true do end end })
+        coroutine.wrap(function()
+            local y <close> = setmetatable({}, { __close = function() while true do end end })
+            while true do end
+        end)()
     else
         conn:send(data)
     end
@@ -144,6 +152,15 @@ describe("handlers that wait", function()
         c:send_text("yield")
         assert.are.equal(1011, c:expect_close(3))
         assert.truthy(srv:wait_log("coroutine.yield was called outside a coroutine", 2))
+    end)
+
+    it("stops a handler whose __close methods would loop after a budget stop", function()
+        local c = connect(srv)
+        c:send_text("trap")
+        assert.are.equal(1011, c:expect_close(5))
+        local d = connect(srv)
+        assert.are.equal("still here", d:echo("still here"))
+        d:close()
     end)
 
     it("says where mw.sleep cannot wait: app.upgrade answers 500", function()
