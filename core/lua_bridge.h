@@ -24,6 +24,14 @@
 
 struct lb_app;
 
+/* A clock of its own for the apps' timers and mw.now: moonwire test's virtual clock, which
+ * moves only when the spec advances it (lb_clock_run_next). A loop context without one (the
+ * server) runs app timers as libev timers on the loop's clock. */
+struct lb_clock {
+    double now;    /* seconds, what mw.now returns */
+    uint64_t seq;  /* stamps timers as they are scheduled: of two due together, the first runs */
+};
+
 /* What the apps of one loop context share: its loop, its connections, its sandbox runtime
  * (watchdog) and its counters. Owned by the loop context; must outlive its apps. */
 struct lb_env {
@@ -33,6 +41,7 @@ struct lb_env {
     struct counters *counters;
     size_t max_subscriptions; /* per connection (limits.max_subscriptions) */
     size_t max_topic_length;  /* bytes in a topic name (limits.max_topic_length); 0: none */
+    struct lb_clock *clock;   /* NULL: the loop's clock (the server); else a virtual clock */
 };
 
 struct lb_limits {
@@ -58,6 +67,19 @@ void lb_app_free(struct lb_app *app);
  * app.reload(previous) runs. Otherwise the old version keeps serving. Logs either outcome;
  * returns 0 or -1. */
 int lb_app_reload(struct lb_app *app);
+
+/* With a virtual clock (env->clock): runs the one pending timer of apps[0..n) that comes due
+ * first, if it is due by `until` (seconds on the clock), moving the clock to when it was due.
+ * Timers due together run in the order they were scheduled. The timer share and the slice of
+ * a loop turn do not apply (they measure the loop's real time); a repeating timer stopped by a
+ * limit is cancelled as in the server, counting its streak on the virtual clock. Returns true
+ * when a timer ran. */
+bool lb_clock_run_next(struct lb_clock *clock, struct lb_app *const *apps, size_t n,
+                       double until);
+
+/* Pushes a table like mw.json (encode, decode that returns whole numbers as integers, null),
+ * for a Lua state other than an app's (moonwire test decodes what apps send with it). */
+void lb_push_json(lua_State *L);
 
 /* The app's name in log lines (the path it was loaded from), its folder, and its static files
  * folder (NULL without a public/ folder). */
