@@ -342,6 +342,9 @@ static int timer_tostring(lua_State *L)
 bool lb_clock_run_next(struct lb_clock *clock, struct lb_app *const *apps, size_t n,
                        double until)
 {
+    /* Due within a microsecond of until: sums of milliseconds in seconds since 1970 round
+     * differently (advance(25) twice against a timer of 50 ms). */
+    until += 1e-6;
     struct lb_timer *next = NULL;
     for (size_t i = 0; i < n; i++)
         for (struct lb_timer *t = apps[i]->timers; t; t = t->next)

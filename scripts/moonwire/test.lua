@@ -103,10 +103,20 @@ local function parent_of(dir)
     return parent == "" and "/" or parent
 end
 
--- The nearest folder holding app.lua at or above the folder of the spec file that called
--- (stack level): NAME/ for the usual layout, NAME/app.lua with NAME/spec/*_spec.lua.
-local function app_of_spec(level)
-    local file = debug.getinfo(level, "S").source:match("^@(.+)$")
+-- The nearest folder holding app.lua at or above the folder of the spec file that called t.start
+-- (through pcall or helpers too): NAME/ for the usual layout, NAME/app.lua with
+-- NAME/spec/*_spec.lua.
+local function app_of_spec()
+    local here = debug.getinfo(1, "S").source
+    local file
+    for level = 2, 64 do
+        local info = debug.getinfo(level, "S")
+        if not info then break end
+        if info.source ~= here and info.source:sub(1, 1) == "@" then
+            file = info.source:sub(2)
+            break
+        end
+    end
     local dir = file and (file:match("^(.*)/[^/]*$") or ".")
     for _ = 1, 32 do
         if not dir then break end
@@ -458,7 +468,7 @@ function Server:connect(opts)
         if len then body = body:sub(1, len) end
         close_socket(client)
         self:settle()
-        return nil, status, body
+        return nil, status, (body:gsub("\n$", "")) -- the reason, as the app gave it
     end
     if fields["sec-websocket-accept"] ~= ACCEPT then
         error("moonwire.test: the server answered the upgrade with a wrong Sec-WebSocket-Accept")
@@ -525,7 +535,7 @@ function M.start(app, opts)
     if type(app) == "table" and opts == nil then app, opts = nil, app end
     opts = opts or {}
     if app == nil then
-        app = app_of_spec(3)
+        app = app_of_spec()
         if not app then
             error("t.start: no app given, and no app.lua in a folder above this spec", 2)
         end
