@@ -172,7 +172,9 @@ function Client:_write(bytes)
     self:_flush()
 end
 
+-- Writes what waits, as far as the socket takes it. Returns true when something was written.
 function Client:_flush()
+    local moved = false
     while self.sock and #self.out > 0 do
         local chunk = self.out[1]
         local n = self.sock:write(chunk, self.out_pos)
@@ -180,14 +182,15 @@ function Client:_flush()
             self.out, self.out_pos = {}, 1
             return true
         end
-        if n == 0 then return false end
+        if n == 0 then break end
+        moved = true
         self.out_pos = self.out_pos + n
         if self.out_pos > #chunk then
             table.remove(self.out, 1)
             self.out_pos = 1
         end
     end
-    return false
+    return moved
 end
 
 local function close_socket(self)
