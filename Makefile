@@ -161,6 +161,7 @@ install: all
 	install -m 755 $(BUILD)/moonwire $(DESTDIR)$(PREFIX)/bin/moonwire
 	rm -rf $(SHARE)/scripts
 	cp -R scripts $(SHARE)/scripts
+	rm -rf $(SHARE)/scripts/spec
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/moonwire

@@ -284,6 +284,16 @@ static int server_connections(lua_State *L)
     return 1;
 }
 
+/* server:timers() -> the app's pending timers (mw.after, mw.every). */
+static int server_timers(lua_State *L)
+{
+    struct kit_server *s = luaL_checkudata(L, 1, server_meta);
+    size_t n = 0;
+    for (size_t i = 0; s->running && i < s->w->napps; i++) n += lb_app_timers(s->w->apps[i]);
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
 /* server:stop(): frees every connection (their apps hear the close), then the apps. */
 static int server_stop(lua_State *L)
 {
@@ -391,6 +401,7 @@ static int luaopen_testkit(lua_State *L)
         { "run_timer", server_run_timer }, { "now", server_now },
         { "set_now", server_set_now }, { "reload", server_reload },
         { "log", server_log }, { "connections", server_connections },
+        { "timers", server_timers },
         { "stop", server_stop }, { NULL, NULL },
     };
     static const luaL_Reg client_methods[] = {

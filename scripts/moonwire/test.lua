@@ -519,6 +519,9 @@ end
 -- server:connections() -> how many connections the server holds.
 function Server:connections() return self.kit:connections() end
 
+-- server:timers() -> how many app timers are pending (mw.after, mw.every).
+function Server:timers() return self.kit:timers() end
+
 -- server:stop(): every connection is dropped (the app hears its closes), then the app.
 function Server:stop()
     for client in pairs(self.live) do
