@@ -152,7 +152,8 @@ fuzz: deps-fuzz
 
 # ---- make install ------------------------------------------------------------------------
 # PREFIX/bin/moonwire, and the scripts it ships in PREFIX/share/moonwire/scripts, where the
-# binary looks for them beside its own folder (moonwire test and new need them too).
+# binary looks for them beside its own folder (moonwire test and new need them too); the
+# libraries' own specs (scripts/spec) stay behind.
 PREFIX  ?= /usr/local
 SHARE   := $(DESTDIR)$(PREFIX)/share/moonwire
 
