@@ -81,6 +81,10 @@ function app.close(conn, code, reason)
     mw.log("info", "app.close " .. conn.data.name .. " " .. code)
 end
 
+function app.http(req)
+    return 200, "you asked " .. req.method .. " " .. req.path .. " " .. req.body
+end
+
 return app
 ]]
 
@@ -143,6 +147,12 @@ describe("the harness", function()
         local line = server:logged("message handler failed")
         assert.truthy(line:find("^error app .*app%.lua:%d+: kaboom"), line)
         assert.truthy(line:find("closed with 1011", 1, true), line)
+    end)
+
+    it("answers a plain request through app.http", function()
+        local status, body = server:request { method = "POST", path = "/x", body = "data" }
+        assert.equal(200, status)
+        assert.equal("you asked POST /x data", body)
     end)
 
     it("delivers a publish to every subscriber", function()
@@ -227,9 +237,9 @@ describe("moonwire test", function()
         })
         local out, code = run(dir, "test -o TAP")
         assert.equal(0, code, out)
-        assert.truthy(has(out, "1..10"), out)
+        assert.truthy(has(out, "1..11"), out)
         assert.falsy(has(out, "not ok"), out)
-        assert.truthy(has(out, "ok 10 - t.start raises with the file and line"), out)
+        assert.truthy(has(out, "ok 11 - t.start raises with the file and line"), out)
     end)
 
     it("exits 1 and names the failing spec when one fails", function()

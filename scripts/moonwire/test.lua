@@ -482,6 +482,53 @@ function Server:connect(opts)
     return client
 end
 
+-- server:request{method=, path=, query=, headers=, body=, ip=} -> status, body, headers: a
+-- plain HTTP request on its own connection (app.http, static files from public/, the 426 of a
+-- WebSocket-only path), answered as the server answers it.
+function Server:request(opts)
+    opts = opts or {}
+    if type(opts) ~= "table" then error("server:request: takes a table of options", 2) end
+    local body = opts.body or ""
+    if type(body) ~= "string" then error("server:request: body must be a string", 2) end
+    local sock, err = self.kit:connect(opts.ip or "127.0.0.1")
+    if not sock then return nil, err end
+    local client = setmetatable({
+        server = self, sock = sock, out = {}, out_pos = 1, buf = "", pos = 1, inbox = {},
+        open = false, closed = false, closing = false, unread = 0,
+    }, Client)
+    self.live[client] = true
+    local query = query_string(opts.query)
+    local lines = { ("%s %s%s HTTP/1.1"):format(opts.method or "GET", opts.path or "/",
+        query ~= "" and "?" .. query or "") }
+    local given = {}
+    for name, value in pairs(opts.headers or {}) do
+        given[name:lower()] = true
+        lines[#lines + 1] = name .. ": " .. tostring(value)
+    end
+    if not given.host then lines[#lines + 1] = "Host: localhost" end
+    if not given["content-length"] and (#body > 0 or opts.method and opts.method ~= "GET"
+        and opts.method ~= "HEAD") then
+        lines[#lines + 1] = "Content-Length: " .. #body
+    end
+    if not given.connection then lines[#lines + 1] = "Connection: close" end
+    client:_write(concat(lines, "\r\n") .. "\r\n\r\n" .. body)
+    self:settle()
+    local data = client.buf
+    close_socket(client)
+    self:settle()
+    local head_end = data:find("\r\n\r\n", 1, true)
+    if not head_end then return nil, "the server closed the connection without answering" end
+    local head = data:sub(1, head_end - 1)
+    local fields = {}
+    for name, value in head:gmatch("\r\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
+        fields[name:lower()] = value
+    end
+    local content = data:sub(head_end + 4)
+    local len = tonumber(fields["content-length"] or "")
+    if len then content = content:sub(1, len) end
+    return tonumber(head:match("^HTTP/1%.1 (%d%d%d)")), content, fields
+end
+
 -- server:advance(ms): moves the virtual clock ms milliseconds on, running every app timer
 -- (mw.after, mw.every) that comes due on the way, in order, each at its time.
 function Server:advance(ms)

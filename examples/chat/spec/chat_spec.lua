@@ -221,6 +221,21 @@ describe("chat app", function()
         assert.is_false(a.closed)
     end)
 
+    it("serves its page, and answers the announcement endpoint as configured", function()
+        local status, body, headers = server:request { path = "/" }
+        assert.equal(200, status)
+        assert.truthy(headers["content-type"]:find("text/html", 1, true))
+        assert.truthy(body:find("<title>moonwire chat</title>", 1, true))
+        -- ANNOUNCE_SECRET is unset in the example: announcements are off.
+        status, body = server:request { method = "POST", path = "/api/announce", body = "hi" }
+        assert.equal(403, status)
+        assert.truthy(body:find("announcements are off", 1, true))
+        status = server:request { path = "/api/announce" }
+        assert.equal(405, status)
+        status = server:request { method = "POST", path = "/api/nothing" }
+        assert.equal(404, status)
+    end)
+
     it("a hot reload keeps rooms, names and history, and sends the room list", function()
         local a, b = user("ada"), user("bo")
         a:send_json { type = "join", room = "general" }
