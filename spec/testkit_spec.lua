@@ -5,6 +5,7 @@
 -- spec checks that all of them ran and passed, and that a failing one fails the command.
 local server = require "server"
 local helpers = require "helpers"
+local chromium = require "chromium"
 
 local BIN = os.getenv("MOONWIRE_BIN") or "build/moonwire"
 local q = helpers.shell_quote
@@ -283,8 +284,35 @@ describe("moonwire new", function()
             "new WebSocket", 1, true))
         out, code = run(root, "test hello/spec -o TAP")
         assert.equal(0, code, out)
-        assert.truthy(has(out, "1..4"), out)
+        assert.truthy(has(out, "1..5"), out)
         assert.falsy(has(out, "not ok"), out)
+    end)
+
+    it("creates a page that connects and talks to the app in a browser", function()
+        local browser_path, no_browser = chromium.available()
+        if not browser_path then
+            pending(no_browser)
+            return
+        end
+        local out, code = run(root, "new page")
+        assert.equal(0, code, out)
+        local srv = server.start { app = root .. "/page" }
+        local browser = chromium.start()
+        local ok, err = pcall(function()
+            local page = browser:new_page()
+            page:navigate(("http://127.0.0.1:%d/"):format(srv.port))
+            page:wait_for("document.getElementById('status').textContent === 'connected'", 5)
+            assert.truthy(page:eval("document.getElementById('log').textContent")
+                :find("1 online", 1, true))
+            page:eval("document.getElementById('text').value = 'hello from the page'")
+            page:eval("document.getElementById('say').requestSubmit()")
+            page:wait_for("document.getElementById('log').textContent"
+                .. ".includes(': hello from the page')", 5)
+            assert.same({}, page:errors())
+        end)
+        browser:stop()
+        assert.equal(0, srv:stop())
+        assert(ok, err)
     end)
 
     it("refuses a folder that exists, changing nothing", function()

@@ -38,6 +38,12 @@ describe("{{name}}", function()
         assert.is_false(alice.closed)
     end)
 
+    it("serves its page", function()
+        local status, page = server:request { path = "/" }
+        assert.equal(200, status)
+        assert.truthy(page:find("new WebSocket", 1, true))
+    end)
+
     it("tells the others when a client leaves", function()
         local alice, bob = server:connect(), server:connect()
         local id = alice:receive_json().id
