@@ -27,7 +27,9 @@ function recording_kind(calls, extra)
             calls[#calls + 1] = { "init", room.id, options }
             room.state.players = 0
         end,
-        join = function(room, conn, info) calls[#calls + 1] = { "join", room.id, name(conn), info } end,
+        join = function(room, conn, info)
+            calls[#calls + 1] = { "join", room.id, name(conn), info }
+        end,
         leave = function(room, conn, reason)
             calls[#calls + 1] = { "leave", room.id, name(conn), reason }
         end,
@@ -434,8 +436,9 @@ describe("moonwire.rooms", function()
                 room:join(C.a)
             ]])
             p.server:advance(100)
-            assert.are.same({ true, { "leave", "m", "b", "closed" }, { "leave", "m", "a", "closed" },
-                              { "close", "m" }, 6, true, {}, 0, 0 }, run([[
+            assert.are.same({ true, { "leave", "m", "b", "closed" },
+                              { "leave", "m", "a", "closed" }, { "close", "m" }, 6, true, {}, 0,
+                              0 }, run([[
                 return { room:destroy(), calls[4], calls[5], calls[6], #calls,
                          rooms.get("m") == nil, rooms.of(C.a), mw.subscribers("room:m"),
                          room:size() }
@@ -631,7 +634,8 @@ describe("moonwire.rooms", function()
         end)
 
         it("deliver calls the message callback for a member", function()
-            assert.are.same({ true, { "message", "m", "a", { type = "move", x = 1 } }, true }, run([[
+            local want = { true, { "message", "m", "a", { type = "move", x = 1 } }, true }
+            assert.are.same(want, run([[
                 local msg = { type = "move", x = 1 }
                 local ok = room:deliver(C.a, msg)
                 return { ok, calls[#calls], calls[#calls][4] == msg }

@@ -257,7 +257,9 @@ describe("moonwire.router", function()
 
     describe("encode and send", function()
         it("encode gives the JSON of type plus fields", function()
-            local text = p:run([[return router.encode("chat", { from = "ann", text = "hi", n = 2 })]])
+            local text = p:run([[
+                return router.encode("chat", { from = "ann", text = "hi", n = 2 })
+            ]])
             assert.are.same({ type = "chat", from = "ann", text = "hi", n = 2 }, json.decode(text))
         end)
 
