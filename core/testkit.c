@@ -103,10 +103,6 @@ static void stop(struct kit_server *s)
     free(s->cfg);
     s->w = NULL;
     s->cfg = NULL;
-    for (size_t i = 0; i < s->nlines; i++) free(s->lines[i]);
-    free(s->lines);
-    s->lines = NULL;
-    s->nlines = s->cap = 0;
 }
 
 /* ---- testkit.new(app, config_file|nil, log_level) -> server | nil, message ------------------- */
@@ -294,11 +290,23 @@ static int server_timers(lua_State *L)
     return 1;
 }
 
-/* server:stop(): frees every connection (their apps hear the close), then the apps. */
+/* server:stop(): frees every connection (their apps hear the close), then the apps. The log
+ * stays readable. */
 static int server_stop(lua_State *L)
 {
     struct kit_server *s = luaL_checkudata(L, 1, server_meta);
     stop(s);
+    return 0;
+}
+
+static int server_gc(lua_State *L)
+{
+    struct kit_server *s = luaL_checkudata(L, 1, server_meta);
+    stop(s);
+    for (size_t i = 0; i < s->nlines; i++) free(s->lines[i]);
+    free(s->lines);
+    s->lines = NULL;
+    s->nlines = s->cap = 0;
     return 0;
 }
 
@@ -408,7 +416,7 @@ static int luaopen_testkit(lua_State *L)
         { "write", client_write }, { "read", client_read }, { "unread", client_unread },
         { "shutdown", client_shutdown }, { "close", client_close }, { NULL, NULL },
     };
-    new_type(L, server_meta, server_methods, server_stop);
+    new_type(L, server_meta, server_methods, server_gc);
     new_type(L, client_meta, client_methods, client_close);
     lua_createtable(L, 0, 2);
     lua_pushcfunction(L, kit_new);

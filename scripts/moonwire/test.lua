@@ -399,6 +399,17 @@ function Server:settle()
         .. "that keeps making another?)"):format(MAX_TURNS), 3)
 end
 
+-- A client on the socket sock of server: what it sends waits in out, what it receives in buf
+-- (from pos on) until whole frames go to inbox.
+local function new_client(server, sock)
+    local client = setmetatable({
+        server = server, sock = sock, out = {}, out_pos = 1, buf = "", pos = 1, inbox = {},
+        open = false, closed = false, closing = false, unread = 0,
+    }, Client)
+    server.live[client] = true
+    return client
+end
+
 local KEY = "dGhlIHNhbXBsZSBub25jZQ=="      -- RFC 6455's example key ...
 local ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" -- ... and the answer it must get
 
@@ -426,11 +437,7 @@ function Server:connect(opts)
     local headers = opts.headers or {}
     local sock, err = self.kit:connect(opts.ip or "127.0.0.1")
     if not sock then return nil, nil, err end
-    local client = setmetatable({
-        server = self, sock = sock, out = {}, out_pos = 1, buf = "", pos = 1, inbox = {},
-        open = false, closed = false, closing = false, unread = 0,
-    }, Client)
-    self.live[client] = true
+    local client = new_client(self, sock)
 
     local lines = { ("GET %s%s HTTP/1.1"):format(path, query ~= "" and "?" .. query or "") }
     local given = {}
@@ -492,11 +499,7 @@ function Server:request(opts)
     if type(body) ~= "string" then error("server:request: body must be a string", 2) end
     local sock, err = self.kit:connect(opts.ip or "127.0.0.1")
     if not sock then return nil, err end
-    local client = setmetatable({
-        server = self, sock = sock, out = {}, out_pos = 1, buf = "", pos = 1, inbox = {},
-        open = false, closed = false, closing = false, unread = 0,
-    }, Client)
-    self.live[client] = true
+    local client = new_client(self, sock)
     local query = query_string(opts.query)
     local lines = { ("%s %s%s HTTP/1.1"):format(opts.method or "GET", opts.path or "/",
         query ~= "" and "?" .. query or "") }
