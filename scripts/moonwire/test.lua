@@ -572,6 +572,33 @@ function Server:connections() return self.kit:connections() end
 -- server:timers() -> how many app timers are pending (mw.after, mw.every).
 function Server:timers() return self.kit:timers() end
 
+-- ---- outbound calls ----------------------------------------------------------------------
+-- A spec answers the app's outbound calls (mw.http, once it exists) with stubs, never with the
+-- network. The runtime's side is to be wired in core/testkit.c (kit_new, beside the clock): an
+-- outbound call of the app crosses into this state as (kind, request) and gets
+-- server:_outbound's answer.
+
+-- server:stub(kind, fn): fn(request) -> response answers the app's outbound calls of kind
+-- ("http"); fn nil removes the stub.
+function Server:stub(kind, fn)
+    if type(kind) ~= "string" then error("server:stub: kind must be a string (\"http\")", 2) end
+    if fn ~= nil and type(fn) ~= "function" then
+        error("server:stub: the stub must be a function (or nil to remove it)", 2)
+    end
+    self.stubs[kind] = fn
+end
+
+-- The answer of kind's stub to request. Raises, naming what to do, when the spec set none: an
+-- app under test never reaches the network.
+function Server:_outbound(kind, request)
+    local fn = self.stubs[kind]
+    if not fn then
+        error(("the app made an outbound %s call and the spec set no stub for it: "
+            .. "server:stub(%q, function(request) return response end)"):format(kind, kind), 0)
+    end
+    return fn(request)
+end
+
 -- server:stop(): every connection is dropped (the app hears its closes), then the app.
 function Server:stop()
     for client in pairs(self.live) do
@@ -614,7 +641,7 @@ function M.start(app, opts)
         if tmp then err = err:gsub(tmp:gsub("%p", "%%%0"), "config") end
         error("t.start: " .. err, 2)
     end
-    local server = setmetatable({ kit = k, live = {} }, Server)
+    local server = setmetatable({ kit = k, live = {}, stubs = {} }, Server)
     server:settle()
     return server
 end
