@@ -35,7 +35,7 @@ UNIT_CORE_SRCS := $(filter-out core/main.c,$(SERVER_SRCS)) $(GEN_SRCS)
 UNIT_SRCS   := $(wildcard spec/unit/test_*.c)
 
 .PHONY: all run test check-deps deps-build deps-run deps-test unit clean fuzz fuzz-replay \
-        deps-fuzz
+        deps-fuzz install uninstall
 
 all: $(BUILD)/moonwire
 
@@ -151,6 +151,24 @@ fuzz: deps-fuzz
 	        $(BUILD)/fuzz/new-$$t >>$(BUILD)/fuzz/$$t.log 2>&1; \
 	    grep -E 'MERGE-OUTER: [0-9]+ new files' $(BUILD)/fuzz/$$t.log | tail -n 1; \
 	done
+
+# ---- make install ------------------------------------------------------------------------
+# PREFIX/bin/moonwire, and the scripts it ships in PREFIX/share/moonwire/scripts, where the
+# binary looks for them beside its own folder (moonwire test and new need them too); the
+# libraries' own specs (scripts/spec) stay behind.
+PREFIX  ?= /usr/local
+SHARE   := $(DESTDIR)$(PREFIX)/share/moonwire
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(SHARE)
+	install -m 755 $(BUILD)/moonwire $(DESTDIR)$(PREFIX)/bin/moonwire
+	rm -rf $(SHARE)/scripts
+	cp -R scripts $(SHARE)/scripts
+	rm -rf $(SHARE)/scripts/spec
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/moonwire
+	rm -rf $(SHARE)
 
 # ---- Debian packages ----------------------------------------------------------------------
 

@@ -12,6 +12,8 @@
 /* Set once at start (log.h): read-only while loops run. */
 static enum log_level min_level = LOG_INFO;
 static bool json_lines;
+static log_sink_fn sink;
+static void *sink_ud;
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
 /* The dashboard's recent events: a ring, shared by every loop of the process. */
@@ -26,6 +28,11 @@ static struct {
 void log_set_level(enum log_level min) { min_level = min; }
 bool log_enabled(enum log_level level) { return level >= min_level; }
 void log_set_json(bool json) { json_lines = json; }
+void log_set_sink(log_sink_fn fn, void *ud)
+{
+    sink = fn;
+    sink_ud = ud;
+}
 const char *log_level_name(enum log_level level) { return level_names[level]; }
 
 int log_parse_level(const char *name, enum log_level *out)
@@ -153,6 +160,16 @@ static void emit(enum log_level level, bool notable, const struct log_field *fie
 
     char line[2560];
     size_t n;
+    if (sink) {
+        /* The sentence and its fields, as in a text line after the level. */
+        n = (size_t)snprintf(line, sizeof line, "%s", msg);
+        for (size_t i = 0; i < nfields && n < sizeof line; i++)
+            n += (size_t)(fields[i].str ? snprintf(line + n, sizeof line - n, " %s=%s",
+                                                   fields[i].key, fields[i].str)
+                                        : snprintf(line + n, sizeof line - n, " %s=%.15g",
+                                                   fields[i].key, fields[i].num));
+        if (sink(sink_ud, level, line)) return;
+    }
     if (json_lines) {
         n = format_json(line, sizeof line, stamp, level, msg, fields, nfields);
     } else {

@@ -24,6 +24,13 @@ bool log_enabled(enum log_level level);
 /* Text (the default) or JSON lines. */
 void log_set_json(bool json);
 
+/* Where lines go instead of stderr: moonwire test keeps each server's lines for its spec to
+ * read. fn gets the level and the line's text without time and level (the sentence, then any
+ * fields as " key=value"), and returns true when it took the line; otherwise (or with fn NULL,
+ * the default) the line goes to stderr. Process-wide, like the level: set before loops run. */
+typedef bool (*log_sink_fn)(void *ud, enum log_level level, const char *text);
+void log_set_sink(log_sink_fn fn, void *ud);
+
 /* Parses "debug", "info", "warn" or "error". Returns 0, or -1 for anything else. */
 int log_parse_level(const char *name, enum log_level *out);
 const char *log_level_name(enum log_level level);

@@ -169,6 +169,12 @@ void lb_push_crypto(lua_State *L, int api);
 
 /* lua_wait.c: sets mw.sleep and mw.http in the mw table at api. */
 void lb_push_waits(lua_State *L, int api);
+/* On a virtual clock: the handler in mw.sleep due first (by due time, then by when it began to
+ * sleep) at or before until, or NULL; whether it is due before a timer due at (due, seq); and
+ * waking it (the clock moves to its due time). */
+struct lb_sleeper *lb_clock_first_sleeper(struct lb_clock *clock, double until);
+bool lb_sleeper_before(const struct lb_sleeper *s, double due, uint64_t seq);
+void lb_clock_wake(struct lb_clock *clock, struct lb_sleeper *s);
 
 /* lua_mw.c: the mw module. */
 void lb_push_api(struct lb_app *app);

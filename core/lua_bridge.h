@@ -25,6 +25,16 @@
 struct lb_app;
 struct hc;
 
+/* A clock of its own for the apps' timers and mw.now: moonwire test's virtual clock, which
+ * moves only when the spec advances it (lb_clock_run_next). A loop context without one (the
+ * server) runs app timers as libev timers on the loop's clock. */
+struct lb_sleeper;
+struct lb_clock {
+    double now;    /* seconds, what mw.now returns */
+    uint64_t seq;  /* stamps timers as they are scheduled: of two due together, the first runs */
+    struct lb_sleeper *sleepers; /* handlers in mw.sleep, woken by lb_clock_run_next too */
+};
+
 /* What the apps of one loop context share: its loop, its connections, its sandbox runtime
  * (watchdog) and its counters. Owned by the loop context; must outlive its apps. */
 struct lb_env {
@@ -36,6 +46,17 @@ struct lb_env {
     size_t max_topic_length;  /* bytes in a topic name (limits.max_topic_length); 0: none */
     struct hc *http;          /* outbound HTTP for mw.http.request (core/http_client.h) */
     size_t http_max_in_flight; /* requests one app may have waiting (outbound.max_in_flight) */
+    struct lb_clock *clock;   /* NULL: the loop's clock (the server); else a virtual clock */
+    const struct lb_stub *stub; /* NULL: the network (the server); else moonwire test's stubs */
+};
+
+/* moonwire test answers the apps' outbound calls itself. call gets the kind ("http") and the
+ * request (the table given to mw.http.request) as JSON text, and returns the answer as
+ * malloc'd JSON text: { "res": {...} } or { "err": reason, "detail": text }; or NULL with a
+ * malloc'd message in *err, which the app's call raises. */
+struct lb_stub {
+    char *(*call)(void *ud, const char *kind, const char *req, size_t len, char **err);
+    void *ud;
 };
 
 struct lb_limits {
@@ -62,6 +83,19 @@ void lb_app_free(struct lb_app *app);
  * app.reload(previous) runs. Otherwise the old version keeps serving. Logs either outcome;
  * returns 0 or -1. */
 int lb_app_reload(struct lb_app *app);
+
+/* With a virtual clock (env->clock): runs the one pending timer of apps[0..n) that comes due
+ * first, if it is due by `until` (seconds on the clock), moving the clock to when it was due.
+ * Timers due together run in the order they were scheduled. The timer share and the slice of
+ * a loop turn do not apply (they measure the loop's real time); a repeating timer stopped by a
+ * limit is cancelled as in the server, counting its streak on the virtual clock. Returns true
+ * when a timer ran. */
+bool lb_clock_run_next(struct lb_clock *clock, struct lb_app *const *apps, size_t n,
+                       double until);
+
+/* Pushes a table like mw.json (encode, decode that returns whole numbers as integers, null),
+ * for a Lua state other than an app's (moonwire test decodes what apps send with it). */
+void lb_push_json(lua_State *L);
 
 /* The app's name in log lines (the path it was loaded from), its folder, and its static files
  * folder (NULL without a public/ folder). */

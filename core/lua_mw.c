@@ -97,6 +97,8 @@ struct lb_timer {
     bool queued;                  /* in the app's queue (its watcher is stopped meanwhile) */
     bool waiting;                 /* its callback waits (mw.http, mw.sleep): it does not fire
                                    * again until that run ends */
+    double due;                   /* on a virtual clock: when it runs next (its watcher idles) */
+    uint64_t seq;                 /* on a virtual clock: when it was scheduled, for ties */
     unsigned stops;               /* runs in a row that a limit stopped */
     double streak_began;          /* when the first of those runs began (monotonic s) */
     char where[128];              /* where mw.every or mw.after was called: "app.lua:12" */
@@ -200,19 +202,21 @@ static void enqueue(struct lb_timer *t)
     wake(t->app);
 }
 
-static void after_run(struct lb_timer *t, enum sb_status st, double began);
+static void after_run(struct lb_timer *t, enum sb_status st, double streak_at);
 
 /* A run of t's callback that waited has ended. */
 static void run_finished(struct lb_task *task, enum sb_status st)
 {
     struct lb_timer *t = *(struct lb_timer **)lb_task_ctx(task);
+    struct lb_clock *clock = t->app->env->clock;
     t->waiting = false;
-    after_run(t, st, monotonic_s());
+    after_run(t, st, clock ? clock->now : monotonic_s());
 }
 
-/* Runs t's callback (which began at `began`) and charges its time to the app. A repeating
- * timer whose previous run still waits skips this turn. */
-static void fire(struct lb_timer *t, double began)
+/* Runs t's callback (which began at `began`, monotonic) and charges its time to the app. A
+ * limit's stops count their streak from streak_at: began, or the time on a virtual clock. A
+ * repeating timer whose previous run still waits skips this turn. */
+static void fire(struct lb_timer *t, double began, double streak_at)
 {
     struct lb_app *app = t->app;
     struct lb_timer_queue *q = &app->due;
@@ -227,13 +231,13 @@ static void fire(struct lb_timer *t, double began)
     q->turn_spent += spent;
     if (q->share > 0) q->balance -= spent;
     if (waits) t->waiting = true;
-    else after_run(t, st, began);
+    else after_run(t, st, streak_at);
     lua_pop(L, 1);
 }
 
 /* After a run of t's callback: a repeating timer that limits keep stopping is cancelled, and
  * one that waited in the queue restarts. */
-static void after_run(struct lb_timer *t, enum sb_status st, double began)
+static void after_run(struct lb_timer *t, enum sb_status st, double streak_at)
 {
     struct lb_app *app = t->app;
     lua_State *L = app->sb.L;
@@ -242,13 +246,17 @@ static void after_run(struct lb_timer *t, enum sb_status st, double began)
         if (st == SB_OK || st == SB_ERROR) {
             t->stops = 0;
         } else if (t->stops++ == 0) {
-            t->streak_began = began;
+            t->streak_began = streak_at;
         }
-        if (t->stops >= STOPS_TO_CANCEL && began - t->streak_began >= STREAK_TO_CANCEL) {
+        if (t->stops >= STOPS_TO_CANCEL && streak_at - t->streak_began >= STREAK_TO_CANCEL) {
             log_error("app %s: timer made at %s cancelled: its callback was stopped %u times "
                       "in a row over %.1f s (the last time it %s)", app->name, t->where,
-                      t->stops, began - t->streak_began, lb_failure_text(st));
+                      t->stops, streak_at - t->streak_began, lb_failure_text(st));
             timer_stop(L, t);
+        } else if (app->env->clock) {
+            struct lb_clock *clock = app->env->clock;
+            t->due = clock->now + t->watcher.repeat;
+            t->seq = ++clock->seq;
         } else if (!ev_is_active(&t->watcher)) {
             ev_timer_again(app->env->loop, &t->watcher); /* it waited in the queue */
         }
@@ -264,7 +272,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     double now = monotonic_s();
     /* Behind the timers already waiting, if any: they came due first. */
     if (app->due.head || !may_run(app, now)) enqueue(t);
-    else fire(t, now);
+    else fire(t, now, now);
 }
 
 /* The queue's watcher: runs waiting timers in order while the app may. */
@@ -277,7 +285,7 @@ static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
     while (app->due.head && may_run(app, now = monotonic_s())) {
         struct lb_timer *t = app->due.head;
         unqueue(t);
-        fire(t, now);
+        fire(t, now, now);
     }
     wake(app);
 }
@@ -319,7 +327,13 @@ static int start_timer(lua_State *L, bool repeat)
     t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     double s = ms / 1000.0;
     ev_timer_init(&t->watcher, on_timer, s, repeat ? s : 0.);
-    ev_timer_start(app->env->loop, &t->watcher);
+    struct lb_clock *clock = app->env->clock;
+    if (clock) {
+        t->due = clock->now + s; /* lb_clock_run_next runs it; the watcher stays idle */
+        t->seq = ++clock->seq;
+    } else {
+        ev_timer_start(app->env->loop, &t->watcher);
+    }
     t->pending = true;
     t->next = app->timers;
     if (app->timers) app->timers->prev = t;
@@ -360,6 +374,29 @@ static int timer_tostring(lua_State *L)
     struct lb_timer *t = luaL_checkudata(L, 1, timer_meta);
     lua_pushfstring(L, "timer (%s)", t->pending ? "pending" : "done");
     return 1;
+}
+
+bool lb_clock_run_next(struct lb_clock *clock, struct lb_app *const *apps, size_t n,
+                       double until)
+{
+    /* Due within a microsecond of until: sums of milliseconds in seconds since 1970 round
+     * differently (advance(25) twice against a timer of 50 ms). */
+    until += 1e-6;
+    struct lb_timer *next = NULL;
+    for (size_t i = 0; i < n; i++)
+        for (struct lb_timer *t = apps[i]->timers; t; t = t->next)
+            if (t->due <= until && !t->waiting &&
+                (!next || t->due < next->due || (t->due == next->due && t->seq < next->seq)))
+                next = t;
+    struct lb_sleeper *s = lb_clock_first_sleeper(clock, until);
+    if (s && (!next || lb_sleeper_before(s, next->due, next->seq))) {
+        lb_clock_wake(clock, s);
+        return true;
+    }
+    if (!next) return false;
+    if (next->due > clock->now) clock->now = next->due;
+    fire(next, monotonic_s(), clock->now);
+    return true;
 }
 
 void lb_cancel_timers(struct lb_app *app, uint32_t generation)
@@ -440,7 +477,7 @@ static int json_decode(lua_State *L)
 }
 
 /* Pushes mw.json: encode, decode and null from lua-cjson, strict about numbers. */
-static void push_json(lua_State *L)
+void lb_push_json(lua_State *L)
 {
     luaL_requiref(L, "cjson", luaopen_cjson, 0);
     int cjson = lua_gettop(L);
@@ -485,7 +522,8 @@ static int mw_after_load(lua_State *L)
 
 static int mw_now(lua_State *L)
 {
-    lua_pushnumber(L, ev_now(lb_app_of(L)->env->loop));
+    const struct lb_env *env = lb_app_of(L)->env;
+    lua_pushnumber(L, env->clock ? env->clock->now : ev_now(env->loop));
     return 1;
 }
 
@@ -530,7 +568,7 @@ void lb_push_api(struct lb_app *app)
     luaL_newlib(L, api);
     lb_push_metrics(L);
     lua_setfield(L, -2, "metrics");
-    push_json(L);
+    lb_push_json(L);
     lua_setfield(L, -2, "json");
     lb_push_crypto(L, -1);
     lb_push_waits(L, -1);

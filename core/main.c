@@ -19,6 +19,8 @@
 #include "log.h"
 #include "lua_bridge.h"
 #include "origin.h"
+#include "scaffold.h"
+#include "testkit.h"
 #include "util.h"
 #include "watch.h"
 #include "worker.h"
@@ -29,6 +31,8 @@
 
 static const char usage[] =
     "usage: moonwire [options] [APP]\n"
+    "       moonwire test [SPECS...] [busted options]\n"
+    "       moonwire new NAME\n"
     "\n"
     "Serves the WebSocket app APP on every path: a Lua file, or a folder holding app.lua\n"
     "(and optionally public/, served as static files). A config file can mount\n"
@@ -62,20 +66,30 @@ static const char usage[] =
     "  moonwire --port 9001 examples/echo\n"
     "  moonwire -c conf/moonwire.conf.lua examples/chat\n"
     "\n"
-    "docs/command-line.md, docs/configuration.md and docs/lua-api.md have the details.\n";
+    "commands:\n"
+    "  test [SPECS...]         run Busted specs (files or folders; default spec/) inside\n"
+    "                          the real runtime, with the moonwire.test module; Busted's\n"
+    "                          options follow (-o TAP, --filter ...; test --help lists them)\n"
+    "  new NAME                create the folder NAME: app.lua, public/index.html and\n"
+    "                          spec/app_spec.lua, ready to run and to test\n"
+    "\n"
+    "docs/command-line.md, docs/configuration.md, docs/lua-api.md and docs/testing.md have the\n"
+    "details.\n";
 
-/* The shipped Lua libraries live in scripts/ next to build/, found from the executable. */
+/* The shipped Lua libraries live in scripts/ next to build/, found from the executable; once
+ * installed (make install), in PREFIX/share/moonwire/scripts beside PREFIX/bin. */
 static void find_scripts_dir(char *out, size_t cap)
 {
+    static const char *const places[] = { "../scripts", "../share/moonwire/scripts" };
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
         exe[n] = '\0';
         char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            char joined[PATH_MAX + 16], real[PATH_MAX], cwd[PATH_MAX];
-            snprintf(joined, sizeof joined, "%s/../scripts", exe);
+        if (slash) *slash = '\0';
+        for (size_t i = 0; slash && i < sizeof places / sizeof places[0]; i++) {
+            char joined[PATH_MAX + 32], real[PATH_MAX], cwd[PATH_MAX];
+            snprintf(joined, sizeof joined, "%s/%s", exe, places[i]);
             struct stat st;
             if (realpath(joined, real) && stat(real, &st) == 0 && S_ISDIR(st.st_mode)) {
                 /* As short as the app's own paths in tracebacks: relative below the working
@@ -286,6 +300,15 @@ int main(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    /* The commands: moonwire test, moonwire new. */
+    if (argc >= 2 && (strcmp(argv[1], "test") == 0 || strcmp(argv[1], "new") == 0)) {
+        char found[PATH_MAX], scripts[PATH_MAX];
+        find_scripts_dir(found, sizeof found);
+        /* Absolute: Busted's -C changes the working folder. */
+        if (!realpath(found, scripts)) snprintf(scripts, sizeof scripts, "%s", found);
+        return argv[1][0] == 't' ? testkit_main(argc - 1, argv + 1, scripts)
+                                 : scaffold_main(argc - 1, argv + 1, scripts);
+    }
     const char *config_file = NULL, *host = NULL, *tls_cert = NULL, *tls_key = NULL,
                *origins = NULL, *admin = NULL;
     long port = -1;

@@ -1,5 +1,5 @@
 -- Input rules of the chat example: user names, room names and message text.
--- Pure functions (no mw, no state), so spec/chat_logic_spec.lua checks them without a server.
+-- Pure functions (no mw, no state), so spec/validate_spec.lua checks them without a server.
 -- Each returns the cleaned value, or nil and a reason the client can show as it is.
 local M = {}
 
