@@ -154,6 +154,8 @@ static void conn_free(struct conn *c)
     cl->host->freed(cl->host_ctx, c);
     free(c->path);
     free(c->protocol);
+    if (c->answer && c->answer_http) free(((struct conn_response *)c->answer)->body);
+    free(c->answer);
     free(c->close_reason);
     size_t queued = c->outq.bytes;
     outq_clear(&c->outq);

@@ -60,6 +60,10 @@ enum {
     PAUSE_HANDLER = 4,      /* the handler holds input back (conn_hold_input) */
 };
 
+/* A handler's upgrade verdict status, or its http callback's result: the answer comes later,
+ * through conn_answer. */
+#define CONN_WAIT 1
+
 /* Results of conn_send_message and conn_send_shared. */
 enum {
     CONN_SENT = 0,          /* written or queued, queue under send_buffer */
@@ -85,7 +89,8 @@ struct conn_message {
 /* What a handler's upgrade callback decided. status 0: accept, with protocol (if protocol_len)
  * to answer in Sec-WebSocket-Protocol. Otherwise refuse with status and reason (the response
  * body); failed says the handler itself failed (counted as an error, not a refusal). Either
- * way, headers holds extra "Name: value\r\n" lines for the response (may be empty). */
+ * way, headers holds extra "Name: value\r\n" lines for the response (may be empty).
+ * status CONN_WAIT: the handler decides later, with conn_answer. */
 struct conn_verdict {
     int status;
     bool failed;
@@ -120,6 +125,8 @@ struct conn_handler {
      * or HEAD it exists for. */
     int (*http)(void *ctx, struct conn *c, const struct http_request *req,
                 const struct hs_upgrade *up, struct conn_response *resp);
+    /* (http may also return CONN_WAIT: the response comes later through conn_answer; the
+     * request's body must have been copied by then, as resp.) */
     /* Whether http answers every plain request now (an app that defines app.http). May be
      * NULL. Asked before the body is read, so it must not run application code. */
     bool (*serves_http)(void *ctx);
@@ -235,6 +242,11 @@ struct conn {
     void *handler_ctx;
     int handler_ref;
     void *handler_data;     /* the handler's own record, or NULL (never read here) */
+    /* A handler's answer that came later (conn_answer): a conn_verdict for an upgrade, a
+     * conn_response for a plain request; the request is read again from c->head to use it. */
+    void *answer;
+    bool awaiting;          /* the handler decides later: the request is kept, reading held */
+    bool answer_http;       /* what is awaited is a conn_response (else a conn_verdict) */
     char *path;             /* request path, without the query */
     char *protocol;         /* negotiated subprotocol, or NULL */
 
@@ -272,6 +284,12 @@ int conn_send_shared(struct conn *c, struct obuf *frame);
 /* Starts the close handshake with code (a valid close code, or 0 for none) and reason. Does
  * nothing unless the connection is open. */
 void conn_close(struct conn *c, unsigned code, const char *reason, size_t reason_len);
+
+/* The answer to a request whose handler returned CONN_WAIT: answer is a malloc'd conn_verdict
+ * (upgrade) or conn_response (plain request), which c takes (and frees, also when it is gone
+ * by then: pass it anyway, or free it when conn_find no longer finds c). The request is then
+ * handled as if the handler had answered at once. */
+void conn_answer(struct conn *c, void *answer);
 
 /* Stops (hold) or restarts reading from c for its handler: one that is still busy with earlier
  * messages and has queued enough of the later ones. */

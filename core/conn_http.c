@@ -275,6 +275,32 @@ static void method_not_allowed(struct conn *c)
 /* Results of read_body and serve_plain besides 0 and -1 (answered). */
 #define WANT_BODY 1
 #define KEPT 2 /* answered, and the connection waits for its next request */
+#define WAITING 3 /* the handler answers later (conn_answer): the request is kept */
+
+/* The answer that came later, moved into resp: its pointers into its own text follow it. */
+static void take_response(struct conn *c, struct conn_response *resp)
+{
+    struct conn_response *a = c->answer;
+    *resp = *a;
+    const char *lo = a->text, *hi = a->text + sizeof a->text;
+    if (a->content_type >= lo && a->content_type < hi)
+        resp->content_type = resp->text + (a->content_type - lo);
+    if (a->headers >= lo && a->headers < hi) resp->headers = resp->text + (a->headers - lo);
+    free(a);
+    c->answer = NULL;
+}
+
+/* The handler will answer later: hold reading (the request and what came after it are kept
+ * by read_request), and leave the time to the handler's own limit (sandbox.wait_timeout), not
+ * handshake_timeout. */
+static int await_handler(struct conn *c, bool http)
+{
+    c->awaiting = true;
+    c->answer_http = http;
+    conn_hold_input(c, true);
+    conn_arm_timer(c, 0);
+    return WAITING;
+}
 
 /* Requests one connection may make (keep-alive); the answer to the last says close. */
 #define MAX_REQUESTS 100
@@ -347,7 +373,8 @@ static int serve_plain(struct conn *c, const struct http_request *req, const str
         refuse(c);
         return -1;
     }
-    if (!c->request_len) cl->counters->http_requests++; /* not again once its body is in */
+    /* Not again once its body is in, nor when read again with its handler's late answer. */
+    if (!c->request_len && !c->answer) cl->counters->http_requests++;
     if (status) {
         respond(c, status, r.why, r.headers);
         return -1;
@@ -364,14 +391,21 @@ static int serve_plain(struct conn *c, const struct http_request *req, const str
         int rc = read_body(c, req, buf, head_len, have);
         if (rc) return rc;
         struct conn_response resp;
-        memset(&resp, 0, sizeof resp);
-        rc = r.handler->http(r.ctx, c, req, up, &resp);
+        if (c->answer) {
+            take_response(c, &resp); /* it waited, and has answered */
+            rc = 0;
+        } else {
+            memset(&resp, 0, sizeof resp);
+            rc = r.handler->http(r.ctx, c, req, up, &resp);
+        }
         c->body = NULL;
         c->body_len = 0;
+        if (rc == CONN_WAIT && c->state == CONN_HANDSHAKE) return await_handler(c, true);
         if (c->state != CONN_HANDSHAKE) {
             free(resp.body);
             return -1;
         }
+
         if (rc == 0) {
             bool keep = keep_alive(c, req);
             respond_with(c, &resp, is_head(req), keep);
@@ -446,6 +480,7 @@ static int upgrade(struct conn *c, const struct http_request *req, const char *b
     }
     c->handler = r.handler;
     c->handler_ctx = r.ctx;
+    free(c->path); /* a request read again after its handler waited */
     c->path = dup_range(up.path, up.path_len);
     if (!c->path) {
         conn_respond_error(c, 503, "the server is out of memory", NULL, CTR_REFUSED_ERROR);
@@ -453,8 +488,23 @@ static int upgrade(struct conn *c, const struct http_request *req, const char *b
     }
 
     struct conn_verdict v;
-    memset(&v, 0, sizeof v);
-    c->handler->upgrade(c->handler_ctx, c, req, &up, &v);
+    if (c->answer) {
+        v = *(struct conn_verdict *)c->answer; /* it waited, and has decided */
+        free(c->answer);
+        c->answer = NULL;
+        if (v.protocol_len && !hs_protocol_offered(req, v.protocol, v.protocol_len)) {
+            log_error("the upgrade handler for %s picked subprotocol '%.*s', which the client "
+                      "did not offer", c->path, (int)v.protocol_len, v.protocol);
+            memset(&v, 0, sizeof v);
+            v.status = 500;
+            v.failed = true;
+            snprintf(v.reason, sizeof v.reason, "internal error");
+        }
+    } else {
+        memset(&v, 0, sizeof v);
+        c->handler->upgrade(c->handler_ctx, c, req, &up, &v);
+        if (v.status == CONN_WAIT && c->state == CONN_HANDSHAKE) return await_handler(c, false);
+    }
     if (v.status) {
         conn_respond_error(c, v.status, v.reason, v.headers[0] ? v.headers : NULL,
                            v.failed ? CTR_REFUSED_ERROR : CTR_REFUSED_AUTH);
@@ -525,7 +575,7 @@ static ssize_t keep_head(struct conn *c, const uint8_t *data, size_t len, size_t
         c->head_cap = (uint32_t)cap;
     }
     size_t used = want - c->head_len;
-    memcpy(c->head + c->head_len, data, used);
+    if (used) memcpy(c->head + c->head_len, data, used);
     c->head_len = (uint32_t)want;
     return (ssize_t)used;
 }
@@ -568,7 +618,10 @@ static int read_request(struct conn *c, uint8_t *data, size_t len)
     if (c->request_len) {
         /* The head is in and its body comes: keep it up to its announced end (bytes past it
          * are the next request's). */
-        ssize_t kept = keep_head(c, data, len, c->request_len);
+        /* (All of it may be kept already, and more: a request read again after its handler
+         * waited, with what came after it.) */
+        ssize_t kept = c->head_len >= c->request_len ? 0
+                                                      : keep_head(c, data, len, c->request_len);
         if (kept < 0) {
             if (kept == -1) conn_drop(c, "out of memory for the request body");
             conn_release_head(c);
@@ -619,6 +672,16 @@ static int read_request(struct conn *c, uint8_t *data, size_t len)
         return -1;
     } else if (done == KEPT) {
         return next_request(c, buf, buf_len, data, used, len);
+    } else if (done == WAITING) {
+        /* Keep all of it, the request and whatever came after, to read again once the handler
+         * has answered (conn_answer). */
+        ssize_t kept = 0;
+        if (!c->head) kept = keep_head(c, data, len, len);
+        else if (used < len) kept = keep_head(c, data + used, len - used, c->head_len + len - used);
+        if (kept == -1) conn_drop(c, "out of memory for the request");
+        if (kept < 0) conn_release_head(c);
+        c->head_scan = 0;
+        return -1;
     } else if (done == 0) {
         /* Frames that came with the head: first the rest of the kept buffer, then the rest of
          * this read that was not appended to it. */
@@ -654,3 +717,16 @@ void conn_read_head(struct conn *c, uint8_t *data, size_t len)
     }
 }
 
+void conn_answer(struct conn *c, void *answer)
+{
+    if (c->state != CONN_HANDSHAKE || !c->awaiting || c->answer) {
+        if (answer && c->answer_http) free(((struct conn_response *)answer)->body);
+        free(answer);
+        return;
+    }
+    c->awaiting = false;
+    c->answer = answer;
+    conn_hold_input(c, false);
+    conn_arm_timer(c, conn_limits(c)->handshake_timeout);
+    conn_read_head(c, NULL, 0);
+}

@@ -154,7 +154,7 @@ void lb_conn_register(lua_State *L);
 /* Pushes c's conn object onto L (a thread of c's app), making it on first use. */
 void lb_push_conn(lua_State *L, struct conn *c);
 /* Seeds c's conn.data with the table on top of the stack (popped). */
-void lb_conn_set_data(struct lb_app *app, struct conn *c);
+void lb_conn_set_data(lua_State *L, struct conn *c);
 /* Releases c's conn object before c is freed; it then answers nil, "closed". */
 void lb_forget(struct lb_app *app, struct conn *c);
 /* Empties c's conn.data (the next read of it makes a new, empty table). */

@@ -113,6 +113,8 @@ struct call {
     size_t next;         /* messages: the next to hand over */
     struct lane *lane;   /* the connection's queue, for a run from it (or that waits) */
     int conn_ref;        /* close from a lane: the conn object (the connection is gone) */
+    uint64_t conn_id;    /* upgrade, http: to find the connection again after a wait */
+    uint32_t slot;
 };
 
 /* A connection whose handler waits (lua_task.c): what came for it meanwhile, in order, run
@@ -144,9 +146,10 @@ struct lane {
 
 static void push_request(lua_State *L, struct conn *c, const struct http_request *req,
                          const struct hs_upgrade *up);
-static void read_verdict(struct lb_app *app, struct conn *c, const struct http_request *req,
-                         struct conn_verdict *v);
-static void run_http(lua_State *L, struct call *k);
+static void read_verdict(struct lb_app *app, lua_State *L, struct conn *c,
+                         const struct http_request *req, struct conn_verdict *v);
+static void push_http_request(lua_State *L, struct call *k);
+static void read_http_results(lua_State *L, struct call *k);
 
 /* Pushes the app's handler for kind, or returns false (pushing nothing) when it has none. It is
  * looked up on every call (an app may replace one at run time), by a key interned once: a
@@ -226,8 +229,27 @@ static int after_call(lua_State *L, int status, lua_KContext ctx)
     return 0;
 }
 
-/* Trampoline of the handlers that may wait (open, message, close, drain): on the run's
- * coroutine, with the run as argument. */
+/* After app.upgrade, on the run's coroutine: its four results into the verdict. After a wait
+ * the connection is looked up again (it may be gone) and the request is no longer at hand:
+ * the connection layer checks the subprotocol then. */
+static int after_upgrade(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    struct call *k = lb_task_ctx((struct lb_task *)ctx);
+    struct conn *c = k->c ? k->c : conn_find(k->app->env->conns, k->slot, k->conn_id);
+    if (k->verdict) read_verdict(k->app, L, c, k->req, k->verdict);
+    return 0;
+}
+
+static int after_http(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    struct call *k = lb_task_ctx((struct lb_task *)ctx);
+    if (k->response) read_http_results(L, k);
+    return 0;
+}
+
+/* Trampoline of the handlers: on the run's coroutine, with the run as argument. */
 static int run_waitable(lua_State *L)
 {
     struct lb_task *t = lua_touserdata(L, 1);
@@ -235,6 +257,16 @@ static int run_waitable(lua_State *L)
     lua_settop(L, 0);
     if (k->kind == CALL_MESSAGE) return run_messages(L, t);
     if (!push_handler(L, k->app, k->kind)) return 0;
+    if (k->kind == CALL_UPGRADE) {
+        push_request(L, k->c, k->req, k->up);
+        lua_callk(L, 1, 4, (lua_KContext)t, after_upgrade);
+        return after_upgrade(L, LUA_OK, (lua_KContext)t);
+    }
+    if (k->kind == CALL_HTTP) {
+        push_http_request(L, k);
+        lua_callk(L, 1, 3, (lua_KContext)t, after_http);
+        return after_http(L, LUA_OK, (lua_KContext)t);
+    }
     if (k->conn_ref != LUA_NOREF) lua_rawgeti(L, LUA_REGISTRYINDEX, k->conn_ref);
     else lb_push_conn(L, k->c);
     if (k->kind == CALL_CLOSE) {
@@ -247,25 +279,15 @@ static int run_waitable(lua_State *L)
     return 0;
 }
 
-/* Trampoline of the handlers that answer at once (upgrade, http, reload), as a plain call. */
+/* Trampoline of app.reload, a plain call: a reload does not wait. */
 static int run_handler(lua_State *L)
 {
     struct call *k = lua_touserdata(L, 1);
     lua_settop(L, 0);
     if (!push_handler(L, k->app, k->kind)) return 0;
-    switch (k->kind) {
-    case CALL_UPGRADE:
-        push_request(L, k->c, k->req, k->up);
-        lua_call(L, 1, 4);
-        read_verdict(k->app, k->c, k->req, k->verdict);
-        return 0;
-    case CALL_RELOAD:
-        lua_rawgeti(L, LUA_REGISTRYINDEX, k->previous_ref);
-        lua_call(L, 1, 0);
-        return 0;
-    case CALL_HTTP: run_http(L, k); return 0;
-    default: return 0;
-    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, k->previous_ref);
+    lua_call(L, 1, 0);
+    return 0;
 }
 
 static const enum lb_kind kind_of[] = { [CALL_OPEN] = LB_KIND_OPEN,
@@ -717,10 +739,9 @@ static bool format_headers(struct lb_app *app, lua_State *L, int t, struct conn_
 
 /* Reads the handler's results: true [, { protocol =, data =, headers = }], or
  * false [, status [, reason [, headers]]]. */
-static void read_verdict(struct lb_app *app, struct conn *c, const struct http_request *req,
-                         struct conn_verdict *v)
+static void read_verdict(struct lb_app *app, lua_State *L, struct conn *c,
+                         const struct http_request *req, struct conn_verdict *v)
 {
-    lua_State *L = app->sb.L;
     int base = lua_gettop(L) - 4;
     if (!lua_toboolean(L, base + 1)) {
         if (lua_isnil(L, base + 1))
@@ -750,7 +771,7 @@ static void read_verdict(struct lb_app *app, struct conn *c, const struct http_r
     if (lua_getfield(L, base + 2, "protocol") == LUA_TSTRING) {
         size_t len;
         const char *p = lua_tolstring(L, -1, &len);
-        if (!hs_protocol_offered(req, p, len) || len >= sizeof v->protocol) {
+        if ((req && !hs_protocol_offered(req, p, len)) || len >= sizeof v->protocol) {
             log_error("app %s: upgrade handler picked subprotocol '%s', which the client did "
                       "not offer", app->name, p);
             refuse(v, 500, "internal error");
@@ -767,16 +788,78 @@ static void read_verdict(struct lb_app *app, struct conn *c, const struct http_r
         return;
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, base + 2, "data") == LUA_TTABLE) lb_conn_set_data(app, c);
+    if (lua_getfield(L, base + 2, "data") == LUA_TTABLE && c) lb_conn_set_data(L, c);
     else lua_pop(L, 1);
+}
+
+static void answer_finished(struct lb_task *t, enum sb_status st);
+
+/* Runs app.upgrade or app.http for c. When it waits, the request's pointers go (they point into
+ * a buffer that does not last), the answer gets memory of its own, and the connection hears
+ * CONN_WAIT; answer_finished gives it the answer. Returns how the run went, or CONN_WAIT. */
+static int start_answer(struct call *k)
+{
+    struct lb_what w = what_of(k);
+    struct lb_task *t;
+    enum sb_status st = lb_call_async(k->app, run_waitable, k, sizeof *k, &w, answer_finished,
+                                      &t);
+    if (!t) return st == SB_OK ? 0 : -1;
+    struct call *kept = lb_task_ctx(t);
+    kept->c = NULL;
+    kept->req = NULL;
+    kept->up = NULL;
+    if (k->kind == CALL_UPGRADE) kept->verdict = calloc(1, sizeof *kept->verdict);
+    else kept->response = calloc(1, sizeof *kept->response);
+    return CONN_WAIT;
+}
+
+/* A run of app.upgrade or app.http that waited has ended: its connection gets the answer (a
+ * failure answers 500, as at once), unless it is gone. */
+static void answer_finished(struct lb_task *t, enum sb_status st)
+{
+    struct call *k = lb_task_ctx(t);
+    struct conn *c = conn_find(k->app->env->conns, k->slot, k->conn_id);
+    if (k->kind == CALL_UPGRADE) {
+        struct conn_verdict *v = k->verdict ? k->verdict : calloc(1, sizeof *v);
+        k->verdict = NULL;
+        if (v && st != SB_OK) {
+            memset(v, 0, sizeof *v);
+            refuse(v, 500, "internal error");
+            v->failed = true;
+        }
+        if (c && v) conn_answer(c, v);
+        else if (c) conn_abort(c); /* no memory for an answer */
+        else free(v);
+        return;
+    }
+    struct conn_response *r = k->response ? k->response : calloc(1, sizeof *r);
+    k->response = NULL;
+    if (r && st != SB_OK) {
+        free(r->body);
+        memset(r, 0, sizeof *r);
+        r->status = 500;
+        r->body = strdup("internal error\n");
+        r->body_len = r->body ? strlen(r->body) : 0;
+    }
+    if (c && r) {
+        conn_answer(c, r);
+    } else {
+        if (r) free(r->body);
+        free(r);
+        if (c) conn_abort(c);
+    }
 }
 
 static void on_upgrade(void *ctx, struct conn *c, const struct http_request *req,
                        const struct hs_upgrade *up, struct conn_verdict *v)
 {
-    struct call k = { .kind = CALL_UPGRADE, .what = "upgrade handler",
-                      .app = ctx, .c = c, .req = req, .up = up, .verdict = v };
-    if (dispatch(&k) < 0) {
+    struct call k = { .kind = CALL_UPGRADE, .what = "upgrade handler", .app = ctx, .c = c,
+                      .req = req, .up = up, .verdict = v, .conn_ref = LUA_NOREF,
+                      .conn_id = conn_id(c), .slot = conn_slot(c) };
+    int rc = start_answer(&k);
+    if (rc == CONN_WAIT) {
+        v->status = CONN_WAIT;
+    } else if (rc < 0) {
         refuse(v, 500, "internal error");
         v->failed = true;
     }
@@ -853,9 +936,8 @@ static void format_http_headers(lua_State *L, int t, struct conn_response *resp)
 /* Calls app.http (on the stack) with the request table and reads what it returns:
  * status, body [, headers], or body [, headers] for 200. A table body is sent as JSON. Every
  * check raises before the body is copied, so nothing is left to free when one fails. */
-static void run_http(lua_State *L, struct call *k)
+static void push_http_request(lua_State *L, struct call *k)
 {
-    struct conn_response *resp = k->response;
     push_request(L, k->c, k->req, k->up);
     lua_pushlstring(L, k->req->method, k->req->method_len);
     lua_setfield(L, -2, "method");
@@ -863,8 +945,12 @@ static void run_http(lua_State *L, struct call *k)
     const char *body = conn_request_body(k->c, &blen);
     lua_pushlstring(L, body, blen);
     lua_setfield(L, -2, "body");
-    lua_call(L, 1, 3);
-    int base = 1; /* the handler's three results, at 1 to 3 (run_handler cleared the stack) */
+}
+
+static void read_http_results(lua_State *L, struct call *k)
+{
+    struct conn_response *resp = k->response;
+    int base = 1; /* the handler's three results, at 1 to 3 (the stack was cleared) */
     if (lua_type(L, base) == LUA_TNUMBER) {
         int isnum;
         lua_Integer status = lua_tointegerx(L, base, &isnum);
@@ -910,9 +996,12 @@ static int on_http(void *ctx, struct conn *c, const struct http_request *req,
                    const struct hs_upgrade *up, struct conn_response *resp)
 {
     if (!serves_http(ctx)) return -1;
-    struct call k = { .kind = CALL_HTTP, .what = "http handler",
-                      .app = ctx, .c = c, .req = req, .up = up, .response = resp };
-    if (dispatch(&k) < 0) {
+    struct call k = { .kind = CALL_HTTP, .what = "http handler", .app = ctx, .c = c,
+                      .req = req, .up = up, .response = resp, .conn_ref = LUA_NOREF,
+                      .conn_id = conn_id(c), .slot = conn_slot(c) };
+    int rc = start_answer(&k);
+    if (rc == CONN_WAIT) return CONN_WAIT;
+    if (rc < 0) {
         free(resp->body);
         memset(resp, 0, sizeof *resp);
         resp->status = 500;

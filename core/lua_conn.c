@@ -263,9 +263,8 @@ void lb_conn_clear_data(struct lb_app *app, struct conn *c)
     lua_pop(L, 1);
 }
 
-void lb_conn_set_data(struct lb_app *app, struct conn *c)
+void lb_conn_set_data(lua_State *L, struct conn *c)
 {
-    lua_State *L = app->sb.L;
     lb_push_conn(L, c);
     lua_insert(L, -2);
     lua_setiuservalue(L, -2, 1);

@@ -1,10 +1,9 @@
 /* What a handler can wait for: mw.sleep, and mw.http.request (outbound HTTP).
  *
  * Each suspends the run that calls it (lua_task.c) with lua_yieldk and resumes it from the
- * loop when its answer is in: the loop serves everyone else meanwhile. They work in any
- * handler that runs on a coroutine (open, message, close, drain) and in timer callbacks; in the
- * main chunk, app.upgrade, app.http, app.reload or a coroutine the app made, they raise,
- * saying so. */
+ * loop when its answer is in: the loop serves everyone else meanwhile. They work in every
+ * handler but app.reload, and in timer callbacks; in the main chunk, app.reload or a coroutine
+ * the app made, they raise, saying so. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,9 +21,9 @@ static struct lb_task *waitable(lua_State *L, const char *fname)
 {
     struct lb_task *t = lb_task_running(lb_app_of(L), L);
     if (!t)
-        luaL_error(L, "%s can wait only in app.open, app.message, app.close, app.drain and "
-                      "timer callbacks, outside coroutines the app makes (here it would block "
-                      "the server)", fname);
+        luaL_error(L, "%s can wait only in handlers and timer callbacks, not in the main "
+                      "chunk, app.reload or a coroutine the app makes (here it would block the "
+                      "server)", fname);
     return t;
 }
 

@@ -35,6 +35,8 @@ function app.message(conn, data)
         conn:send("spun")
     elseif cmd == "yield" then
         coroutine.yield()
+    elseif cmd == "cosleep" then
+        coroutine.wrap(function() mw.sleep(1) end)()
     elseif cmd == "trap" then
         -- A __close that would loop forever, in the handler and in a coroutine of its own,
         -- both stopped by the budget: it must never run with the budget's hook off.
@@ -53,8 +55,25 @@ function app.close(conn, code)
 end
 
 function app.upgrade(req)
-    if req.query == "sleep" then mw.sleep(10) end
+    if req.query == "sleep" then
+        mw.sleep(100)
+        return true, { data = { slept = true } }
+    end
+    if req.query == "sleep-refuse" then
+        mw.sleep(10)
+        return false, 401, "not after sleeping"
+    end
     return true
+end
+
+function app.open(conn)
+    if conn.data.slept then conn:send("slept before open") end
+end
+
+function app.http(req)
+    local ms = tonumber(req.query:match("ms=(%d+)") or "0")
+    mw.sleep(ms)
+    return 200, "waited " .. ms .. " for " .. req.path .. (req.body ~= "" and " " .. req.body or "")
 end
 
 return app
@@ -163,12 +182,39 @@ describe("handlers that wait", function()
         d:close()
     end)
 
-    it("says where mw.sleep cannot wait: app.upgrade answers 500", function()
-        local res = ws.http(srv.port, "GET /?sleep HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n" ..
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" ..
-            "Sec-WebSocket-Version: 13\r\n\r\n")
-        assert.are.equal(500, res.status)
-        assert.truthy(srv:wait_log("mw.sleep can wait only in app.open, app.message", 2))
+    it("lets app.upgrade wait, then accepts with its data, while others are served", function()
+        local other = connect(srv)
+        local t0 = now()
+        local c = connect(srv, "sleep")
+        assert.is_true(now() - t0 >= 0.09, "the handshake waited for app.upgrade")
+        assert.are.equal("slept before open", c:recv_message(3))
+        assert.are.equal("meanwhile", other:echo("meanwhile"))
+        c:close()
+        other:close()
+    end)
+
+    it("lets app.upgrade wait, then refuse", function()
+        local res = ws.http(srv.port, ws.request { path = "/?sleep-refuse",
+                                                   key = "dGhlIHNhbXBsZSBub25jZQ==" })
+        assert.are.equal(401, res.status)
+        assert.truthy(res.body:find("not after sleeping", 1, true), res.body)
+    end)
+
+    it("lets app.http wait, and answers pipelined requests in order", function()
+        local res = ws.http(srv.port, "POST /a?ms=150 HTTP/1.1\r\nHost: x\r\n" ..
+                                      "Content-Length: 5\r\n\r\nhello" ..
+                                      "GET /b?ms=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert.are.equal(200, res.status)
+        local first = res.raw:find("waited 150 for /a hello", 1, true)
+        local second = res.raw:find("waited 0 for /b", 1, true)
+        assert.truthy(first and second and first < second, res.raw)
+    end)
+
+    it("says where mw.sleep cannot wait: in a coroutine the app made", function()
+        local c = connect(srv)
+        c:send_text("cosleep")
+        assert.are.equal(1011, c:expect_close(3))
+        assert.truthy(srv:wait_log("mw.sleep can wait only in handlers and timer callbacks", 2))
     end)
 
     it("lets a run of the old code finish after a hot reload", function()

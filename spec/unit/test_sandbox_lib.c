@@ -60,7 +60,7 @@ static void host_reset(size_t limit)
     switches[0] = '\0';
 }
 
-static const struct sblib_host counting_host = { count_work, made, runs };
+static const struct sblib_host counting_host = { count_work, made, runs, NULL };
 
 /* ---- the differential harness --------------------------------------------------------------- */
 
@@ -552,7 +552,7 @@ Test(sandbox_lib, the_charge_function_may_raise)
     cr_assert_not_null(L);
     luaL_openlibs(L);
     lua_pushglobaltable(L);
-    const struct sblib_host host = { raise_at_once, NULL, NULL };
+    const struct sblib_host host = { raise_at_once, NULL, NULL, NULL };
     sblib_install(L, -1, &host);
     lua_pop(L, 1);
     int rc = luaL_loadstring(L, "table.move({}, 1, 1 << 50, 1, {})");
