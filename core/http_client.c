@@ -752,7 +752,8 @@ static int parse_url(struct hc_call *call, const char *url, const char **path, s
     if (port) {
         unsigned long v = 0;
         const char *p = port;
-        while (p < aend && *p >= '0' && *p <= '9' && v <= 65535) v = v * 10 + (unsigned)(*p++ - '0');
+        while (p < aend && *p >= '0' && *p <= '9' && v <= 65535)
+            v = v * 10 + (unsigned)(*p++ - '0');
         if (p == port || p != aend || v == 0 || v > 65535) {
             snprintf(err, errlen, "the URL's port must be a number from 1 to 65535");
             return -1;

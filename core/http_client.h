@@ -10,7 +10,16 @@
  * a refusal moves on to the next address), then TLS; the request is written, the response read
  * (Content-Length, chunked, or until close; none for HEAD, 1xx, 204 and 304). A reused
  * connection that fails before the first byte of the answer (the server had closed it) is
- * replaced by a fresh one once, and the request sent again. One timeout covers all of it. */
+ * replaced by a fresh one once, and the request sent again. One timeout covers all of it.
+ *
+ * Memory: a call holds its request, a response head of at most 64 KiB and a body of at most
+ * max_response; the pool at most max_idle_per_host connections per destination, each closed
+ * after idle_timeout. How many calls run at once is the caller's to bound.
+ *
+ * Not done: addresses are tried one after the other (no "happy eyeballs"), so an address that
+ * swallows the connection attempt costs the request its timeout; no HTTP/2, no proxies, no
+ * compression (no Accept-Encoding is sent), no redirects (a 3xx is a response like any other),
+ * host names must be ASCII (IDNA is the caller's). */
 #ifndef MOONWIRE_HTTP_CLIENT_H
 #define MOONWIRE_HTTP_CLIENT_H
 
@@ -84,6 +93,8 @@ struct hc_response {
  *   "no_memory"  an allocation failed */
 typedef void (*hc_done)(void *ud, const struct hc_response *res, const char *reason,
                         const char *detail);
+/* done may start new requests (a pooled connection it freed is already available to them) and
+ * cancel other calls, but must not call hc_free. */
 
 /* Starts a request. The client copies what it needs from req before returning. Returns the
  * call, or NULL only when out of memory. done is called exactly once, from the loop, never

@@ -229,7 +229,11 @@ static void echo_handler(struct srv *s, struct sconn *c, int index)
                          "Set-Cookie: b=2\r\nContent-Length: %d\r\n\r\n%.*s\n",
                          blen, (int)(eol - req), req);
         memcpy(resp + h, body, (size_t)(req + n - body)); /* the body may hold NULs */
-        if (!s_write(c, resp, (size_t)h + (size_t)(req + n - body))) return;
+        if (strncmp(req, "HEAD ", 5) == 0) /* the head only, with the length a GET would get */
+            h = (int)(strstr(resp, "\r\n\r\n") + 4 - resp);
+        else
+            h += (int)(req + n - body);
+        if (!s_write(c, resp, (size_t)h)) return;
     }
 }
 
@@ -934,4 +938,42 @@ Test(http_client, tls_failures)
     bad.ca_file = "/nonexistent/ca.pem";
     cr_expect_null(hc_new(loop, &bad, err, sizeof err));
     cr_expect(strstr(err, "/nonexistent/ca.pem") != NULL, "%s", err);
+}
+
+/* done starts the next request itself (as a Lua handler resumed by it will): the connection
+ * the first one left in the pool serves the second. */
+struct chain {
+    struct hc *c;
+    const char *url;
+    struct result first, second;
+};
+
+static void on_first(void *ud, const struct hc_response *res, const char *reason,
+                     const char *detail)
+{
+    struct chain *ch = ud;
+    on_done(&ch->first, res, reason, detail);
+    cr_assert_eq(stats(ch->c).idle, 1u, "the connection is back in the pool before done");
+    cr_assert_not_null(hc_request(ch->c, &(struct hc_request){ .url = ch->url, .method = "HEAD" },
+                                  on_done, &ch->second));
+}
+
+Test(http_client, done_may_start_the_next_request)
+{
+    struct srv s;
+    srv_start(&s, echo_handler, NULL);
+    struct hc *c = client(NULL);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/", s.port);
+    struct chain ch = { .c = c, .url = url };
+    cr_assert_not_null(hc_request(c, &(struct hc_request){ .url = url }, on_first, &ch));
+    run_until(loop, &ch.second, 5.);
+    cr_expect_eq(ch.first.status, 200);
+    cr_expect_eq(ch.second.status, 200, "%s %s", ch.second.reason, ch.second.detail);
+    cr_expect_eq(ch.second.body_len, 0, "HEAD: no body, though the answer has a length");
+    cr_expect(strstr(ch.second.headers, "content-length=") != NULL);
+    cr_expect_eq(stats(c).connections_opened, 1);
+    cr_expect_eq(stats(c).connections_reused, 1);
+    hc_free(c);
+    srv_stop(&s);
 }
