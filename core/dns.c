@@ -324,7 +324,7 @@ struct dns_query *dns_resolve(struct dns *d, const char *host, uint16_t port, dn
     char service[8];
     snprintf(service, sizeof service, "%u", (unsigned)port);
     struct ares_addrinfo_hints hints = {
-        .ai_flags = ARES_AI_NUMERICSERV,
+        .ai_flags = ARES_AI_NUMERICSERV | ARES_AI_ENVHOSTS,
         .ai_family = AF_UNSPEC,
         .ai_socktype = SOCK_STREAM,
     };

@@ -475,6 +475,16 @@ static int conn_start_tls(struct hc_conn *conn)
     return 0;
 }
 
+static void describe(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    char a[INET6_ADDRSTRLEN] = "?";
+    if (ss->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, a, sizeof a);
+    else
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, a, sizeof a);
+    snprintf(out, len, "%s", a);
+}
+
 static void conn_connected(struct hc_conn *conn)
 {
     int err = 0;
@@ -483,7 +493,10 @@ static void conn_connected(struct hc_conn *conn)
     if (err == EINPROGRESS) return; /* spurious */
     struct hc_call *call = conn->call;
     if (err) {
-        snprintf(call->connect_error, sizeof call->connect_error, "%s", strerror(err));
+        char addr[INET6_ADDRSTRLEN];
+        describe(&call->addrs.addrs[call->next_addr - 1], addr, sizeof addr);
+        snprintf(call->connect_error, sizeof call->connect_error, "%s: %s", addr,
+                 strerror(err));
         conn_close(conn);
         call_connect_next(call);
         return;
@@ -538,16 +551,6 @@ static void conn_io(struct ev_loop *loop, ev_io *w, int revents)
         idle_readable(conn);
         break;
     }
-}
-
-static void describe(const struct sockaddr_storage *ss, char *out, size_t len)
-{
-    char a[INET6_ADDRSTRLEN] = "?";
-    if (ss->ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, a, sizeof a);
-    else
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, a, sizeof a);
-    snprintf(out, len, "%s", a);
 }
 
 /* Tries the next resolved address the policy allows; fails the call when none is left. */
@@ -956,8 +959,9 @@ struct hc *hc_new(struct ev_loop *loop, const struct hc_config *cfg, char *err, 
     /* A server that ends TLS without close_notify ends the stream: bodies framed by length or
      * chunks still detect truncation; one read until close cannot, as with any client. */
     SSL_CTX_set_options(c->ssl, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Pooled connections sit idle most of their lives: release their record buffers then. */
     SSL_CTX_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+                                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     static const unsigned char alpn[] = "\x08http/1.1";
     SSL_CTX_set_alpn_protos(c->ssl, alpn, sizeof alpn - 1);
     if (!SSL_CTX_set_default_verify_paths(c->ssl)) {

@@ -977,3 +977,77 @@ Test(http_client, done_may_start_the_next_request)
     hc_free(c);
     srv_stop(&s);
 }
+
+/* ---- several addresses (a hosts file of the test's own, through CARES_HOSTS) ------------- */
+
+static char hosts_path[64];
+
+static void use_hosts(const char *text)
+{
+    snprintf(hosts_path, sizeof hosts_path, "/tmp/moonwire-hc-hosts-XXXXXX");
+    int fd = mkstemp(hosts_path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    setenv("CARES_HOSTS", hosts_path, 1);
+}
+
+Test(http_client, each_address_is_tried_in_turn)
+{
+    struct srv s;
+    srv_start(&s, echo_handler, NULL); /* on 127.0.0.1 only: 127.0.0.3 and .4 refuse */
+    use_hosts("127.0.0.3 multi.test\n127.0.0.4 multi.test\n127.0.0.1 multi.test\n");
+    struct hc *c = client(NULL);
+    char url[128];
+    snprintf(url, sizeof url, "http://multi.test:%u/", s.port);
+    struct result r;
+    get(c, url, &r);
+    cr_expect_eq(r.status, 200, "%s %s", r.reason, r.detail);
+    cr_expect_eq(stats(c).connections_opened, 3, "two refused, the third answered");
+    hc_free(c);
+
+    use_hosts("127.0.0.3 multi.test\n127.0.0.4 multi.test\n");
+    c = client(NULL);
+    get(c, url, &r);
+    cr_expect_str_eq(r.reason, "refused");
+    cr_expect(strstr(r.detail, "127.0.0.4") != NULL, "names the last address: %s", r.detail);
+    hc_free(c);
+    srv_stop(&s);
+    unlink(hosts_path);
+}
+
+Test(http_client, policy_judges_the_resolved_addresses)
+{
+    struct srv s;
+    srv_start(&s, echo_handler, NULL);
+    /* A name pointing at the metadata address (DNS rebinding does this) is refused at connect
+     * time, though the name itself is allowed. */
+    use_hosts("169.254.169.254 rebind.test\n127.0.0.3 two.test\n127.0.0.1 two.test\n");
+    struct hc *c = client(NULL);
+    char url[128];
+    struct result r;
+    snprintf(url, sizeof url, "http://rebind.test:%u/", s.port);
+    get(c, url, &r);
+    cr_expect_str_eq(r.reason, "forbidden");
+    cr_expect(strstr(r.detail, "169.254.169.254 is a link-local address") != NULL, "%s",
+              r.detail);
+    cr_expect_eq(stats(c).connections_opened, 0);
+    hc_free(c);
+
+    /* Of two addresses, the one outside the listed block is skipped, not connected to. */
+    char err[200];
+    const char *const only[] = { "127.0.0.1/32" };
+    struct outbound_policy *p = outbound_parse(only, 1, err, sizeof err);
+    struct hc_config cfg;
+    hc_config_defaults(&cfg);
+    cfg.policy = p;
+    c = client(&cfg);
+    snprintf(url, sizeof url, "http://two.test:%u/", s.port);
+    get(c, url, &r);
+    cr_expect_eq(r.status, 200, "%s %s", r.reason, r.detail);
+    cr_expect_eq(stats(c).connections_opened, 1);
+    hc_free(c);
+    outbound_free(p);
+    srv_stop(&s);
+    unlink(hosts_path);
+}
