@@ -40,7 +40,7 @@ struct hc_conn {
     bool read_wants_write; /* SSL_read asked for writability */
     enum conn_state state;
     ev_io io;
-    ev_timer idle_timer;
+    ev_timer timer; /* while connecting: the attempt's limit; while idle: idle_timeout */
     /* The pool key: scheme, host, port. */
     bool tls;
     char *host;
@@ -103,6 +103,7 @@ void hc_config_defaults(struct hc_config *cfg)
         .max_idle_per_host = 8,
         .idle_timeout = 30.,
         .timeout = 30.,
+        .attempt_timeout = 1.,
     };
 }
 
@@ -119,7 +120,7 @@ static void conn_close(struct hc_conn *conn)
     }
     if (conn->call) conn->call->conn = NULL;
     ev_io_stop(c->loop, &conn->io);
-    ev_timer_stop(c->loop, &conn->idle_timer);
+    ev_timer_stop(c->loop, &conn->timer);
     if (conn->ssl) SSL_free(conn->ssl); /* no close_notify: it could block or fail; TCP ends */
     close(conn->fd);
     free(conn->host);
@@ -293,8 +294,8 @@ static void call_succeed(struct hc_call *call, bool reusable)
         c->idle = conn;
         c->stats.idle++;
         conn_want(conn, EV_READ);
-        ev_timer_set(&conn->idle_timer, c->cfg.idle_timeout, 0.);
-        ev_timer_start(c->loop, &conn->idle_timer);
+        ev_timer_set(&conn->timer, c->cfg.idle_timeout, 0.);
+        ev_timer_start(c->loop, &conn->timer);
     } else {
         conn_close(conn);
     }
@@ -492,6 +493,7 @@ static void conn_connected(struct hc_conn *conn)
     if (getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
     if (err == EINPROGRESS) return; /* spurious */
     struct hc_call *call = conn->call;
+    ev_timer_stop(conn->c->loop, &conn->timer);
     if (err) {
         char addr[INET6_ADDRSTRLEN];
         describe(&call->addrs.addrs[call->next_addr - 1], addr, sizeof addr);
@@ -512,11 +514,23 @@ static void conn_connected(struct hc_conn *conn)
     conn_handshake(conn);
 }
 
-static void on_idle_timer(struct ev_loop *loop, ev_timer *w, int revents)
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    conn_close(container_of(w, struct hc_conn, idle_timer));
+    struct hc_conn *conn = container_of(w, struct hc_conn, timer);
+    if (conn->state != CONN_CONNECTING) {
+        conn_close(conn); /* idle too long */
+        return;
+    }
+    /* This address did not accept in time and another is left: try that one. */
+    struct hc_call *call = conn->call;
+    char addr[INET6_ADDRSTRLEN];
+    describe(&call->addrs.addrs[call->next_addr - 1], addr, sizeof addr);
+    snprintf(call->connect_error, sizeof call->connect_error, "%s: no answer within %g s", addr,
+             conn->c->cfg.attempt_timeout);
+    conn_close(conn);
+    call_connect_next(call);
 }
 
 /* An idle connection became readable: the server closed it (or sent what it should not). A
@@ -596,8 +610,12 @@ static void call_connect_next(struct hc_call *call)
             .port = call->port, .call = call,
         };
         ev_io_init(&conn->io, conn_io, fd, EV_WRITE);
-        ev_timer_init(&conn->idle_timer, on_idle_timer, 0., 0.);
+        ev_timer_init(&conn->timer, on_timer, 0., 0.);
         ev_io_start(c->loop, &conn->io);
+        if (call->next_addr < call->addrs.count && c->cfg.attempt_timeout > 0) {
+            ev_timer_set(&conn->timer, c->cfg.attempt_timeout, 0.);
+            ev_timer_start(c->loop, &conn->timer);
+        }
         call->conn = conn;
         c->stats.connections_opened++;
         /* The connect error below is overwritten if this address works out. */
@@ -654,7 +672,7 @@ static struct hc_conn *pool_take(struct hc *c, const struct hc_call *call)
         if (conn->next) conn->next->prev = conn->prev;
         conn->prev = conn->next = NULL;
         c->stats.idle--;
-        ev_timer_stop(c->loop, &conn->idle_timer);
+        ev_timer_stop(c->loop, &conn->timer);
         conn->state = CONN_ACTIVE;
         return conn;
     }

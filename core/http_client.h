@@ -16,8 +16,8 @@
  * max_response; the pool at most max_idle_per_host connections per destination, each closed
  * after idle_timeout. How many calls run at once is the caller's to bound.
  *
- * Not done: addresses are tried one after the other (no "happy eyeballs"), so an address that
- * swallows the connection attempt costs the request its timeout; no HTTP/2, no proxies, no
+ * Not done: addresses are tried one after the other, not raced ("happy eyeballs"), each but the
+ * last for attempt_timeout at most; no HTTP/2, no proxies, no
  * compression (no Accept-Encoding is sent), no redirects (a 3xx is a response like any other),
  * host names must be ASCII (IDNA is the caller's). */
 #ifndef MOONWIRE_HTTP_CLIENT_H
@@ -36,14 +36,18 @@ struct hc_config {
     unsigned max_idle_per_host; /* idle connections kept per (scheme, host, port); 0: none */
     double idle_timeout;        /* seconds an idle connection is kept */
     double timeout;             /* seconds for a request that gives none (its timeout <= 0) */
+    /* Seconds one address has to accept the connection before the next one is tried, when
+     * the name has another; the last address has what is left of the request's timeout.
+     * <= 0: each address has all of it. */
+    double attempt_timeout;
     const char *ca_file;        /* PEM file of CAs trusted besides the system's, or NULL */
     /* Where requests may go (not copied: must outlive the client). NULL: anywhere but
      * link-local addresses. */
     const struct outbound_policy *policy;
 };
 
-/* The defaults: max_response 8 MiB, 8 idle connections per host kept 30 s, timeout 30 s, no
- * extra CAs, no policy. */
+/* The defaults: max_response 8 MiB, 8 idle connections per host kept 30 s, timeout 30 s,
+ * attempt_timeout 1 s, no extra CAs, no policy. */
 void hc_config_defaults(struct hc_config *cfg);
 
 /* A client on loop. cfg is copied (ca_file read now). Returns it, or NULL with the reason in

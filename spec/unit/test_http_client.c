@@ -158,10 +158,12 @@ static void *srv_main(void *arg)
     return NULL;
 }
 
-/* Starts a server on 127.0.0.1 (or ::1 when v6), on a port of the kernel's choosing, with a
- * thread per connection. Returns false when the address family is not available here. */
-static bool srv_start_on(struct srv *s, srv_handler h, SSL_CTX *tls, bool v6)
+/* Starts a server on addr (an IPv4 or IPv6 loopback address) and port (0: the kernel's
+ * choice), with a thread per connection. Returns false when it cannot bind there. */
+static bool srv_start_on(struct srv *s, srv_handler h, SSL_CTX *tls, const char *addr,
+                         uint16_t port)
 {
+    bool v6 = strchr(addr, ':') != NULL;
     memset(s, 0, sizeof *s);
     pthread_mutex_init(&s->lock, NULL);
     s->handler = h;
@@ -174,12 +176,14 @@ static bool srv_start_on(struct srv *s, srv_handler h, SSL_CTX *tls, bool v6)
     if (v6) {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
         a->sin6_family = AF_INET6;
-        a->sin6_addr = in6addr_loopback;
+        a->sin6_port = htons(port);
+        cr_assert_eq(inet_pton(AF_INET6, addr, &a->sin6_addr), 1);
         len = sizeof *a;
     } else {
         struct sockaddr_in *a = (struct sockaddr_in *)&ss;
         a->sin_family = AF_INET;
-        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a->sin_port = htons(port);
+        cr_assert_eq(inet_pton(AF_INET, addr, &a->sin_addr), 1);
         len = sizeof *a;
     }
     if (bind(s->lfd, (struct sockaddr *)&ss, len) < 0) {
@@ -196,7 +200,7 @@ static bool srv_start_on(struct srv *s, srv_handler h, SSL_CTX *tls, bool v6)
 
 static void srv_start(struct srv *s, srv_handler h, SSL_CTX *tls)
 {
-    cr_assert(srv_start_on(s, h, tls, false));
+    cr_assert(srv_start_on(s, h, tls, "127.0.0.1", 0));
 }
 
 static void srv_stop(struct srv *s)
@@ -702,7 +706,7 @@ Test(http_client, invalid_requests_fail_from_the_loop)
 Test(http_client, ipv6_literal)
 {
     struct srv s;
-    if (!srv_start_on(&s, echo_handler, NULL, true)) cr_skip_test("no IPv6 loopback here");
+    if (!srv_start_on(&s, echo_handler, NULL, "::1", 0)) cr_skip_test("no IPv6 loopback here");
     struct hc *c = client(NULL);
     char url[128];
     snprintf(url, sizeof url, "http://[::1]:%u/six", s.port);
@@ -984,6 +988,7 @@ static char hosts_path[64];
 
 static void use_hosts(const char *text)
 {
+    if (hosts_path[0]) unlink(hosts_path);
     snprintf(hosts_path, sizeof hosts_path, "/tmp/moonwire-hc-hosts-XXXXXX");
     int fd = mkstemp(hosts_path);
     cr_assert_geq(fd, 0);
@@ -1049,5 +1054,54 @@ Test(http_client, policy_judges_the_resolved_addresses)
     hc_free(c);
     outbound_free(p);
     srv_stop(&s);
+    unlink(hosts_path);
+}
+
+/* An address whose listen queue is full swallows connection attempts (the SYN is dropped, as
+ * by a firewall): after attempt_timeout the next address gets its turn. */
+Test(http_client, an_address_that_does_not_answer_is_left_for_the_next)
+{
+    int hole = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(hole, (struct sockaddr *)&a, len), 0);
+    cr_assert_eq(listen(hole, 0), 0);
+    cr_assert_eq(getsockname(hole, (struct sockaddr *)&a, &len), 0);
+    int filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); /* takes the only place */
+    cr_assert_eq(connect(filler, (struct sockaddr *)&a, len), 0);
+
+    struct srv s;
+    if (!srv_start_on(&s, echo_handler, NULL, "127.0.0.2", ntohs(a.sin_port)))
+        cr_skip_test("cannot listen on 127.0.0.2 here");
+    use_hosts("127.0.0.1 slow.test\n127.0.0.2 slow.test\n");
+    struct hc_config cfg;
+    hc_config_defaults(&cfg);
+    cfg.attempt_timeout = 0.2;
+    struct hc *c = client(&cfg);
+    char url[128];
+    snprintf(url, sizeof url, "http://slow.test:%u/", s.port);
+    ev_now_update(loop);
+    double t0 = ev_now(loop);
+    struct result r;
+    get(c, url, &r);
+    ev_now_update(loop);
+    cr_expect_eq(r.status, 200, "%s %s", r.reason, r.detail);
+    cr_expect_geq(ev_now(loop) - t0, 0.18, "the first address had its 0.2 s");
+    cr_expect_eq(stats(c).connections_opened, 2);
+
+    /* With one address left, it gets the whole timeout, and the timeout is what fails. */
+    use_hosts("127.0.0.1 slow.test\n");
+    get(c, url, &r); /* pooled: the working address */
+    cr_expect_eq(r.status, 200);
+    hc_free(c);
+    c = client(&cfg);
+    struct hc_request req = { .url = url, .timeout = 0.5 };
+    fetch(c, &req, &r);
+    cr_expect_str_eq(r.reason, "timeout", "%s", r.detail);
+    cr_expect(strstr(r.detail, "connecting") != NULL, "%s", r.detail);
+    hc_free(c);
+    srv_stop(&s);
+    close(filler);
+    close(hole);
     unlink(hosts_path);
 }
