@@ -410,6 +410,9 @@ static void conn_drive(struct hc_conn *conn)
     int events = EV_READ;
     if (call->req_sent < call->req_len || conn->read_wants_write) events |= EV_WRITE;
     conn_want(conn, events);
+    /* After 16 reads the loop serves others; what TLS already holds, the socket will not
+     * announce: come back next turn. */
+    if (conn->ssl && SSL_has_pending(conn->ssl)) ev_feed_event(conn->c->loop, &conn->io, EV_READ);
 }
 
 /* ---- connecting ------------------------------------------------------------------------- */

@@ -1105,3 +1105,54 @@ Test(http_client, an_address_that_does_not_answer_is_left_for_the_next)
     close(hole);
     unlink(hosts_path);
 }
+
+/* 3 MiB in one response, for each request on the connection: many reads, many TLS records. */
+static void large_handler(struct srv *s, struct sconn *c, int index)
+{
+    (void)index;
+    char req[8192];
+    static char body[3 << 20];
+    memset(body, 'y', sizeof body);
+    while (read_request(s, c, req, sizeof req)) {
+        char head[100];
+        snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", sizeof body);
+        if (!s_print(c, head) || !s_write(c, body, sizeof body)) return;
+    }
+}
+
+static void large_body(bool tls)
+{
+    char ca[64] = "";
+    SSL_CTX *ctx = tls ? make_tls("DNS:localhost", ca, sizeof ca) : NULL;
+    struct srv s;
+    srv_start(&s, large_handler, ctx);
+    struct hc_config cfg;
+    hc_config_defaults(&cfg);
+    cfg.ca_file = tls ? ca : NULL;
+    struct hc *c = client(&cfg);
+    char url[128];
+    snprintf(url, sizeof url, "%s://localhost:%u/", tls ? "https" : "http", s.port);
+    for (int i = 0; i < 2; i++) {
+        struct result r;
+        get(c, url, &r);
+        cr_expect_eq(r.status, 200, "%s %s", r.reason, r.detail);
+        cr_expect_eq(r.body_len, (size_t)3 << 20);
+    }
+    cr_expect_eq(stats(c).connections_opened, 1);
+    hc_free(c);
+    srv_stop(&s);
+    if (ctx) {
+        SSL_CTX_free(ctx);
+        unlink(ca);
+    }
+}
+
+Test(http_client, large_body)
+{
+    large_body(false);
+}
+
+Test(http_client, large_body_over_tls)
+{
+    large_body(true);
+}
