@@ -17,9 +17,9 @@
  * after idle_timeout. How many calls run at once is the caller's to bound.
  *
  * Not done: addresses are tried one after the other, not raced ("happy eyeballs"), each but the
- * last for attempt_timeout at most; no HTTP/2, no proxies, no
- * compression (no Accept-Encoding is sent), no redirects (a 3xx is a response like any other),
- * host names must be ASCII (IDNA is the caller's). */
+ * last for attempt_timeout at most; no HTTP/2, no proxies, no compression (no Accept-Encoding
+ * is sent), no redirects (a 3xx is a response like any other); host names must be ASCII (IDNA
+ * is the caller's). */
 #ifndef MOONWIRE_HTTP_CLIENT_H
 #define MOONWIRE_HTTP_CLIENT_H
 
@@ -69,8 +69,8 @@ struct hc_request {
 };
 /* The client writes Host (unless given), Content-Length (for a body, or for POST, PUT and
  * PATCH), and User-Agent: moonwire (unless given). Header names must be HTTP tokens, values
- * must not hold CR, LF or NUL; Content-Length and Transfer-Encoding may not be given (the
- * client frames the body itself). Any of these mistakes: "invalid". */
+ * must not hold CR or LF; Content-Length and Transfer-Encoding may not be given (the client
+ * frames the body itself). Any of these mistakes: "invalid". The body is copied. */
 
 struct hc_response {
     int status;
@@ -112,7 +112,7 @@ void hc_cancel(struct hc_call *call);
 
 struct hc_stats {
     uint64_t requests;           /* hc_request calls that returned a call */
-    uint64_t connections_opened; /* TCP connections made (whether TLS or not) */
+    uint64_t connections_opened; /* TCP connection attempts started (TLS or not) */
     uint64_t connections_reused; /* requests sent on a pooled connection */
     uint64_t failures;           /* calls that ended with a reason */
     unsigned idle;               /* idle pooled connections now */
