@@ -562,16 +562,19 @@ Test(http_client, timeout_against_a_server_that_never_answers)
     struct hc *c = client(NULL);
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/", s.port);
-    struct hc_request req = { .url = url, .timeout = 0.3 };
+    struct hc_request req = { .url = url, .timeout = 1. };
     ev_now_update(loop);
     double t0 = ev_now(loop);
-    struct result r;
-    fetch(c, &req, &r);
+    struct result r = { 0 };
+    cr_assert_not_null(hc_request(c, &req, on_done, &r));
+    for (int i = 0; i < 100 && s.requests == 0; i++) run_for(loop, 0.01);
+    cr_assert_eq(r.calls, 0, "ended before the server had the request: %s", r.detail);
+    run_until(loop, &r, 5.);
     ev_now_update(loop);
     double took = ev_now(loop) - t0;
     cr_expect_str_eq(r.reason, "timeout");
-    cr_expect(strstr(r.detail, "waiting for the answer") != NULL, "%s", r.detail);
-    cr_expect(took >= 0.25 && took < 2., "took %g s", took);
+    cr_expect(strstr(r.detail, "within 1 s (waiting for the answer)") != NULL, "%s", r.detail);
+    cr_expect(took >= 0.95 && took < 3., "took %g s", took);
     cr_expect_eq(stats(c).failures, 1);
     hc_free(c);
     srv_wait_closed(&s, 1);
@@ -789,14 +792,15 @@ Test(http_client, cancel)
     struct hc *c = client(NULL);
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/", s.port);
-    struct hc_request req = { .url = url, .timeout = 0.5 };
+    struct hc_request req = { .url = url, .timeout = 1.5 };
     struct result r = { 0 };
     struct hc_call *call = hc_request(c, &req, on_done, &r);
     for (int i = 0; i < 100 && s.requests == 0; i++) run_for(loop, 0.01);
     cr_assert_eq(s.requests, 1, "%d %s %s", r.calls, r.reason, r.detail);
+    cr_assert_eq(r.calls, 0, "the call is still waiting: %s %s", r.reason, r.detail);
     hc_cancel(call);
     cr_expect_eq(stats(c).in_flight, 0u);
-    run_for(loop, 0.7); /* past the timeout it had */
+    run_for(loop, 1.7); /* past the timeout it had */
     cr_expect_eq(r.calls, 0, "done ran after hc_cancel");
     srv_wait_closed(&s, 1);
     cr_expect_eq(s.peer_closed, 1, "the connection was closed");
