@@ -30,8 +30,9 @@ struct dns_query {
     bool in_ares;     /* c-ares still holds it: its callback will free it */
     ev_timer deliver; /* hands a ready answer to done from the loop */
     struct dns_result res;
-    char detail[200]; /* non-empty: the lookup failed */
-    char host[128];   /* for the message (cut short when longer) */
+    char detail[400]; /* non-empty: the lookup failed */
+    char host[256];   /* the name asked (cut short when longer: then only for messages) */
+    uint16_t port;
     struct dns_query *prev, *next;
 };
 
@@ -78,7 +79,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
-    struct dns *d = ((struct dns_io *)(void *)w)->d;
+    struct dns *d = container_of(w, struct dns_io, w)->d;
     int fd = w->fd;
     ares_process_fd(d->channel, (revents & EV_READ) ? fd : ARES_SOCKET_BAD,
                     (revents & EV_WRITE) ? fd : ARES_SOCKET_BAD);
@@ -211,6 +212,31 @@ static void deliver_soon(struct dns_query *q)
     ev_timer_start(q->d->loop, &q->deliver);
 }
 
+static bool is_localhost(const char *host)
+{
+    size_t n = strlen(host);
+    if (n && host[n - 1] == '.') n--;
+    static const char name[] = "localhost";
+    size_t t = sizeof name - 1;
+    return n >= t && strncasecmp(host + n - t, name, t) == 0 && (n == t || host[n - t - 1] == '.');
+}
+
+/* RFC 6761: "localhost" and names below it are the loopback addresses. /etc/hosts says so on
+ * most machines, and is asked first; this answers when it does not (some containers). */
+static void loopback(struct dns_query *q, uint16_t port)
+{
+    struct sockaddr_in *in = (struct sockaddr_in *)&q->res.addrs[0];
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&q->res.addrs[1];
+    memset(q->res.addrs, 0, 2 * sizeof q->res.addrs[0]);
+    in->sin_family = AF_INET;
+    in->sin_port = htons(port);
+    in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    in6->sin6_addr = in6addr_loopback;
+    q->res.count = 2;
+}
+
 static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *ai)
 {
     (void)timeouts;
@@ -233,8 +259,10 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
         }
     }
     ares_freeaddrinfo(ai);
+    if (q->res.count == 0 && is_localhost(q->host)) loopback(q, q->port);
     if (q->res.count == 0 && !q->detail[0]) {
-        const char *why = status == ARES_SUCCESS ? "no IPv4 or IPv6 address" : ares_strerror(status);
+        const char *why =
+            status == ARES_SUCCESS ? "no IPv4 or IPv6 address" : ares_strerror(status);
         snprintf(q->detail, sizeof q->detail, "could not resolve %s: %s", q->host, why);
     }
     deliver_soon(q);
@@ -276,6 +304,7 @@ struct dns_query *dns_resolve(struct dns *d, const char *host, uint16_t port, dn
     q->done = done;
     q->ud = ud;
     snprintf(q->host, sizeof q->host, "%s", host);
+    q->port = port;
     ev_timer_init(&q->deliver, on_deliver, 0., 0.);
     q->next = d->queries;
     if (q->next) q->next->prev = q;
@@ -295,7 +324,7 @@ struct dns_query *dns_resolve(struct dns *d, const char *host, uint16_t port, dn
     char service[8];
     snprintf(service, sizeof service, "%u", (unsigned)port);
     struct ares_addrinfo_hints hints = {
-        .ai_flags = ARES_AI_NUMERICSERV,
+        .ai_flags = ARES_AI_NUMERICSERV | ARES_AI_ENVHOSTS,
         .ai_family = AF_UNSPEC,
         .ai_socktype = SOCK_STREAM,
     };

@@ -9,8 +9,10 @@
  * ("localhost" and the machine's own names) before asking DNS, as the C library does.
  *
  * Names under ".invalid" fail at once without a query (RFC 6761 reserves them to never
- * resolve), and IP literals are answered without one. /etc/resolv.conf is read once, by
- * dns_new. */
+ * resolve), IP literals are answered without one, and "localhost" is the loopback addresses
+ * when the hosts file does not say otherwise. /etc/resolv.conf is read once, by dns_new. The
+ * environment variable CARES_HOSTS, when set, names the hosts file read instead of /etc/hosts
+ * (c-ares' own setting; the tests use it to give names several addresses). */
 #ifndef MOONWIRE_DNS_H
 #define MOONWIRE_DNS_H
 

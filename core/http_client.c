@@ -14,10 +14,10 @@
 #include <ev.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdarg.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "dns.h"
+#include "http_request.h"
 #include "http_response.h"
 #include "outbound.h"
 #include "util.h"
@@ -40,7 +41,7 @@ struct hc_conn {
     bool read_wants_write; /* SSL_read asked for writability */
     enum conn_state state;
     ev_io io;
-    ev_timer idle_timer;
+    ev_timer timer; /* while connecting: the attempt's limit; while idle: idle_timeout */
     /* The pool key: scheme, host, port. */
     bool tls;
     char *host;
@@ -53,13 +54,8 @@ struct hc_call {
     struct hc *c;
     hc_done done;
     void *ud;
-    bool tls;
-    char *host; /* lower case, IPv6 without brackets */
-    uint16_t port;
-    char *req;  /* head and body, as sent */
-    size_t req_len, req_sent;
-    bool head_request;
-    bool req_close; /* the caller sent Connection: close */
+    struct hreq out; /* the request: where to, and its bytes */
+    size_t req_sent;
     enum outbound_name verdict;
     struct dns_query *dns;
     struct dns_result addrs;
@@ -103,6 +99,7 @@ void hc_config_defaults(struct hc_config *cfg)
         .max_idle_per_host = 8,
         .idle_timeout = 30.,
         .timeout = 30.,
+        .attempt_timeout = 1.,
     };
 }
 
@@ -119,7 +116,7 @@ static void conn_close(struct hc_conn *conn)
     }
     if (conn->call) conn->call->conn = NULL;
     ev_io_stop(c->loop, &conn->io);
-    ev_timer_stop(c->loop, &conn->idle_timer);
+    ev_timer_stop(c->loop, &conn->timer);
     if (conn->ssl) SSL_free(conn->ssl); /* no close_notify: it could block or fail; TCP ends */
     close(conn->fd);
     free(conn->host);
@@ -210,8 +207,7 @@ static void call_free(struct hc_call *call)
     if (call->conn) conn_close(call->conn);
     if (call->dns) dns_cancel(call->dns);
     hr_free(&call->resp);
-    free(call->host);
-    free(call->req);
+    hreq_free(&call->out);
     free(call);
 }
 
@@ -266,8 +262,8 @@ static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct hc_call *call = container_of(w, struct hc_call, timeout);
-    call_fail(call, "timeout", "no answer from %s port %u within %g s (%s)", call->host,
-              (unsigned)call->port, call->timeout_s, call->phase);
+    call_fail(call, "timeout", "no answer from %s port %u within %g s (%s)", call->out.host,
+              (unsigned)call->out.port, call->timeout_s, call->phase);
 }
 
 /* The response is complete: the connection goes back to the pool if it can carry another
@@ -278,8 +274,8 @@ static void call_succeed(struct hc_call *call, bool reusable)
     struct hc_conn *conn = call->conn;
     call->conn = NULL;
     conn->call = NULL;
-    reusable = reusable && call->resp.keep_alive && !call->req_close &&
-               call->req_sent == call->req_len && c->cfg.idle_timeout > 0 &&
+    reusable = reusable && call->resp.keep_alive && !call->out.close &&
+               call->req_sent == call->out.len && c->cfg.idle_timeout > 0 &&
                !(conn->ssl && SSL_pending(conn->ssl));
     unsigned same = 0;
     for (struct hc_conn *i = c->idle; i && reusable; i = i->next)
@@ -293,8 +289,8 @@ static void call_succeed(struct hc_call *call, bool reusable)
         c->idle = conn;
         c->stats.idle++;
         conn_want(conn, EV_READ);
-        ev_timer_set(&conn->idle_timer, c->cfg.idle_timeout, 0.);
-        ev_timer_start(c->loop, &conn->idle_timer);
+        ev_timer_set(&conn->timer, c->cfg.idle_timeout, 0.);
+        ev_timer_start(c->loop, &conn->timer);
     } else {
         conn_close(conn);
     }
@@ -321,7 +317,7 @@ static void call_broken(struct hc_call *call, const char *reason, const char *de
         call_resolve(call);
         return;
     }
-    call_fail(call, reason, "%s port %u: %s", call->host, (unsigned)call->port, detail);
+    call_fail(call, reason, "%s port %u: %s", call->out.host, (unsigned)call->out.port, detail);
 }
 
 /* ---- the request on a connection -------------------------------------------------------- */
@@ -334,7 +330,7 @@ static void conn_begin_request(struct hc_conn *conn, bool now)
     conn->state = CONN_ACTIVE;
     call->req_sent = 0;
     hr_free(&call->resp);
-    hr_init(&call->resp, call->head_request, call->c->cfg.max_response);
+    hr_init(&call->resp, call->out.head_request, call->c->cfg.max_response);
     call->phase = "sending the request";
     if (now) conn_drive(conn);
     else conn_want(conn, EV_READ | EV_WRITE);
@@ -360,8 +356,9 @@ static void conn_drive(struct hc_conn *conn)
 {
     struct hc_call *call = conn->call;
     char detail[160];
-    while (call->req_sent < call->req_len) {
-        ssize_t n = conn_write(conn, call->req + call->req_sent, call->req_len - call->req_sent);
+    while (call->req_sent < call->out.len) {
+        ssize_t n =
+            conn_write(conn, call->out.bytes + call->req_sent, call->out.len - call->req_sent);
         if (n > 0) {
             call->req_sent += (size_t)n;
             continue;
@@ -371,7 +368,7 @@ static void conn_drive(struct hc_conn *conn)
         call_broken(call, "reset", detail);
         return;
     }
-    if (call->req_sent == call->req_len) call->phase = "waiting for the answer";
+    if (call->req_sent == call->out.len) call->phase = "waiting for the answer";
 
     char buf[16384];
     for (int turns = 0; turns < 16; turns++) {
@@ -384,7 +381,8 @@ static void conn_drive(struct hc_conn *conn)
                 return;
             }
             if (r != HR_NEED_MORE) {
-                call_fail(call, hr_reason(r), "%s port %u: %s", call->host, (unsigned)call->port,
+                call_fail(call, hr_reason(r), "%s port %u: %s", call->out.host,
+                          (unsigned)call->out.port,
                           r == HR_ERR_TOO_LARGE ? "the response body is larger than max_response"
                                                 : call->resp.error);
                 return;
@@ -407,8 +405,11 @@ static void conn_drive(struct hc_conn *conn)
         return;
     }
     int events = EV_READ;
-    if (call->req_sent < call->req_len || conn->read_wants_write) events |= EV_WRITE;
+    if (call->req_sent < call->out.len || conn->read_wants_write) events |= EV_WRITE;
     conn_want(conn, events);
+    /* After 16 reads the loop serves others; what TLS already holds, the socket will not
+     * announce: come back next turn. */
+    if (conn->ssl && SSL_has_pending(conn->ssl)) ev_feed_event(conn->c->loop, &conn->io, EV_READ);
 }
 
 /* ---- connecting ------------------------------------------------------------------------- */
@@ -431,8 +432,8 @@ static void tls_failed(struct hc_conn *conn, int ssl_err)
         snprintf(why, sizeof why, "the server closed the connection during the handshake%s%s",
                  sys ? ": " : "", sys ? strerror(errno) : "");
     }
-    call_fail(call, "tls", "%s port %u: %s (a private CA can be trusted through ca_file)",
-              call->host, (unsigned)call->port, why);
+    call_fail(call, "tls", "%s port %u: %s (a private CA can be trusted with outbound.ca in the config)",
+              call->out.host, (unsigned)call->out.port, why);
 }
 
 static void conn_handshake(struct hc_conn *conn)
@@ -461,18 +462,28 @@ static int conn_start_tls(struct hc_conn *conn)
     conn->ssl = SSL_new(conn->c->ssl);
     if (!conn->ssl || !SSL_set_fd(conn->ssl, conn->fd)) return -1;
     SSL_set_connect_state(conn->ssl);
-    if (is_ip_literal(call->host)) {
+    if (is_ip_literal(call->out.host)) {
         /* No SNI for an address (RFC 6066); the certificate must name the address. */
-        if (!X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(conn->ssl), call->host)) return -1;
+        if (!X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(conn->ssl), call->out.host)) return -1;
     } else {
         SSL_set_hostflags(conn->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        if (!SSL_set_tlsext_host_name(conn->ssl, call->host) ||
-            !SSL_set1_host(conn->ssl, call->host))
+        if (!SSL_set_tlsext_host_name(conn->ssl, call->out.host) ||
+            !SSL_set1_host(conn->ssl, call->out.host))
             return -1;
     }
     conn->state = CONN_HANDSHAKE;
     call->phase = "in the TLS handshake";
     return 0;
+}
+
+static void describe(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    char a[INET6_ADDRSTRLEN] = "?";
+    if (ss->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, a, sizeof a);
+    else
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, a, sizeof a);
+    snprintf(out, len, "%s", a);
 }
 
 static void conn_connected(struct hc_conn *conn)
@@ -482,8 +493,12 @@ static void conn_connected(struct hc_conn *conn)
     if (getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
     if (err == EINPROGRESS) return; /* spurious */
     struct hc_call *call = conn->call;
+    ev_timer_stop(conn->c->loop, &conn->timer);
     if (err) {
-        snprintf(call->connect_error, sizeof call->connect_error, "%s", strerror(err));
+        char addr[INET6_ADDRSTRLEN];
+        describe(&call->addrs.addrs[call->next_addr - 1], addr, sizeof addr);
+        snprintf(call->connect_error, sizeof call->connect_error, "%s: %s", addr,
+                 strerror(err));
         conn_close(conn);
         call_connect_next(call);
         return;
@@ -493,17 +508,29 @@ static void conn_connected(struct hc_conn *conn)
         return;
     }
     if (conn_start_tls(conn) < 0) {
-        call_fail(call, "no_memory", "%s: could not start TLS", call->host);
+        call_fail(call, "no_memory", "%s: could not start TLS", call->out.host);
         return;
     }
     conn_handshake(conn);
 }
 
-static void on_idle_timer(struct ev_loop *loop, ev_timer *w, int revents)
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    conn_close(container_of(w, struct hc_conn, idle_timer));
+    struct hc_conn *conn = container_of(w, struct hc_conn, timer);
+    if (conn->state != CONN_CONNECTING) {
+        conn_close(conn); /* idle too long */
+        return;
+    }
+    /* This address did not accept in time and another is left: try that one. */
+    struct hc_call *call = conn->call;
+    char addr[INET6_ADDRSTRLEN];
+    describe(&call->addrs.addrs[call->next_addr - 1], addr, sizeof addr);
+    snprintf(call->connect_error, sizeof call->connect_error, "%s: no answer within %g s", addr,
+             conn->c->cfg.attempt_timeout);
+    conn_close(conn);
+    call_connect_next(call);
 }
 
 /* An idle connection became readable: the server closed it (or sent what it should not). A
@@ -540,16 +567,6 @@ static void conn_io(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-static void describe(const struct sockaddr_storage *ss, char *out, size_t len)
-{
-    char a[INET6_ADDRSTRLEN] = "?";
-    if (ss->ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, a, sizeof a);
-    else
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, a, sizeof a);
-    snprintf(out, len, "%s", a);
-}
-
 /* Tries the next resolved address the policy allows; fails the call when none is left. */
 static void call_connect_next(struct hc_call *call)
 {
@@ -580,21 +597,25 @@ static void call_connect_next(struct hc_call *call)
             continue;
         }
         struct hc_conn *conn = calloc(1, sizeof *conn);
-        char *host = strdup(call->host);
+        char *host = strdup(call->out.host);
         if (!conn || !host) {
             free(conn);
             free(host);
             close(fd);
-            call_fail(call, "no_memory", "out of memory connecting to %s", call->host);
+            call_fail(call, "no_memory", "out of memory connecting to %s", call->out.host);
             return;
         }
         *conn = (struct hc_conn){
-            .c = c, .fd = fd, .state = CONN_CONNECTING, .tls = call->tls, .host = host,
-            .port = call->port, .call = call,
+            .c = c, .fd = fd, .state = CONN_CONNECTING, .tls = call->out.tls, .host = host,
+            .port = call->out.port, .call = call,
         };
         ev_io_init(&conn->io, conn_io, fd, EV_WRITE);
-        ev_timer_init(&conn->idle_timer, on_idle_timer, 0., 0.);
+        ev_timer_init(&conn->timer, on_timer, 0., 0.);
         ev_io_start(c->loop, &conn->io);
+        if (call->next_addr < call->addrs.count && c->cfg.attempt_timeout > 0) {
+            ev_timer_set(&conn->timer, c->cfg.attempt_timeout, 0.);
+            ev_timer_start(c->loop, &conn->timer);
+        }
         call->conn = conn;
         c->stats.connections_opened++;
         /* The connect error below is overwritten if this address works out. */
@@ -602,11 +623,11 @@ static void call_connect_next(struct hc_call *call)
         return;
     }
     if (!call->tried_connect && call->forbidden_why[0]) {
-        call_fail(call, "forbidden", "%s: %s", call->host, call->forbidden_why);
+        call_fail(call, "forbidden", "%s: %s", call->out.host, call->forbidden_why);
         return;
     }
-    call_fail(call, "refused", "could not connect to %s port %u (%s)", call->host,
-              (unsigned)call->port, call->connect_error);
+    call_fail(call, "refused", "could not connect to %s port %u (%s)", call->out.host,
+              (unsigned)call->out.port, call->connect_error);
 }
 
 static void on_resolved(void *ud, const struct dns_result *res, const char *detail)
@@ -626,8 +647,8 @@ static void on_resolved(void *ud, const struct dns_result *res, const char *deta
 static void call_resolve(struct hc_call *call)
 {
     call->phase = "resolving the name";
-    call->dns = dns_resolve(call->c->dns, call->host, call->port, on_resolved, call);
-    if (!call->dns) call_fail(call, "no_memory", "out of memory resolving %s", call->host);
+    call->dns = dns_resolve(call->c->dns, call->out.host, call->out.port, on_resolved, call);
+    if (!call->dns) call_fail(call, "no_memory", "out of memory resolving %s", call->out.host);
 }
 
 /* Takes an idle connection to the call's scheme, host and port that still looks alive. */
@@ -636,7 +657,8 @@ static struct hc_conn *pool_take(struct hc *c, const struct hc_call *call)
     struct hc_conn *conn = c->idle, *next;
     for (; conn; conn = next) {
         next = conn->next;
-        if (conn->tls != call->tls || conn->port != call->port || strcmp(conn->host, call->host))
+        if (conn->tls != call->out.tls || conn->port != call->out.port ||
+            strcmp(conn->host, call->out.host) != 0)
             continue;
         /* The server may have closed it since the loop last looked. */
         char b;
@@ -651,231 +673,11 @@ static struct hc_conn *pool_take(struct hc *c, const struct hc_call *call)
         if (conn->next) conn->next->prev = conn->prev;
         conn->prev = conn->next = NULL;
         c->stats.idle--;
-        ev_timer_stop(c->loop, &conn->idle_timer);
+        ev_timer_stop(c->loop, &conn->timer);
         conn->state = CONN_ACTIVE;
         return conn;
     }
     return NULL;
-}
-
-/* ---- building the request --------------------------------------------------------------- */
-
-static bool token(const char *s)
-{
-    if (!*s) return false;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              strchr("!#$%&'*+-.^_`|~", c)))
-            return false;
-    }
-    return true;
-}
-
-/* Splits url into the call's scheme, host and port; *path points at the path and query. */
-static int parse_url(struct hc_call *call, const char *url, const char **path, size_t *path_len,
-                     char *err, size_t errlen)
-{
-    const char *s;
-    if (strncasecmp(url, "http://", 7) == 0) {
-        call->tls = false;
-        call->port = 80;
-        s = url + 7;
-    } else if (strncasecmp(url, "https://", 8) == 0) {
-        call->tls = true;
-        call->port = 443;
-        s = url + 8;
-    } else {
-        snprintf(err, errlen, "the URL must start with http:// or https://");
-        return -1;
-    }
-    size_t alen = strcspn(s, "/?#");
-    const char *aend = s + alen;
-    if (memchr(s, '@', alen)) {
-        snprintf(err, errlen, "user and password in the URL are not supported: send an "
-                              "Authorization header");
-        return -1;
-    }
-    const char *h = s, *hend;
-    const char *port = NULL;
-    if (*s == '[') {
-        hend = memchr(s, ']', alen);
-        if (!hend) {
-            snprintf(err, errlen, "the URL's IPv6 address has no closing ']'");
-            return -1;
-        }
-        h = s + 1;
-        if (hend + 1 < aend) {
-            if (hend[1] != ':') {
-                snprintf(err, errlen, "garbage after the URL's IPv6 address");
-                return -1;
-            }
-            port = hend + 2;
-        }
-    } else {
-        hend = memchr(s, ':', alen);
-        if (hend) port = hend + 1;
-        else hend = aend;
-    }
-    size_t hlen = (size_t)(hend - h);
-    if (hlen == 0 || hlen > 253) {
-        snprintf(err, errlen, "the URL has %s host", hlen ? "too long a" : "no");
-        return -1;
-    }
-    call->host = malloc(hlen + 1);
-    if (!call->host) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (size_t i = 0; i < hlen; i++) {
-        char ch = h[i];
-        if (ch >= 'A' && ch <= 'Z') ch = (char)(ch - 'A' + 'a');
-        call->host[i] = ch;
-    }
-    call->host[hlen] = '\0';
-    unsigned char a[16];
-    if (*s == '[') {
-        if (inet_pton(AF_INET6, call->host, a) != 1) {
-            snprintf(err, errlen, "the URL's [%s] is not an IPv6 address", call->host);
-            return -1;
-        }
-    } else {
-        for (size_t i = 0; i < hlen; i++) {
-            char ch = call->host[i];
-            if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-                  ch == '.' || ch == '_')) {
-                snprintf(err, errlen, "the URL's host holds '%c', which no host name has", ch);
-                return -1;
-            }
-        }
-    }
-    if (port) {
-        unsigned long v = 0;
-        const char *p = port;
-        while (p < aend && *p >= '0' && *p <= '9' && v <= 65535) v = v * 10 + (unsigned)(*p++ - '0');
-        if (p == port || p != aend || v == 0 || v > 65535) {
-            snprintf(err, errlen, "the URL's port must be a number from 1 to 65535");
-            return -1;
-        }
-        call->port = (uint16_t)v;
-    }
-    *path = aend;
-    *path_len = strcspn(aend, "#");
-    for (size_t i = 0; i < *path_len; i++) {
-        unsigned char ch = (unsigned char)aend[i];
-        if (ch <= 0x20 || ch == 0x7f) {
-            snprintf(err, errlen, "the URL's path holds a space or a control character: "
-                                  "percent-encode it (%%20)");
-            return -1;
-        }
-    }
-    return 0;
-}
-
-struct buf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-};
-
-static void put(struct buf *b, const char *s, size_t n)
-{
-    if (b->failed) return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 512;
-        while (cap < b->len + n) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static void puts_(struct buf *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
-static int build_request(struct hc_call *call, const struct hc_request *req, char *err,
-                         size_t errlen)
-{
-    const char *method = req->method ? req->method : "GET";
-    if (!token(method)) {
-        snprintf(err, errlen, "the method \"%.40s\" is not an HTTP token", method);
-        return -1;
-    }
-    if (!req->url) {
-        snprintf(err, errlen, "the request has no URL");
-        return -1;
-    }
-    const char *path;
-    size_t path_len;
-    if (parse_url(call, req->url, &path, &path_len, err, errlen) < 0) return -1;
-    call->head_request = strcmp(method, "HEAD") == 0;
-
-    bool have_host = false, have_agent = false;
-    for (size_t i = 0; i < req->nheaders; i++) {
-        const char *name = req->headers[2 * i], *value = req->headers[2 * i + 1];
-        if (!name || !value || !token(name)) {
-            snprintf(err, errlen, "the header name \"%.40s\" is not an HTTP token",
-                     name ? name : "(null)");
-            return -1;
-        }
-        if (strpbrk(value, "\r\n")) {
-            snprintf(err, errlen, "the value of header %.40s holds CR or LF", name);
-            return -1;
-        }
-        if (!strcasecmp(name, "content-length") || !strcasecmp(name, "transfer-encoding")) {
-            snprintf(err, errlen, "%s is set by the client from the body: leave it out", name);
-            return -1;
-        }
-        if (!strcasecmp(name, "host")) have_host = true;
-        if (!strcasecmp(name, "user-agent")) have_agent = true;
-        if (!strcasecmp(name, "connection") && strcasestr(value, "close")) call->req_close = true;
-    }
-
-    struct buf b = { 0 };
-    puts_(&b, method);
-    put(&b, " ", 1);
-    if (path_len == 0 || path[0] != '/') put(&b, "/", 1);
-    put(&b, path, path_len);
-    puts_(&b, " HTTP/1.1\r\n");
-    if (!have_host) {
-        char host[300], port[8] = "";
-        bool v6 = strchr(call->host, ':') != NULL;
-        if (call->port != (call->tls ? 443 : 80)) snprintf(port, sizeof port, ":%u", call->port);
-        snprintf(host, sizeof host, "Host: %s%s%s%s\r\n", v6 ? "[" : "", call->host,
-                 v6 ? "]" : "", port);
-        puts_(&b, host);
-    }
-    if (!have_agent) puts_(&b, "User-Agent: moonwire\r\n");
-    for (size_t i = 0; i < req->nheaders; i++) {
-        puts_(&b, req->headers[2 * i]);
-        put(&b, ": ", 2);
-        puts_(&b, req->headers[2 * i + 1]);
-        put(&b, "\r\n", 2);
-    }
-    if (req->body || !strcmp(method, "POST") || !strcmp(method, "PUT") ||
-        !strcmp(method, "PATCH")) {
-        char cl[48];
-        snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", req->body ? req->body_len : 0);
-        puts_(&b, cl);
-    }
-    put(&b, "\r\n", 2);
-    if (req->body) put(&b, req->body, req->body_len);
-    if (b.failed) {
-        free(b.p);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    call->req = b.p;
-    call->req_len = b.len;
-    return 0;
 }
 
 /* ---- the client ------------------------------------------------------------------------- */
@@ -902,11 +704,12 @@ struct hc_call *hc_request(struct hc *c, const struct hc_request *req, hc_done d
     /* Nothing below may call done: failures wait for the next loop turn. */
     call->defer = true;
     char err[200];
-    if (build_request(call, req, err, sizeof err) < 0) {
+    if (hreq_build(&call->out, req->method, req->url, req->headers, req->nheaders, req->body,
+                   req->body_len, err, sizeof err) < 0) {
         call_fail(call, "invalid", "%s (url %.120s)", err, req->url ? req->url : "");
-    } else if ((call->verdict = outbound_check_name(c->cfg.policy, call->host)) ==
+    } else if ((call->verdict = outbound_check_name(c->cfg.policy, call->out.host)) ==
                OUTBOUND_NAME_REFUSED) {
-        outbound_explain_name(call->host, call->forbidden_why, sizeof call->forbidden_why);
+        outbound_explain_name(call->out.host, call->forbidden_why, sizeof call->forbidden_why);
         call_fail(call, "forbidden", "%s", call->forbidden_why);
     } else {
         struct hc_conn *conn = pool_take(c, call);
@@ -955,8 +758,9 @@ struct hc *hc_new(struct ev_loop *loop, const struct hc_config *cfg, char *err, 
     /* A server that ends TLS without close_notify ends the stream: bodies framed by length or
      * chunks still detect truncation; one read until close cannot, as with any client. */
     SSL_CTX_set_options(c->ssl, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Pooled connections sit idle most of their lives: release their record buffers then. */
     SSL_CTX_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+                                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     static const unsigned char alpn[] = "\x08http/1.1";
     SSL_CTX_set_alpn_protos(c->ssl, alpn, sizeof alpn - 1);
     if (!SSL_CTX_set_default_verify_paths(c->ssl)) {

@@ -10,7 +10,16 @@
  * a refusal moves on to the next address), then TLS; the request is written, the response read
  * (Content-Length, chunked, or until close; none for HEAD, 1xx, 204 and 304). A reused
  * connection that fails before the first byte of the answer (the server had closed it) is
- * replaced by a fresh one once, and the request sent again. One timeout covers all of it. */
+ * replaced by a fresh one once, and the request sent again. One timeout covers all of it.
+ *
+ * Memory: a call holds its request, a response head of at most 64 KiB and a body of at most
+ * max_response; the pool at most max_idle_per_host connections per destination, each closed
+ * after idle_timeout. How many calls run at once is the caller's to bound.
+ *
+ * Not done: addresses are tried one after the other, not raced ("happy eyeballs"), each but the
+ * last for attempt_timeout at most; no HTTP/2, no proxies, no compression (no Accept-Encoding
+ * is sent), no redirects (a 3xx is a response like any other); host names must be ASCII (IDNA
+ * is the caller's). */
 #ifndef MOONWIRE_HTTP_CLIENT_H
 #define MOONWIRE_HTTP_CLIENT_H
 
@@ -27,14 +36,18 @@ struct hc_config {
     unsigned max_idle_per_host; /* idle connections kept per (scheme, host, port); 0: none */
     double idle_timeout;        /* seconds an idle connection is kept */
     double timeout;             /* seconds for a request that gives none (its timeout <= 0) */
+    /* Seconds one address has to accept the connection before the next one is tried, when
+     * the name has another; the last address has what is left of the request's timeout.
+     * <= 0: each address has all of it. */
+    double attempt_timeout;
     const char *ca_file;        /* PEM file of CAs trusted besides the system's, or NULL */
     /* Where requests may go (not copied: must outlive the client). NULL: anywhere but
      * link-local addresses. */
     const struct outbound_policy *policy;
 };
 
-/* The defaults: max_response 8 MiB, 8 idle connections per host kept 30 s, timeout 30 s, no
- * extra CAs, no policy. */
+/* The defaults: max_response 8 MiB, 8 idle connections per host kept 30 s, timeout 30 s,
+ * attempt_timeout 1 s, no extra CAs, no policy. */
 void hc_config_defaults(struct hc_config *cfg);
 
 /* A client on loop. cfg is copied (ca_file read now). Returns it, or NULL with the reason in
@@ -56,8 +69,8 @@ struct hc_request {
 };
 /* The client writes Host (unless given), Content-Length (for a body, or for POST, PUT and
  * PATCH), and User-Agent: moonwire (unless given). Header names must be HTTP tokens, values
- * must not hold CR, LF or NUL; Content-Length and Transfer-Encoding may not be given (the
- * client frames the body itself). Any of these mistakes: "invalid". */
+ * must not hold CR or LF; Content-Length and Transfer-Encoding may not be given (the client
+ * frames the body itself). Any of these mistakes: "invalid". The body is copied. */
 
 struct hc_response {
     int status;
@@ -84,6 +97,8 @@ struct hc_response {
  *   "no_memory"  an allocation failed */
 typedef void (*hc_done)(void *ud, const struct hc_response *res, const char *reason,
                         const char *detail);
+/* done may start new requests (a pooled connection it freed is already available to them) and
+ * cancel other calls, but must not call hc_free. */
 
 /* Starts a request. The client copies what it needs from req before returning. Returns the
  * call, or NULL only when out of memory. done is called exactly once, from the loop, never
@@ -97,7 +112,7 @@ void hc_cancel(struct hc_call *call);
 
 struct hc_stats {
     uint64_t requests;           /* hc_request calls that returned a call */
-    uint64_t connections_opened; /* TCP connections made (whether TLS or not) */
+    uint64_t connections_opened; /* TCP connection attempts started (TLS or not) */
     uint64_t connections_reused; /* requests sent on a pooled connection */
     uint64_t failures;           /* calls that ended with a reason */
     unsigned idle;               /* idle pooled connections now */

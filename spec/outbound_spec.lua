@@ -38,9 +38,18 @@ function app.message(conn, data)
     conn:send(mw.json.encode(out))
 end
 
+-- Asks an "auth service" (nginx: a file exists for a good token) before accepting.
 function app.upgrade(req)
-    if req.query == "call" then mw.http.request { url = "http://127.0.0.1:1/" } end
-    return true
+    local auth = req.headers["x-auth"]
+    if not auth then return true end
+    local res, err = mw.http.request { url = auth }
+    if not res then return false, 503, "auth service: " .. err end
+    if res.status ~= 200 then return false, 401, "bad token" end
+    return true, { data = { who = res.body } }
+end
+
+function app.open(conn)
+    if conn.data.who then conn:send("welcome " .. conn.data.who) end
 end
 
 return app
@@ -63,7 +72,7 @@ describe("mw.http.request", function()
     local ng, srv, app_dir, hung, hung_port
     setup(function()
         ng = nginx.start {
-            files = { ["x.txt"] = "hello from nginx\n" },
+            files = { ["x.txt"] = "hello from nginx\n", ["token-good"] = "ada\n" },
             big = { ["big"] = "1G" },
             tls = true,
             extra = 'location = /cookies { add_header Set-Cookie "a=1"; ' ..
@@ -171,10 +180,13 @@ describe("mw.http.request", function()
         c:close()
     end)
 
-    it("raises where a handler cannot wait: app.upgrade answers 500", function()
-        local res = ws.http(srv.port, ws.request { path = "/?call", key = "dGhlIHNhbXBsZSBub25jZQ==" })
-        assert.are.equal(500, res.status)
-        assert.truthy(srv:wait_log("mw.http.request can wait only in", 2))
+    it("lets app.upgrade ask another service before it decides", function()
+        local c = assert(ws.connect(srv.port, { headers = { "X-Auth: " .. url("/token-good") } }))
+        assert.are.equal("welcome ada\n", c:recv_message(5))
+        c:close()
+        local res = ws.http(srv.port, ws.request { key = "dGhlIHNhbXBsZSBub25jZQ==",
+                                                   headers = { "X-Auth: " .. url("/token-bad") } })
+        assert.are.equal(401, res.status)
     end)
 
     it("ends a handler that waits past sandbox.wait_timeout with 1011", function()

@@ -389,8 +389,49 @@ def origin_seeds():
         write("origin", name, data)
 
 
+# ---- Responses (the outbound client) --------------------------------------------------------
+
+def response_input(text, head=False, max_body=0, plan=WHOLE):
+    """max_body 0: 65536; else max_body // 64 steps of 64."""
+    if isinstance(text, str):
+        text = text.encode("latin-1")
+    return bytes([1 if head else 0, max_body // 64]) + plan + text
+
+
+RESPONSE_SEEDS = {
+    "length": "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello",
+    "repeats": "HTTP/1.1 200 OK\r\nX-Dup: a\r\nx-dup: b\r\nSet-Cookie: a=1\r\n"
+               "Set-Cookie: b=2\r\nContent-Length: 0\r\n\r\n",
+    "chunked": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n"
+               "6\r\n world\r\n0\r\nX-T: 1\r\n\r\n",
+    "until-close": "HTTP/1.1 200 OK\r\n\r\nall of it",
+    "http10": "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    "close": "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+    "204": "HTTP/1.1 204 No Content\r\n\r\n",
+    "304": "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+    "continue": "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n"
+                "\r\nx",
+    "both-framings": "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n"
+                     "\r\n1\r\nz\r\n0\r\n\r\n",
+    "too-large": "HTTP/1.1 200 OK\r\nContent-Length: 999999\r\n\r\n",
+    "huge-chunk": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n",
+    "folded": "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
+    "pipelined": "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n",
+}
+
+
+def response_seeds():
+    for name, text in RESPONSE_SEEDS.items():
+        write("response", name, response_input(text))
+        write("response", name + "-bytes", response_input(text, plan=BYTES))
+    write("response", "head", response_input("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+                                             head=True))
+    write("response", "small-cap", response_input(RESPONSE_SEEDS["chunked"], max_body=64,
+                                                  plan=MIXED))
+
+
 def main():
-    targets = sys.argv[1:] or ["http", "frames", "utf8", "origin"]
+    targets = sys.argv[1:] or ["http", "frames", "utf8", "origin", "response"]
     for t in targets:
         globals()[t + "_seeds"]()
 

@@ -158,10 +158,12 @@ static void *srv_main(void *arg)
     return NULL;
 }
 
-/* Starts a server on 127.0.0.1 (or ::1 when v6), on a port of the kernel's choosing, with a
- * thread per connection. Returns false when the address family is not available here. */
-static bool srv_start_on(struct srv *s, srv_handler h, SSL_CTX *tls, bool v6)
+/* Starts a server on addr (an IPv4 or IPv6 loopback address) and port (0: the kernel's
+ * choice), with a thread per connection. Returns false when it cannot bind there. */
+static bool srv_start_on(struct srv *s, srv_handler h, SSL_CTX *tls, const char *addr,
+                         uint16_t port)
 {
+    bool v6 = strchr(addr, ':') != NULL;
     memset(s, 0, sizeof *s);
     pthread_mutex_init(&s->lock, NULL);
     s->handler = h;
@@ -174,12 +176,14 @@ static bool srv_start_on(struct srv *s, srv_handler h, SSL_CTX *tls, bool v6)
     if (v6) {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
         a->sin6_family = AF_INET6;
-        a->sin6_addr = in6addr_loopback;
+        a->sin6_port = htons(port);
+        cr_assert_eq(inet_pton(AF_INET6, addr, &a->sin6_addr), 1);
         len = sizeof *a;
     } else {
         struct sockaddr_in *a = (struct sockaddr_in *)&ss;
         a->sin_family = AF_INET;
-        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a->sin_port = htons(port);
+        cr_assert_eq(inet_pton(AF_INET, addr, &a->sin_addr), 1);
         len = sizeof *a;
     }
     if (bind(s->lfd, (struct sockaddr *)&ss, len) < 0) {
@@ -196,7 +200,7 @@ static bool srv_start_on(struct srv *s, srv_handler h, SSL_CTX *tls, bool v6)
 
 static void srv_start(struct srv *s, srv_handler h, SSL_CTX *tls)
 {
-    cr_assert(srv_start_on(s, h, tls, false));
+    cr_assert(srv_start_on(s, h, tls, "127.0.0.1", 0));
 }
 
 static void srv_stop(struct srv *s)
@@ -229,7 +233,11 @@ static void echo_handler(struct srv *s, struct sconn *c, int index)
                          "Set-Cookie: b=2\r\nContent-Length: %d\r\n\r\n%.*s\n",
                          blen, (int)(eol - req), req);
         memcpy(resp + h, body, (size_t)(req + n - body)); /* the body may hold NULs */
-        if (!s_write(c, resp, (size_t)h + (size_t)(req + n - body))) return;
+        if (strncmp(req, "HEAD ", 5) == 0) /* the head only, with the length a GET would get */
+            h = (int)(strstr(resp, "\r\n\r\n") + 4 - resp);
+        else
+            h += (int)(req + n - body);
+        if (!s_write(c, resp, (size_t)h)) return;
     }
 }
 
@@ -554,16 +562,19 @@ Test(http_client, timeout_against_a_server_that_never_answers)
     struct hc *c = client(NULL);
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/", s.port);
-    struct hc_request req = { .url = url, .timeout = 0.3 };
+    struct hc_request req = { .url = url, .timeout = 1. };
     ev_now_update(loop);
     double t0 = ev_now(loop);
-    struct result r;
-    fetch(c, &req, &r);
+    struct result r = { 0 };
+    cr_assert_not_null(hc_request(c, &req, on_done, &r));
+    for (int i = 0; i < 100 && s.requests == 0; i++) run_for(loop, 0.01);
+    cr_assert_eq(r.calls, 0, "ended before the server had the request: %s", r.detail);
+    run_until(loop, &r, 5.);
     ev_now_update(loop);
     double took = ev_now(loop) - t0;
     cr_expect_str_eq(r.reason, "timeout");
-    cr_expect(strstr(r.detail, "waiting for the answer") != NULL, "%s", r.detail);
-    cr_expect(took >= 0.25 && took < 2., "took %g s", took);
+    cr_expect(strstr(r.detail, "within 1 s (waiting for the answer)") != NULL, "%s", r.detail);
+    cr_expect(took >= 0.95 && took < 3., "took %g s", took);
     cr_expect_eq(stats(c).failures, 1);
     hc_free(c);
     srv_wait_closed(&s, 1);
@@ -698,7 +709,7 @@ Test(http_client, invalid_requests_fail_from_the_loop)
 Test(http_client, ipv6_literal)
 {
     struct srv s;
-    if (!srv_start_on(&s, echo_handler, NULL, true)) cr_skip_test("no IPv6 loopback here");
+    if (!srv_start_on(&s, echo_handler, NULL, "::1", 0)) cr_skip_test("no IPv6 loopback here");
     struct hc *c = client(NULL);
     char url[128];
     snprintf(url, sizeof url, "http://[::1]:%u/six", s.port);
@@ -781,14 +792,15 @@ Test(http_client, cancel)
     struct hc *c = client(NULL);
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/", s.port);
-    struct hc_request req = { .url = url, .timeout = 0.5 };
+    struct hc_request req = { .url = url, .timeout = 1.5 };
     struct result r = { 0 };
     struct hc_call *call = hc_request(c, &req, on_done, &r);
     for (int i = 0; i < 100 && s.requests == 0; i++) run_for(loop, 0.01);
     cr_assert_eq(s.requests, 1, "%d %s %s", r.calls, r.reason, r.detail);
+    cr_assert_eq(r.calls, 0, "the call is still waiting: %s %s", r.reason, r.detail);
     hc_cancel(call);
     cr_expect_eq(stats(c).in_flight, 0u);
-    run_for(loop, 0.7); /* past the timeout it had */
+    run_for(loop, 1.7); /* past the timeout it had */
     cr_expect_eq(r.calls, 0, "done ran after hc_cancel");
     srv_wait_closed(&s, 1);
     cr_expect_eq(s.peer_closed, 1, "the connection was closed");
@@ -934,4 +946,217 @@ Test(http_client, tls_failures)
     bad.ca_file = "/nonexistent/ca.pem";
     cr_expect_null(hc_new(loop, &bad, err, sizeof err));
     cr_expect(strstr(err, "/nonexistent/ca.pem") != NULL, "%s", err);
+}
+
+/* done starts the next request itself (as a Lua handler resumed by it will): the connection
+ * the first one left in the pool serves the second. */
+struct chain {
+    struct hc *c;
+    const char *url;
+    struct result first, second;
+};
+
+static void on_first(void *ud, const struct hc_response *res, const char *reason,
+                     const char *detail)
+{
+    struct chain *ch = ud;
+    on_done(&ch->first, res, reason, detail);
+    cr_assert_eq(stats(ch->c).idle, 1u, "the connection is back in the pool before done");
+    cr_assert_not_null(hc_request(ch->c, &(struct hc_request){ .url = ch->url, .method = "HEAD" },
+                                  on_done, &ch->second));
+}
+
+Test(http_client, done_may_start_the_next_request)
+{
+    struct srv s;
+    srv_start(&s, echo_handler, NULL);
+    struct hc *c = client(NULL);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/", s.port);
+    struct chain ch = { .c = c, .url = url };
+    cr_assert_not_null(hc_request(c, &(struct hc_request){ .url = url }, on_first, &ch));
+    run_until(loop, &ch.second, 5.);
+    cr_expect_eq(ch.first.status, 200);
+    cr_expect_eq(ch.second.status, 200, "%s %s", ch.second.reason, ch.second.detail);
+    cr_expect_eq(ch.second.body_len, 0, "HEAD: no body, though the answer has a length");
+    cr_expect(strstr(ch.second.headers, "content-length=") != NULL);
+    cr_expect_eq(stats(c).connections_opened, 1);
+    cr_expect_eq(stats(c).connections_reused, 1);
+    hc_free(c);
+    srv_stop(&s);
+}
+
+/* ---- several addresses (a hosts file of the test's own, through CARES_HOSTS) ------------- */
+
+static char hosts_path[64];
+
+static void use_hosts(const char *text)
+{
+    if (hosts_path[0]) unlink(hosts_path);
+    snprintf(hosts_path, sizeof hosts_path, "/tmp/moonwire-hc-hosts-XXXXXX");
+    int fd = mkstemp(hosts_path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    setenv("CARES_HOSTS", hosts_path, 1);
+}
+
+Test(http_client, each_address_is_tried_in_turn)
+{
+    struct srv s;
+    srv_start(&s, echo_handler, NULL); /* on 127.0.0.1 only: 127.0.0.3 and .4 refuse */
+    use_hosts("127.0.0.3 multi.test\n127.0.0.4 multi.test\n127.0.0.1 multi.test\n");
+    struct hc *c = client(NULL);
+    char url[128];
+    snprintf(url, sizeof url, "http://multi.test:%u/", s.port);
+    struct result r;
+    get(c, url, &r);
+    cr_expect_eq(r.status, 200, "%s %s", r.reason, r.detail);
+    cr_expect_eq(stats(c).connections_opened, 3, "two refused, the third answered");
+    hc_free(c);
+
+    use_hosts("127.0.0.3 multi.test\n127.0.0.4 multi.test\n");
+    c = client(NULL);
+    get(c, url, &r);
+    cr_expect_str_eq(r.reason, "refused");
+    cr_expect(strstr(r.detail, "127.0.0.4") != NULL, "names the last address: %s", r.detail);
+    hc_free(c);
+    srv_stop(&s);
+    unlink(hosts_path);
+}
+
+Test(http_client, policy_judges_the_resolved_addresses)
+{
+    struct srv s;
+    srv_start(&s, echo_handler, NULL);
+    /* A name pointing at the metadata address (DNS rebinding does this) is refused at connect
+     * time, though the name itself is allowed. */
+    use_hosts("169.254.169.254 rebind.test\n127.0.0.3 two.test\n127.0.0.1 two.test\n");
+    struct hc *c = client(NULL);
+    char url[128];
+    struct result r;
+    snprintf(url, sizeof url, "http://rebind.test:%u/", s.port);
+    get(c, url, &r);
+    cr_expect_str_eq(r.reason, "forbidden");
+    cr_expect(strstr(r.detail, "169.254.169.254 is a link-local address") != NULL, "%s",
+              r.detail);
+    cr_expect_eq(stats(c).connections_opened, 0);
+    hc_free(c);
+
+    /* Of two addresses, the one outside the listed block is skipped, not connected to. */
+    char err[200];
+    const char *const only[] = { "127.0.0.1/32" };
+    struct outbound_policy *p = outbound_parse(only, 1, err, sizeof err);
+    struct hc_config cfg;
+    hc_config_defaults(&cfg);
+    cfg.policy = p;
+    c = client(&cfg);
+    snprintf(url, sizeof url, "http://two.test:%u/", s.port);
+    get(c, url, &r);
+    cr_expect_eq(r.status, 200, "%s %s", r.reason, r.detail);
+    cr_expect_eq(stats(c).connections_opened, 1);
+    hc_free(c);
+    outbound_free(p);
+    srv_stop(&s);
+    unlink(hosts_path);
+}
+
+/* An address whose listen queue is full swallows connection attempts (the SYN is dropped, as
+ * by a firewall): after attempt_timeout the next address gets its turn. */
+Test(http_client, an_address_that_does_not_answer_is_left_for_the_next)
+{
+    int hole = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(hole, (struct sockaddr *)&a, len), 0);
+    cr_assert_eq(listen(hole, 0), 0);
+    cr_assert_eq(getsockname(hole, (struct sockaddr *)&a, &len), 0);
+    int filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); /* takes the only place */
+    cr_assert_eq(connect(filler, (struct sockaddr *)&a, len), 0);
+
+    struct srv s;
+    if (!srv_start_on(&s, echo_handler, NULL, "127.0.0.2", ntohs(a.sin_port)))
+        cr_skip_test("cannot listen on 127.0.0.2 here");
+    use_hosts("127.0.0.1 slow.test\n127.0.0.2 slow.test\n");
+    struct hc_config cfg;
+    hc_config_defaults(&cfg);
+    cfg.attempt_timeout = 0.2;
+    struct hc *c = client(&cfg);
+    char url[128];
+    snprintf(url, sizeof url, "http://slow.test:%u/", s.port);
+    ev_now_update(loop);
+    double t0 = ev_now(loop);
+    struct result r;
+    get(c, url, &r);
+    ev_now_update(loop);
+    cr_expect_eq(r.status, 200, "%s %s", r.reason, r.detail);
+    cr_expect_geq(ev_now(loop) - t0, 0.18, "the first address had its 0.2 s");
+    cr_expect_eq(stats(c).connections_opened, 2);
+
+    /* With one address left, it gets the whole timeout, and the timeout is what fails. */
+    use_hosts("127.0.0.1 slow.test\n");
+    get(c, url, &r); /* pooled: the working address */
+    cr_expect_eq(r.status, 200);
+    hc_free(c);
+    c = client(&cfg);
+    struct hc_request req = { .url = url, .timeout = 0.5 };
+    fetch(c, &req, &r);
+    cr_expect_str_eq(r.reason, "timeout", "%s", r.detail);
+    cr_expect(strstr(r.detail, "connecting") != NULL, "%s", r.detail);
+    hc_free(c);
+    srv_stop(&s);
+    close(filler);
+    close(hole);
+    unlink(hosts_path);
+}
+
+/* 3 MiB in one response, for each request on the connection: many reads, many TLS records. */
+static void large_handler(struct srv *s, struct sconn *c, int index)
+{
+    (void)index;
+    char req[8192];
+    static char body[3 << 20];
+    memset(body, 'y', sizeof body);
+    while (read_request(s, c, req, sizeof req)) {
+        char head[100];
+        snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", sizeof body);
+        if (!s_print(c, head) || !s_write(c, body, sizeof body)) return;
+    }
+}
+
+static void large_body(bool tls)
+{
+    char ca[64] = "";
+    SSL_CTX *ctx = tls ? make_tls("DNS:localhost", ca, sizeof ca) : NULL;
+    struct srv s;
+    srv_start(&s, large_handler, ctx);
+    struct hc_config cfg;
+    hc_config_defaults(&cfg);
+    cfg.ca_file = tls ? ca : NULL;
+    struct hc *c = client(&cfg);
+    char url[128];
+    snprintf(url, sizeof url, "%s://localhost:%u/", tls ? "https" : "http", s.port);
+    for (int i = 0; i < 2; i++) {
+        struct result r;
+        get(c, url, &r);
+        cr_expect_eq(r.status, 200, "%s %s", r.reason, r.detail);
+        cr_expect_eq(r.body_len, (size_t)3 << 20);
+    }
+    cr_expect_eq(stats(c).connections_opened, 1);
+    hc_free(c);
+    srv_stop(&s);
+    if (ctx) {
+        SSL_CTX_free(ctx);
+        unlink(ca);
+    }
+}
+
+Test(http_client, large_body)
+{
+    large_body(false);
+}
+
+Test(http_client, large_body_over_tls)
+{
+    large_body(true);
 }

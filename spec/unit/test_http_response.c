@@ -48,7 +48,8 @@ static const struct {
     { "304 has no body", "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", false, 100,
       { HR_DONE, 304, "", NULL, true, 0 } },
     { "100 continue skipped", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n"
-      "Content-Length: 1\r\n\r\nx", false, 100, { HR_DONE, 201, "x", "content-length=1", true, 0 } },
+      "Content-Length: 1\r\n\r\nx", false, 100,
+      { HR_DONE, 201, "x", "content-length=1", true, 0 } },
     { "no reason phrase", "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", false, 100,
       { HR_DONE, 200, "", NULL, true, 0 } },
     { "repeated equal lengths", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n"
