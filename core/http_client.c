@@ -432,8 +432,8 @@ static void tls_failed(struct hc_conn *conn, int ssl_err)
         snprintf(why, sizeof why, "the server closed the connection during the handshake%s%s",
                  sys ? ": " : "", sys ? strerror(errno) : "");
     }
-    call_fail(call, "tls", "%s port %u: %s (a private CA can be trusted with outbound.ca in the config)",
-              call->out.host, (unsigned)call->out.port, why);
+    call_fail(call, "tls", "%s port %u: %s (a private CA can be trusted with outbound.ca in "
+              "the config)", call->out.host, (unsigned)call->out.port, why);
 }
 
 static void conn_handshake(struct hc_conn *conn)
