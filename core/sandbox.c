@@ -134,7 +134,8 @@ struct sandbox *sb_of(lua_State *L) { return *(struct sandbox **)lua_getextraspa
 static void sb_hook(lua_State *L, lua_Debug *ar);
 
 /* Sets (count > 0) or clears the count hook of thread L, which is sb->L or one of its
- * coroutines (sb->hooked follows the hook of sb->base, the callback's thread). The watchdog's signal handler stays off while this runs. */
+ * coroutines (sb->hooked follows the hook of sb->base, the callback's thread). The watchdog's
+ * signal handler stays off while this runs. */
 static void set_hook(struct sandbox *sb, lua_State *L, int count)
 {
     sb->setting_hook = 1;

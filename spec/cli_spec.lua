@@ -153,7 +153,8 @@ describe("config file errors exit 1 with file:line", function()
     local cases = {
         { "an unknown top-level key", "-- settings\nlisten = { { port = 0 } }\nx = 1\n",
           { "FILE:3: unknown setting 'x'",
-            "(known: listen, apps, origins, require_origin, limits, sandbox, admin, log)" } },
+            "(known: listen, apps, origins, require_origin, limits, sandbox, admin, log, "
+            .. "outbound)" } },
         { "limits.unknown", "-- settings\nlimits = { max_message = 1024, unknown = 2 }\n",
           { "FILE:2: limits.unknown is not a known setting",
             "(known: max_message, max_header_bytes, ", "shutdown_timeout)" } },
@@ -168,7 +169,7 @@ describe("config file errors exit 1 with file:line", function()
           { "FILE:2: unknown setting 'limitz'" } },
         { "sandbox.unknown", "sandbox = { instructions = 1000, cpu = 1 }\n",
           { "FILE:1: sandbox.cpu is not a known setting (known: instructions, memory, "
-            .. "time_limit, max_load, topic_memory, timer_share)" } },
+            .. "time_limit, max_load, topic_memory, timer_share, wait_timeout)" } },
         { "limits.max_message = 'big'", "\nlimits = { max_message = \"big\" }\n",
           { "FILE:2: limits.max_message must be a number, or a size like \"16M\"" } },
         { "limits.max_message = 0 (a server needs a ceiling)", "limits = { max_message = 0 }\n",

@@ -210,7 +210,8 @@ describe("mw.http.request", function()
         for round = 1, 20 do
             for i, e in ipairs(echoers) do
                 local t0 = socket.gettime()
-                assert.are.equal("e" .. round .. i, e:echo(cjson.encode { echo = "e" .. round .. i }))
+                local text = "e" .. round .. i
+                assert.are.equal(text, e:echo(cjson.encode { echo = text }))
                 slowest = math.max(slowest, socket.gettime() - t0)
             end
         end

@@ -203,7 +203,8 @@ describe("handlers that wait", function()
     it("lets app.http wait, and answers pipelined requests in order", function()
         local res = ws.http(srv.port, "POST /a?ms=150 HTTP/1.1\r\nHost: x\r\n" ..
                                       "Content-Length: 5\r\n\r\nhello" ..
-                                      "GET /b?ms=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                                      "GET /b?ms=0 HTTP/1.1\r\nHost: x\r\n" ..
+                                      "Connection: close\r\n\r\n")
         assert.are.equal(200, res.status)
         local first = res.raw:find("waited 150 for /a hello", 1, true)
         local second = res.raw:find("waited 0 for /b", 1, true)
