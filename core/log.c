@@ -13,6 +13,8 @@
 static enum log_level min_level = LOG_INFO;
 static bool json_lines;
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
+/* Which worker thread logs (log_set_worker); -1: the only one, not named. */
+static _Thread_local int worker_id = -1;
 
 /* The dashboard's recent events: a ring, shared by every loop of the process. */
 #define RECENT 32
@@ -26,6 +28,7 @@ static struct {
 void log_set_level(enum log_level min) { min_level = min; }
 bool log_enabled(enum log_level level) { return level >= min_level; }
 void log_set_json(bool json) { json_lines = json; }
+void log_set_worker(int id) { worker_id = id; }
 const char *log_level_name(enum log_level level) { return level_names[level]; }
 
 int log_parse_level(const char *name, enum log_level *out)
@@ -126,6 +129,8 @@ static size_t format_json(char *line, size_t cap, const char *stamp, enum log_le
             n += (size_t)snprintf(line + n, cap - n, "%.15g", fields[i].num);
         }
     }
+    if (worker_id >= 0 && n < cap) n += (size_t)snprintf(line + n, cap - n, ",\"worker\":%d",
+                                                         worker_id);
     if (n > cap - 3) n = cap - 3;
     line[n++] = '}';
     line[n++] = '\n';
@@ -167,6 +172,8 @@ static void emit(enum log_level level, bool notable, const struct log_field *fie
             if (w < 0) break;
             n += (size_t)w;
         }
+        if (worker_id >= 0 && n < sizeof line - 2)
+            n += (size_t)snprintf(line + n, sizeof line - 2 - n, " worker=%d", worker_id);
         if (n > sizeof line - 2) n = sizeof line - 2;
         line[n++] = '\n';
     }

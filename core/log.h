@@ -23,6 +23,9 @@ bool log_enabled(enum log_level level);
 
 /* Text (the default) or JSON lines. */
 void log_set_json(bool json);
+/* Names the calling thread's worker in its lines (" worker=2", "worker":2); set by each worker
+ * thread when there are several. */
+void log_set_worker(int id);
 
 /* Parses "debug", "info", "warn" or "error". Returns 0, or -1 for anything else. */
 int log_parse_level(const char *name, enum log_level *out);

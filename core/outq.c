@@ -52,6 +52,13 @@ void obuf_unref(struct obuf *b)
     else free(b);
 }
 
+void outq_free_spares(void)
+{
+    while (nspare_chunks) free(spare_chunks[--nspare_chunks]);
+    while (nspare_firsts) free(spare_firsts[--nspare_firsts]);
+    while (nspare_rings) free(spare_rings[--nspare_rings]);
+}
+
 static void ring_free(struct outq_entry *ring, uint32_t cap)
 {
     if (cap == RING_MIN && nspare_rings < POOL_MAX) spare_rings[nspare_rings++] = ring;

@@ -29,6 +29,10 @@ static inline struct obuf *obuf_ref(struct obuf *b)
 }
 void obuf_unref(struct obuf *b);
 
+/* Frees the calling thread's spare buffers and rings (kept per thread for reuse): a worker
+ * thread calls it before it ends. */
+void outq_free_spares(void);
+
 struct outq_entry {
     struct obuf *buf;
     size_t off; /* bytes of buf already written */
