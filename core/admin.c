@@ -263,20 +263,25 @@ void admin_write_metrics(const struct admin *a, struct mbuf *b)
         gauge(b, "moonwire_workers", "Worker threads, each with its own loop and apps.",
               (double)n);
         const char *names[] = { "moonwire_worker_connections", "moonwire_worker_accepted_total",
-                                "moonwire_worker_loop_lag_max_seconds" };
-        const char *types[] = { "gauge", "counter", "gauge" };
+                                "moonwire_worker_loop_lag_max_seconds",
+                                "moonwire_worker_queue_dropped_total" };
+        const char *types[] = { "gauge", "counter", "gauge", "counter" };
         const char *helps[] = { "Open connections of one worker (not the admin listener's).",
                                 "TCP connections one worker accepted.",
                                 "The longest one worker's loop lagged since the dashboard's "
-                                "last snapshot." };
-        for (int f = 0; f < 3; f++) {
+                                "last snapshot.",
+                                "Publishes from other workers dropped for one worker: its "
+                                "inbox was full." };
+        for (int f = 0; f < 4; f++) {
             metrics_family(b, names[f], types[f], helps[f]);
             for (size_t i = 0; i < n; i++) {
                 char id[24];
                 snprintf(id, sizeof id, "%zu", i);
                 struct label l = { "worker", id };
-                double val = f == 0 ? (double)each[i].connections
-                             : f == 1 ? (double)each[i].accepted : each[i].lag_max;
+                double val = f == 0   ? (double)each[i].connections
+                             : f == 1 ? (double)each[i].accepted
+                             : f == 2 ? each[i].lag_max
+                                      : (double)each[i].dropped;
                 metrics_sample(b, names[f], &l, 1, val);
             }
         }

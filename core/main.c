@@ -468,6 +468,7 @@ int main(int argc, char **argv)
         status = 1;
         goto done;
     }
+    if (group) workers_connect_apps(group, w);
     if (check) {
         printf("moonwire: %s%s and %zu app%s are valid\n", config_file ? "config " : "defaults",
                config_file ? config_file : "", cfg->napps, cfg->napps == 1 ? "" : "s");
@@ -512,9 +513,13 @@ done:
     admin_stop(&adm);
     if (group) {
         workers_stop(group);
-        free(group);
+        if (started) workers_detach(group, w);
     }
     if (started) worker_destroy(w);
+    if (group) {
+        workers_free(group);
+        free(group);
+    }
     watch_free(proc.watch);
     ev_loop_destroy(loop);
 out:

@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "outq.h"
+#include "pubsub.h"
 #include "util.h"
 
 /* What a worker is asked to do (struct workers.commands). */
@@ -18,11 +19,35 @@ enum {
     WK_ALL_DRAINED = 8, /* worker 0: every worker's drain is over */
 };
 #define RELOAD_ALL ((uint64_t)1 << 63)
+/* Each worker's inbox of publishes from the others: at most this many messages, and this many
+ * bytes of frames. Past either, a publish is dropped for that worker (counted, logged). */
+#define INBOX_SLOTS 16384
+#define INBOX_BYTES ((size_t)64 << 20)
+/* Messages a wakeup delivers before the loop turns again (then it wakes itself). */
+#define INBOX_BATCH 4096
 
 static void tell(struct workers *g, unsigned id, unsigned what)
 {
     __atomic_fetch_or(&g->commands[id], what, __ATOMIC_RELEASE);
-    ev_async_send(g->w[id]->loop, &g->w[id]->wake);
+    if (g->w[id]->loop) ev_async_send(g->w[id]->loop, &g->w[id]->wake);
+}
+
+/* Publishes from other workers: each delivered, by reference, to this worker's subscribers
+ * of the same app. */
+static void deliver_inbox(struct workers *g, struct worker *w)
+{
+    for (int i = 0; i < INBOX_BATCH; i++) {
+        struct bus_msg *m = bus_pop(&g->bus, w->id);
+        if (!m) return;
+        if (m->app < w->napps) {
+            size_t sent;
+            struct lb_app *app = w->apps[m->app];
+            ps_deliver(lb_app_pubsub(app), m->topic, m->topic_len, m->frame, &sent);
+            lb_app_delivered(app, sent);
+        }
+        bus_msg_unref(m);
+    }
+    ev_async_send(w->loop, &w->wake); /* more: after the loop has served the rest */
 }
 
 static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
@@ -30,6 +55,7 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
     (void)revents;
     struct worker *w = container_of(a, struct worker, wake);
     struct workers *g = w->group;
+    if (w->napps) deliver_inbox(g, w);
     unsigned what = __atomic_exchange_n(&g->commands[w->id], 0, __ATOMIC_ACQUIRE);
     if (what & WK_RELOAD) {
         uint64_t apps = __atomic_exchange_n(&g->reload[w->id], 0, __ATOMIC_ACQUIRE);
@@ -59,11 +85,72 @@ static void on_drained(void *ctx)
     if (__atomic_sub_fetch(&g->draining_left, 1, __ATOMIC_ACQ_REL) == 0) tell(g, 0, WK_ALL_DRAINED);
 }
 
+/* ---- the pub/sub engine of each app of each worker ----------------------------------------- */
+
+static void port_changed(void *ctx, const char *topic, size_t len, int delta, size_t local)
+{
+    struct worker_port *p = ctx;
+    if (bus_interest(&p->g->bus, p->app, topic, len, p->worker, delta, local) < 0)
+        log_warn("out of memory: topic %.*s is not shared with the other workers",
+                 (int)(len < 100 ? len : 100), topic);
+}
+
+static size_t port_subscribers(void *ctx, const char *topic, size_t len)
+{
+    struct worker_port *p = ctx;
+    return bus_subscribers(&p->g->bus, p->app, topic, len);
+}
+
+static int port_publish(void *ctx, const char *topic, size_t len, struct obuf *frame)
+{
+    struct worker_port *p = ctx;
+    size_t dropped;
+    bus_publish(&p->g->bus, p->worker, p->app, topic, len, frame, &dropped);
+    return 0; /* drops are the target's to count and log */
+}
+
+static const struct ps_engine port_engine = {
+    .publish = port_publish, .changed = port_changed, .subscribers = port_subscribers,
+};
+
+static void wake_worker(void *ctx, unsigned worker)
+{
+    struct workers *g = ctx;
+    ev_async_send(g->w[worker]->loop, &g->w[worker]->wake);
+}
+
+/* Once a second: what the bus dropped for this worker, in one line. */
+static void on_drops(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct worker_ext *x = container_of(t, struct worker_ext, drops);
+    struct workers *g = x->ports[0].g;
+    unsigned id = x->ports[0].worker;
+    uint64_t n = bus_dropped_since(&g->bus, id);
+    if (n)
+        log_warn("dropped %llu publish%s from other workers in the last second: this worker's "
+                 "inbox was full (it is busier than the others; its subscribers missed them)",
+                 (unsigned long long)n, n == 1 ? "" : "es");
+}
+
+void workers_connect_apps(struct workers *g, struct worker *w)
+{
+    struct worker_ext *x = &g->ext[w->id];
+    for (size_t i = 0; i < w->napps; i++) {
+        x->ports[i] = (struct worker_port){ g, w->id, (unsigned)i };
+        ps_set_engine(lb_app_pubsub(w->apps[i]), &port_engine, &x->ports[i]);
+    }
+}
+
 int workers_init(struct workers *g, struct config *cfg, struct worker *main)
 {
     memset(g, 0, sizeof *g);
     g->cfg = cfg;
     g->n = cfg->workers;
+    if (bus_init(&g->bus, g->n, INBOX_SLOTS, INBOX_BYTES) < 0) return -1;
+    g->bus.wake = wake_worker;
+    g->bus.wake_ctx = g;
     g->draining_left = (unsigned)g->n;
     pthread_mutex_init(&g->lock, NULL);
     pthread_cond_init(&g->cond, NULL);
@@ -86,6 +173,11 @@ void workers_attach(struct workers *g, struct worker *w, unsigned id)
     ev_async_init(&w->wake, on_wake);
     ev_async_start(w->loop, &w->wake);
     /* The wakeup alone must not keep a loop alive that has nothing else to do. */
+    ev_unref(w->loop);
+    struct worker_ext *x = &g->ext[id];
+    x->ports[0] = (struct worker_port){ g, id, 0 };
+    ev_timer_init(&x->drops, on_drops, 1., 1.);
+    ev_timer_start(w->loop, &x->drops);
     ev_unref(w->loop);
     log_set_worker((int)id);
 }
@@ -132,10 +224,12 @@ static void *run_worker(void *arg)
     if (worker_init(w, loop, g->cfg, err, sizeof err) < 0) {
         report(g, -1, err);
         ev_loop_destroy(loop);
+        w->loop = NULL;
         return NULL;
     }
     workers_attach(g, w, id);
     int rc = worker_load_apps(w, err, sizeof err);
+    if (rc == 0) workers_connect_apps(g, w);
     if (rc == 0) rc = srv_listen(&w->srv, err, sizeof err);
     if (rc == 0) {
         pthread_mutex_lock(&w->view_lock);
@@ -144,9 +238,10 @@ static void *run_worker(void *arg)
     }
     report(g, rc, err);
     if (rc == 0) ev_run(loop, 0);
-    ev_async_stop(loop, &w->wake);
+    workers_detach(g, w);
     worker_destroy(w);
-    ev_loop_destroy(loop);
+    /* The loop stays until every thread has ended (workers_stop): a publisher may still wake
+     * it. */
     outq_free_spares();
     return NULL;
 }
@@ -192,6 +287,14 @@ void workers_drain(struct workers *g)
         if (!i || g->started[i]) tell(g, i, WK_DRAIN);
 }
 
+void workers_detach(struct workers *g, struct worker *w)
+{
+    ev_ref(w->loop);
+    ev_timer_stop(w->loop, &g->ext[w->id].drops);
+    ev_ref(w->loop);
+    ev_async_stop(w->loop, &w->wake);
+}
+
 void workers_stop(struct workers *g)
 {
     for (unsigned i = 1; i < g->n; i++) {
@@ -200,6 +303,16 @@ void workers_stop(struct workers *g)
         pthread_join(g->threads[i], NULL);
         g->started[i] = false;
     }
+    for (unsigned i = 1; i < g->n; i++)
+        if (g->w[i] && g->w[i]->loop) {
+            ev_loop_destroy(g->w[i]->loop);
+            g->w[i]->loop = NULL;
+        }
+}
+
+void workers_free(struct workers *g)
+{
+    bus_free(&g->bus);
     for (unsigned i = 0; i < g->n; i++) {
         if (!g->w[i]) continue;
         free(g->w[i]->view);
@@ -265,6 +378,7 @@ void workers_view(struct workers *g, const struct worker *self, struct worker_vi
         }
         add_view(v, one);
         if (each) {
+            each[i].dropped = bus_dropped(&g->bus, i);
             each[i].connections = one->connections;
             each[i].accepted = one->counters.accepted;
             each[i].lag_max = one->lag_max;

@@ -14,8 +14,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bus.h"
 #include "config.h"
 #include "worker.h"
+
+/* One app of one worker, as the pub/sub engine that connects it to the other workers. */
+struct worker_port {
+    struct workers *g;
+    unsigned worker;
+    unsigned app;
+};
+
+/* What the process keeps for each worker besides the worker itself. */
+struct worker_ext {
+    struct worker_port ports[CFG_MAX_APPS];
+    ev_timer drops;            /* once a second: log what the bus dropped for this worker */
+};
 
 struct workers {
     struct config *cfg;
@@ -27,6 +41,8 @@ struct workers {
     uint64_t reload[CFG_MAX_WORKERS];   /* atomic: apps to reload (bit i: app i) */
     bool drain_told[CFG_MAX_WORKERS];   /* the worker reported the end of its drain */
     unsigned draining_left;            /* atomic: workers whose drain is not over */
+    struct worker_ext ext[CFG_MAX_WORKERS];
+    struct bus bus;                    /* pub/sub across workers */
 
     /* Start-up: each thread reports whether its apps loaded and it listens. */
     pthread_mutex_t lock;
@@ -44,6 +60,10 @@ int workers_init(struct workers *g, struct config *cfg, struct worker *main);
  * are copied for the admin. Call on w's thread after worker_init, before loading the apps. */
 void workers_attach(struct workers *g, struct worker *w, unsigned id);
 
+/* Connects w's apps (loaded) to the other workers' copies: publishes reach their subscribers,
+ * mw.subscribers counts them. Call on w's thread once its apps are loaded. */
+void workers_connect_apps(struct workers *g, struct worker *w);
+
 /* Starts workers 1..n-1, each loading the apps and listening on its thread, and waits until
  * every one has. Returns 0, or -1 with the first failure in err (the started ones are stopped
  * again). */
@@ -56,12 +76,19 @@ void workers_reload(struct workers *g, int app);
  * connection at once. */
 void workers_drain(struct workers *g);
 
-/* Ends the other workers' loops, waits for their threads (each frees its own worker) and frees
- * what g holds. Worker 0 stays for the caller to destroy. */
+/* Ends the other workers' loops and waits for their threads (each frees its own worker).
+ * Worker 0 stays for the caller: workers_detach, worker_destroy, then workers_free. */
 void workers_stop(struct workers *g);
+
+/* Stops what workers_attach started on w (on its thread, before worker_destroy). */
+void workers_detach(struct workers *g, struct worker *w);
+
+/* Frees what g holds (after workers_stop and worker 0's worker_destroy). */
+void workers_free(struct workers *g);
 
 /* What the metrics show of each worker on its own (the worker label). */
 struct worker_figures {
+    uint64_t dropped;          /* publishes from other workers dropped: its inbox was full */
     size_t connections;
     uint64_t accepted;
     double lag_max;

@@ -38,6 +38,24 @@ local function wait_metrics(srv, check, timeout)
     return s
 end
 
+local PUBSUB = [[
+local app = {}
+function app.upgrade(req) return true end
+function app.message(conn, data)
+    local cmd, a, b, c = data:match("^(%S+) ?(%S*) ?(%S*) ?(%S*)$")
+    if cmd == "sub" then
+        assert(conn:subscribe(a))
+        conn:send("subscribed")
+    elseif cmd == "count" then
+        conn:send(tostring(mw.subscribers(a)))
+    elseif cmd == "burst" then -- burst TOPIC ID N: N publishes "ID:i", in order
+        for i = 1, tonumber(c) do mw.publish(a, b .. ":" .. i) end
+        conn:send("sent")
+    end
+end
+return app
+]]
+
 local ECHO = [[
 local app = {}
 function app.upgrade(req) return true end
@@ -84,7 +102,8 @@ describe("workers = 4", function()
         local s = wait_metrics(srv, function(m)
             local total = 0
             for i = 0, 3 do total = total + (m[('moonwire_worker_connections{worker="%d"}'):format(i)] or 0) end
-            return total == 80
+            -- Each worker's figures are a copy up to 100 ms old: wait for all to be current.
+            return total == 80 and m['moonwire_connections{app="app"}'] == 80
         end)
         assert.are.equal(4, s["moonwire_workers"])
         local total = 0
@@ -151,5 +170,97 @@ describe("workers = 4", function()
         end
         assert.are.equal(0, srv:wait_exit(10))
         assert.truthy(srv:log():find("stopped", 1, true))
+    end)
+end)
+
+-- Per-worker connection counts from /metrics, once every worker has at least one (or 5 s).
+local function spread(srv, total)
+    return wait_metrics(srv, function(m)
+        local sum = 0
+        for i = 0, 3 do
+            local n = m[('moonwire_worker_connections{worker="%d"}'):format(i)] or 0
+            if n == 0 then return false end
+            sum = sum + n
+        end
+        return sum == total
+    end)
+end
+
+describe("pub/sub across 4 workers", function()
+    local dir, srv
+
+    before_each(function()
+        dir = server.app_dir { ["app.lua"] = PUBSUB }
+        srv = server.start { app = dir, config = "workers = 4\nadmin = { port = 0 }\n" }
+    end)
+
+    after_each(function()
+        if srv then srv:stop() end
+        server.remove(dir)
+    end)
+
+    it("delivers every publish to every subscriber on every worker, in order, once", function()
+        local SUBS, PUBS, EACH = 100, 8, 125
+        local subs = {}
+        for i = 1, SUBS do
+            subs[i] = assert(ws.connect(srv.port))
+            subs[i]:send_text("sub news")
+            assert.are.equal("subscribed", subs[i]:recv_message())
+        end
+        local pubs = {}
+        for i = 1, PUBS do pubs[i] = assert(ws.connect(srv.port)) end
+        local m = spread(srv, SUBS + PUBS)
+        for i = 0, 3 do
+            assert.is_true((m[('moonwire_worker_connections{worker="%d"}'):format(i)] or 0) > 0,
+                "worker " .. i .. " has no connection")
+        end
+        -- mw.subscribers counts every worker's subscribers, asked on any worker.
+        for _, p in ipairs(pubs) do
+            p:send_text("count news")
+            assert.are.equal(tostring(SUBS), p:recv_message())
+        end
+        for i, p in ipairs(pubs) do p:send_text(("burst news p%d %d"):format(i, EACH)) end
+        for _, p in ipairs(pubs) do assert.are.equal("sent", p:recv_message(10)) end
+        for s, c in ipairs(subs) do
+            local next_of = {}
+            for _ = 1, PUBS * EACH do
+                local msg = assert(c:recv_message(10), "subscriber " .. s .. " is missing messages")
+                local who, n = msg:match("^(p%d+):(%d+)$")
+                n = tonumber(n)
+                assert.are.equal((next_of[who] or 0) + 1, n,
+                    ("subscriber %d: %s out of order or twice"):format(s, msg))
+                next_of[who] = n
+            end
+            for i = 1, PUBS do assert.are.equal(EACH, next_of["p" .. i]) end
+        end
+        -- Nothing more arrives: none twice.
+        for _, c in ipairs(subs) do assert.is_nil(c:recv_message(0.01)) end
+        local s = wait_metrics(srv, function(x)
+            return x['moonwire_deliveries_total{app="app"}'] == SUBS * PUBS * EACH
+        end)
+        assert.are.equal(SUBS * PUBS * EACH, s['moonwire_deliveries_total{app="app"}'])
+        for i = 0, 3 do
+            assert.are.equal(0, s[('moonwire_worker_queue_dropped_total{worker="%d"}'):format(i)])
+        end
+        for _, c in ipairs(subs) do c:close() end
+        for _, c in ipairs(pubs) do c:close() end
+    end)
+
+    it("forgets a topic on a worker when its last subscriber there leaves", function()
+        local a = assert(ws.connect(srv.port))
+        a:send_text("sub t")
+        assert.are.equal("subscribed", a:recv_message())
+        local b = assert(ws.connect(srv.port))
+        b:send_text("count t")
+        assert.are.equal("1", b:recv_message())
+        a:close()
+        local deadline = socket.gettime() + 5
+        local n
+        repeat
+            b:send_text("count t")
+            n = b:recv_message()
+        until n == "0" or socket.gettime() > deadline
+        assert.are.equal("0", n)
+        b:close()
     end)
 end)
