@@ -247,7 +247,28 @@ static struct admission admit(struct server *srv, const union conn_addr *peer)
         a.status = 503;
         return a;
     }
-    if (lim->per_ip && a.ip->conns >= lim->per_ip)
+    if (srv->limits) {
+        /* One of several workers: the limits count every worker's connections. */
+        switch (limits_admit(srv->limits, &key, now)) {
+        case LIMITS_OK: break;
+        case LIMITS_PER_IP:
+            a.why = "too many connections from your address; close some first";
+            break;
+        case LIMITS_RATE:
+            a.why = "too many new connections from your address; slow down";
+            a.reason = CTR_REFUSED_RATE;
+            break;
+        case LIMITS_FULL:
+            a.status = 503;
+            a.why = "the server is full; try again later";
+            break;
+        case LIMITS_NOMEM:
+            a.verdict = DROP;
+            a.status = 503;
+            return a;
+        }
+    }
+    else if (lim->per_ip && a.ip->conns >= lim->per_ip)
         a.why = "too many connections from your address; close some first";
     else if (rate > 0 && !bucket_take(&a.ip->connects, rate, burst, 1, now)) {
         a.why = "too many new connections from your address; slow down";
@@ -271,6 +292,7 @@ static void release(struct server *srv, struct conn *c)
     if (c->host_flag) {
         ip->conns--;
         srv->counted--;
+        if (srv->limits) limits_release(srv->limits, &ip->key);
     } else {
         ip->refusing--;
     }
@@ -296,6 +318,7 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents)
     srv->refused[0] = srv->refused[1] = 0;
     double rate = srv->cfg->limits.connects_per_second;
     ip_table_expire(&srv->ips, rate, rate > 1 ? rate : 1, ev_now(loop));
+    if (srv->limits) limits_expire(srv->limits, ev_now(loop));
 }
 
 /* ---- accepting ----------------------------------------------------------------------------- */
@@ -355,6 +378,7 @@ struct conn *srv_adopt(struct server *srv, int fd, const union conn_addr *peer,
     struct conn *c = conn_new(&srv->conns, fd, peer, tls);
     if (!c) {
         log_warn("out of memory: dropped a new connection");
+        if (a.verdict == ADMIT && srv->limits) limits_release(srv->limits, &a.ip->key);
         return NULL;
     }
     c->host_data = a.ip;

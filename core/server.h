@@ -17,6 +17,7 @@
 #include "conn.h"
 #include "counters.h"
 #include "ip_table.h"
+#include "conn_limits.h"
 #include "origin.h"
 
 struct tls_context;
@@ -77,6 +78,9 @@ struct server {
     bool quiet_listen;
     void (*drained)(void *ctx);
     void *drained_ctx;
+    /* max_connections, per_ip and connects_per_second across workers; NULL: this server's
+     * own counts. */
+    struct limits_shared *limits;
 };
 
 /* Prepares srv on loop with cfg and counters (which must outlive it). Returns 0, or -1 when

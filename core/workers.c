@@ -151,6 +151,8 @@ int workers_init(struct workers *g, struct config *cfg, struct worker *main)
     if (bus_init(&g->bus, g->n, INBOX_SLOTS, INBOX_BYTES) < 0) return -1;
     g->bus.wake = wake_worker;
     g->bus.wake_ctx = g;
+    limits_init(&g->limits, cfg->limits.max_connections, cfg->limits.per_ip,
+                cfg->limits.connects_per_second);
     g->draining_left = (unsigned)g->n;
     pthread_mutex_init(&g->lock, NULL);
     pthread_cond_init(&g->cond, NULL);
@@ -168,6 +170,7 @@ void workers_attach(struct workers *g, struct worker *w, unsigned id)
     w->srv.quiet_listen = id != 0;
     w->srv.drained = on_drained;
     w->srv.drained_ctx = w;
+    w->srv.limits = &g->limits;
     pthread_mutex_init(&w->view_lock, NULL);
     w->view = calloc(1, sizeof *w->view);
     ev_async_init(&w->wake, on_wake);
@@ -313,6 +316,7 @@ void workers_stop(struct workers *g)
 void workers_free(struct workers *g)
 {
     bus_free(&g->bus);
+    limits_free(&g->limits);
     for (unsigned i = 0; i < g->n; i++) {
         if (!g->w[i]) continue;
         free(g->w[i]->view);

@@ -43,6 +43,7 @@ struct workers {
     unsigned draining_left;            /* atomic: workers whose drain is not over */
     struct worker_ext ext[CFG_MAX_WORKERS];
     struct bus bus;                    /* pub/sub across workers */
+    struct limits_shared limits;       /* connection limits across workers */
 
     /* Start-up: each thread reports whether its apps loaded and it listens. */
     pthread_mutex_t lock;

@@ -25,6 +25,7 @@ local function samples(body)
 end
 
 -- Polls /metrics until check(samples) is true (workers copy their figures every 100 ms).
+local spread_any
 local function wait_metrics(srv, check, timeout)
     local deadline = socket.gettime() + (timeout or 5)
     local s
@@ -262,5 +263,72 @@ describe("pub/sub across 4 workers", function()
         until n == "0" or socket.gettime() > deadline
         assert.are.equal("0", n)
         b:close()
+    end)
+end)
+
+-- /metrics once the workers' connections add up to total (or 5 s).
+spread_any = function(srv, total)
+    return wait_metrics(srv, function(m)
+        local sum = 0
+        for i = 0, 3 do sum = sum + (m[('moonwire_worker_connections{worker="%d"}'):format(i)] or 0) end
+        return sum == total
+    end)
+end
+
+describe("limits across 4 workers", function()
+    local dir, srv
+
+    before_each(function()
+        dir = server.app_dir { ["app.lua"] = ECHO }
+        srv = server.start {
+            app = dir,
+            config = "workers = 4\nadmin = { port = 0 }\n"
+                .. "limits = { max_connections = 10, per_ip = 4 }\n",
+        }
+    end)
+
+    after_each(function()
+        if srv then srv:stop() end
+        server.remove(dir)
+    end)
+
+    it("holds per_ip and max_connections for the process, not per worker", function()
+        local open = {}
+        local function try(source)
+            local c, err, resp = ws.connect(srv.port, { source = source })
+            if c then
+                assert.are.equal("x", c:echo("x"))
+                open[#open + 1] = c
+                return 101
+            end
+            return resp and resp.status, err
+        end
+        -- 127.0.0.1: four, then 429.
+        for i = 1, 4 do assert.are.equal(101, try("127.0.0.1"), "connection " .. i) end
+        assert.are.equal(429, try("127.0.0.1"))
+        assert.are.equal(429, try("127.0.0.1"))
+        -- Two more addresses: 4 + 2 more reach max_connections = 10, then 503.
+        for i = 1, 4 do assert.are.equal(101, try("127.0.0.2"), "connection " .. i) end
+        for i = 1, 2 do assert.are.equal(101, try("127.0.0.3"), "connection " .. i) end
+        assert.are.equal(503, try("127.0.0.3"))
+        assert.are.equal(503, try("127.0.0.4"))
+        -- The ten landed on more than one worker, so the limits really were shared.
+        local m = spread_any(srv, 10)
+        local busy = 0
+        for i = 0, 3 do
+            if (m[('moonwire_worker_connections{worker="%d"}'):format(i)] or 0) > 0 then
+                busy = busy + 1
+            end
+        end
+        assert.is_true(busy > 1, "all ten connections landed on one worker")
+        -- A connection that ends gives its place back, whichever worker had it.
+        for _ = 1, 3 do table.remove(open, 1):close() end
+        local deadline = socket.gettime() + 5
+        local status
+        repeat
+            status = try("127.0.0.1")
+        until status == 101 or socket.gettime() > deadline
+        assert.are.equal(101, status)
+        for _, c in ipairs(open) do c:close() end
     end)
 end)
