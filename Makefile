@@ -24,18 +24,30 @@ LDLIBS  := -llua5.4 -llua5.4-cjson -lev -lssl -lcrypto -lcares -lm
 SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
            -fno-sanitize-recover=undefined
 
+# Worker threads (issue 13) run under ThreadSanitizer too: build/moonwire-tsan and
+# build/unit-tests-tsan (TSan and ASan do not mix in one binary).
+TSAN    := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+LDLIBS  += -lpthread
+
 SERVER_SRCS := $(wildcard core/*.c)
 # Files built into the binary (core/admin/dashboard.html) become C arrays in build/gen.
 GEN_SRCS    := $(BUILD)/gen/dashboard_html.c
 SERVER_OBJS := $(SERVER_SRCS:core/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/dashboard_html.o
 ASAN_OBJS   := $(SERVER_SRCS:core/%.c=$(BUILD)/asan/%.o) $(BUILD)/asan/dashboard_html.o
+TSAN_OBJS   := $(SERVER_SRCS:core/%.c=$(BUILD)/tsan/%.o) $(BUILD)/tsan/dashboard_html.o
 # The C unit tests link every module but main.c: the pure ones are tested alone, the
 # connection layer over socketpairs with stub callbacks, loop contexts side by side.
 UNIT_CORE_SRCS := $(filter-out core/main.c,$(SERVER_SRCS)) $(GEN_SRCS)
 UNIT_SRCS   := $(wildcard spec/unit/test_*.c)
+# The units of what worker threads share, also run under ThreadSanitizer.
+TSAN_UNIT_SRCS := spec/unit/test_bus.c spec/unit/test_limits.c
+TSAN_UNIT_CORE := core/bus.c core/outq.c core/conn_limits.c core/ip_table.c core/ratelimit.c
 
-.PHONY: all run test check-deps deps-build deps-run deps-test unit clean fuzz fuzz-replay \
-        deps-fuzz install uninstall
+# The specs the ThreadSanitizer build runs (spec/run-tests, make tsan).
+TSAN_SPECS := spec/workers_spec.lua
+
+.PHONY: tsan print-tsan-specs all run test check-deps deps-build deps-run deps-test unit clean \
+        fuzz fuzz-replay deps-fuzz install uninstall
 
 all: $(BUILD)/moonwire
 
@@ -50,6 +62,22 @@ $(BUILD)/moonwire-asan: $(ASAN_OBJS)
 
 $(BUILD)/asan/%.o: core/%.c $(wildcard core/*.h) | $(BUILD)/asan
 	$(CC) $(CFLAGS_ALL) $(SAN) -Werror -c -o $@ $<
+
+$(BUILD)/moonwire-tsan: $(TSAN_OBJS)
+	$(CC) $(CFLAGS_ALL) $(TSAN) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tsan/%.o: core/%.c $(wildcard core/*.h) | $(BUILD)/tsan
+	$(CC) $(CFLAGS_ALL) $(TSAN) -Werror -c -o $@ $<
+
+$(BUILD)/tsan/%.o: $(BUILD)/gen/%.c | $(BUILD)/tsan
+	$(CC) $(CFLAGS_ALL) $(TSAN) -Werror -c -o $@ $<
+
+# Criterion cannot run under TSan (Snaipe/Criterion#274): the threaded tests build against the
+# small stand-in in spec/unit/tsan/, which runs the same sources and prints TAP.
+$(BUILD)/unit-tests-tsan: $(TSAN_UNIT_SRCS) $(TSAN_UNIT_CORE) spec/unit/tsan/runner.c \
+        spec/unit/tsan/criterion/criterion.h $(wildcard core/*.h) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) $(TSAN) -Werror -Ispec/unit/tsan -Icore -o $@ spec/unit/tsan/runner.c \
+	    $(TSAN_UNIT_SRCS) $(TSAN_UNIT_CORE) -lpthread
 
 $(BUILD)/unit-tests: $(UNIT_SRCS) $(UNIT_CORE_SRCS) $(wildcard core/*.h spec/unit/*.h) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -Werror -Icore -o $@ $(UNIT_SRCS) $(UNIT_CORE_SRCS) -lcriterion $(LDLIBS)
@@ -73,7 +101,7 @@ $(BUILD)/gen/dashboard_html.c: core/admin/dashboard.html | $(BUILD)/gen
 	  echo '};'; \
 	  echo 'const size_t admin_dashboard_html_len = sizeof admin_dashboard_html;'; } > $@
 
-$(BUILD) $(BUILD)/obj $(BUILD)/asan $(BUILD)/gen:
+$(BUILD) $(BUILD)/obj $(BUILD)/asan $(BUILD)/tsan $(BUILD)/gen:
 	mkdir -p $@
 
 # ---- fuzz targets (spec/fuzz/) ------------------------------------------------------------
@@ -121,12 +149,22 @@ run: deps-run
 	$(BUILD)/moonwire --port $(PORT) $(APP)
 
 test: deps-test
-	$(MAKE) all $(BUILD)/moonwire-asan $(BUILD)/unit-tests $(BUILD)/unit-tests-asan \
+	$(MAKE) all $(BUILD)/moonwire-asan $(BUILD)/moonwire-tsan $(BUILD)/unit-tests \
+	    $(BUILD)/unit-tests-asan $(BUILD)/unit-tests-tsan \
 	    $(FUZZ_REPLAYS)
 	spec/run-tests
 
-unit: $(BUILD)/unit-tests $(BUILD)/unit-tests-asan
-	$(BUILD)/unit-tests && $(BUILD)/unit-tests-asan
+unit: $(BUILD)/unit-tests $(BUILD)/unit-tests-asan $(BUILD)/unit-tests-tsan
+	$(BUILD)/unit-tests && $(BUILD)/unit-tests-asan && $(BUILD)/unit-tests-tsan
+
+print-tsan-specs:
+	@echo $(TSAN_SPECS)
+
+# The server under ThreadSanitizer, and the specs that run several workers against it.
+tsan: $(BUILD)/moonwire-tsan $(BUILD)/unit-tests-tsan
+	$(BUILD)/unit-tests-tsan
+	MOONWIRE_BIN=$(BUILD)/moonwire-tsan busted -o TAP \
+	    --lpath='./spec/support/?.lua;./scripts/?.lua' $(TSAN_SPECS)
 
 # Replays the fuzz corpora (also part of `make test`), printing TAP.
 fuzz-replay: $(FUZZ_REPLAYS)

@@ -15,6 +15,7 @@
 #include "utf8.h"
 #include "util.h"
 #include "worker.h"
+#include "workers.h"
 
 #ifndef MOONWIRE_VERSION
 #define MOONWIRE_VERSION "0.1.0"
@@ -60,7 +61,8 @@ static size_t count_fds(void)
  * the connections. */
 #define COUNT_FDS_BELOW 1000
 
-static void read_process(const struct admin *a, struct process_stats *p)
+static void read_process(const struct admin *a, const struct worker_view *v,
+                         struct process_stats *p)
 {
     memset(p, 0, sizeof *p);
     long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
@@ -87,8 +89,7 @@ static void read_process(const struct admin *a, struct process_stats *p)
     /* Few connections: count what is really open. Many: the descriptors every process of
      * ours has (counted at start, listeners included) plus one per connection and per static
      * file being sent, which is what the server opens. */
-    const struct conn_loop *cl = &a->w->srv.conns;
-    size_t open = conn_count(cl) + cl->files;
+    size_t open = v->all_connections + v->files;
     p->open_fds = (double)(open < COUNT_FDS_BELOW ? count_fds() : a->base_fds + open);
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) p->max_fds = (double)rl.rlim_cur;
@@ -117,42 +118,65 @@ static void gauge(struct mbuf *b, const char *name, const char *help, double v)
     metrics_sample(b, name, NULL, 0, v);
 }
 
+/* What the admin shows: the worker's figures, or with several workers the sum of theirs
+ * (each worker's copy of its own; see worker.h). NULL when out of memory; free it. */
+static struct worker_view *current_view(const struct admin *a, struct worker_figures *each)
+{
+    struct worker_view *v = malloc(sizeof *v);
+    if (!v) return NULL;
+    if (a->w->group) workers_view(a->w->group, a->w, v, each);
+    else worker_view_of(a->w, v);
+    return v;
+}
+
 /* One family with one sample per app, the value read by get. */
-static void per_app(struct mbuf *b, const struct worker *w, const char *name, const char *type,
-                    const char *help, double (*get)(const struct lb_app *app))
+static void per_app(struct mbuf *b, const struct worker *w, const struct worker_view *v,
+                    const char *name, const char *type, const char *help,
+                    double (*get)(const struct worker_view *v, size_t i))
 {
     metrics_family(b, name, type, help);
-    for (size_t i = 0; i < w->napps; i++) {
+    for (size_t i = 0; i < v->napps; i++) {
         struct label l = { "app", lb_app_name(w->apps[i]) };
-        metrics_sample(b, name, &l, 1, get(w->apps[i]));
+        metrics_sample(b, name, &l, 1, get(v, i));
     }
 }
 
-static double app_connections(const struct lb_app *a)
+static double app_connections(const struct worker_view *v, size_t i)
 {
-    return (double)lb_app_stats(a)->connections;
+    return (double)v->apps[i].connections;
 }
-static double app_messages_in(const struct lb_app *a)
+static double app_messages_in(const struct worker_view *v, size_t i)
 {
-    return (double)lb_app_stats(a)->messages_in;
+    return (double)v->apps[i].messages_in;
 }
-static double app_messages_out(const struct lb_app *a)
+static double app_messages_out(const struct worker_view *v, size_t i)
 {
-    const struct lb_stats *s = lb_app_stats(a);
-    return (double)(s->messages_out + s->deliveries);
+    return (double)(v->apps[i].messages_out + v->apps[i].deliveries);
 }
-static double app_publishes(const struct lb_app *a) { return (double)lb_app_stats(a)->publishes; }
-static double app_deliveries(const struct lb_app *a) { return (double)lb_app_stats(a)->deliveries; }
-static double app_memory(const struct lb_app *a) { return (double)lb_app_memory(a); }
-static double app_timers(const struct lb_app *a) { return (double)lb_app_timers(a); }
-static double app_topics(const struct lb_app *a) { return (double)lb_app_topics(a); }
+static double app_publishes(const struct worker_view *v, size_t i)
+{
+    return (double)v->apps[i].publishes;
+}
+static double app_deliveries(const struct worker_view *v, size_t i)
+{
+    return (double)v->apps[i].deliveries;
+}
+static double app_memory(const struct worker_view *v, size_t i) { return (double)v->memory[i]; }
+static double app_timers(const struct worker_view *v, size_t i) { return (double)v->timers[i]; }
+static double app_topics(const struct worker_view *v, size_t i) { return (double)v->topics[i]; }
 
 void admin_write_metrics(const struct admin *a, struct mbuf *b)
 {
     const struct worker *w = a->w;
-    const struct counters *c = &w->counters;
+    struct worker_figures each[CFG_MAX_WORKERS];
+    struct worker_view *v = current_view(a, each);
+    if (!v) {
+        b->failed = true;
+        return;
+    }
+    const struct counters *c = &v->counters;
 
-    per_app(b, w, "moonwire_connections", "gauge",
+    per_app(b, w, v, "moonwire_connections", "gauge",
             "Open WebSocket connections (app.open ran, app.close not yet).", app_connections);
     counter(b, "moonwire_connections_accepted_total", "TCP connections accepted.",
             (double)c->accepted);
@@ -162,9 +186,9 @@ void admin_write_metrics(const struct admin *a, struct mbuf *b)
         struct label l = { "reason", refusal_names[i] };
         metrics_sample(b, "moonwire_handshakes_refused_total", &l, 1, (double)c->refused[i]);
     }
-    per_app(b, w, "moonwire_messages_received_total", "counter",
+    per_app(b, w, v, "moonwire_messages_received_total", "counter",
             "Messages handed to app.message.", app_messages_in);
-    per_app(b, w, "moonwire_messages_sent_total", "counter",
+    per_app(b, w, v, "moonwire_messages_sent_total", "counter",
             "Messages sent by the app (conn:send, and one per receiver of mw.publish).",
             app_messages_out);
     counter(b, "moonwire_bytes_received_total", "Bytes read from clients (after TLS).",
@@ -192,8 +216,8 @@ void admin_write_metrics(const struct admin *a, struct mbuf *b)
 
     metrics_family(b, "moonwire_handler_seconds", "histogram",
                    "Time in Lua handlers, per call (per message for app.message).");
-    for (size_t i = 0; i < w->napps; i++) {
-        const struct lb_stats *s = lb_app_stats(w->apps[i]);
+    for (size_t i = 0; i < v->napps; i++) {
+        const struct lb_stats *s = &v->apps[i];
         for (int k = 0; k < LB_KINDS; k++) {
             if (!s->seconds[k].count && k != LB_KIND_MESSAGE) continue;
             struct label l[] = { { "app", lb_app_name(w->apps[i]) },
@@ -204,43 +228,73 @@ void admin_write_metrics(const struct admin *a, struct mbuf *b)
     metrics_family(b, "moonwire_handler_failures_total", "counter",
                    "Handler calls that failed, by kind: error (raised), budget (instructions), "
                    "memory, time.");
-    for (size_t i = 0; i < w->napps; i++) {
-        const struct lb_stats *s = lb_app_stats(w->apps[i]);
+    for (size_t i = 0; i < v->napps; i++) {
+        const struct lb_stats *s = &v->apps[i];
         for (int k = 0; k < CTR_FAILURES; k++) {
             struct label l[] = { { "app", lb_app_name(w->apps[i]) }, { "kind", failure_names[k] } };
             metrics_sample(b, "moonwire_handler_failures_total", l, 2, (double)s->failures[k]);
         }
     }
-    per_app(b, w, "moonwire_lua_memory_bytes", "gauge", "Bytes held by the app's Lua state.",
+    per_app(b, w, v, "moonwire_lua_memory_bytes", "gauge", "Bytes held by the app's Lua state.",
             app_memory);
     metrics_family(b, "moonwire_reloads_total", "counter", "Hot reloads, by result.");
-    for (size_t i = 0; i < w->napps; i++) {
-        const struct lb_stats *s = lb_app_stats(w->apps[i]);
+    for (size_t i = 0; i < v->napps; i++) {
+        const struct lb_stats *s = &v->apps[i];
         struct label ok[] = { { "app", lb_app_name(w->apps[i]) }, { "result", "ok" } };
         struct label bad[] = { { "app", lb_app_name(w->apps[i]) }, { "result", "failed" } };
         metrics_sample(b, "moonwire_reloads_total", ok, 2, (double)s->reloads_ok);
         metrics_sample(b, "moonwire_reloads_total", bad, 2, (double)s->reloads_failed);
     }
-    per_app(b, w, "moonwire_timers", "gauge", "Pending mw.after and mw.every timers.",
+    per_app(b, w, v, "moonwire_timers", "gauge", "Pending mw.after and mw.every timers.",
             app_timers);
-    per_app(b, w, "moonwire_publishes_total", "counter", "mw.publish calls.", app_publishes);
-    per_app(b, w, "moonwire_deliveries_total", "counter",
+    per_app(b, w, v, "moonwire_publishes_total", "counter", "mw.publish calls.", app_publishes);
+    per_app(b, w, v, "moonwire_deliveries_total", "counter",
             "Messages mw.publish queued to local subscribers.", app_deliveries);
-    per_app(b, w, "moonwire_topics", "gauge", "Topics with at least one subscriber.", app_topics);
+    per_app(b, w, v, "moonwire_topics", "gauge", "Topics with at least one subscriber.", app_topics);
     gauge(b, "moonwire_send_queue_bytes", "Bytes queued for clients, not yet written.",
-          (double)w->srv.conns.queued_bytes);
+          (double)v->queued_bytes);
 
     metrics_family(b, "moonwire_loop_lag_seconds", "histogram",
                    "How late the event loop ran a 100 ms timer: time the loop was busy.");
-    metrics_histogram(b, "moonwire_loop_lag_seconds", NULL, 0, &w->loop_lag);
+    metrics_histogram(b, "moonwire_loop_lag_seconds", NULL, 0, &v->loop_lag);
+    if (w->group) {
+        /* Each worker on its own: how evenly the kernel spreads connections, which loop lags. */
+        size_t n = w->group->n;
+        gauge(b, "moonwire_workers", "Worker threads, each with its own loop and apps.",
+              (double)n);
+        const char *names[] = { "moonwire_worker_connections", "moonwire_worker_accepted_total",
+                                "moonwire_worker_loop_lag_max_seconds",
+                                "moonwire_worker_queue_dropped_total" };
+        const char *types[] = { "gauge", "counter", "gauge", "counter" };
+        const char *helps[] = { "Open connections of one worker (not the admin listener's).",
+                                "TCP connections one worker accepted.",
+                                "The longest one worker's loop lagged since the dashboard's "
+                                "last snapshot.",
+                                "Publishes from other workers dropped for one worker: its "
+                                "inbox was full." };
+        for (int f = 0; f < 4; f++) {
+            metrics_family(b, names[f], types[f], helps[f]);
+            for (size_t i = 0; i < n; i++) {
+                char id[24];
+                snprintf(id, sizeof id, "%zu", i);
+                struct label l = { "worker", id };
+                double val = f == 0   ? (double)each[i].connections
+                             : f == 1 ? (double)each[i].accepted
+                             : f == 2 ? each[i].lag_max
+                                      : (double)each[i].dropped;
+                metrics_sample(b, names[f], &l, 1, val);
+            }
+        }
+    }
     metrics_family(b, "moonwire_build_info", "gauge", "Always 1; the version is the label.");
-    struct label v = { "version", MOONWIRE_VERSION };
-    metrics_sample(b, "moonwire_build_info", &v, 1, 1);
+    struct label version = { "version", MOONWIRE_VERSION };
+    metrics_sample(b, "moonwire_build_info", &version, 1, 1);
 
     lb_write_app_metrics(w->apps, w->napps, b);
 
     struct process_stats p;
-    read_process(a, &p);
+    read_process(a, v, &p);
+    free(v);
     counter(b, "process_cpu_seconds_total", "User and system CPU time spent, in seconds.",
             p.cpu_seconds);
     gauge(b, "process_resident_memory_bytes", "Resident memory size in bytes.",
@@ -278,9 +332,13 @@ static void probe(struct conn_response *r, const struct check *checks, size_t n,
     r->body_len = b.len;
 }
 
+static void text(struct conn_response *r, int status, const char *msg);
+
 static void livez(const struct admin *a, struct conn_response *r, bool verbose)
 {
-    double silent = wall_now() - a->w->heartbeat;
+    struct worker_view *v = current_view(a, NULL);
+    double silent = wall_now() - (v ? v->heartbeat : a->w->heartbeat);
+    free(v);
     char why[96];
     snprintf(why, sizeof why, "the event loop has not turned for %.1f s", silent);
     struct check checks[] = { { "loop", silent < LIVENESS_SECONDS, why } };
@@ -290,11 +348,17 @@ static void livez(const struct admin *a, struct conn_response *r, bool verbose)
 static void readyz(const struct admin *a, struct conn_response *r, bool verbose)
 {
     const struct worker *w = a->w;
+    struct worker_view *v = current_view(a, NULL);
+    if (!v) {
+        text(r, 503, "out of memory\n");
+        return;
+    }
     struct check checks[] = {
-        { "apps", w->napps == w->cfg->napps, "not every app is loaded" },
-        { "listeners", w->srv.nlisteners > 0 || w->srv.draining, "not listening" },
-        { "draining", !w->srv.draining, "the server is shutting down" },
+        { "apps", v->napps == w->cfg->napps, "not every app is loaded" },
+        { "listeners", v->nlisteners > 0 || v->draining, "not listening" },
+        { "draining", !v->draining, "the server is shutting down" },
     };
+    free(v);
     probe(r, checks, ARRAY_LEN(checks), verbose);
 }
 
@@ -489,25 +553,30 @@ static void interval_quantiles(const struct histogram *h, struct histogram *befo
 static void build_snapshot(struct admin *a, struct mbuf *b)
 {
     const struct worker *w = a->w;
-    const struct counters *c = &w->counters;
+    struct worker_view *v = current_view(a, NULL);
+    if (!v) {
+        b->failed = true;
+        return;
+    }
+    const struct counters *c = &v->counters;
     uint64_t refused = 0, failures = 0, connections = 0, in = 0, out = 0;
     for (int i = 0; i < CTR_REFUSALS; i++) refused += c->refused[i];
     for (int i = 0; i < CTR_FAILURES; i++) failures += c->handler_failures[i];
     /* The apps' messages: the loop's counters also count this feed's own snapshots. */
-    for (size_t i = 0; i < w->napps; i++) {
-        const struct lb_stats *s = lb_app_stats(w->apps[i]);
+    for (size_t i = 0; i < v->napps; i++) {
+        const struct lb_stats *s = &v->apps[i];
         connections += s->connections;
         in += s->messages_in;
         out += s->messages_out + s->deliveries;
     }
     double lag50, lag99;
-    interval_quantiles(&w->loop_lag, &a->lag_before, &lag50, &lag99);
+    interval_quantiles(&v->loop_lag, &a->lag_before, &lag50, &lag99);
     /* Interpolating inside a bucket can overshoot what was seen: never past the worst. */
-    if (lag99 > w->lag_max) lag99 = w->lag_max;
+    if (lag99 > v->lag_max) lag99 = v->lag_max;
     if (lag50 > lag99) lag50 = lag99;
     mb_printf(b, "{\"type\":\"snapshot\",\"time\":%.3f,\"version\":\"%s\",\"started\":%.3f,"
               "\"draining\":%s,\"connections\":%llu,", wall_now(), MOONWIRE_VERSION, a->started,
-              w->srv.draining ? "true" : "false", (unsigned long long)connections);
+              v->draining ? "true" : "false", (unsigned long long)connections);
     mb_printf(b, "\"totals\":{\"accepted\":%llu,\"opened\":%llu,\"messages_in\":%llu,"
               "\"messages_out\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,\"refused\":%llu,"
               "\"handler_failures\":%llu},", (unsigned long long)c->accepted,
@@ -516,10 +585,10 @@ static void build_snapshot(struct admin *a, struct mbuf *b)
               (unsigned long long)c->bytes_out, (unsigned long long)refused,
               (unsigned long long)failures);
     mb_printf(b, "\"loop_lag\":{\"p50\":%.6f,\"p99\":%.6f,\"max\":%.6f},\"apps\":[", lag50,
-              lag99, w->lag_max);
-    for (size_t i = 0; i < w->napps; i++) {
+              lag99, v->lag_max);
+    for (size_t i = 0; i < v->napps; i++) {
         const struct lb_app *app = w->apps[i];
-        const struct lb_stats *s = lb_app_stats(app);
+        const struct lb_stats *s = &v->apps[i];
         double p50, p99;
         interval_quantiles(&s->seconds[LB_KIND_MESSAGE], &a->handler_before[i], &p50, &p99);
         uint64_t fails = 0;
@@ -533,7 +602,7 @@ static void build_snapshot(struct admin *a, struct mbuf *b)
                   "\"timers\":%zu,\"topics\":%zu,\"failures\":%llu,\"reloads\":%llu}",
                   (unsigned long long)s->connections, (unsigned long long)s->messages_in,
                   (unsigned long long)(s->messages_out + s->deliveries), p50, p99,
-                  lb_app_memory(app), lb_app_timers(app), lb_app_topics(app),
+                  v->memory[i], v->timers[i], v->topics[i],
                   (unsigned long long)fails,
                   (unsigned long long)(s->reloads_ok + s->reloads_failed));
     }
@@ -577,6 +646,7 @@ static void build_snapshot(struct admin *a, struct mbuf *b)
         mb_printf(b, "}");
     }
     mb_printf(b, "]}");
+    free(v);
 }
 
 static void send_snapshot(struct admin *a, struct conn *c)

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -80,6 +81,7 @@ void cfg_defaults(struct config *cfg)
     cfg->outbound.max_response = 16 << 20;
     cfg->outbound.max_in_flight = 100;
     cfg->outbound.timeout = 10;
+    cfg->workers = 1;
 }
 
 /* ---- typed fields -------------------------------------------------------------------------- */
@@ -136,7 +138,8 @@ static const struct field sandbox_fields[] = {
 };
 
 static const char *const top_keys[] = { "listen", "apps", "origins", "require_origin", "limits",
-                                        "sandbox", "admin", "log", "outbound", NULL };
+                                        "sandbox", "admin", "log", "outbound", "workers",
+                                        NULL };
 
 #define OUTBOUND(n, t, min, max) { #n, t, offsetof(struct cfg_outbound, n), min, false, max }
 static const struct field outbound_fields[] = {
@@ -578,6 +581,32 @@ static int read_outbound(struct loader *ld, struct config *cfg)
     return 0;
 }
 
+/* workers = N (1 to CFG_MAX_WORKERS) or "auto". */
+static int read_workers(struct loader *ld, struct config *cfg)
+{
+    lua_State *L = ld->L;
+    int isint = 0;
+    lua_Integer n = lua_tointegerx(L, -1, &isint);
+    if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "auto") == 0) {
+        cfg->workers = 0;
+        return 0;
+    }
+    if (lua_type(L, -1) != LUA_TNUMBER || !isint || n < 1 || n > CFG_MAX_WORKERS)
+        return failf(ld, "workers", NULL, "workers must be a whole number from 1 to %d, or "
+                     "\"auto\" (one per CPU this process may use)", CFG_MAX_WORKERS);
+    cfg->workers = (size_t)n;
+    return 0;
+}
+
+void cfg_resolve_workers(struct config *cfg)
+{
+    if (cfg->workers) return;
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    if (n < 1) n = 1;
+    cfg->workers = n > CFG_MAX_WORKERS ? CFG_MAX_WORKERS : (size_t)n;
+}
+
 /* __newindex of the config environment: known keys only, remembering where each was set. */
 static int config_set(lua_State *L)
 {
@@ -592,7 +621,8 @@ static int config_set(lua_State *L)
         struct loader *ld = lua_touserdata(L, lua_upvalueindex(2));
         mistakef(ld, key ? locate(ld->path, key, NULL, line) : line,
                  "unknown setting '%s' (known: listen, apps, origins, require_origin, limits, "
-                 "sandbox, admin, log, outbound)", key ? key : luaL_tolstring(L, 2, NULL));
+                 "sandbox, admin, log, outbound, workers)",
+                 key ? key : luaL_tolstring(L, 2, NULL));
         return 0;
     }
     lua_getfield(L, LUA_REGISTRYINDEX, "moonwire.config.lines");
@@ -660,6 +690,8 @@ static int load(lua_State *L)
     if (lua_getfield(L, 1, "log") != LUA_TNIL) read_log(ld, cfg);
     lua_settop(L, 2);
     if (lua_getfield(L, 1, "outbound") != LUA_TNIL) read_outbound(ld, cfg);
+    lua_settop(L, 2);
+    if (lua_getfield(L, 1, "workers") != LUA_TNIL) read_workers(ld, cfg);
     lua_pushboolean(L, ld->nmistakes == 0);
     return 1;
 }

@@ -114,6 +114,9 @@ struct config {
     struct cfg_admin admin;
     struct cfg_log log;
     struct cfg_outbound outbound;
+    /* Worker threads, each with its own loop, listeners (SO_REUSEPORT) and copy of every app;
+     * 0 until resolved: "auto", one per CPU of the affinity mask (cfg_resolve_workers). */
+    size_t workers;
     char scripts_dir[1024]; /* where require finds "moonwire.*" */
     bool watch;             /* reload apps when their files change */
 };
@@ -124,6 +127,13 @@ struct config {
 /* Parses a byte count with an optional binary suffix: 1048576, 1024K, 16M, 1G (also KiB, MB...).
  * Returns 0, or -1 when s is not one. The config file and the command line both take these. */
 int cfg_parse_size(const char *s, uint64_t *out);
+
+/* At most this many workers: the topic interest sets are 64-bit masks. */
+#define CFG_MAX_WORKERS 64
+
+/* Turns workers = "auto" (0) into the CPUs this process may run on (sched_getaffinity), at most
+ * CFG_MAX_WORKERS. */
+void cfg_resolve_workers(struct config *cfg);
 
 /* Fills in the built-in defaults: one listener on 127.0.0.1:8080 and the limits of
  * docs/configuration.md. */

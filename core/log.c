@@ -15,6 +15,8 @@ static bool json_lines;
 static log_sink_fn sink;
 static void *sink_ud;
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
+/* Which worker thread logs (log_set_worker); -1: the only one, not named. */
+static _Thread_local int worker_id = -1;
 
 /* The dashboard's recent events: a ring, shared by every loop of the process. */
 #define RECENT 32
@@ -33,6 +35,7 @@ void log_set_sink(log_sink_fn fn, void *ud)
     sink = fn;
     sink_ud = ud;
 }
+void log_set_worker(int id) { worker_id = id; }
 const char *log_level_name(enum log_level level) { return level_names[level]; }
 
 int log_parse_level(const char *name, enum log_level *out)
@@ -133,6 +136,8 @@ static size_t format_json(char *line, size_t cap, const char *stamp, enum log_le
             n += (size_t)snprintf(line + n, cap - n, "%.15g", fields[i].num);
         }
     }
+    if (worker_id >= 0 && n < cap) n += (size_t)snprintf(line + n, cap - n, ",\"worker\":%d",
+                                                         worker_id);
     if (n > cap - 3) n = cap - 3;
     line[n++] = '}';
     line[n++] = '\n';
@@ -184,6 +189,8 @@ static void emit(enum log_level level, bool notable, const struct log_field *fie
             if (w < 0) break;
             n += (size_t)w;
         }
+        if (worker_id >= 0 && n < sizeof line - 2)
+            n += (size_t)snprintf(line + n, sizeof line - 2 - n, " worker=%d", worker_id);
         if (n > sizeof line - 2) n = sizeof line - 2;
         line[n++] = '\n';
     }

@@ -23,6 +23,9 @@ bool log_enabled(enum log_level level);
 
 /* Text (the default) or JSON lines. */
 void log_set_json(bool json);
+/* Names the calling thread's worker in its lines (" worker=2", "worker":2); set by each worker
+ * thread when there are several. */
+void log_set_worker(int id);
 
 /* Where lines go instead of stderr: moonwire test keeps each server's lines for its spec to
  * read. fn gets the level and the line's text without time and level (the sentence, then any

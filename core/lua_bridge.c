@@ -1253,6 +1253,8 @@ const char *lb_app_name(const struct lb_app *app) { return app->name; }
 /* ---- statistics ---------------------------------------------------------------------------- */
 
 const struct lb_stats *lb_app_stats(const struct lb_app *app) { return &app->stats; }
+struct pubsub *lb_app_pubsub(struct lb_app *app) { return &app->ps; }
+void lb_app_delivered(struct lb_app *app, size_t n) { app->stats.deliveries += n; }
 size_t lb_app_memory(const struct lb_app *app) { return app->sb.mem_used; }
 size_t lb_app_topics(const struct lb_app *app) { return app->ps.topics.count; }
 

@@ -34,6 +34,7 @@ struct lb_clock {
     uint64_t seq;  /* stamps timers as they are scheduled: of two due together, the first runs */
     struct lb_sleeper *sleepers; /* handlers in mw.sleep, woken by lb_clock_run_next too */
 };
+struct pubsub;
 
 /* What the apps of one loop context share: its loop, its connections, its sandbox runtime
  * (watchdog) and its counters. Owned by the loop context; must outlive its apps. */
@@ -124,6 +125,10 @@ struct lb_stats {
 };
 
 const struct lb_stats *lb_app_stats(const struct lb_app *app);
+/* The app's topics (a worker connects them to the other workers' copies of the app). */
+struct pubsub *lb_app_pubsub(struct lb_app *app);
+/* Counts n deliveries of a publish that came from another worker's copy of the app. */
+void lb_app_delivered(struct lb_app *app, size_t n);
 size_t lb_app_memory(const struct lb_app *app); /* bytes its Lua state holds */
 size_t lb_app_timers(const struct lb_app *app); /* pending timers */
 size_t lb_app_topics(const struct lb_app *app); /* topics with a subscriber */

@@ -24,6 +24,7 @@
 #include "util.h"
 #include "watch.h"
 #include "worker.h"
+#include "workers.h"
 
 #ifndef MOONWIRE_VERSION
 #define MOONWIRE_VERSION "0.1.0"
@@ -50,6 +51,8 @@ static const char usage[] =
     "      --max-message SIZE  largest message accepted, in bytes, or with a K, M or G\n"
     "                          suffix (default 16M, at most 1G)\n"
     "      --watch             reload an app when its Lua files change\n"
+    "      --workers N         worker threads, each with its own loop and copy of the\n"
+    "                          apps, or 'auto' (one per CPU; default 1)\n"
     "      --admin [HOST:]PORT serve metrics, probes and the dashboard on this address\n"
     "                          (host default 127.0.0.1; off by default)\n"
     "      --check             load the config and the apps, report errors, exit\n"
@@ -201,6 +204,7 @@ static void raise_fd_limit(const struct config *cfg)
 /* The process around the worker: signals and --watch. */
 struct process {
     struct worker *w;
+    struct workers *group; /* several workers; NULL: w alone */
     struct watch *watch;
     ev_signal sigterm;
     ev_signal sigint;
@@ -212,7 +216,14 @@ static void on_files_changed(void *ud, void *key)
     struct process *p = ud;
     struct lb_app *app = key;
     log_info("files changed: reloading %s", app ? lb_app_name(app) : "every app (scripts/)");
-    worker_reload(p->w, app);
+    if (!p->group) {
+        worker_reload(p->w, app);
+        return;
+    }
+    int index = -1;
+    for (size_t i = 0; i < p->w->napps; i++)
+        if (p->w->apps[i] == app) index = (int)i;
+    workers_reload(p->group, index);
 }
 
 /* --watch: each app's folder reloads that app; the shipped scripts/ reload every app. */
@@ -244,15 +255,18 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
     if (w->signum == SIGHUP) {
         struct process *p = container_of(w, struct process, sighup);
-        log_info("SIGHUP: reloading %zu app%s; connections stay open", p->w->napps,
-                 p->w->napps == 1 ? "" : "s");
-        worker_reload(p->w, NULL);
+        log_info("SIGHUP: reloading %zu app%s%s; connections stay open", p->w->napps,
+                 p->w->napps == 1 ? "" : "s", p->group ? " in every worker" : "");
+        if (p->group) workers_reload(p->group, -1);
+        else worker_reload(p->w, NULL);
         return;
     }
     struct process *p = w->signum == SIGINT ? container_of(w, struct process, sigint)
                                             : container_of(w, struct process, sigterm);
     if (p->w->srv.draining) log_info("second %s", strsignal(w->signum));
-    srv_drain(&p->w->srv); /* the second time, every connection is dropped at once */
+    /* The second time, every connection is dropped at once. */
+    if (p->group) workers_drain(p->group);
+    else srv_drain(&p->w->srv);
 }
 
 static void watch_signals(struct process *p, struct ev_loop *loop)
@@ -283,7 +297,7 @@ static void usage_error(const char *fmt, const char *arg)
 int main(int argc, char **argv)
 {
     enum { OPT_HOST = 256, OPT_MAX_MESSAGE, OPT_CHECK, OPT_LOG_LEVEL, OPT_WATCH, OPT_TLS_CERT,
-           OPT_TLS_KEY, OPT_ORIGIN, OPT_ADMIN };
+           OPT_TLS_KEY, OPT_ORIGIN, OPT_ADMIN, OPT_WORKERS };
     static const struct option options[] = {
         { "config", required_argument, NULL, 'c' },
         { "port", required_argument, NULL, 'p' },
@@ -295,6 +309,7 @@ int main(int argc, char **argv)
         { "check", no_argument, NULL, OPT_CHECK },
         { "watch", no_argument, NULL, OPT_WATCH },
         { "admin", required_argument, NULL, OPT_ADMIN },
+        { "workers", required_argument, NULL, OPT_WORKERS },
         { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
         { "version", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
@@ -311,7 +326,7 @@ int main(int argc, char **argv)
     }
     const char *config_file = NULL, *host = NULL, *tls_cert = NULL, *tls_key = NULL,
                *origins = NULL, *admin = NULL;
-    long port = -1;
+    long port = -1, workers = -1;
     uint64_t max_message = 0;
     bool have_max_message = false, check = false, watch = false;
 
@@ -341,6 +356,15 @@ int main(int argc, char **argv)
         case OPT_CHECK: check = true; break;
         case OPT_WATCH: watch = true; break;
         case OPT_ADMIN: admin = optarg; break;
+        case OPT_WORKERS:
+            if (strcmp(optarg, "auto") == 0) {
+                workers = 0;
+                break;
+            }
+            workers = strtol(optarg, &end, 10);
+            if (*end || end == optarg || workers < 1 || workers > CFG_MAX_WORKERS)
+                usage_error("--workers needs a number from 1 to 64, or 'auto', not '%s'", optarg);
+            break;
         case OPT_LOG_LEVEL: {
             enum log_level level;
             if (log_parse_level(optarg, &level) < 0)
@@ -401,6 +425,8 @@ int main(int argc, char **argv)
         l->ntls = 1;
     }
     if (have_max_message) cfg->limits.max_message = max_message;
+    if (workers >= 0) cfg->workers = (size_t)workers;
+    cfg_resolve_workers(cfg);
     if (admin && set_admin(&cfg->admin, admin) < 0)
         usage_error("--admin needs a port, or HOST:PORT, like 9090 or 127.0.0.1:9090, not '%s'",
                     admin);
@@ -434,17 +460,38 @@ int main(int argc, char **argv)
     /* When the process started, for process_start_time_seconds and the dashboard's uptime. */
     struct timespec start_ts;
     clock_gettime(CLOCK_REALTIME, &start_ts);
+    struct workers *group = NULL;
+    if (cfg->workers > 1 && !check) {
+        /* Before any worker binds with SO_REUSEPORT: fail like one server would on a port in
+         * use, and fix port 0 to one port for every worker. */
+        if (srv_reserve_ports(cfg, err, sizeof err) < 0) {
+            fprintf(stderr, "moonwire: %s\n", err);
+            status = 1;
+            goto done;
+        }
+        group = calloc(1, sizeof *group);
+        if (!group || workers_init(group, cfg, w) < 0) {
+            fprintf(stderr, "moonwire: out of memory\n");
+            status = 1;
+            goto done;
+        }
+    }
     if (worker_init(w, loop, cfg, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
         status = 1;
         goto done;
     }
     started = true;
+    if (group) {
+        workers_attach(group, w, 0);
+        proc.group = group;
+    }
     if (worker_load_apps(w, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
         status = 1;
         goto done;
     }
+    if (group) workers_connect_apps(group, w);
     if (check) {
         printf("moonwire: %s%s and %zu app%s are valid\n", config_file ? "config " : "defaults",
                config_file ? config_file : "", cfg->napps, cfg->napps == 1 ? "" : "s");
@@ -458,6 +505,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "moonwire: %s\n", err);
         status = 1;
         goto done;
+    }
+    if (group) {
+        if (workers_spawn(group, err, sizeof err) < 0) {
+            fprintf(stderr, "moonwire: %s\n", err);
+            status = 1;
+            goto done;
+        }
+        log_info("%zu workers, each with its own loop, listeners and copy of every app",
+                 cfg->workers);
     }
     raise_fd_limit(cfg);
     if (cfg->admin.enabled &&
@@ -478,7 +534,15 @@ int main(int argc, char **argv)
     log_info("stopped");
 done:
     admin_stop(&adm);
+    if (group) {
+        workers_stop(group);
+        if (started) workers_detach(group, w);
+    }
     if (started) worker_destroy(w);
+    if (group) {
+        workers_free(group);
+        free(group);
+    }
     watch_free(proc.watch);
     ev_loop_destroy(loop);
 out:

@@ -39,6 +39,7 @@ struct obuf *obuf_new(size_t cap)
         if (!b) return NULL;
     }
     b->refs = 1;
+    b->xthread = false;
     b->len = 0;
     b->cap = cap;
     return b;
@@ -46,10 +47,18 @@ struct obuf *obuf_new(size_t cap)
 
 void obuf_unref(struct obuf *b)
 {
-    if (--b->refs) return;
+    if (b->xthread ? __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) != 0 : --b->refs != 0)
+        return;
     if (b->cap == OUTQ_CHUNK && nspare_chunks < POOL_MAX) spare_chunks[nspare_chunks++] = b;
     else if (b->cap == OUTQ_FIRST && nspare_firsts < POOL_MAX) spare_firsts[nspare_firsts++] = b;
     else free(b);
+}
+
+void outq_free_spares(void)
+{
+    while (nspare_chunks) free(spare_chunks[--nspare_chunks]);
+    while (nspare_firsts) free(spare_firsts[--nspare_firsts]);
+    while (nspare_rings) free(spare_rings[--nspare_rings]);
 }
 
 static void ring_free(struct outq_entry *ring, uint32_t cap)
@@ -93,7 +102,7 @@ int outq_append(struct outq *q, const void *p, size_t len)
     if (q->count) {
         struct obuf *tail = q->ring[(q->head + q->count - 1) & (q->cap - 1)].buf;
         /* Only a buffer nobody else references may grow: a shared one is someone's frame. */
-        if (tail->refs == 1 && tail->cap - tail->len >= len) {
+        if (!tail->xthread && tail->refs == 1 && tail->cap - tail->len >= len) {
             memcpy(tail->data + tail->len, p, len);
             tail->len += len;
             q->bytes += len;

@@ -8,13 +8,17 @@
 #ifndef MOONWIRE_OUTQ_H
 #define MOONWIRE_OUTQ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
-/* A reference-counted byte buffer. */
+/* A reference-counted byte buffer. One that other worker threads reference too (a publish
+ * handed to them, bus.c) is marked xthread before it is handed over: its count then changes
+ * with atomic operations, and it is never appended to. */
 struct obuf {
     uint32_t refs;
+    bool xthread;
     size_t len;
     size_t cap;
     uint8_t data[];
@@ -24,10 +28,15 @@ struct obuf {
 struct obuf *obuf_new(size_t cap);
 static inline struct obuf *obuf_ref(struct obuf *b)
 {
-    b->refs++;
+    if (b->xthread) __atomic_fetch_add(&b->refs, 1, __ATOMIC_RELAXED);
+    else b->refs++;
     return b;
 }
 void obuf_unref(struct obuf *b);
+
+/* Frees the calling thread's spare buffers and rings (kept per thread for reuse): a worker
+ * thread calls it before it ends. */
+void outq_free_spares(void);
 
 struct outq_entry {
     struct obuf *buf;

@@ -34,12 +34,17 @@ int ps_subscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t le
     if (rc < 0) return PS_E_NOMEM;
     if (rc == 1 && first && ps->engine->first_subscriber)
         ps->engine->first_subscriber(ps->engine_ctx, topic, len);
+    if (rc == 1 && ps->engine && ps->engine->changed)
+        ps->engine->changed(ps->engine_ctx, topic, len, 1, topic_find(&ps->topics, topic,
+                                                                      len)->count);
     return rc;
 }
 
-/* Tells the engine about topics that c's leaving empties, before they are gone. */
+/* Tells the engine that a subscriber leaves t (and when it is the last), before it is gone. */
 static void tell_last(struct pubsub *ps, const struct topic *t)
 {
+    if (ps->engine && ps->engine->changed)
+        ps->engine->changed(ps->engine_ctx, t->name, t->name_len, -1, t->count - 1);
     if (ps->engine && ps->engine->last_subscriber && t->count == 1)
         ps->engine->last_subscriber(ps->engine_ctx, t->name, t->name_len);
 }
@@ -69,6 +74,8 @@ void ps_leave_all(struct pubsub *ps, struct conn *c)
 
 size_t ps_subscribers(const struct pubsub *ps, const char *topic, size_t len)
 {
+    if (ps->engine && ps->engine->subscribers)
+        return ps->engine->subscribers(ps->engine_ctx, topic, len);
     const struct topic *t = topic_find(&ps->topics, topic, len);
     return t ? t->count : 0;
 }

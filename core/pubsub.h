@@ -27,6 +27,11 @@ struct ps_engine {
     /* Sends a publish beyond this process: frame is the whole WebSocket frame (take a reference
      * to keep it). Returns 0, or -1 when that part failed (the local part has happened). */
     int (*publish)(void *ctx, const char *topic, size_t len, struct obuf *frame);
+    /* Optional. topic[0..len) gained (delta +1) or lost (-1) a local subscriber, leaving
+     * `local` (the name is valid only during the call): other workers count them. */
+    void (*changed)(void *ctx, const char *topic, size_t len, int delta, size_t local);
+    /* Optional. Subscribers of topic everywhere the engine knows of (mw.subscribers). */
+    size_t (*subscribers)(void *ctx, const char *topic, size_t len);
 };
 
 struct pubsub {
@@ -60,7 +65,7 @@ int ps_unsubscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t 
 /* Ends every subscription of c (its WebSocket ended). */
 void ps_leave_all(struct pubsub *ps, struct conn *c);
 
-/* Local subscribers of topic. */
+/* Subscribers of topic: the engine's count when it keeps one (every worker), else local. */
 size_t ps_subscribers(const struct pubsub *ps, const char *topic, size_t len);
 
 /* Frames data once as a text or binary message and queues it to every local subscriber, then

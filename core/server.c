@@ -160,6 +160,14 @@ static int route(void *ctx, struct conn *c, const struct hs_upgrade *up, bool up
 
 static void release(struct server *srv, struct conn *c);
 
+/* The drain is over (the last public connection is gone): alone, the loop ends; one worker of
+ * several tells the process, which ends every loop once all are done. */
+static void drained(struct server *srv)
+{
+    if (srv->drained) srv->drained(srv->drained_ctx);
+    else ev_break(srv->loop, EVBREAK_ALL);
+}
+
 /* A connection is gone: give back what it counted against the limits; the drain is over when
  * it was the last. */
 static void freed(void *ctx, struct conn *c)
@@ -167,7 +175,7 @@ static void freed(void *ctx, struct conn *c)
     struct server *srv = ctx;
     if (c->host_tag == TAG_ADMIN) srv->admin_conns--;
     release(srv, c);
-    if (srv->draining && srv_public_conns(srv) == 0) ev_break(srv->loop, EVBREAK_ALL);
+    if (srv->draining && srv_public_conns(srv) == 0) drained(srv);
 }
 
 /* Bounds what unfinished incoming messages pin: max_buffered_per_ip for the clients of one
@@ -239,7 +247,28 @@ static struct admission admit(struct server *srv, const union conn_addr *peer)
         a.status = 503;
         return a;
     }
-    if (lim->per_ip && a.ip->conns >= lim->per_ip)
+    if (srv->limits) {
+        /* One of several workers: the limits count every worker's connections. */
+        switch (limits_admit(srv->limits, &key, now)) {
+        case LIMITS_OK: break;
+        case LIMITS_PER_IP:
+            a.why = "too many connections from your address; close some first";
+            break;
+        case LIMITS_RATE:
+            a.why = "too many new connections from your address; slow down";
+            a.reason = CTR_REFUSED_RATE;
+            break;
+        case LIMITS_FULL:
+            a.status = 503;
+            a.why = "the server is full; try again later";
+            break;
+        case LIMITS_NOMEM:
+            a.verdict = DROP;
+            a.status = 503;
+            return a;
+        }
+    }
+    else if (lim->per_ip && a.ip->conns >= lim->per_ip)
         a.why = "too many connections from your address; close some first";
     else if (rate > 0 && !bucket_take(&a.ip->connects, rate, burst, 1, now)) {
         a.why = "too many new connections from your address; slow down";
@@ -263,6 +292,7 @@ static void release(struct server *srv, struct conn *c)
     if (c->host_flag) {
         ip->conns--;
         srv->counted--;
+        if (srv->limits) limits_release(srv->limits, &ip->key);
     } else {
         ip->refusing--;
     }
@@ -288,6 +318,7 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents)
     srv->refused[0] = srv->refused[1] = 0;
     double rate = srv->cfg->limits.connects_per_second;
     ip_table_expire(&srv->ips, rate, rate > 1 ? rate : 1, ev_now(loop));
+    if (srv->limits) limits_expire(srv->limits, ev_now(loop));
 }
 
 /* ---- accepting ----------------------------------------------------------------------------- */
@@ -347,6 +378,7 @@ struct conn *srv_adopt(struct server *srv, int fd, const union conn_addr *peer,
     struct conn *c = conn_new(&srv->conns, fd, peer, tls);
     if (!c) {
         log_warn("out of memory: dropped a new connection");
+        if (a.verdict == ADMIT && srv->limits) limits_release(srv->limits, &a.ip->key);
         return NULL;
     }
     c->host_data = a.ip;
@@ -372,8 +404,8 @@ static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* A listening socket on host:port. Returns it, or -1 with a message in err. */
-static int bind_listener(const char *host, int port_number, const char *flag, char *err,
-                         size_t errlen)
+static int bind_listener(const char *host, int port_number, const char *flag, bool reuseport,
+                         char *err, size_t errlen)
 {
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                               .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
@@ -394,6 +426,9 @@ static int bind_listener(const char *host, int port_number, const char *flag, ch
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        /* Every worker binds its own socket to the port; the kernel spreads new connections
+         * over them. srv_reserve_ports checked that no other process serves the port. */
+        if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
         if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0) break;
         saved = errno;
@@ -434,7 +469,7 @@ static int open_listener(struct server *srv, const struct cfg_listen *cl, char *
 {
     struct tls_context *tls = NULL;
     if (cl->ntls && !(tls = tls_context_new(cl->tls, cl->ntls, err, errlen))) return -1;
-    int fd = bind_listener(cl->host, cl->port, "--port", err, errlen);
+    int fd = bind_listener(cl->host, cl->port, "--port", srv->reuseport, err, errlen);
     if (fd < 0) {
         tls_context_unref(tls);
         return -1;
@@ -444,8 +479,8 @@ static int open_listener(struct server *srv, const struct cfg_listen *cl, char *
     l->tls = tls;
     start_listener(srv, l, fd, cl->host);
     /* Both addresses: WebSocket clients need the first, a browser the second (the apps'
-     * pages, and app.http). */
-    log_info("listening on %s://%s/ (open %s://%s/ in a browser)", tls ? "wss" : "ws", l->name,
+     * pages, and app.http). Once for the process, not once per worker. */
+    if (!srv->quiet_listen) log_info("listening on %s://%s/ (open %s://%s/ in a browser)", tls ? "wss" : "ws", l->name,
              tls ? "https" : "http", l->name);
     return 0;
 }
@@ -453,7 +488,7 @@ static int open_listener(struct server *srv, const struct cfg_listen *cl, char *
 int srv_listen_admin(struct server *srv, const char *host, int port,
                      const struct conn_handler *handler, void *ctx, char *err, size_t errlen)
 {
-    int fd = bind_listener(host, port, "--admin", err, errlen);
+    int fd = bind_listener(host, port, "--admin", false, err, errlen);
     if (fd < 0) return -1;
     srv->admin_mount = (struct mount){ .path = "/", .len = 1, .handler = handler, .ctx = ctx };
     srv->admin.tls = NULL;
@@ -461,6 +496,23 @@ int srv_listen_admin(struct server *srv, const char *host, int port,
     start_listener(srv, &srv->admin, fd, host);
     srv->has_admin = true;
     log_info("admin listening on http://%s/", srv->admin.name);
+    return 0;
+}
+
+int srv_reserve_ports(struct config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        struct cfg_listen *cl = &cfg->listen[i];
+        int fd = bind_listener(cl->host, cl->port, "--port", false, err, errlen);
+        if (fd < 0) return -1;
+        if (cl->port == 0) {
+            union conn_addr a;
+            socklen_t alen = sizeof a;
+            getsockname(fd, &a.sa, &alen);
+            cl->port = ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port : a.in4.sin_port);
+        }
+        close(fd);
+    }
     return 0;
 }
 
@@ -498,6 +550,28 @@ static void abort_all(struct server *srv)
         if (c->state != CONN_DEAD) conn_abort(c);
 }
 
+/* Closing a listening socket resets the connections still in its accept queue (with
+ * SO_REUSEPORT the kernel does not move them to the other workers' sockets). Accepting them
+ * first gives each a proper answer: a 503 for an upgrade, since the server is draining. */
+static void accept_queued(struct server *srv)
+{
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        struct listener *l = &srv->listeners[i];
+        for (int k = 0; k < 65536; k++) {
+            union conn_addr peer;
+            socklen_t len = sizeof peer;
+            int fd = accept4(l->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EINTR || errno == ECONNABORTED) continue;
+                break;
+            }
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            srv_adopt(srv, fd, &peer, l->tls);
+        }
+    }
+}
+
 void srv_drain(struct server *srv)
 {
     size_t n = srv_public_conns(srv);
@@ -507,11 +581,12 @@ void srv_drain(struct server *srv)
         return;
     }
     srv->draining = true;
+    accept_queued(srv);
     close_listeners(srv);
     log_info("shutting down: closing %zu connection%s with 1001 (shutdown_timeout %gs)", n,
              n == 1 ? "" : "s", srv->cfg->limits.shutdown_timeout);
     if (n == 0) {
-        ev_break(srv->loop, EVBREAK_ALL);
+        drained(srv);
         return;
     }
     /* conn_close frees nothing (the sweep does), so the walk stays valid. The admin

@@ -17,6 +17,7 @@
 #include "conn.h"
 #include "counters.h"
 #include "ip_table.h"
+#include "conn_limits.h"
 #include "origin.h"
 
 struct tls_context;
@@ -69,6 +70,17 @@ struct server {
     struct conn_loop conns;
     ev_timer shutdown_timer;
     bool draining;
+
+    /* One of several workers: listeners share their port with the other workers'
+     * (SO_REUSEPORT); the listening line is logged by the first worker only; the end of the
+     * drain is reported to drained(drained_ctx) instead of ending the loop. */
+    bool reuseport;
+    bool quiet_listen;
+    void (*drained)(void *ctx);
+    void *drained_ctx;
+    /* max_connections, per_ip and connects_per_second across workers; NULL: this server's
+     * own counts. */
+    struct limits_shared *limits;
 };
 
 /* Prepares srv on loop with cfg and counters (which must outlive it). Returns 0, or -1 when
@@ -79,6 +91,13 @@ int srv_init(struct server *srv, struct ev_loop *loop, const struct config *cfg,
 /* Opens every listener of the config. Returns 0, or -1 with a message in err (address in use,
  * permission denied...). Logs each address it listens on, with the real port when 0 was asked. */
 int srv_listen(struct server *srv, char *err, size_t errlen);
+
+/* Before several workers bind one port each with SO_REUSEPORT: binds every listener of cfg
+ * once without it, so that a port another process serves fails with "address in use" (with
+ * SO_REUSEPORT alone, a second server of the same user would silently share the port and
+ * receive part of the connections), and writes the port the kernel picked into each listener
+ * asked for port 0. Returns 0, or -1 with a message in err. */
+int srv_reserve_ports(struct config *cfg, char *err, size_t errlen);
 
 /* Serves a connected, non-blocking socket as if a listener had accepted it (tests hand it
  * socketpairs). Admission applies. Returns the connection, or NULL when it was dropped. */

@@ -30,6 +30,11 @@ static void on_lag_timer(struct ev_loop *loop, ev_timer *t, int revents)
     if (lag > w->lag_max) w->lag_max = lag;
     w->heartbeat = wall_now();
     w->lag_due = ev_now(loop) + LAG_PERIOD;
+    if (w->view) {
+        pthread_mutex_lock(&w->view_lock);
+        worker_view_of(w, w->view);
+        pthread_mutex_unlock(&w->view_lock);
+    }
     ev_timer_set(t, LAG_PERIOD, 0.);
     ev_timer_start(loop, t);
 }
@@ -58,6 +63,27 @@ static int start_outbound(struct worker *w, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+void worker_view_of(const struct worker *w, struct worker_view *v)
+{
+    v->counters = w->counters;
+    v->all_connections = conn_count(&w->srv.conns);
+    v->connections = srv_public_conns(&w->srv);
+    v->files = w->srv.conns.files;
+    v->queued_bytes = w->srv.conns.queued_bytes;
+    v->loop_lag = w->loop_lag;
+    v->lag_max = w->lag_max;
+    v->heartbeat = w->heartbeat;
+    v->draining = w->srv.draining;
+    v->nlisteners = w->srv.nlisteners;
+    v->napps = w->napps;
+    for (size_t i = 0; i < w->napps; i++) {
+        v->apps[i] = *lb_app_stats(w->apps[i]);
+        v->memory[i] = lb_app_memory(w->apps[i]);
+        v->timers[i] = lb_app_timers(w->apps[i]);
+        v->topics[i] = lb_app_topics(w->apps[i]);
+    }
 }
 
 int worker_init(struct worker *w, struct ev_loop *loop, const struct config *cfg, char *err,

@@ -9,8 +9,10 @@
 #ifndef MOONWIRE_WORKER_H
 #define MOONWIRE_WORKER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <ev.h>
 
@@ -23,6 +25,26 @@
 
 struct hc;
 struct outbound_policy;
+struct workers;
+
+/* What the admin listener reads of a worker: its counters and its apps' statistics, copied.
+ * With several workers each one copies its own into worker.view (under view_lock) every
+ * 100 ms, on its own thread, so the admin thread never reads what another thread writes. */
+struct worker_view {
+    struct counters counters;
+    size_t connections;       /* public connections (not the admin listener's) */
+    size_t all_connections;   /* every connection, with the admin listener's */
+    size_t files;
+    size_t queued_bytes;
+    struct histogram loop_lag;
+    double lag_max;
+    double heartbeat;
+    bool draining;
+    size_t nlisteners;
+    size_t napps;
+    struct lb_stats apps[CFG_MAX_APPS];
+    size_t memory[CFG_MAX_APPS], timers[CFG_MAX_APPS], topics[CFG_MAX_APPS];
+};
 
 struct worker {
     struct ev_loop *loop;
@@ -43,7 +65,18 @@ struct worker {
     struct histogram loop_lag;
     double lag_max;           /* the worst since the admin's last snapshot */
     volatile double heartbeat; /* unix time of the last tick */
+
+    /* One of several workers (workers.h); NULL when alone. id counts from 0; worker 0 runs on
+     * the main thread, with the admin listener and the signals. */
+    struct workers *group;
+    unsigned id;
+    ev_async wake;            /* other threads ask something of this worker (workers.c) */
+    pthread_mutex_t view_lock;
+    struct worker_view *view; /* the last copy (group only) */
 };
+
+/* Copies what the admin reads of w into v (on w's thread). */
+void worker_view_of(const struct worker *w, struct worker_view *v);
 
 /* Prepares w on loop with cfg (which must outlive it), on the thread that will run the loop:
  * starts the sandbox watchdog (a failure is logged as an error: Lua then runs with the

@@ -135,7 +135,8 @@ end
 -- Problems the sanitizers or the server itself reported in the log.
 function server:sanitizer_report()
     local log = self:log()
-    for _, pat in ipairs { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:" } do
+    for _, pat in ipairs { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                           "WARNING: ThreadSanitizer" } do
         local at = log:find(pat, 1, true)
         if at then return log:sub(at, at + 3000) end
     end

@@ -1,0 +1,393 @@
+/* Worker threads: see workers.h. */
+#include "workers.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "outq.h"
+#include "pubsub.h"
+#include "util.h"
+
+/* What a worker is asked to do (struct workers.commands). */
+enum {
+    WK_RELOAD = 1,      /* reload the apps in reload[id] */
+    WK_DRAIN = 2,       /* srv_drain (the second time: drop everything) */
+    WK_STOP = 4,        /* end the loop */
+    WK_ALL_DRAINED = 8, /* worker 0: every worker's drain is over */
+};
+#define RELOAD_ALL ((uint64_t)1 << 63)
+/* Each worker's inbox of publishes from the others: at most this many messages, and this many
+ * bytes of frames. Past either, a publish is dropped for that worker (counted, logged). */
+#define INBOX_SLOTS 16384
+#define INBOX_BYTES ((size_t)64 << 20)
+/* Messages a wakeup delivers before the loop turns again (then it wakes itself). */
+#define INBOX_BATCH 4096
+
+static void tell(struct workers *g, unsigned id, unsigned what)
+{
+    __atomic_fetch_or(&g->commands[id], what, __ATOMIC_RELEASE);
+    if (g->w[id]->loop) ev_async_send(g->w[id]->loop, &g->w[id]->wake);
+}
+
+/* Publishes from other workers: each delivered, by reference, to this worker's subscribers
+ * of the same app. */
+static void deliver_inbox(struct workers *g, struct worker *w)
+{
+    for (int i = 0; i < INBOX_BATCH; i++) {
+        struct bus_msg *m = bus_pop(&g->bus, w->id);
+        if (!m) return;
+        if (m->app < w->napps) {
+            size_t sent;
+            struct lb_app *app = w->apps[m->app];
+            ps_deliver(lb_app_pubsub(app), m->topic, m->topic_len, m->frame, &sent);
+            lb_app_delivered(app, sent);
+        }
+        bus_msg_unref(m);
+    }
+    ev_async_send(w->loop, &w->wake); /* more: after the loop has served the rest */
+}
+
+static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)revents;
+    struct worker *w = container_of(a, struct worker, wake);
+    struct workers *g = w->group;
+    if (w->napps) deliver_inbox(g, w);
+    unsigned what = __atomic_exchange_n(&g->commands[w->id], 0, __ATOMIC_ACQUIRE);
+    if (what & WK_RELOAD) {
+        uint64_t apps = __atomic_exchange_n(&g->reload[w->id], 0, __ATOMIC_ACQUIRE);
+        if (apps & RELOAD_ALL) worker_reload(w, NULL);
+        else
+            for (size_t i = 0; i < w->napps; i++)
+                if (apps & ((uint64_t)1 << i)) worker_reload(w, w->apps[i]);
+    }
+    if (what & WK_DRAIN) srv_drain(&w->srv);
+    if (what & WK_ALL_DRAINED) {
+        /* Every worker is done: the others end their loops, then this one. */
+        for (unsigned i = 1; i < g->n; i++)
+            if (g->started[i]) tell(g, i, WK_STOP);
+        ev_break(loop, EVBREAK_ALL);
+    }
+    if (what & WK_STOP) ev_break(loop, EVBREAK_ALL);
+}
+
+/* A worker's last public connection is gone after SIGTERM: when it is the last worker to get
+ * there, worker 0 ends the process's loops. */
+static void on_drained(void *ctx)
+{
+    struct worker *w = ctx;
+    struct workers *g = w->group;
+    if (g->drain_told[w->id]) return; /* a second signal's aborts end here again */
+    g->drain_told[w->id] = true;
+    if (__atomic_sub_fetch(&g->draining_left, 1, __ATOMIC_ACQ_REL) == 0) tell(g, 0, WK_ALL_DRAINED);
+}
+
+/* ---- the pub/sub engine of each app of each worker ----------------------------------------- */
+
+static void port_changed(void *ctx, const char *topic, size_t len, int delta, size_t local)
+{
+    struct worker_port *p = ctx;
+    if (bus_interest(&p->g->bus, p->app, topic, len, p->worker, delta, local) < 0)
+        log_warn("out of memory: topic %.*s is not shared with the other workers",
+                 (int)(len < 100 ? len : 100), topic);
+}
+
+static size_t port_subscribers(void *ctx, const char *topic, size_t len)
+{
+    struct worker_port *p = ctx;
+    return bus_subscribers(&p->g->bus, p->app, topic, len);
+}
+
+static int port_publish(void *ctx, const char *topic, size_t len, struct obuf *frame)
+{
+    struct worker_port *p = ctx;
+    size_t dropped;
+    bus_publish(&p->g->bus, p->worker, p->app, topic, len, frame, &dropped);
+    return 0; /* drops are the target's to count and log */
+}
+
+static const struct ps_engine port_engine = {
+    .publish = port_publish, .changed = port_changed, .subscribers = port_subscribers,
+};
+
+static void wake_worker(void *ctx, unsigned worker)
+{
+    struct workers *g = ctx;
+    ev_async_send(g->w[worker]->loop, &g->w[worker]->wake);
+}
+
+/* Once a second: what the bus dropped for this worker, in one line. */
+static void on_drops(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct worker_ext *x = container_of(t, struct worker_ext, drops);
+    struct workers *g = x->ports[0].g;
+    unsigned id = x->ports[0].worker;
+    uint64_t n = bus_dropped_since(&g->bus, id);
+    if (n)
+        log_warn("dropped %llu publish%s from other workers in the last second: this worker's "
+                 "inbox was full (it is busier than the others; its subscribers missed them)",
+                 (unsigned long long)n, n == 1 ? "" : "es");
+}
+
+void workers_connect_apps(struct workers *g, struct worker *w)
+{
+    struct worker_ext *x = &g->ext[w->id];
+    for (size_t i = 0; i < w->napps; i++) {
+        x->ports[i] = (struct worker_port){ g, w->id, (unsigned)i };
+        ps_set_engine(lb_app_pubsub(w->apps[i]), &port_engine, &x->ports[i]);
+    }
+}
+
+int workers_init(struct workers *g, struct config *cfg, struct worker *main)
+{
+    memset(g, 0, sizeof *g);
+    g->cfg = cfg;
+    g->n = cfg->workers;
+    if (bus_init(&g->bus, g->n, INBOX_SLOTS, INBOX_BYTES) < 0) return -1;
+    g->bus.wake = wake_worker;
+    g->bus.wake_ctx = g;
+    limits_init(&g->limits, cfg->limits.max_connections, cfg->limits.per_ip,
+                cfg->limits.connects_per_second);
+    g->draining_left = (unsigned)g->n;
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->cond, NULL);
+    g->w[0] = main;
+    for (size_t i = 1; i < g->n; i++)
+        if (!(g->w[i] = calloc(1, sizeof *g->w[i]))) return -1;
+    return 0;
+}
+
+void workers_attach(struct workers *g, struct worker *w, unsigned id)
+{
+    w->group = g;
+    w->id = id;
+    w->srv.reuseport = true;
+    w->srv.quiet_listen = id != 0;
+    w->srv.drained = on_drained;
+    w->srv.drained_ctx = w;
+    w->srv.limits = &g->limits;
+    pthread_mutex_init(&w->view_lock, NULL);
+    w->view = calloc(1, sizeof *w->view);
+    ev_async_init(&w->wake, on_wake);
+    ev_async_start(w->loop, &w->wake);
+    /* The wakeup alone must not keep a loop alive that has nothing else to do. */
+    ev_unref(w->loop);
+    struct worker_ext *x = &g->ext[id];
+    x->ports[0] = (struct worker_port){ g, id, 0 };
+    ev_timer_init(&x->drops, on_drops, 1., 1.);
+    ev_timer_start(w->loop, &x->drops);
+    ev_unref(w->loop);
+    log_set_worker((int)id);
+}
+
+static void report(struct workers *g, int rc, const char *err)
+{
+    pthread_mutex_lock(&g->lock);
+    if (rc < 0 && !g->failed) {
+        g->failed = true;
+        snprintf(g->err, sizeof g->err, "%s", err);
+    }
+    g->reported++;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
+
+struct start {
+    struct workers *g;
+    unsigned id;
+};
+
+static void *run_worker(void *arg)
+{
+    struct start *s = arg;
+    struct workers *g = s->g;
+    unsigned id = s->id;
+    free(s);
+    struct worker *w = g->w[id];
+    /* Signals are the main thread's (its libev loop watches them). */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    log_set_worker((int)id);
+
+    char err[1024];
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    if (!loop) {
+        report(g, -1, "cannot start an event loop for a worker (libev found no backend)");
+        return NULL;
+    }
+    if (worker_init(w, loop, g->cfg, err, sizeof err) < 0) {
+        report(g, -1, err);
+        ev_loop_destroy(loop);
+        w->loop = NULL;
+        return NULL;
+    }
+    workers_attach(g, w, id);
+    int rc = worker_load_apps(w, err, sizeof err);
+    if (rc == 0) workers_connect_apps(g, w);
+    if (rc == 0) rc = srv_listen(&w->srv, err, sizeof err);
+    if (rc == 0) {
+        pthread_mutex_lock(&w->view_lock);
+        worker_view_of(w, w->view);
+        pthread_mutex_unlock(&w->view_lock);
+    }
+    report(g, rc, err);
+    if (rc == 0) ev_run(loop, 0);
+    workers_detach(g, w);
+    worker_destroy(w);
+    /* The loop stays until every thread has ended (workers_stop): a publisher may still wake
+     * it. */
+    outq_free_spares();
+    return NULL;
+}
+
+int workers_spawn(struct workers *g, char *err, size_t errlen)
+{
+    size_t spawned = 0;
+    for (unsigned i = 1; i < g->n; i++) {
+        struct start *s = malloc(sizeof *s);
+        if (!s) break;
+        *s = (struct start){ g, i };
+        if (pthread_create(&g->threads[i], NULL, run_worker, s) != 0) {
+            free(s);
+            break;
+        }
+        g->started[i] = true;
+        spawned++;
+    }
+    pthread_mutex_lock(&g->lock);
+    while (g->reported < spawned) pthread_cond_wait(&g->cond, &g->lock);
+    bool failed = g->failed || spawned + 1 < g->n;
+    if (failed)
+        snprintf(err, errlen, "%s", g->failed ? g->err : "cannot start a worker thread");
+    pthread_mutex_unlock(&g->lock);
+    if (!failed) return 0;
+    workers_stop(g);
+    return -1;
+}
+
+void workers_reload(struct workers *g, int app)
+{
+    for (unsigned i = 0; i < g->n; i++) {
+        if (i && !g->started[i]) continue;
+        __atomic_fetch_or(&g->reload[i], app < 0 ? RELOAD_ALL : (uint64_t)1 << app,
+                          __ATOMIC_RELEASE);
+        tell(g, i, WK_RELOAD);
+    }
+}
+
+void workers_drain(struct workers *g)
+{
+    for (unsigned i = 0; i < g->n; i++)
+        if (!i || g->started[i]) tell(g, i, WK_DRAIN);
+}
+
+void workers_detach(struct workers *g, struct worker *w)
+{
+    ev_ref(w->loop);
+    ev_timer_stop(w->loop, &g->ext[w->id].drops);
+    ev_ref(w->loop);
+    ev_async_stop(w->loop, &w->wake);
+}
+
+void workers_stop(struct workers *g)
+{
+    for (unsigned i = 1; i < g->n; i++) {
+        if (!g->started[i]) continue;
+        tell(g, i, WK_STOP);
+        pthread_join(g->threads[i], NULL);
+        g->started[i] = false;
+    }
+    for (unsigned i = 1; i < g->n; i++)
+        if (g->w[i] && g->w[i]->loop) {
+            ev_loop_destroy(g->w[i]->loop);
+            g->w[i]->loop = NULL;
+        }
+}
+
+void workers_free(struct workers *g)
+{
+    bus_free(&g->bus);
+    limits_free(&g->limits);
+    for (unsigned i = 0; i < g->n; i++) {
+        if (!g->w[i]) continue;
+        free(g->w[i]->view);
+        g->w[i]->view = NULL;
+        if (i) free(g->w[i]);
+        g->w[i] = NULL;
+    }
+}
+
+static void add_view(struct worker_view *sum, const struct worker_view *v)
+{
+    uint64_t *d = (uint64_t *)&sum->counters;
+    const uint64_t *s = (const uint64_t *)&v->counters;
+    for (size_t k = 0; k < sizeof v->counters / sizeof(uint64_t); k++) d[k] += s[k];
+    sum->connections += v->connections;
+    sum->all_connections += v->all_connections;
+    sum->files += v->files;
+    sum->queued_bytes += v->queued_bytes;
+    hist_merge(&sum->loop_lag, &v->loop_lag);
+    if (v->lag_max > sum->lag_max) sum->lag_max = v->lag_max;
+    /* The stalest heartbeat: /livez fails when any loop stops turning. */
+    if (!sum->heartbeat || v->heartbeat < sum->heartbeat) sum->heartbeat = v->heartbeat;
+    sum->draining = sum->draining || v->draining;
+    sum->nlisteners += v->nlisteners;
+    if (v->napps < sum->napps) sum->napps = v->napps; /* loaded everywhere */
+    for (size_t i = 0; i < v->napps && i < CFG_MAX_APPS; i++) {
+        struct lb_stats *a = &sum->apps[i];
+        const struct lb_stats *b = &v->apps[i];
+        a->connections += b->connections;
+        a->messages_in += b->messages_in;
+        a->messages_out += b->messages_out;
+        a->publishes += b->publishes;
+        a->deliveries += b->deliveries;
+        for (int k = 0; k < CTR_FAILURES; k++) a->failures[k] += b->failures[k];
+        a->reloads_ok += b->reloads_ok;
+        a->reloads_failed += b->reloads_failed;
+        for (int k = 0; k < LB_KINDS; k++) hist_merge(&a->seconds[k], &b->seconds[k]);
+        sum->memory[i] += v->memory[i];
+        sum->timers[i] += v->timers[i];
+        sum->topics[i] += v->topics[i];
+    }
+}
+
+void workers_view(struct workers *g, const struct worker *self, struct worker_view *v,
+                  struct worker_figures *each)
+{
+    struct worker_view *one = malloc(sizeof *one);
+    memset(v, 0, sizeof *v);
+    v->napps = SIZE_MAX;
+    hist_init(&v->loop_lag, hist_seconds_bounds, hist_seconds_nbounds);
+    for (size_t i = 0; i < CFG_MAX_APPS; i++)
+        for (int k = 0; k < LB_KINDS; k++)
+            hist_init(&v->apps[i].seconds[k], hist_seconds_bounds, hist_seconds_nbounds);
+    for (unsigned i = 0; i < g->n && one; i++) {
+        struct worker *w = g->w[i];
+        if (!w || !w->view) continue;
+        if (w == self) {
+            worker_view_of(w, one);
+        } else {
+            pthread_mutex_lock(&w->view_lock);
+            *one = *w->view;
+            pthread_mutex_unlock(&w->view_lock);
+        }
+        add_view(v, one);
+        if (each) {
+            each[i].dropped = bus_dropped(&g->bus, i);
+            each[i].connections = one->connections;
+            each[i].accepted = one->counters.accepted;
+            each[i].lag_max = one->lag_max;
+        }
+    }
+    if (v->napps == SIZE_MAX) v->napps = 0;
+    free(one);
+}

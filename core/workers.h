@@ -1,0 +1,103 @@
+/* Several workers in one process: worker 0 on the main thread (with the signals and the admin
+ * listener), the others each on a thread of their own with its own libev loop. Each worker has
+ * its own listening sockets (SO_REUSEPORT: the kernel spreads new connections over them), its
+ * own copy of every app (Lua states, timers, watchdog) and its own connections.
+ *
+ * The main thread asks things of the workers (reload, drain, stop) through an ev_async each:
+ * a bit in an atomic word says what, the wakeup says when. Nothing else crosses threads here;
+ * the admin listener reads each worker's copy of its figures (worker.view). */
+#ifndef MOONWIRE_WORKERS_H
+#define MOONWIRE_WORKERS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "config.h"
+#include "worker.h"
+
+/* One app of one worker, as the pub/sub engine that connects it to the other workers. */
+struct worker_port {
+    struct workers *g;
+    unsigned worker;
+    unsigned app;
+};
+
+/* What the process keeps for each worker besides the worker itself. */
+struct worker_ext {
+    struct worker_port ports[CFG_MAX_APPS];
+    ev_timer drops;            /* once a second: log what the bus dropped for this worker */
+};
+
+struct workers {
+    struct config *cfg;
+    size_t n;
+    struct worker *w[CFG_MAX_WORKERS]; /* w[0] is the main thread's */
+    pthread_t threads[CFG_MAX_WORKERS];
+    bool started[CFG_MAX_WORKERS];     /* threads running (joined by workers_stop) */
+    unsigned commands[CFG_MAX_WORKERS]; /* atomic: WK_* bits not yet seen */
+    uint64_t reload[CFG_MAX_WORKERS];   /* atomic: apps to reload (bit i: app i) */
+    bool drain_told[CFG_MAX_WORKERS];   /* the worker reported the end of its drain */
+    unsigned draining_left;            /* atomic: workers whose drain is not over */
+    struct worker_ext ext[CFG_MAX_WORKERS];
+    struct bus bus;                    /* pub/sub across workers */
+    struct limits_shared limits;       /* connection limits across workers */
+
+    /* Start-up: each thread reports whether its apps loaded and it listens. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    size_t reported;
+    bool failed;
+    char err[1024];
+};
+
+/* Prepares g for cfg->workers workers, main (already set up with worker_init on the main
+ * thread's loop) being worker 0. Returns 0, or -1 when out of memory. */
+int workers_init(struct workers *g, struct config *cfg, struct worker *main);
+
+/* Makes w worker id of g: its listeners share their port, its drain reports to g, its figures
+ * are copied for the admin. Call on w's thread after worker_init, before loading the apps. */
+void workers_attach(struct workers *g, struct worker *w, unsigned id);
+
+/* Connects w's apps (loaded) to the other workers' copies: publishes reach their subscribers,
+ * mw.subscribers counts them. Call on w's thread once its apps are loaded. */
+void workers_connect_apps(struct workers *g, struct worker *w);
+
+/* Starts workers 1..n-1, each loading the apps and listening on its thread, and waits until
+ * every one has. Returns 0, or -1 with the first failure in err (the started ones are stopped
+ * again). */
+int workers_spawn(struct workers *g, char *err, size_t errlen);
+
+/* Reloads app index `app` (or every app and the certificates when app < 0) on every worker. */
+void workers_reload(struct workers *g, int app);
+
+/* SIGTERM: every worker drains; the main loop ends when all are done. A second call drops every
+ * connection at once. */
+void workers_drain(struct workers *g);
+
+/* Ends the other workers' loops and waits for their threads (each frees its own worker).
+ * Worker 0 stays for the caller: workers_detach, worker_destroy, then workers_free. */
+void workers_stop(struct workers *g);
+
+/* Stops what workers_attach started on w (on its thread, before worker_destroy). */
+void workers_detach(struct workers *g, struct worker *w);
+
+/* Frees what g holds (after workers_stop and worker 0's worker_destroy). */
+void workers_free(struct workers *g);
+
+/* What the metrics show of each worker on its own (the worker label). */
+struct worker_figures {
+    uint64_t dropped;          /* publishes from other workers dropped: its inbox was full */
+    size_t connections;
+    uint64_t accepted;
+    double lag_max;
+};
+
+/* Sums what the admin reads of every worker into v (each worker's last copy; the calling
+ * thread's own worker, `self`, read live), and when each is not NULL, fills each[0..n). */
+void workers_view(struct workers *g, const struct worker *self, struct worker_view *v,
+                  struct worker_figures *each);
+
+#endif
