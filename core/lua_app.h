@@ -56,6 +56,7 @@ struct lb_app {
      * and run_messages keeps alive on the stack (so no other string can have this address);
      * NULL between messages. Sending it on skips the check (lb_valid_text). */
     const char *valid_text;
+    unsigned shared_ns;       /* its keys in mw.shared (lb_limits.index) */
 };
 
 /* The app that owns L (any thread of it). */
@@ -105,6 +106,9 @@ void lb_push_metrics(lua_State *L);
 /* lua_crypto.c: sets mw.crypto, mw.base64, mw.hex and mw.jwt in the mw table at api (which
  * already holds mw.json). */
 void lb_push_crypto(lua_State *L, int api);
+
+/* lua_shared.c: sets mw.shared in the mw table at api. */
+void lb_push_shared(lua_State *L, int api);
 
 /* lua_mw.c: the mw module. */
 void lb_push_api(struct lb_app *app);

@@ -24,6 +24,7 @@
 
 struct lb_app;
 struct pubsub;
+struct sstore;
 
 /* What the apps of one loop context share: its loop, its connections, its sandbox runtime
  * (watchdog) and its counters. Owned by the loop context; must outlive its apps. */
@@ -34,6 +35,7 @@ struct lb_env {
     struct counters *counters;
     size_t max_subscriptions; /* per connection (limits.max_subscriptions) */
     size_t max_topic_length;  /* bytes in a topic name (limits.max_topic_length); 0: none */
+    struct sstore *shared;    /* mw.shared: the process's store (NULL: none) */
 };
 
 struct lb_limits {
@@ -43,6 +45,7 @@ struct lb_limits {
     size_t topic_memory;   /* bytes of C memory for the app's topics; 0: no cap */
     double timer_share;    /* fraction of each second its timer callbacks may run; 0: no cap */
     size_t max_load;       /* bytes of one chunk given to load; 0: no limit */
+    unsigned index;        /* the app's place in the config: its namespace in mw.shared */
 };
 
 /* Loads the app at path (a Lua file, or a folder holding app.lua) and runs its main chunk.
