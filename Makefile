@@ -40,8 +40,9 @@ TSAN_OBJS   := $(SERVER_SRCS:core/%.c=$(BUILD)/tsan/%.o) $(BUILD)/tsan/dashboard
 UNIT_CORE_SRCS := $(filter-out core/main.c,$(SERVER_SRCS)) $(GEN_SRCS)
 UNIT_SRCS   := $(wildcard spec/unit/test_*.c)
 # The units of what worker threads share, also run under ThreadSanitizer.
-TSAN_UNIT_SRCS := spec/unit/test_bus.c spec/unit/test_limits.c
-TSAN_UNIT_CORE := core/bus.c core/outq.c core/conn_limits.c core/ip_table.c core/ratelimit.c
+TSAN_UNIT_SRCS := spec/unit/test_bus.c spec/unit/test_limits.c spec/unit/test_sstore.c
+TSAN_UNIT_CORE := core/bus.c core/outq.c core/conn_limits.c core/ip_table.c core/ratelimit.c \
+                  core/sstore.c
 
 # The specs the ThreadSanitizer build runs (spec/run-tests, make tsan).
 TSAN_SPECS := spec/workers_spec.lua

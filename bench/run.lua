@@ -18,6 +18,8 @@
 --   BENCH_BIG=1          the 100,000 idle connections scenario (skipped, with the reason,
 --                        when the open-files limit cannot hold it); 0 skips it
 --   BENCH_SERVER_CPU=0   BENCH_GEN_CPU=1                 BENCH_OUT=bench/results
+--   BENCH_WORKERS=1      moonwire's --workers; give the server as many CPUs
+--                        (BENCH_WORKERS=4 BENCH_SERVER_CPU=0-3 BENCH_GEN_CPU=4-7)
 --   WSLOAD=build/wsload  NODE=node                       (other binaries, for testing)
 --   BENCH_BASELINE=path  another moonwire binary (an older build) run as server "baseline",
 --                        alternating with build/moonwire; the report gains a table of moonwire
@@ -85,6 +87,7 @@ local SECONDS  = envnum("BENCH_SECONDS", 5)
 local WARMUP   = envnum("BENCH_WARMUP", 1)
 local ROUNDS   = math.floor(envnum("BENCH_ROUNDS", 3))
 local SRV_CPU  = env("BENCH_SERVER_CPU", "0")
+local WORKERS  = math.floor(envnum("BENCH_WORKERS", 1))
 local GEN_CPU  = env("BENCH_GEN_CPU", "1")
 local OUT      = env("BENCH_OUT", ROOT .. "/bench/results")
 local DATE     = os.date("!%Y-%m-%d")
@@ -104,7 +107,8 @@ local SERVERS = {
     { id = "moonwire", name = "moonwire",
       cmd = function(app)
           local dir = app == "echo" and "examples/echo" or "bench/apps/pubsub"
-          return q(MOONWIRE) .. " -c bench/moonwire-bench.conf.lua --port 0 " .. dir
+          return q(MOONWIRE) .. " -c bench/moonwire-bench.conf.lua --port 0 --workers "
+              .. WORKERS .. " " .. dir
       end,
       ready = "listening on ws://[%d.]+:(%d+)/" },
     BASELINE and { id = "baseline", name = "moonwire (baseline)",

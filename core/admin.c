@@ -250,7 +250,8 @@ void admin_write_metrics(const struct admin *a, struct mbuf *b)
     per_app(b, w, v, "moonwire_publishes_total", "counter", "mw.publish calls.", app_publishes);
     per_app(b, w, v, "moonwire_deliveries_total", "counter",
             "Messages mw.publish queued to local subscribers.", app_deliveries);
-    per_app(b, w, v, "moonwire_topics", "gauge", "Topics with at least one subscriber.", app_topics);
+    per_app(b, w, v, "moonwire_topics", "gauge", "Topics with at least one subscriber.",
+            app_topics);
     gauge(b, "moonwire_send_queue_bytes", "Bytes queued for clients, not yet written.",
           (double)v->queued_bytes);
 

@@ -72,6 +72,7 @@ void cfg_defaults(struct config *cfg)
         .max_buffered_per_ip = 64 << 20,
         .max_queued = (size_t)1 << 30,
         .shutdown_timeout = 5,
+        .shared_memory = 64 << 20,
     };
     cfg->sandbox = (struct cfg_sandbox){ .instructions = 10000000, .memory = 64 << 20,
                                           .time_limit = 1, .topic_memory = 64 << 20,
@@ -122,6 +123,7 @@ static const struct field limit_fields[] = {
     LIMIT(max_buffered, F_SIZE, 1, true),
     LIMIT(max_buffered_per_ip, F_SIZE, 1, true),
     LIMIT(max_queued, F_SIZE, 1, true),
+    LIMIT(shared_memory, F_SIZE, 1024, true),
     LIMIT(shutdown_timeout, F_DOUBLE, 0, true),
     { NULL, 0, 0, 0, false, 0 },
 };

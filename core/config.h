@@ -52,6 +52,7 @@ struct cfg_limits {
     size_t max_buffered;      /* bytes of unfinished incoming messages, all clients (1013) */
     size_t max_buffered_per_ip; /* the same, for the clients of one address (1009) */
     size_t max_queued;        /* bytes in every send queue, past which slow readers go */
+    size_t shared_memory;     /* bytes mw.shared may hold, every app and worker together */
     double shutdown_timeout;  /* seconds to drain on SIGTERM */
 };
 

@@ -67,6 +67,7 @@ struct lb_app {
     double wait_timeout;     /* seconds a run may take in all (sandbox.wait_timeout); 0: none */
     struct lane *lanes;      /* connections whose handler waits (lua_bridge.c) */
     size_t http_in_flight;   /* mw.http.request calls waiting */
+    unsigned shared_ns;       /* its keys in mw.shared (lb_limits.index) */
 };
 
 /* The app that owns L (any thread of it). */
@@ -175,6 +176,8 @@ void lb_push_waits(lua_State *L, int api);
 struct lb_sleeper *lb_clock_first_sleeper(struct lb_clock *clock, double until);
 bool lb_sleeper_before(const struct lb_sleeper *s, double due, uint64_t seq);
 void lb_clock_wake(struct lb_clock *clock, struct lb_sleeper *s);
+/* lua_shared.c: sets mw.shared in the mw table at api. */
+void lb_push_shared(lua_State *L, int api);
 
 /* lua_mw.c: the mw module. */
 void lb_push_api(struct lb_app *app);

@@ -1190,6 +1190,7 @@ struct lb_app *lb_app_load(const struct lb_env *env, const char *path, const cha
         return NULL;
     }
     app->env = env;
+    app->shared_ns = limits->index;
     for (int i = 0; i < LB_KINDS; i++)
         hist_init(&app->stats.seconds[i], hist_seconds_bounds, hist_seconds_nbounds);
     am_init(&app->metrics, LB_MAX_SERIES);

@@ -35,6 +35,7 @@ struct lb_clock {
     struct lb_sleeper *sleepers; /* handlers in mw.sleep, woken by lb_clock_run_next too */
 };
 struct pubsub;
+struct sstore;
 
 /* What the apps of one loop context share: its loop, its connections, its sandbox runtime
  * (watchdog) and its counters. Owned by the loop context; must outlive its apps. */
@@ -49,6 +50,7 @@ struct lb_env {
     size_t http_max_in_flight; /* requests one app may have waiting (outbound.max_in_flight) */
     struct lb_clock *clock;   /* NULL: the loop's clock (the server); else a virtual clock */
     const struct lb_stub *stub; /* NULL: the network (the server); else moonwire test's stubs */
+    struct sstore *shared;    /* mw.shared: the process's store (NULL: none) */
 };
 
 /* moonwire test answers the apps' outbound calls itself. call gets the kind ("http") and the
@@ -68,6 +70,7 @@ struct lb_limits {
     double timer_share;    /* fraction of each second its timer callbacks may run; 0: no cap */
     size_t max_load;       /* bytes of one chunk given to load; 0: no limit */
     double wait_timeout;   /* seconds a handler run may take, waits included; 0: none */
+    unsigned index;        /* the app's place in the config: its namespace in mw.shared */
 };
 
 /* Loads the app at path (a Lua file, or a folder holding app.lua) and runs its main chunk.

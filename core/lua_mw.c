@@ -572,6 +572,7 @@ void lb_push_api(struct lb_app *app)
     lua_setfield(L, -2, "json");
     lb_push_crypto(L, -1);
     lb_push_waits(L, -1);
+    lb_push_shared(L, -1);
     lua_newtable(L);
     lua_setfield(L, -2, "state");
     /* Apps never see this table: each environment gets a read-only view of it (sandbox.c). */

@@ -21,6 +21,7 @@
 #include "origin.h"
 #include "scaffold.h"
 #include "testkit.h"
+#include "sstore.h"
 #include "util.h"
 #include "watch.h"
 #include "worker.h"
@@ -461,6 +462,9 @@ int main(int argc, char **argv)
     struct timespec start_ts;
     clock_gettime(CLOCK_REALTIME, &start_ts);
     struct workers *group = NULL;
+    /* mw.shared: one store for the process, whatever the number of workers. */
+    struct sstore store;
+    sstore_init(&store, cfg->limits.shared_memory);
     if (cfg->workers > 1 && !check) {
         /* Before any worker binds with SO_REUSEPORT: fail like one server would on a port in
          * use, and fix port 0 to one port for every worker. */
@@ -475,6 +479,7 @@ int main(int argc, char **argv)
             status = 1;
             goto done;
         }
+        group->shared = &store;
     }
     if (worker_init(w, loop, cfg, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
@@ -482,6 +487,7 @@ int main(int argc, char **argv)
         goto done;
     }
     started = true;
+    w->env.shared = &store;
     if (group) {
         workers_attach(group, w, 0);
         proc.group = group;
@@ -543,6 +549,7 @@ done:
         workers_free(group);
         free(group);
     }
+    sstore_free(&store);
     watch_free(proc.watch);
     ev_loop_destroy(loop);
 out:

@@ -480,8 +480,9 @@ static int open_listener(struct server *srv, const struct cfg_listen *cl, char *
     start_listener(srv, l, fd, cl->host);
     /* Both addresses: WebSocket clients need the first, a browser the second (the apps'
      * pages, and app.http). Once for the process, not once per worker. */
-    if (!srv->quiet_listen) log_info("listening on %s://%s/ (open %s://%s/ in a browser)", tls ? "wss" : "ws", l->name,
-             tls ? "https" : "http", l->name);
+    if (!srv->quiet_listen)
+        log_info("listening on %s://%s/ (open %s://%s/ in a browser)", tls ? "wss" : "ws",
+                 l->name, tls ? "https" : "http", l->name);
     return 0;
 }
 

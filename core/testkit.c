@@ -28,6 +28,7 @@
 #include "config.h"
 #include "log.h"
 #include "lua_bridge.h"
+#include "sstore.h"
 #include "worker.h"
 
 static const char server_meta[] = "moonwire.testkit.server";
@@ -42,6 +43,7 @@ struct kit_server {
     struct ev_loop *loop;
     struct lb_clock clock;
     struct lb_stub stub;     /* the apps' outbound calls go to outbound_ref */
+    struct sstore store;     /* mw.shared, as the server has one */
     int outbound_ref;        /* registry: function(kind, request_json) -> answer_json */
     lua_State *host;         /* the thread of the spec running a server method now */
     bool running;            /* started and not stopped */
@@ -128,6 +130,7 @@ static void stop(struct kit_server *s)
         current = s;
         worker_destroy(s->w);
         ev_loop_destroy(s->loop);
+        sstore_free(&s->store);
         current = was;
         s->running = false;
     }
@@ -193,6 +196,8 @@ static int kit_new(lua_State *L)
     s->w->env.clock = &s->clock;
     s->stub = (struct lb_stub){ kit_outbound, s };
     s->w->env.stub = &s->stub;
+    sstore_init(&s->store, s->cfg->limits.shared_memory);
+    s->w->env.shared = &s->store;
     int rc = worker_load_apps(s->w, err, sizeof err);
     leave();
     if (rc < 0) {

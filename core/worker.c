@@ -127,9 +127,10 @@ int worker_load_apps(struct worker *w, char *err, size_t errlen)
     struct lb_limits limits = { cfg->sandbox.instructions, cfg->sandbox.memory,
                                 cfg->sandbox.time_limit, cfg->sandbox.topic_memory,
                                 cfg->sandbox.timer_share, cfg->sandbox.max_load,
-                                cfg->sandbox.wait_timeout };
+                                cfg->sandbox.wait_timeout, 0 };
     for (size_t i = 0; i < cfg->napps; i++) {
         const struct cfg_app *a = &cfg->apps[i];
+        limits.index = (unsigned)i;
         char why[1024];
         struct lb_app *app = lb_app_load(&w->env, a->dir, cfg->scripts_dir, &limits, why,
                                          sizeof why);

@@ -231,6 +231,7 @@ static void *run_worker(void *arg)
         return NULL;
     }
     workers_attach(g, w, id);
+    w->env.shared = g->shared;
     int rc = worker_load_apps(w, err, sizeof err);
     if (rc == 0) workers_connect_apps(g, w);
     if (rc == 0) rc = srv_listen(&w->srv, err, sizeof err);

@@ -44,6 +44,7 @@ struct workers {
     struct worker_ext ext[CFG_MAX_WORKERS];
     struct bus bus;                    /* pub/sub across workers */
     struct limits_shared limits;       /* connection limits across workers */
+    struct sstore *shared;             /* mw.shared (the process's, set by its owner) */
 
     /* Start-up: each thread reports whether its apps loaded and it listens. */
     pthread_mutex_t lock;

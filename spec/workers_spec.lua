@@ -332,3 +332,122 @@ describe("limits across 4 workers", function()
         for _, c in ipairs(open) do c:close() end
     end)
 end)
+
+local SHARED = [[
+local app = {}
+function app.upgrade(req) return true end
+local function show(...)
+    local out = {}
+    for i = 1, select("#", ...) do out[i] = tostring((select(i, ...))) end
+    return table.concat(out, " ")
+end
+function app.message(conn, data)
+    local cmd, a, b = data:match("^(%S+) ?(%S*) ?(.*)$")
+    if cmd == "incr" then
+        for _ = 1, tonumber(a) do assert(mw.shared.incr("hits")) end
+        conn:send("done")
+    elseif cmd == "get" then
+        local v = mw.shared.get(a)
+        conn:send(math.type(v) and math.type(v) .. " " .. v or show(type(v), v))
+    elseif cmd == "set" then
+        conn:send(show(mw.shared.set(a, b)))
+    elseif cmd == "setn" then
+        conn:send(show(mw.shared.set(a, tonumber(b))))
+    elseif cmd == "setttl" then
+        conn:send(show(mw.shared.set(a, "soon", tonumber(b))))
+    elseif cmd == "add" then
+        conn:send(show(mw.shared.add(a, b)))
+    elseif cmd == "incrby" then
+        conn:send(show(mw.shared.incr(a, tonumber(b))))
+    elseif cmd == "delete" then
+        conn:send(show(mw.shared.delete(a)))
+    elseif cmd == "big" then
+        conn:send(show(mw.shared.set(a, string.rep("x", tonumber(b)))))
+    elseif cmd == "table" then
+        conn:send(show(pcall(mw.shared.set, a, {})))
+    elseif cmd == "longkey" then
+        conn:send(show(mw.shared.get(string.rep("k", 2000))))
+    end
+end
+return app
+]]
+
+describe("mw.shared with 4 workers", function()
+    local dir, srv
+
+    before_each(function()
+        dir = server.app_dir { ["app.lua"] = SHARED }
+        srv = server.start {
+            app = dir,
+            config = ('workers = 4\nadmin = { port = 0 }\nlimits = { shared_memory = 8192 }\n'
+                .. 'apps = { ["/other"] = %q }\n'):format(dir),
+        }
+    end)
+
+    after_each(function()
+        if srv then srv:stop() end
+        server.remove(dir)
+    end)
+
+    it("adds up incr from every worker exactly", function()
+        local clients = {}
+        for i = 1, 24 do clients[i] = assert(ws.connect(srv.port)) end
+        spread(srv, 24)
+        for _, c in ipairs(clients) do c:send_text("incr 250") end
+        for _, c in ipairs(clients) do assert.are.equal("done", c:recv_message(20)) end
+        for _, c in ipairs(clients) do
+            c:send_text("get hits")
+            assert.are.equal("integer 6000", c:recv_message())
+        end
+        -- Another app has its own keys.
+        local other = assert(ws.connect(srv.port, { path = "/other" }))
+        other:send_text("get hits")
+        assert.are.equal("nil nil", other:recv_message())
+        other:close()
+        for _, c in ipairs(clients) do c:close() end
+    end)
+
+    it("gets, sets, adds, increments, deletes and expires; says why it cannot", function()
+        local a = assert(ws.connect(srv.port))
+        local b = assert(ws.connect(srv.port))
+        local function ask(c, text)
+            c:send_text(text)
+            return c:recv_message()
+        end
+        assert.are.equal("true", ask(a, "set name moon wire"))
+        assert.are.equal("string moon wire", ask(b, "get name"))
+        assert.are.equal("true", ask(a, "setn pi 3.5"))
+        assert.are.equal("float 3.5", ask(b, "get pi"))
+        assert.are.equal("nil exists", ask(b, "add name other"))
+        assert.are.equal("true", ask(b, "add fresh yes"))
+        assert.are.equal("nil not a number", ask(a, "incrby name 1"))
+        assert.are.equal("4.5", ask(a, "incrby pi 1"))
+        assert.are.equal("7", ask(a, "incrby count 7")) -- an integer: not "7.0"
+        assert.are.equal("true", ask(b, "delete name"))
+        assert.are.equal("nil nil", ask(a, "get name"))
+        assert.are.equal("true", ask(a, "setttl short 0.2"))
+        assert.are.equal("string soon", ask(b, "get short"))
+        socket.sleep(0.4)
+        assert.are.equal("nil nil", ask(b, "get short"))
+        assert.truthy(ask(a, "big huge 10000"):find("^nil no memory: mw.shared is full %(limits.shared_memory%)"))
+        assert.truthy(ask(a, "table t"):find("^false .*values are strings, numbers or booleans"))
+        assert.truthy(ask(a, "longkey"):find("^nil the key must be 1 to 1024 bytes"))
+        a:close()
+        b:close()
+    end)
+end)
+
+describe("mw.shared with one worker", function()
+    it("is there too, the same API", function()
+        local dir = server.app_dir { ["app.lua"] = SHARED }
+        local srv = server.start { app = dir }
+        local c = assert(ws.connect(srv.port))
+        c:send_text("incr 3")
+        assert.are.equal("done", c:recv_message())
+        c:send_text("get hits")
+        assert.are.equal("integer 3", c:recv_message())
+        c:close()
+        srv:stop()
+        server.remove(dir)
+    end)
+end)

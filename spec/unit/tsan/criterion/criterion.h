@@ -10,6 +10,7 @@
 #define MOONWIRE_TSAN_CRITERION_H
 
 #include <stdio.h>
+#include <string.h>
 
 struct tsan_test {
     const char *suite, *name;
