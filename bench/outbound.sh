@@ -77,7 +77,7 @@ http {
     client_body_temp_path $WORK/openresty; proxy_temp_path $WORK/openresty;
     fastcgi_temp_path $WORK/openresty; uwsgi_temp_path $WORK/openresty;
     scgi_temp_path $WORK/openresty;
-    upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 256; }
+    upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 100; }
     server {
         listen 127.0.0.1:$OR_PORT;
         location = /plain { content_by_lua_block { ngx.say(200) } }
