@@ -203,8 +203,10 @@ deps-fuzz:
 	$(call install_missing,$(PKGS_FUZZ))
 
 # ---- the benchmark: moonwire against Bun and Node ws (bench/) -------------------------------
-# nginx, libnginx-mod-http-lua and wrk: bench/outbound.sh's backend and OpenResty-style anchor.
-PKGS_BENCH := $(PKGS_BUILD) lua5.4 gnuplot-nox nginx libnginx-mod-http-lua wrk
+# nginx, libnginx-mod-http-lua, lua-nginx-websocket and wrk: bench/outbound.sh's backend and
+# its OpenResty-style anchor (nginx + Lua module, over HTTP and over WebSocket).
+PKGS_BENCH := $(PKGS_BUILD) lua5.4 gnuplot-nox nginx libnginx-mod-http-lua wrk \
+              lua-nginx-websocket
 # node and npm: whatever the machine has, otherwise Debian's nodejs and npm packages.
 BENCH_NODE := $(shell command -v node >/dev/null 2>&1 || echo nodejs) \
               $(shell command -v npm >/dev/null 2>&1 || echo npm)

@@ -6,7 +6,9 @@
 # it) driven by build/wsload; OpenResty-style nginx (Debian's libnginx-mod-http-lua) runs a
 # Lua handler per HTTP request doing ngx.location.capture to a proxy_pass location with
 # upstream keep-alive to the same backend, driven by wrk. The baselines without the outbound
-# call: moonwire's examples/echo, and a Lua handler that only answers 200. The servers run on
+# call: moonwire's examples/echo, and a Lua handler that only answers 200. The same anchor
+# also speaks WebSocket with Debian's lua-nginx-websocket (lua-resty-websocket), driven by
+# wsload like moonwire: echo, and echo after the request. The servers run on
 # CPU $SERVER_CPU, the backend and the load generators on CPU $LOAD_CPU. Rounds alternate the
 # order of the four runs; medians go to the summary, every run's line to $WORK/runs.txt.
 # Env: CONNS (50) concurrent connections/requests, ROUNDS (5), SECONDS_RUN (5), SERVER_CPU (0),
@@ -24,9 +26,10 @@ NDK_MOD=/usr/lib/nginx/modules/ndk_http_module.so
 for f in "$MOONWIRE" "$WSLOAD"; do
     [ -x "$f" ] || { echo "outbound: $f is missing: run make all build/wsload" >&2; exit 1; }
 done
-for f in /usr/sbin/nginx "$LUA_MOD" "$NDK_MOD" /usr/bin/wrk /usr/bin/taskset; do
+for f in /usr/sbin/nginx "$LUA_MOD" "$NDK_MOD" /usr/share/lua/5.1/nginx/websocket/server.lua \
+         /usr/bin/wrk /usr/bin/taskset; do
     [ -e "$f" ] || { echo "outbound: $f is missing: make deps-bench installs nginx," \
-        "libnginx-mod-http-lua and wrk" >&2; exit 1; }
+        "libnginx-mod-http-lua, lua-nginx-websocket and wrk" >&2; exit 1; }
 done
 for p in $BACKEND_PORT $MW_PORT $OR_PORT; do
     if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
@@ -78,6 +81,31 @@ http {
     fastcgi_temp_path $WORK/openresty; uwsgi_temp_path $WORK/openresty;
     scgi_temp_path $WORK/openresty;
     upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 100; }
+    init_by_lua_block {
+        local server = require "nginx.websocket.server"
+        function ws_serve(outbound)
+            local wb, err = server:new { timeout = 30000, max_payload_len = 65536 }
+            if not wb then ngx.log(ngx.ERR, err) return ngx.exit(444) end
+            while true do
+                local data, typ = wb:recv_frame()
+                if not data then
+                    if wb.fatal then break end
+                elseif typ == "close" then wb:send_close() break
+                elseif typ == "ping" then wb:send_pong(data)
+                elseif typ == "text" or typ == "binary" then
+                    local ok = true
+                    if outbound then
+                        local res = ngx.location.capture("/backend/small.txt")
+                        ok = res.status == 200
+                        if not ok then wb:send_text("status " .. res.status) end
+                    end
+                    if ok then
+                        if typ == "text" then wb:send_text(data) else wb:send_binary(data) end
+                    end
+                end
+            end
+        end
+    }
     server {
         listen 127.0.0.1:$OR_PORT;
         location = /plain { content_by_lua_block { ngx.say(200) } }
@@ -88,6 +116,10 @@ http {
                 ngx.say(res.status)
             }
         }
+        # The same over WebSocket: Debian's lua-nginx-websocket (lua-resty-websocket) frames
+        # the messages in Lua on cosockets; /ws echoes, /ws-out makes the request first.
+        location = /ws { content_by_lua_block { ws_serve(false) } }
+        location = /ws-out { content_by_lua_block { ws_serve(true) } }
         location /backend/ {
             internal;
             proxy_pass http://backend/;
@@ -108,18 +140,21 @@ to_us() { # wrk's "1.23ms" / "456.00us" / "1.01s"
     awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /ms$/) n *= 1000; else if (v ~ /us$/) n *= 1;
         else if (v ~ /s$/) n *= 1000000; printf "%.1f", n }'
 }
+wsload_run() { # url: prints "rps p50 p99"
+    local out
+    out=$(timeout -k 5 $((SECS + 20)) "$WSLOAD" echo --url "$1" \
+        --conns "$CONNS" --depth 1 --size 32 --warmup 1 --duration "$SECS" --cpu "$LOAD_CPU" \
+        --quiet 2>&1) || { echo "outbound: wsload failed against $1: $out" >&2; return 1; }
+    echo "$out" | awk '/^RESULT/ { for (i = 1; i <= NF; i++) { split($i, kv, "=");
+        v[kv[1]] = kv[2] } print v["msgs_per_sec"], v["p50_us"], v["p99_us"] }'
+}
 run_moonwire() { # app dir
     taskset -c "$SERVER_CPU" "$MOONWIRE" -c bench/outbound.conf.lua --port $MW_PORT "$1" \
         >"$WORK/moonwire.log" 2>&1 &
-    local pid=$!; wait_port $MW_PORT $pid
-    local out
-    out=$(timeout -k 5 $((SECS + 20)) "$WSLOAD" echo --url "ws://127.0.0.1:$MW_PORT/" \
-        --conns "$CONNS" --depth 1 --size 32 --warmup 1 --duration "$SECS" --cpu "$LOAD_CPU" \
-        --quiet 2>&1) || { echo "outbound: wsload failed against $1: $out" >&2;
-                           kill $pid; wait $pid 2>/dev/null; exit 1; }
+    local pid=$! rc=0; wait_port $MW_PORT $pid
+    wsload_run "ws://127.0.0.1:$MW_PORT/" || rc=1
     kill $pid; wait $pid 2>/dev/null || true
-    echo "$out" | awk '/^RESULT/ { for (i = 1; i <= NF; i++) { split($i, kv, "=");
-        v[kv[1]] = kv[2] } print v["msgs_per_sec"], v["p50_us"], v["p99_us"] }'
+    return $rc
 }
 run_openresty() { # location
     local url="http://127.0.0.1:$OR_PORT$1"
@@ -136,18 +171,20 @@ run_openresty() { # location
     echo "$rps $p50 $p99"
 }
 
-KINDS=(mw-echo mw-out or-plain or-out)
+KINDS=(mw-echo mw-out or-plain or-out orws-echo orws-out)
 echo "outbound bench: $ROUNDS round(s) x ${SECS}s, $CONNS connections x 1 in flight;" \
      "servers on CPU $SERVER_CPU, backend and load on CPU $LOAD_CPU; logs in $WORK"
 for round in $(seq "$ROUNDS"); do
     order=("${KINDS[@]}")
-    if [ $((round % 2)) = 0 ]; then order=(or-out or-plain mw-out mw-echo); fi
+    if [ $((round % 2)) = 0 ]; then order=(orws-out orws-echo or-out or-plain mw-out mw-echo); fi
     for k in "${order[@]}"; do
         case $k in
             mw-echo) r=$(run_moonwire examples/echo) ;;
             mw-out) r=$(run_moonwire bench/apps/outbound) ;;
             or-plain) r=$(run_openresty /plain) ;;
             or-out) r=$(run_openresty /out) ;;
+            orws-echo) r=$(wsload_run "ws://127.0.0.1:$OR_PORT/ws") ;;
+            orws-out) r=$(wsload_run "ws://127.0.0.1:$OR_PORT/ws-out") ;;
         esac
         echo "$round $k $r" | tee -a "$WORK/runs.txt"
     done
@@ -159,8 +196,9 @@ echo
 echo "medians of $ROUNDS round(s) ($(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)):"
 printf '| server | requests/s | p50 (µs) | p99 (µs) | baseline req/s | baseline p99 (µs) | p99 added (µs) |\n'
 printf '|---|---:|---:|---:|---:|---:|---:|\n'
-for s in mw:mw-out:mw-echo:moonwire or:or-out:or-plain:OpenResty; do
-    IFS=: read -r _ out base name <<<"$s"
+for s in mw:mw-out:mw-echo:moonwire orws:orws-out:orws-echo:OpenResty_WebSocket \
+         or:or-out:or-plain:OpenResty_HTTP; do
+    IFS=: read -r _ out base name <<<"$s"; name=${name//_/ }
     printf '| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n' "$name" "$(med $out 3)" \
         "$(med $out 4)" "$(med $out 5)" "$(med $base 3)" "$(med $base 5)" \
         "$(awk -v a="$(med $out 5)" -v b="$(med $base 5)" 'BEGIN { print a - b }')"
