@@ -239,7 +239,7 @@ bench: deps-bench
 	bench/outbound.sh
 
 # Handlers making one outbound HTTP request per message against OpenResty (issue 12; loopback,
-# about 2 minutes with the default 5 rounds x 5 s x 4 runs).
+# about 3 minutes with the default 5 rounds x 5 s x 6 runs).
 bench-outbound: deps-bench
 	$(MAKE) all $(BUILD)/wsload
 	bench/outbound.sh
