@@ -243,14 +243,17 @@ deps-fuzz:
 	$(call install_missing,$(PKGS_FUZZ))
 
 # ---- the benchmark: moonwire against Bun and Node ws (bench/) -------------------------------
-PKGS_BENCH := $(PKGS_BUILD) lua5.4 gnuplot-nox
+# nginx, libnginx-mod-http-lua, lua-nginx-websocket and wrk: bench/outbound.sh's backend and
+# its OpenResty-style anchor (nginx + Lua module, over HTTP and over WebSocket).
+PKGS_BENCH := $(PKGS_BUILD) lua5.4 gnuplot-nox nginx libnginx-mod-http-lua wrk \
+              lua-nginx-websocket
 # node and npm: whatever the machine has, otherwise Debian's nodejs and npm packages.
 BENCH_NODE := $(shell command -v node >/dev/null 2>&1 || echo nodejs) \
               $(shell command -v npm >/dev/null 2>&1 || echo npm)
 ANCHORS := bench/anchors
 BUN     := $(ANCHORS)/node_modules/.bin/bun
 
-.PHONY: bench deps-bench bench-anchors bench-against
+.PHONY: bench deps-bench bench-anchors bench-against bench-outbound
 
 deps-bench:
 	$(call install_missing,$(PKGS_BENCH) $(BENCH_NODE))
@@ -273,6 +276,13 @@ bench-anchors: $(ANCHORS)/node_modules/.installed
 bench: deps-bench
 	$(MAKE) all $(BUILD)/wsload bench-anchors
 	lua5.4 bench/run.lua
+	bench/outbound.sh
+
+# Handlers making one outbound HTTP request per message against OpenResty (issue 12; loopback,
+# about 3 minutes with the default 5 rounds x 5 s x 6 runs).
+bench-outbound: deps-bench
+	$(MAKE) all $(BUILD)/wsload
+	bench/outbound.sh
 
 # This build against an older one, side by side in one run (servers alternate): REV is any git
 # revision (default HEAD, the last commit: what the working tree changes). Only the two
