@@ -628,6 +628,25 @@ void conn_drop(struct conn *c, const char *why)
 
 void conn_abort(struct conn *c) { conn_drop(c, "server shutting down"); }
 
+int conn_give_away(struct conn *c)
+{
+    if (c->state != CONN_HANDSHAKE || c->tr.tls || c->app_open) return -1;
+    int fd = c->tr.fd;
+    /* The watcher goes first: this loop must not touch the socket once another has it. */
+    struct ev_loop *loop = c->cl->loop;
+    ev_io_stop(loop, &c->io);
+    ev_timer_stop(loop, &c->timer);
+    c->tr.fd = -1; /* closing the transport now closes nothing */
+    c->tr.ops->close(&c->tr);
+    c->state = CONN_DEAD;
+    size_t queued = c->outq.bytes;
+    outq_clear(&c->outq);
+    conn_queue_changed(c, queued);
+    conn_end_file(c);
+    schedule(c);
+    return fd;
+}
+
 /* Nothing more to say: flush, half-close, and wait (bounded) for the peer's FIN. */
 void conn_linger(struct conn *c)
 {

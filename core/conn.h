@@ -172,7 +172,17 @@ struct conn_host {
      * allow it, or a close code (with *why) to refuse a growth; shrinking is always allowed.
      * Bounds the memory that unfinished messages pin, per address and in all. */
     int (*buffering)(void *ctx, struct conn *c, size_t before, size_t after, const char **why);
+    /* Only after route returned CONN_ROUTE_ELSEWHERE (NULL otherwise): c's request belongs to
+     * another loop. bytes[0..len) is all c has read from the start of that request (its head,
+     * and whatever came after it). Take c's socket (conn_give_away) and return 0, or return an
+     * HTTP status to answer instead (with *why). Called with c in HANDSHAKE, never open. */
+    int (*hand_over)(void *ctx, struct conn *c, const uint8_t *bytes, size_t len,
+                     const char **why);
 };
+
+/* route's answer for a request served by another loop (an app pinned to one worker): the
+ * connection is handed over (conn_host.hand_over) before anything of the request is answered. */
+#define CONN_ROUTE_ELSEWHERE 1
 
 /* ---- one connection ------------------------------------------------------------------------ */
 
@@ -266,6 +276,12 @@ struct conn {
  * out of memory (the socket is then closed). */
 struct conn *conn_new(struct conn_loop *cl, int fd, const union conn_addr *peer,
                       struct tls_context *tls);
+
+/* Takes c's socket away from it (conn_host.hand_over): c stops watching it, ends as if dropped
+ * (without a close, and without its handler hearing anything) and is freed by the sweep; the
+ * socket stays open for whoever took it. Returns the socket, or -1 when c has none to give (it
+ * speaks TLS, or is not in HANDSHAKE). */
+int conn_give_away(struct conn *c);
 
 /* Marks c, just made, to be answered with status and why (and closed) once its request has
  * arrived, instead of upgraded (the caller has counted the refusal). It gets a short

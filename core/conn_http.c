@@ -276,6 +276,7 @@ static void method_not_allowed(struct conn *c)
 #define WANT_BODY 1
 #define KEPT 2 /* answered, and the connection waits for its next request */
 #define WAITING 3 /* the handler answers later (conn_answer): the request is kept */
+#define ELSEWHERE 4 /* another loop serves the request: hand the connection over */
 
 /* The answer that came later, moved into resp: its pointers into its own text follow it. */
 static void take_response(struct conn *c, struct conn_response *resp)
@@ -363,6 +364,7 @@ static int serve_plain(struct conn *c, const struct http_request *req, const str
     struct conn_route r;
     route_init(&r);
     int status = cl->host->route(cl->host_ctx, c, up, false, &r);
+    if (status == CONN_ROUTE_ELSEWHERE) return ELSEWHERE;
     bool app_http = !status && r.handler && r.handler->http && r.handler->serves_http &&
                     r.handler->serves_http(r.ctx);
     if (!get_or_head && !app_http) {
@@ -474,6 +476,7 @@ static int upgrade(struct conn *c, const struct http_request *req, const char *b
     struct conn_route r;
     route_init(&r);
     int status = cl->host->route(cl->host_ctx, c, &up, true, &r);
+    if (status == CONN_ROUTE_ELSEWHERE) return ELSEWHERE;
     if (status) {
         conn_respond_error(c, status, r.why, r.headers, r.reason);
         return -1;
@@ -606,6 +609,26 @@ static int next_request(struct conn *c, const char *buf, size_t buf_len, const u
     return KEPT;
 }
 
+/* Another loop serves the request (an app pinned to one worker): everything read from the
+ * start of the request, buf[0..buf_len) and then what of data was not kept (data + used), goes
+ * over with the socket; the client notices nothing. */
+static void hand_over(struct conn *c, const char *buf, size_t buf_len, const uint8_t *data,
+                      size_t used, size_t len)
+{
+    size_t rest = c->head && used < len ? len - used : 0;
+    uint8_t *all = malloc(buf_len + rest ? buf_len + rest : 1);
+    if (!all) {
+        conn_respond_error(c, 503, "the server is out of memory", NULL, CTR_REFUSED_ERROR);
+        return;
+    }
+    memcpy(all, buf, buf_len);
+    if (rest) memcpy(all + buf_len, data + used, rest);
+    const char *why = "the server cannot take this connection now; try again later";
+    int status = c->cl->host->hand_over(c->cl->host_ctx, c, all, buf_len + rest, &why);
+    free(all);
+    if (status) conn_respond_error(c, status, why, "Retry-After: 1\r\n", CTR_REFUSED_LIMIT);
+}
+
 /* Takes one read's bytes (or none, to parse what is kept) for the request being received.
  * Returns KEPT when a request was answered and the connection waits for the next, whose
  * start may already be kept in c->head. */
@@ -672,6 +695,8 @@ static int read_request(struct conn *c, uint8_t *data, size_t len)
         return -1;
     } else if (done == KEPT) {
         return next_request(c, buf, buf_len, data, used, len);
+    } else if (done == ELSEWHERE) {
+        hand_over(c, buf, buf_len, data, used, len);
     } else if (done == WAITING) {
         /* Keep all of it, the request and whatever came after, to read again once the handler
          * has answered (conn_answer). */

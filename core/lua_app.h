@@ -68,6 +68,11 @@ struct lb_app {
     struct lane *lanes;      /* connections whose handler waits (lua_bridge.c) */
     size_t http_in_flight;   /* mw.http.request calls waiting */
     unsigned shared_ns;       /* its keys in mw.shared (lb_limits.index) */
+    int workers;              /* app.workers: 1 pins it to one worker, 0 when not set */
+    /* A reload in two steps (lb_app_reload_prepare): the new version's handlers and its
+     * app.workers, loaded but not yet swapped in. */
+    int staged_ref;
+    int staged_workers;
 };
 
 /* The app that owns L (any thread of it). */

@@ -1082,6 +1082,21 @@ static void check_handlers(struct lb_app *app, lua_State *L)
         }
         lua_pop(L, 1);
     }
+    /* app.workers: 1 pins the app to one worker; anything else would be silently ignored. */
+    int t = lua_getfield(L, -1, "workers");
+    if (t != LUA_TNIL && !(lua_isinteger(L, -1) && lua_tointeger(L, -1) == 1))
+        luaL_error(L, "%s: app.workers must be 1 (every connection of the app served by one "
+                      "worker, in one Lua state) or left out (each worker serves its own "
+                      "connections), not %s", app->file, luaL_tolstring(L, -1, NULL));
+    lua_pop(L, 1);
+}
+
+/* app.workers of the checked handlers table at the top of the stack: 1 or 0 (not set). */
+static int pinned_workers(lua_State *L)
+{
+    int t = lua_getfield(L, -1, "workers");
+    lua_pop(L, 1);
+    return t == LUA_TNIL ? 0 : 1;
 }
 
 /* Runs the main chunk in a fresh environment and leaves what it returned, checked, on the
@@ -1131,45 +1146,90 @@ static int run_load(lua_State *L)
     lb_push_api(app);
     app->api_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     run_main_chunk(app, L);
+    app->workers = pinned_workers(L);
     app->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 
-/* Trampoline: runs the new version of the code; only when it loaded and returned good
- * handlers are they swapped in. The previous handlers go to a new reference for app.reload. */
-static int run_reload(lua_State *L)
+/* Trampoline: runs the new version of the code and keeps what it returned, checked, aside
+ * (app->staged_ref) for lb_app_reload_commit. */
+static int run_stage(lua_State *L)
+{
+    struct lb_app *app = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    run_main_chunk(app, L);
+    app->staged_workers = pinned_workers(L);
+    app->staged_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* Trampoline: swaps the staged handlers in; the previous ones go to a new reference for
+ * app.reload. */
+static int run_swap(lua_State *L)
 {
     struct call *k = lua_touserdata(L, 1);
     struct lb_app *app = k->app;
     lua_settop(L, 0);
-    run_main_chunk(app, L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, app->handlers_ref);
     k->previous_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, app->staged_ref);
     lua_rawseti(L, LUA_REGISTRYINDEX, app->handlers_ref);
     return 0;
 }
 
-int lb_app_reload(struct lb_app *app)
+int lb_app_reload_prepare(struct lb_app *app, char *err, size_t errlen)
 {
+    if (app->staged_ref != LUA_NOREF) lb_app_reload_abort(app); /* never two at once */
+    lua_State *L = app->sb.L;
+    /* Timers the new main chunk starts belong to the new version. */
+    app->timer_generation = app->generation + 1;
+    lua_pushcfunction(L, run_stage);
+    lua_pushlightuserdata(L, app);
+    enum sb_status st = sb_call(&app->sb, 1, 0, err, errlen);
+    app->loading = false; /* the chunk may have raised while loading */
+    if (st != SB_OK) {
+        app->staged_ref = LUA_NOREF;
+        lb_cancel_timers(app, app->generation + 1);
+        app->timer_generation = app->generation;
+        app->stats.reloads_failed++;
+        return -1;
+    }
+    return 0;
+}
+
+bool lb_app_reload_staged(const struct lb_app *app) { return app->staged_ref != LUA_NOREF; }
+int lb_app_staged_workers(const struct lb_app *app) { return app->staged_workers; }
+int lb_app_workers(const struct lb_app *app) { return app->workers; }
+
+void lb_app_reload_abort(struct lb_app *app)
+{
+    if (app->staged_ref == LUA_NOREF) return;
+    luaL_unref(app->sb.L, LUA_REGISTRYINDEX, app->staged_ref);
+    app->staged_ref = LUA_NOREF;
+    lb_cancel_timers(app, app->generation + 1);
+    app->timer_generation = app->generation;
+    app->stats.reloads_failed++;
+}
+
+int lb_app_reload_commit(struct lb_app *app)
+{
+    if (app->staged_ref == LUA_NOREF) return -1;
     lua_State *L = app->sb.L;
     uint32_t old = app->generation;
     struct call k = { .kind = CALL_RELOAD, .what = "reload handler",
                       .app = app, .previous_ref = LUA_NOREF };
-    /* Timers the new main chunk starts belong to the new version. */
-    app->timer_generation = old + 1;
-    lua_pushcfunction(L, run_reload);
+    lua_pushcfunction(L, run_swap);
     lua_pushlightuserdata(L, &k);
-    char err[1024];
-    enum sb_status st = sb_call(&app->sb, 1, 0, err, sizeof err);
-    app->loading = false; /* the chunk may have raised while loading */
-    if (st != SB_OK) {
-        lb_cancel_timers(app, old + 1);
-        app->timer_generation = old;
-        app->stats.reloads_failed++;
+    char err[256];
+    if (sb_call(&app->sb, 1, 0, err, sizeof err) != SB_OK) {
         log_error("app %s: reload failed, the previous version keeps running: %s", app->name,
                   err);
+        lb_app_reload_abort(app);
         return -1;
     }
+    luaL_unref(L, LUA_REGISTRYINDEX, app->staged_ref);
+    app->staged_ref = LUA_NOREF;
+    app->workers = app->staged_workers;
     lb_cancel_timers(app, old);
     app->generation = old + 1;
     app->stats.reloads_ok++;
@@ -1179,6 +1239,17 @@ int lb_app_reload(struct lb_app *app)
     luaL_unref(L, LUA_REGISTRYINDEX, k.previous_ref);
     log_notable(LOG_INFO, "app %s reloaded (version %u)", app->name, app->generation + 1);
     return 0;
+}
+
+int lb_app_reload(struct lb_app *app)
+{
+    char err[1024];
+    if (lb_app_reload_prepare(app, err, sizeof err) < 0) {
+        log_error("app %s: reload failed, the previous version keeps running: %s", app->name,
+                  err);
+        return -1;
+    }
+    return lb_app_reload_commit(app);
 }
 
 struct lb_app *lb_app_load(const struct lb_env *env, const char *path, const char *scripts_dir,
@@ -1197,6 +1268,7 @@ struct lb_app *lb_app_load(const struct lb_env *env, const char *path, const cha
     lb_timers_init(app, limits->timer_share);
     ps_init(&app->ps, env->counters, env->max_subscriptions, limits->topic_memory);
     app->handlers_ref = app->api_ref = app->after_load_ref = app->names_ref = LUA_NOREF;
+    app->staged_ref = LUA_NOREF;
     app->name = strdup(path);
     app->scripts_dir = strdup(scripts_dir);
     if (!app->name || !app->scripts_dir) {

@@ -88,6 +88,22 @@ void lb_app_free(struct lb_app *app);
  * returns 0 or -1. */
 int lb_app_reload(struct lb_app *app);
 
+/* lb_app_reload in two steps, for a reload that must succeed in every worker or in none.
+ * prepare runs the new main chunk and keeps its handlers aside, nothing swapped: returns 0, or
+ * -1 with why in err (nothing logged; the previous version keeps serving). Then either commit
+ * (swaps them in, runs app.reload, logs the new version; -1 only when out of memory, logged) or
+ * abort (forgets them, and the timers the new chunk started). A prepare while one is staged
+ * aborts that one first. */
+int lb_app_reload_prepare(struct lb_app *app, char *err, size_t errlen);
+int lb_app_reload_commit(struct lb_app *app);
+void lb_app_reload_abort(struct lb_app *app);
+bool lb_app_reload_staged(const struct lb_app *app);
+
+/* app.workers: 1 when the app asks to be served by one worker only (every connection in one Lua
+ * state), 0 when it does not; of the running version, and of the one staged by a prepare. */
+int lb_app_workers(const struct lb_app *app);
+int lb_app_staged_workers(const struct lb_app *app);
+
 /* With a virtual clock (env->clock): runs the one pending timer of apps[0..n) that comes due
  * first, if it is due by `until` (seconds on the clock), moving the clock to when it was due.
  * Timers due together run in the order they were scheduled. The timer share and the slice of

@@ -1,6 +1,8 @@
 /* Listeners, admission, accepting, routing requests to mounts, and the drain. */
 #include "server.h"
 
+#include "conn_internal.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,6 +30,24 @@ static void on_shutdown_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents);
 
+/* libev has no call that returns a loop's epoll descriptor, but an ev_embed watcher of a loop
+ * watches exactly that descriptor: embedding loop for a moment into a throwaway loop (which
+ * never runs) reads it. */
+int srv_epoll_fd(struct ev_loop *loop)
+{
+    if (ev_backend(loop) != EVBACKEND_EPOLL || !(ev_embeddable_backends() & EVBACKEND_EPOLL))
+        return -1;
+    struct ev_loop *tmp = ev_loop_new(EVBACKEND_POLL | EVFLAG_NOENV);
+    if (!tmp) return -1;
+    ev_embed e;
+    ev_embed_init(&e, NULL, loop);
+    ev_embed_start(tmp, &e);
+    int fd = e.io.fd;
+    ev_embed_stop(tmp, &e);
+    ev_loop_destroy(tmp);
+    return fd;
+}
+
 int srv_init(struct server *srv, struct ev_loop *loop, const struct config *cfg,
              struct counters *counters)
 {
@@ -34,6 +55,7 @@ int srv_init(struct server *srv, struct ev_loop *loop, const struct config *cfg,
     srv->loop = loop;
     srv->cfg = cfg;
     srv->counters = counters;
+    srv->epoll_fd = -1;
     conn_loop_init(&srv->conns, loop, &cfg->limits, counters, &conn_host_ops, srv);
     ev_init(&srv->shutdown_timer, on_shutdown_timer);
     ev_init(&srv->accept_pause, on_accept_pause);
@@ -67,7 +89,14 @@ int srv_mount(struct server *srv, const char *path, const struct conn_handler *h
     m->handler = handler;
     m->ctx = ctx;
     m->public_dir = public_dir;
+    m->owner = -1;
     return 0;
+}
+
+void srv_mount_owner(struct server *srv, const char *path, int owner)
+{
+    for (size_t i = 0; i < srv->nmounts; i++)
+        if (strcmp(srv->mounts[i].path, path) == 0) srv->mounts[i].owner = owner;
 }
 
 const struct mount *srv_route(const struct server *srv, const char *path, size_t len)
@@ -151,6 +180,19 @@ static int route(void *ctx, struct conn *c, const struct hs_upgrade *up, bool up
         r->reason = CTR_REFUSED_NOT_FOUND;
         return 404;
     }
+    if (m->owner >= 0 && (unsigned)m->owner != srv->worker_id && srv->handoff &&
+        !c->refuse_status && c->host_flag) {
+        /* The app is pinned to another worker. A TLS session cannot move between threads
+         * (the config loader refuses pinned apps with TLS listeners and several workers: this
+         * is the backstop). */
+        if (c->tr.tls) {
+            r->why = "this app runs on one worker and cannot be reached over TLS here";
+            r->reason = CTR_REFUSED_ERROR;
+            return 503;
+        }
+        srv->handing_to = (unsigned)m->owner;
+        return CONN_ROUTE_ELSEWHERE;
+    }
     r->handler = m->handler;
     r->ctx = m->ctx;
     r->public_dir = m->public_dir;
@@ -203,7 +245,43 @@ static int buffering(void *ctx, struct conn *c, size_t before, size_t after, con
     return 0;
 }
 
-static const struct conn_host conn_host_ops = { route, freed, buffering };
+/* The connection goes to the worker that owns its app. It keeps its place in the process's
+ * limits (the receiver releases it when it ends); this worker's own count of it ends here. */
+static int hand_over(void *ctx, struct conn *c, const uint8_t *bytes, size_t len,
+                     const char **why)
+{
+    struct server *srv = ctx;
+    unsigned owner = srv->handing_to;
+    struct srv_handoff *h = malloc(sizeof *h + len);
+    if (!h) {
+        *why = "the server is out of memory";
+        return 503;
+    }
+    if (srv->handoff->reserve(srv->handoff_ctx, owner) < 0) {
+        free(h);
+        *why = "the worker serving this app has too many connections waiting; try again later";
+        return 503;
+    }
+    struct ip_entry *ip = c->host_data;
+    if (ip) {
+        ip->conns--;
+        srv->counted--;
+        c->host_data = NULL; /* freed: nothing to give back here */
+    }
+    h->peer = c->peer;
+    h->len = len;
+    memcpy(h->bytes, bytes, len);
+    h->fd = conn_give_away(c);
+    /* libev's epoll backend forgets a socket whose watcher stopped only lazily, at its next
+     * event (it may still call epoll_ctl on it then): once another thread owns the socket and
+     * may close it, this loop must not touch it again. Removed from this loop's epoll set now,
+     * this loop hears nothing more of it (libev re-adds a socket that reuses the number). */
+    if (srv->epoll_fd >= 0 && h->fd >= 0) epoll_ctl(srv->epoll_fd, EPOLL_CTL_DEL, h->fd, NULL);
+    srv->handoff->send(srv->handoff_ctx, owner, h);
+    return 0;
+}
+
+static const struct conn_host conn_host_ops = { route, freed, buffering, hand_over };
 
 /* ---- admission ----------------------------------------------------------------------------- */
 
@@ -392,6 +470,28 @@ struct conn *srv_adopt(struct server *srv, int fd, const union conn_addr *peer,
         srv->counted++;
     }
     return c;
+}
+
+void srv_take(struct server *srv, struct srv_handoff *h)
+{
+    struct ip_key key = ip_key_of(&h->peer.sa);
+    double rate = srv->cfg->limits.connects_per_second;
+    struct ip_entry *ip = ip_table_get(&srv->ips, &key, true, rate > 1 ? rate : 1,
+                                       ev_now(srv->loop));
+    struct conn *c = ip && h->fd >= 0 ? conn_new(&srv->conns, h->fd, &h->peer, NULL) : NULL;
+    if (!c) {
+        if (h->fd >= 0 && !ip) close(h->fd); /* conn_new closes it when it fails */
+        log_warn("out of memory: dropped a connection handed over by another worker");
+        if (srv->limits) limits_release(srv->limits, &key);
+        free(h);
+        return;
+    }
+    c->host_data = ip;
+    c->host_flag = true;
+    ip->conns++;
+    srv->counted++;
+    conn_read_head(c, h->bytes, h->len);
+    free(h);
 }
 
 static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)

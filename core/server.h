@@ -29,6 +29,27 @@ struct mount {
     const struct conn_handler *handler;
     void *ctx;
     const char *public_dir; /* static files, or NULL */
+    int owner;              /* the worker that serves it (app.workers = 1), or -1: any */
+};
+
+/* A connection on its way to the worker that serves its path (an app pinned to one worker):
+ * its socket, its peer and what was read of it from the start of its request. It holds its
+ * place in the process's connection limits (struct limits_shared), which the receiver keeps. */
+struct srv_handoff {
+    struct srv_handoff *next;
+    int fd;
+    union conn_addr peer;
+    size_t len;
+    uint8_t bytes[];
+};
+
+/* How a server of one worker reaches the others to hand connections over. */
+struct srv_handoff_ops {
+    /* Makes room for one more connection on worker owner's queue. Returns 0, or -1 when the
+     * queue is full (the request is answered 503 instead). */
+    int (*reserve)(void *ctx, unsigned owner);
+    /* Queues h (malloc'd; the owner frees it) on owner's queue, in the room reserved. */
+    void (*send)(void *ctx, unsigned owner, struct srv_handoff *h);
 };
 
 struct listener {
@@ -81,6 +102,13 @@ struct server {
     /* max_connections, per_ip and connects_per_second across workers; NULL: this server's
      * own counts. */
     struct limits_shared *limits;
+    /* One of several workers: its id, and how connections for a mount another worker owns get
+     * there (NULL alone: every mount is served here). */
+    unsigned worker_id;
+    const struct srv_handoff_ops *handoff;
+    void *handoff_ctx;
+    unsigned handing_to; /* route -> hand_over: the owner route named for the request */
+    int epoll_fd;        /* the loop's epoll descriptor (see hand_over in server.c), or -1 */
 };
 
 /* Prepares srv on loop with cfg and counters (which must outlive it). Returns 0, or -1 when
@@ -103,6 +131,18 @@ int srv_reserve_ports(struct config *cfg, char *err, size_t errlen);
  * socketpairs). Admission applies. Returns the connection, or NULL when it was dropped. */
 struct conn *srv_adopt(struct server *srv, int fd, const union conn_addr *peer,
                        struct tls_context *tls);
+
+/* Serves a connection another worker handed over (struct srv_handoff, which it frees): the
+ * request in h->bytes is read as if it had just arrived. Admission is not run again: the
+ * connection already holds its place in the process's limits. */
+void srv_take(struct server *srv, struct srv_handoff *h);
+
+/* The epoll descriptor of loop (srv.epoll_fd, for handing connections over), or -1 when its
+ * backend is not epoll (then nothing of a stopped watcher stays in the kernel). */
+int srv_epoll_fd(struct ev_loop *loop);
+
+/* Pins the mount at path to worker owner (-1: any worker serves it). */
+void srv_mount_owner(struct server *srv, const char *path, int owner);
 
 /* Closes listeners and frees every connection (their handlers hear the close). */
 void srv_destroy(struct server *srv);

@@ -36,7 +36,7 @@ static void tcp_shutdown(struct tio *t) { shutdown(t->fd, SHUT_WR); }
 
 static void tcp_close(struct tio *t)
 {
-    close(t->fd);
+    if (t->fd >= 0) close(t->fd); /* -1: given away (conn_give_away) */
     t->fd = -1;
 }
 

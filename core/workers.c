@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "outq.h"
@@ -13,11 +14,16 @@
 
 /* What a worker is asked to do (struct workers.commands). */
 enum {
-    WK_RELOAD = 1,      /* reload the apps in reload[id] */
+    WK_PREPARE = 1,     /* reload round: prepare the apps in reload[id], then report */
     WK_DRAIN = 2,       /* srv_drain (the second time: drop everything) */
     WK_STOP = 4,        /* end the loop */
     WK_ALL_DRAINED = 8, /* worker 0: every worker's drain is over */
+    WK_DECIDE = 16,     /* worker 0: every worker has prepared its apps */
+    WK_FINISH = 32,     /* reload round: commit what prepared everywhere, abort the rest */
 };
+/* Connections waiting to be taken by one worker; past this, a request for its pinned app is
+ * answered 503 (the worker is far behind). */
+#define HANDOFF_MAX 4096
 #define RELOAD_ALL ((uint64_t)1 << 63)
 /* Each worker's inbox of publishes from the others: at most this many messages, and this many
  * bytes of frames. Past either, a publish is dropped for that worker (counted, logged). */
@@ -50,20 +56,23 @@ static void deliver_inbox(struct workers *g, struct worker *w)
     ev_async_send(w->loop, &w->wake); /* more: after the loop has served the rest */
 }
 
+static void take_handoffs(struct workers *g, struct worker *w);
+static void prepare_round(struct workers *g, struct worker *w);
+static void finish_round(struct workers *g, struct worker *w);
+static void decide_round(struct workers *g);
+
 static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
 {
     (void)revents;
     struct worker *w = container_of(a, struct worker, wake);
     struct workers *g = w->group;
     if (w->napps) deliver_inbox(g, w);
+    take_handoffs(g, w);
     unsigned what = __atomic_exchange_n(&g->commands[w->id], 0, __ATOMIC_ACQUIRE);
-    if (what & WK_RELOAD) {
-        uint64_t apps = __atomic_exchange_n(&g->reload[w->id], 0, __ATOMIC_ACQUIRE);
-        if (apps & RELOAD_ALL) worker_reload(w, NULL);
-        else
-            for (size_t i = 0; i < w->napps; i++)
-                if (apps & ((uint64_t)1 << i)) worker_reload(w, w->apps[i]);
-    }
+    /* A round's end before the next round's start: both may be waiting. */
+    if (what & WK_FINISH) finish_round(g, w);
+    if (what & WK_PREPARE) prepare_round(g, w);
+    if (what & WK_DECIDE) decide_round(g);
     if (what & WK_DRAIN) srv_drain(&w->srv);
     if (what & WK_ALL_DRAINED) {
         /* Every worker is done: the others end their loops, then this one. */
@@ -72,6 +81,163 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
         ev_break(loop, EVBREAK_ALL);
     }
     if (what & WK_STOP) ev_break(loop, EVBREAK_ALL);
+}
+
+/* ---- apps pinned to one worker (app.workers = 1) ------------------------------------------- */
+
+static bool any_tls(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        if (cfg->listen[i].ntls) return true;
+    return false;
+}
+
+/* A pinned app needs its connections to move to its worker, which a TLS session cannot do. */
+static int check_pin(struct workers *g, size_t app, int pinned, char *err, size_t errlen)
+{
+    if (!pinned || g->n < 2 || !any_tls(g->cfg)) return 0;
+    snprintf(err, errlen, "app %s (for %s) sets app.workers = 1, but a listener speaks TLS and "
+             "a TLS connection cannot move between worker threads: serve this app over plain "
+             "ws:// behind a TLS-terminating proxy, or run with workers = 1",
+             g->cfg->apps[app].dir, g->cfg->apps[app].path);
+    return -1;
+}
+
+/* Each pinned app is served by worker (its index modulo the workers): pinned apps spread. */
+static void apply_pins(struct workers *g, struct worker *w)
+{
+    for (size_t i = 0; i < w->napps; i++)
+        srv_mount_owner(&w->srv, g->cfg->apps[i].path,
+                        lb_app_workers(w->apps[i]) ? (int)(i % g->n) : -1);
+}
+
+static int handoff_reserve(void *ctx, unsigned owner)
+{
+    struct workers *g = ctx;
+    struct handoff_queue *q = &g->handoffs[owner];
+    if (__atomic_add_fetch(&q->count, 1, __ATOMIC_RELAXED) > HANDOFF_MAX) {
+        __atomic_sub_fetch(&q->count, 1, __ATOMIC_RELAXED);
+        return -1;
+    }
+    return 0;
+}
+
+static void handoff_send(void *ctx, unsigned owner, struct srv_handoff *h)
+{
+    struct workers *g = ctx;
+    struct handoff_queue *q = &g->handoffs[owner];
+    h->next = NULL;
+    pthread_mutex_lock(&q->lock);
+    if (q->tail) q->tail->next = h;
+    else q->head = h;
+    q->tail = h;
+    pthread_mutex_unlock(&q->lock);
+    ev_async_send(g->w[owner]->loop, &g->w[owner]->wake);
+}
+
+static const struct srv_handoff_ops handoff_ops = { handoff_reserve, handoff_send };
+
+/* Connections other workers handed over: each served here from its request on. */
+static void take_handoffs(struct workers *g, struct worker *w)
+{
+    struct handoff_queue *q = &g->handoffs[w->id];
+    if (!__atomic_load_n(&q->count, __ATOMIC_RELAXED)) return;
+    pthread_mutex_lock(&q->lock);
+    struct srv_handoff *h = q->head;
+    q->head = q->tail = NULL;
+    pthread_mutex_unlock(&q->lock);
+    while (h) {
+        struct srv_handoff *next = h->next;
+        __atomic_sub_fetch(&q->count, 1, __ATOMIC_RELAXED);
+        srv_take(&w->srv, h);
+        h = next;
+    }
+}
+
+/* ---- reloading every worker, all or nothing ------------------------------------------------- */
+
+static void start_round(struct workers *g, uint64_t apps)
+{
+    g->reload_busy = true;
+    unsigned n = 0;
+    for (unsigned i = 0; i < g->n; i++)
+        if (!i || g->started[i]) n++;
+    pthread_mutex_lock(&g->lock);
+    g->round_failed = 0;
+    __atomic_store_n(&g->round_left, n, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&g->lock);
+    for (unsigned i = 0; i < g->n; i++) {
+        if (i && !g->started[i]) continue;
+        __atomic_fetch_or(&g->reload[i], apps, __ATOMIC_RELEASE);
+        tell(g, i, WK_PREPARE);
+    }
+}
+
+/* Loads the new code of the round's apps beside the running one, and reports which failed (and
+ * why, kept for the first worker to fail) to worker 0. Nothing is logged here: the failure is
+ * logged once, by worker 0. */
+static void prepare_round(struct workers *g, struct worker *w)
+{
+    uint64_t apps = __atomic_exchange_n(&g->reload[w->id], 0, __ATOMIC_ACQUIRE);
+    g->ext[w->id].reload_certs = (apps & RELOAD_ALL) != 0;
+    for (size_t i = 0; i < w->napps; i++) {
+        if (!(apps & ((uint64_t)1 << i))) continue;
+        char why[512];
+        int rc = lb_app_reload_prepare(w->apps[i], why, sizeof why);
+        if (rc == 0 &&
+            check_pin(g, i, lb_app_staged_workers(w->apps[i]), why, sizeof why) < 0) {
+            lb_app_reload_abort(w->apps[i]);
+            rc = -1;
+        }
+        if (rc == 0) continue;
+        pthread_mutex_lock(&g->lock);
+        if (!(g->round_failed & ((uint64_t)1 << i))) {
+            snprintf(g->round_err[i], sizeof g->round_err[i], "%s", why);
+            g->round_worker[i] = w->id;
+        }
+        g->round_failed |= (uint64_t)1 << i;
+        pthread_mutex_unlock(&g->lock);
+    }
+    pthread_mutex_lock(&g->lock);
+    bool last = __atomic_sub_fetch(&g->round_left, 1, __ATOMIC_ACQ_REL) == 0;
+    pthread_mutex_unlock(&g->lock);
+    if (last) tell(g, 0, WK_DECIDE);
+}
+
+/* Worker 0, once every worker has prepared: an app that failed anywhere switches nowhere. */
+static void decide_round(struct workers *g)
+{
+    struct worker *w0 = g->w[0];
+    pthread_mutex_lock(&g->lock);
+    uint64_t failed = g->round_failed;
+    for (size_t i = 0; i < w0->napps; i++)
+        if (failed & ((uint64_t)1 << i))
+            log_error("app %s: reload failed on worker %u, so no worker switched; the previous "
+                      "version keeps running: %s", lb_app_name(w0->apps[i]), g->round_worker[i],
+                      g->round_err[i]);
+    pthread_mutex_unlock(&g->lock);
+    g->round_abort = failed;
+    for (unsigned i = 0; i < g->n; i++)
+        if (!i || g->started[i]) tell(g, i, WK_FINISH);
+    g->reload_busy = false;
+    if (g->reload_queued) {
+        uint64_t apps = g->reload_queued;
+        g->reload_queued = 0;
+        start_round(g, apps);
+    }
+}
+
+static void finish_round(struct workers *g, struct worker *w)
+{
+    uint64_t abort = g->round_abort;
+    for (size_t i = 0; i < w->napps; i++) {
+        if (!lb_app_reload_staged(w->apps[i])) continue;
+        if (abort & ((uint64_t)1 << i)) lb_app_reload_abort(w->apps[i]);
+        else lb_app_reload_commit(w->apps[i]);
+    }
+    apply_pins(g, w);
+    if (g->ext[w->id].reload_certs) srv_reload_certificates(&w->srv);
+    g->ext[w->id].reload_certs = false;
 }
 
 /* A worker's last public connection is gone after SIGTERM: when it is the last worker to get
@@ -134,13 +300,16 @@ static void on_drops(struct ev_loop *loop, ev_timer *t, int revents)
                  (unsigned long long)n, n == 1 ? "" : "es");
 }
 
-void workers_connect_apps(struct workers *g, struct worker *w)
+int workers_connect_apps(struct workers *g, struct worker *w, char *err, size_t errlen)
 {
     struct worker_ext *x = &g->ext[w->id];
     for (size_t i = 0; i < w->napps; i++) {
         x->ports[i] = (struct worker_port){ g, w->id, (unsigned)i };
         ps_set_engine(lb_app_pubsub(w->apps[i]), &port_engine, &x->ports[i]);
+        if (check_pin(g, i, lb_app_workers(w->apps[i]), err, errlen) < 0) return -1;
     }
+    apply_pins(g, w);
+    return 0;
 }
 
 int workers_init(struct workers *g, struct config *cfg, struct worker *main)
@@ -156,6 +325,7 @@ int workers_init(struct workers *g, struct config *cfg, struct worker *main)
     g->draining_left = (unsigned)g->n;
     pthread_mutex_init(&g->lock, NULL);
     pthread_cond_init(&g->cond, NULL);
+    for (size_t i = 0; i < CFG_MAX_WORKERS; i++) pthread_mutex_init(&g->handoffs[i].lock, NULL);
     g->w[0] = main;
     for (size_t i = 1; i < g->n; i++)
         if (!(g->w[i] = calloc(1, sizeof *g->w[i]))) return -1;
@@ -171,6 +341,10 @@ void workers_attach(struct workers *g, struct worker *w, unsigned id)
     w->srv.drained = on_drained;
     w->srv.drained_ctx = w;
     w->srv.limits = &g->limits;
+    w->srv.worker_id = id;
+    w->srv.handoff = &handoff_ops;
+    w->srv.handoff_ctx = g;
+    w->srv.epoll_fd = srv_epoll_fd(w->loop);
     pthread_mutex_init(&w->view_lock, NULL);
     w->view = calloc(1, sizeof *w->view);
     ev_async_init(&w->wake, on_wake);
@@ -233,7 +407,7 @@ static void *run_worker(void *arg)
     workers_attach(g, w, id);
     w->env.shared = g->shared;
     int rc = worker_load_apps(w, err, sizeof err);
-    if (rc == 0) workers_connect_apps(g, w);
+    if (rc == 0) rc = workers_connect_apps(g, w, err, sizeof err);
     if (rc == 0) rc = srv_listen(&w->srv, err, sizeof err);
     if (rc == 0) {
         pthread_mutex_lock(&w->view_lock);
@@ -277,12 +451,13 @@ int workers_spawn(struct workers *g, char *err, size_t errlen)
 
 void workers_reload(struct workers *g, int app)
 {
-    for (unsigned i = 0; i < g->n; i++) {
-        if (i && !g->started[i]) continue;
-        __atomic_fetch_or(&g->reload[i], app < 0 ? RELOAD_ALL : (uint64_t)1 << app,
-                          __ATOMIC_RELEASE);
-        tell(g, i, WK_RELOAD);
+    uint64_t apps = app < 0 ? RELOAD_ALL | (((uint64_t)1 << g->cfg->napps) - 1)
+                            : (uint64_t)1 << app;
+    if (g->reload_busy) {
+        g->reload_queued |= apps; /* after the round under way */
+        return;
     }
+    start_round(g, apps);
 }
 
 void workers_drain(struct workers *g)
@@ -316,6 +491,16 @@ void workers_stop(struct workers *g)
 
 void workers_free(struct workers *g)
 {
+    for (unsigned i = 0; i < CFG_MAX_WORKERS; i++) {
+        struct handoff_queue *q = &g->handoffs[i];
+        for (struct srv_handoff *h = q->head, *next; h; h = next) {
+            next = h->next;
+            if (h->fd >= 0) close(h->fd);
+            free(h);
+        }
+        q->head = q->tail = NULL;
+        pthread_mutex_destroy(&q->lock);
+    }
     bus_free(&g->bus);
     limits_free(&g->limits);
     for (unsigned i = 0; i < g->n; i++) {

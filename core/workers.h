@@ -29,6 +29,15 @@ struct worker_port {
 struct worker_ext {
     struct worker_port ports[CFG_MAX_APPS];
     ev_timer drops;            /* once a second: log what the bus dropped for this worker */
+    bool reload_certs;         /* the reload round under way includes the certificates */
+};
+
+/* Connections handed over to one worker (an app pinned with app.workers = 1): a list under a
+ * mutex, taken once per connection, never per message. */
+struct handoff_queue {
+    pthread_mutex_t lock;
+    struct srv_handoff *head, *tail;
+    unsigned count;            /* atomic: queued or reserved */
 };
 
 struct workers {
@@ -45,6 +54,19 @@ struct workers {
     struct bus bus;                    /* pub/sub across workers */
     struct limits_shared limits;       /* connection limits across workers */
     struct sstore *shared;             /* mw.shared (the process's, set by its owner) */
+    struct handoff_queue handoffs[CFG_MAX_WORKERS];
+
+    /* SIGHUP and --watch: a reload round prepares the apps in every worker, then worker 0
+     * commits each app that prepared everywhere and aborts the others (all or nothing).
+     * reload_busy and reload_queued are worker 0's (a request during a round waits for its
+     * end); round_left counts the workers yet to report; failed and the texts are under lock. */
+    bool reload_busy;
+    uint64_t reload_queued;
+    unsigned round_left;
+    uint64_t round_failed;             /* apps that failed to prepare on some worker */
+    uint64_t round_abort;              /* what worker 0 decided (read after WK_FINISH) */
+    char round_err[CFG_MAX_APPS][512]; /* why, the first worker's to fail, per app */
+    unsigned round_worker[CFG_MAX_APPS];
 
     /* Start-up: each thread reports whether its apps loaded and it listens. */
     pthread_mutex_t lock;
@@ -63,8 +85,12 @@ int workers_init(struct workers *g, struct config *cfg, struct worker *main);
 void workers_attach(struct workers *g, struct worker *w, unsigned id);
 
 /* Connects w's apps (loaded) to the other workers' copies: publishes reach their subscribers,
- * mw.subscribers counts them. Call on w's thread once its apps are loaded. */
-void workers_connect_apps(struct workers *g, struct worker *w);
+ * mw.subscribers counts them, and an app pinned with app.workers = 1 is served by its one
+ * worker (app index modulo the workers), connections reaching another being handed over after
+ * their request head. Call on w's thread once its apps are loaded. Returns 0, or -1 with why
+ * in err: a pinned app cannot be served when a listener speaks TLS (a TLS session cannot move
+ * between threads). */
+int workers_connect_apps(struct workers *g, struct worker *w, char *err, size_t errlen);
 
 /* Starts workers 1..n-1, each loading the apps and listening on its thread, and waits until
  * every one has. Returns 0, or -1 with the first failure in err (the started ones are stopped

@@ -3,6 +3,7 @@
  * are told. No server, no Lua: what the connection promises the layers above is checked at the
  * seam itself. Each test runs the loop without blocking (EVRUN_NOWAIT), so the prepare watcher
  * that flushes and sweeps runs as it would before the loop blocks. */
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <criterion/criterion.h>
 
 #include "conn.h"
+#include "conn_internal.h"
 #include "sockpeer.h"
 
 /* ---- the stubs ------------------------------------------------------------------------------- */
@@ -36,6 +38,10 @@ struct stub {
     int last_send;       /* what the last of them returned */
     size_t buffer_limit; /* buffering refuses past this many bytes (0: never) */
     size_t buffered, buffered_peak;
+    bool elsewhere;      /* route says another loop serves the request */
+    int handed_fd;       /* what hand_over took (-1: nothing) */
+    char handed[2048];   /* the bytes it was given */
+    size_t handed_len;
 };
 
 static int stub_route(void *ctx, struct conn *c, const struct hs_upgrade *up, bool upgrade,
@@ -58,7 +64,20 @@ static int stub_buffering(void *ctx, struct conn *c, size_t before, size_t after
     if (s->buffered > s->buffered_peak) s->buffered_peak = s->buffered;
     return 0;
 }
-static const struct conn_host stub_host = { stub_route, stub_freed, stub_buffering };
+/* Takes the socket and the bytes as a worker handing the connection over would. */
+static int stub_hand_over(void *ctx, struct conn *c, const uint8_t *bytes, size_t len,
+                          const char **why)
+{
+    (void)why;
+    struct stub *s = ctx;
+    cr_assert_leq(len, sizeof s->handed);
+    memcpy(s->handed, bytes, len);
+    s->handed_len = len;
+    s->handed_fd = conn_give_away(c);
+    return 0;
+}
+static const struct conn_host stub_host = { stub_route, stub_freed, stub_buffering,
+                                            stub_hand_over };
 
 static void on_upgrade(void *ctx, struct conn *c, const struct http_request *req,
                        const struct hs_upgrade *up, struct conn_verdict *v)
@@ -136,6 +155,7 @@ static int stub_route(void *ctx, struct conn *c, const struct hs_upgrade *up, bo
     (void)upgrade;
     struct stub *s = ctx;
     s->routes++;
+    if (s->elsewhere) return CONN_ROUTE_ELSEWHERE;
     if (s->refuse_with) {
         r->why = "refused by the stub";
         r->reason = CTR_REFUSED_NOT_FOUND;
@@ -149,6 +169,7 @@ static int stub_route(void *ctx, struct conn *c, const struct hs_upgrade *up, bo
 static void stub_start(struct stub *s)
 {
     memset(s, 0, sizeof *s);
+    s->handed_fd = -1;
     s->loop = ev_loop_new(EVFLAG_AUTO);
     cr_assert_not_null(s->loop);
     s->limits = (struct cfg_limits){ .max_message = 1 << 20, .max_header_bytes = 16384,
@@ -211,6 +232,57 @@ Test(conn, a_refused_route_is_answered_and_counted)
     cr_expect(strncmp(head, "HTTP/1.1 404 ", 13) == 0, "response: %s", head);
     cr_expect_eq(s.upgrades, 0);
     cr_expect_eq(s.counters.refused[CTR_REFUSED_NOT_FOUND], 1);
+    stub_stop(&s);
+}
+
+Test(conn, a_request_served_elsewhere_hands_over_its_socket_and_bytes_unanswered)
+{
+    struct stub s;
+    stub_start(&s);
+    s.elsewhere = true;
+    /* The request head in two pieces (the first kept), a frame right behind the second. */
+    size_t half = 20;
+    peer_write(s.fds[1], peer_upgrade_request, half);
+    peer_pump(s.loop, 2);
+    cr_assert_eq(s.handed_fd, -1, "not before the head is complete");
+    uint8_t frame[64];
+    size_t n = peer_frame(frame, WS_OP_TEXT, "hello", 5);
+    uint8_t rest[1024];
+    size_t rest_len = sizeof peer_upgrade_request - 1 - half;
+    memcpy(rest, peer_upgrade_request + half, rest_len);
+    memcpy(rest + rest_len, frame, n);
+    peer_write(s.fds[1], rest, rest_len + n);
+    peer_pump(s.loop, 3);
+    cr_assert_eq(s.handed_fd, s.fds[0], "the socket itself goes over");
+    cr_expect_eq(s.handed_len, sizeof peer_upgrade_request - 1 + n, "head and frame, all of it");
+    cr_expect(memcmp(s.handed, peer_upgrade_request, sizeof peer_upgrade_request - 1) == 0);
+    cr_expect(memcmp(s.handed + sizeof peer_upgrade_request - 1, frame, n) == 0);
+    cr_expect_eq(s.upgrades, 0, "nothing of the request was handled here");
+    cr_expect_eq(s.freed, 1, "the connection ended here");
+    cr_expect_eq(s.gones, 0, "no handler heard of it");
+    cr_expect_eq(conn_count(&s.cl), 0);
+    char buf[16];
+    cr_expect_eq(read(s.fds[1], buf, sizeof buf), -1, "nothing was answered");
+    cr_expect_eq(errno, EAGAIN);
+    cr_expect_neq(fcntl(s.fds[0], F_GETFD), -1, "the socket is still open");
+
+    /* Another loop serves it from the bytes: the client gets its 101 and its frame is read. */
+    struct stub t;
+    memset(&t, 0, sizeof t);
+    t.loop = ev_loop_new(EVFLAG_AUTO);
+    t.limits = s.limits;
+    conn_loop_init(&t.cl, t.loop, &t.limits, &t.counters, &stub_host, &t);
+    union conn_addr a = peer_addr();
+    struct conn *c = conn_new(&t.cl, s.handed_fd, &a, NULL);
+    cr_assert_not_null(c);
+    conn_read_head(c, (uint8_t *)s.handed, s.handed_len);
+    char head[1024];
+    peer_read_head(s.fds[1], t.loop, head, sizeof head);
+    cr_expect(strncmp(head, "HTTP/1.1 101 ", 13) == 0, "response: %s", head);
+    peer_pump(t.loop, 2);
+    cr_expect_str_eq(t.received, "hello");
+    conn_loop_destroy(&t.cl);
+    ev_loop_destroy(t.loop);
     stub_stop(&s);
 }
 
