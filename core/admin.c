@@ -213,6 +213,8 @@ void admin_write_metrics(const struct admin *a, struct mbuf *b)
     counter(b, "moonwire_deflate_compressions_total",
             "Messages compressed with permessage-deflate (a publish: once per window size and "
             "worker, shared by its receivers).", (double)c->deflate_compressions);
+    counter(b, "moonwire_inflations_total", "Compressed messages received and inflated.",
+            (double)c->inflations);
     counter(b, "moonwire_inflate_limit_closes_total",
             "Connections closed with 1009: a compressed message passed max_message inflated.",
             (double)c->inflate_limit_closes);

@@ -891,6 +891,7 @@ static void inflate_deliver(struct conn *c, const uint8_t *data, size_t len, boo
         return;
     }
     cl->inflated += (size_t)n;
+    cl->counters->inflations++;
     if (!binary && !utf8_valid(out, (size_t)n)) {
         free(out);
         conn_fail(c, WS_CLOSE_INVALID_DATA, "text message is not valid UTF-8");

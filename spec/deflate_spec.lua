@@ -215,6 +215,53 @@ describe("permessage-deflate", function()
             ("context %d vs off %d"):format(figures.context, figures.off))
     end)
 
+    it("gives new connections shared mode once the memory budget is used", function()
+        local srv = start("{ mode = \"context\", memory = 1 }")
+        local r = python(srv.port, "handshake", "permessage-deflate; client_max_window_bits")
+        assert.are.equal(SHARED, r.extensions)
+        assert.are.equal(0, srv:stop())
+    end)
+
+    it("serves the chat example to Chromium with compression on, both ways", function()
+        local chromium = require "chromium"
+        local browser_path, no_browser = chromium.available()
+        if not browser_path then
+            pending(no_browser)
+            return
+        end
+        for _, mode in ipairs { "shared", "context" } do
+            local srv = server.start { app = "examples/chat", config = "workers = 1\n" ..
+                "admin = { port = 0 }\ndeflate = { mode = \"" .. mode .. "\" }\n" }
+            local admin = srv:admin_port()
+            local browser = chromium.start()
+            local ok, err = pcall(function()
+                local page = browser:new_page()
+                local url = ("http://127.0.0.1:%d/"):format(srv.port)
+                page:navigate(url)
+                page:eval("localStorage.clear(), true")
+                page:navigate(url)
+                page:eval([[document.getElementById('name-input').value = 'ada',
+                            document.getElementById('name-form').requestSubmit(), true]])
+                page:wait_for("document.getElementById('room-title').textContent === " ..
+                    "'# general'", 10)
+                local text = ("compressed hello from chromium, " .. mode .. " mode; "):rep(8) .. "end"
+                page:eval(([[document.getElementById('say-input').value = %q,
+                             document.getElementById('say-form').requestSubmit(), true]])
+                    :format(text))
+                page:wait_for(("document.getElementById('messages').textContent.includes(%q)")
+                    :format(text), 10)
+                assert.are.same({}, page:errors())
+            end)
+            browser:stop()
+            local inflated = metric(admin, "moonwire_inflations_total")
+            local compressed = metric(admin, "moonwire_deflate_compressions_total")
+            assert.are.equal(0, srv:stop())
+            assert.is_true(ok, tostring(err))
+            assert.is_true(inflated >= 1, mode .. ": nothing came compressed from Chromium")
+            assert.is_true(compressed >= 1, mode .. ": nothing went compressed to Chromium")
+        end
+    end)
+
     it("explains a bad deflate setting", function()
         for setting, want in pairs {
             ['{ mode = "fast" }'] = "deflate.mode must be",
