@@ -215,6 +215,23 @@ describe("permessage-deflate", function()
             ("context %d vs off %d"):format(figures.context, figures.off))
     end)
 
+    it("costs a context-mode connection tens of KB once it has compressed and inflated",
+       function()
+        local srv = start("{ mode = \"context\" }", "limits = { max_message = \"1M\", " ..
+            "per_ip = 2000, max_connections = 2000, connects_per_second = 0 }\n")
+        local admin = srv:admin_port()
+        local r, out = python(srv.port, "busy", 500, srv.pid, admin)
+        local per_conn = tonumber(r.zlib_bytes) / 500
+        local after = metric(admin, "moonwire_deflate_memory_bytes")
+        print(("\n# context mode after one message each: zlib %d bytes per connection, RSS %d "
+            .. "bytes per connection; zlib %d bytes once they closed"):format(per_conn,
+            tonumber(r.per_conn_bytes), after))
+        -- Window 11: a 22 KB deflater and a 9 KB inflater (zlib's own formula), give or take.
+        assert.is_true(per_conn > 20 * 1024 and per_conn <= 40 * 1024, out)
+        assert.is_true(after < 256 * 1024, "the connections' streams were freed: " .. after)
+        assert.are.equal(0, srv:stop())
+    end)
+
     it("gives new connections shared mode once the memory budget is used", function()
         local srv = start("{ mode = \"context\", memory = 1 }")
         local r = python(srv.port, "handshake", "permessage-deflate; client_max_window_bits")

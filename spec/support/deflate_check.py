@@ -221,6 +221,33 @@ def bomb(port, pid):
     s.close()
 
 
+def zlib_bytes(admin):
+    import urllib.request
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=5).read()
+    for line in body.decode().split("\n"):
+        if line.startswith("moonwire_deflate_memory_bytes "):
+            return int(float(line.split()[1]))
+    return -1
+
+
+async def busy(port, n, pid, admin):
+    # n context-mode connections, each after one compressed message both ways.
+    before = rss_kib(pid)
+    clients = []
+    msg = '{"type":"chat","room":"general","user":"ada","text":"%s"}' % ("hello world " * 80)
+    for _ in range(n):
+        ws = await websockets.connect("ws://127.0.0.1:%d/echo" % port, max_size=None,
+                                      open_timeout=20)
+        await ws.send(msg)
+        assert await asyncio.wait_for(ws.recv(), 20) == msg
+        clients.append(ws)
+    await asyncio.sleep(0.5)
+    out["per_conn_bytes"] = (rss_kib(pid) - before) * 1024 // n
+    out["zlib_bytes"] = zlib_bytes(admin)
+    for ws in clients:
+        await ws.close()
+
+
 def idle(port, n, pid, offer):
     socks = []
     before = rss_kib(pid)
@@ -266,6 +293,8 @@ elif mode == "badframe":
     out["extensions"] = "none" if ext is None else ext
     out["close_code"] = read_close(s, rest)
     s.close()
+elif mode == "busy":
+    asyncio.run(busy(port, int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
 elif mode == "idle":
     idle(port, int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] if len(sys.argv) > 5 else "")
 for k in sorted(out):
