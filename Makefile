@@ -6,7 +6,8 @@ BUILD   := build
 VERSION := 0.1.0
 
 # Debian packages, by purpose. `make deps-run` / `make deps-test` install what is missing.
-PKGS_BUILD := gcc make libc6-dev libev-dev liblua5.4-dev libssl-dev lua-cjson-dev libc-ares-dev
+PKGS_BUILD := gcc make libc6-dev libev-dev liblua5.4-dev libssl-dev lua-cjson-dev libc-ares-dev \
+              zlib1g-dev
 # prometheus brings promtool (which checks /metrics); chromium drives the dashboard spec; nginx
 # is a real server for the outbound HTTP spec.
 PKGS_TEST  := $(PKGS_BUILD) lua5.4 lua-busted lua-socket lua-cjson libcriterion-dev python3 \
@@ -19,7 +20,7 @@ WARN    := -Wall -Wextra -Wshadow -Wconversion
 CFLAGS  ?= -O2 -g
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -DMOONWIRE_VERSION='"$(VERSION)"' -I/usr/include/lua5.4 \
               $(WARN) $(CFLAGS)
-LDLIBS  := -llua5.4 -llua5.4-cjson -lev -lssl -lcrypto -lcares -lm
+LDLIBS  := -llua5.4 -llua5.4-cjson -lev -lssl -lcrypto -lcares -lm -lz
 # The test build: warnings are errors, and the sanitizers watch every byte.
 SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
            -fno-sanitize-recover=undefined
@@ -45,7 +46,7 @@ TSAN_UNIT_CORE := core/bus.c core/outq.c core/conn_limits.c core/ip_table.c core
                   core/sstore.c
 
 # The specs the ThreadSanitizer build runs (spec/run-tests, make tsan).
-TSAN_SPECS := spec/workers_spec.lua spec/workers_apps_spec.lua
+TSAN_SPECS := spec/workers_spec.lua spec/workers_apps_spec.lua spec/deflate_workers_spec.lua
 
 .PHONY: tsan print-tsan-specs all run test check-deps deps-build deps-run deps-test unit clean \
         fuzz fuzz-replay deps-fuzz install uninstall
@@ -109,12 +110,13 @@ $(BUILD) $(BUILD)/obj $(BUILD)/asan $(BUILD)/tsan $(BUILD)/gen:
 # Each target is spec/fuzz/fuzz_<t>.c plus the pure modules it drives. `make test` links it with
 # spec/fuzz/replay.c under gcc and the test sanitizers (build/fuzz/replay-<t>) to replay its
 # corpus; `make fuzz` links it with libFuzzer under clang (build/fuzz/fuzz-<t>).
-FUZZ_TARGETS     := http frames utf8 origin response
+FUZZ_TARGETS     := http frames utf8 origin response pmd
 FUZZ_SRCS_http   := core/http.c core/handshake.c
 FUZZ_SRCS_frames := core/ws_reader.c core/ws_frame.c core/ws_close.c core/utf8.c
 FUZZ_SRCS_utf8   := core/utf8.c core/ws_close.c
 FUZZ_SRCS_origin := core/origin.c
 FUZZ_SRCS_response := core/http_response.c
+FUZZ_SRCS_pmd    := core/pmd.c core/http.c
 FUZZ_LIBS_http   := -lcrypto
 FUZZ_REPLAYS     := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay-%)
 FUZZ_BINS        := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz-%)

@@ -210,6 +210,17 @@ void admin_write_metrics(const struct admin *a, struct mbuf *b)
     counter(b, "moonwire_slow_consumer_closes_total",
             "Connections closed with 1008 for not reading what they were sent.",
             (double)c->slow_consumer_closes);
+    counter(b, "moonwire_deflate_compressions_total",
+            "Messages compressed with permessage-deflate (a publish: once per window size and "
+            "worker, shared by its receivers).", (double)c->deflate_compressions);
+    counter(b, "moonwire_inflations_total", "Compressed messages received and inflated.",
+            (double)c->inflations);
+    counter(b, "moonwire_inflate_limit_closes_total",
+            "Connections closed with 1009: a compressed message passed max_message inflated.",
+            (double)c->inflate_limit_closes);
+    gauge(b, "moonwire_deflate_memory_bytes",
+          "Bytes zlib holds for permessage-deflate, every worker and connection together.",
+          (double)pmdz_memory());
     counter(b, "moonwire_backpressure_pauses_total",
             "Times reading from a client paused because its send queue was too long.",
             (double)c->backpressure_pauses);

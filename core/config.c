@@ -79,6 +79,9 @@ void cfg_defaults(struct config *cfg)
                                           .timer_share = 0.5, .wait_timeout = 30 };
     /* Parsing a chunk this size takes at most ~25 ms (docs/configuration.md). */
     cfg->sandbox.max_load = 16 << 10;
+    cfg->deflate = (struct cfg_deflate){ .enabled = false, .context = false, .level = 3,
+                                         .window_bits = 11, .min_size = 64,
+                                         .memory = 64 << 20 };
     cfg->outbound.max_response = 16 << 20;
     cfg->outbound.max_in_flight = 100;
     cfg->outbound.timeout = 10;
@@ -141,7 +144,7 @@ static const struct field sandbox_fields[] = {
 
 static const char *const top_keys[] = { "listen", "apps", "origins", "require_origin", "limits",
                                         "sandbox", "admin", "log", "outbound", "workers",
-                                        NULL };
+                                        "deflate", NULL };
 
 #define OUTBOUND(n, t, min, max) { #n, t, offsetof(struct cfg_outbound, n), min, false, max }
 static const struct field outbound_fields[] = {
@@ -583,6 +586,64 @@ static int read_outbound(struct loader *ld, struct config *cfg)
     return 0;
 }
 
+#define DEFLATE(n, t, min, max) { #n, t, offsetof(struct cfg_deflate, n), min, true, max }
+static const struct field deflate_fields[] = {
+    DEFLATE(min_size, F_SIZE, 0, 1 << 30),
+    DEFLATE(memory, F_SIZE, 0, 0),
+    { NULL, 0, 0, 0, false, 0 },
+};
+
+/* deflate = true | false | { mode = "shared" | "context", level = 1..9, window_bits = 9..15,
+ * min_size = BYTES, memory = BYTES }. */
+static int read_deflate(struct loader *ld, struct config *cfg)
+{
+    lua_State *L = ld->L;
+    struct cfg_deflate *d = &cfg->deflate;
+    if (lua_type(L, -1) == LUA_TBOOLEAN) {
+        d->enabled = lua_toboolean(L, -1);
+        return 0;
+    }
+    if (!lua_istable(L, -1))
+        return failf(ld, "deflate", NULL, "deflate must be true, false or a table like "
+                     "{ mode = \"shared\" }");
+    d->enabled = true;
+    int rc = 0;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        int isint = 0;
+        lua_Integer n = lua_tointegerx(L, -1, &isint);
+        bool num = lua_type(L, -1) == LUA_TNUMBER && isint;
+        if (strcmp(k, "mode") == 0) {
+            const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+            if (strcmp(m, "shared") != 0 && strcmp(m, "context") != 0)
+                rc = failf(ld, "deflate", k, "deflate.mode must be \"shared\" (no zlib state "
+                           "per connection) or \"context\" (a small window per connection)");
+            else d->context = strcmp(m, "context") == 0;
+        } else if (strcmp(k, "level") == 0) {
+            if (!num || n < 1 || n > 9)
+                rc = failf(ld, "deflate", k, "deflate.level must be a whole number from 1 "
+                           "(fastest) to 9 (smallest)");
+            else d->level = (int)n;
+        } else if (strcmp(k, "window_bits") == 0) {
+            if (!num || n < 9 || n > 15)
+                rc = failf(ld, "deflate", k, "deflate.window_bits must be a whole number from "
+                           "9 (512-byte window) to 15 (32 KiB)");
+            else d->window_bits = (int)n;
+        } else {
+            const struct field *f = deflate_fields;
+            while (f->name && strcmp(f->name, k) != 0) f++;
+            if (!f->name)
+                rc = failf(ld, "deflate", k, "deflate.%s is not a known setting (known: mode, "
+                           "level, window_bits, min_size, memory)", k);
+            else if (read_field(ld, "deflate", k, f, d) < 0)
+                rc = -1;
+        }
+        lua_pop(L, 1);
+    }
+    return rc;
+}
+
 /* workers = N (1 to CFG_MAX_WORKERS) or "auto". */
 static int read_workers(struct loader *ld, struct config *cfg)
 {
@@ -623,7 +684,7 @@ static int config_set(lua_State *L)
         struct loader *ld = lua_touserdata(L, lua_upvalueindex(2));
         mistakef(ld, key ? locate(ld->path, key, NULL, line) : line,
                  "unknown setting '%s' (known: listen, apps, origins, require_origin, limits, "
-                 "sandbox, admin, log, outbound, workers)",
+                 "sandbox, admin, log, outbound, workers, deflate)",
                  key ? key : luaL_tolstring(L, 2, NULL));
         return 0;
     }
@@ -694,6 +755,8 @@ static int load(lua_State *L)
     if (lua_getfield(L, 1, "outbound") != LUA_TNIL) read_outbound(ld, cfg);
     lua_settop(L, 2);
     if (lua_getfield(L, 1, "workers") != LUA_TNIL) read_workers(ld, cfg);
+    lua_settop(L, 2);
+    if (lua_getfield(L, 1, "deflate") != LUA_TNIL) read_deflate(ld, cfg);
     lua_pushboolean(L, ld->nmistakes == 0);
     return 1;
 }

@@ -101,6 +101,17 @@ struct cfg_outbound {
     double timeout;        /* seconds for a request that names none */
 };
 
+/* deflate = true | { mode = "shared" | "context", level, window_bits, min_size, memory }:
+ * permessage-deflate (RFC 7692), off by default (offers are then declined). */
+struct cfg_deflate {
+    bool enabled;
+    bool context;       /* "context": per-connection windows; "shared": no context takeover */
+    int level;          /* zlib level 1..9 */
+    int window_bits;    /* the server's window, 9..15 */
+    size_t min_size;    /* messages under this many bytes go uncompressed */
+    size_t memory;      /* bytes all zlib streams may hold before new connections get shared */
+};
+
 struct config {
     struct cfg_listen listen[CFG_MAX_LISTEN];
     size_t nlisten;
@@ -115,6 +126,7 @@ struct config {
     struct cfg_admin admin;
     struct cfg_log log;
     struct cfg_outbound outbound;
+    struct cfg_deflate deflate;
     /* Worker threads, each with its own loop, listeners (SO_REUSEPORT) and copy of every app;
      * 0 until resolved: "auto", one per CPU of the affinity mask (cfg_resolve_workers). */
     size_t workers;

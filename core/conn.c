@@ -21,6 +21,7 @@
 #include "conn_internal.h"
 #include "log.h"
 #include "tls.h"
+#include "utf8.h"
 #include "util.h"
 #include "ws_close.h"
 
@@ -148,6 +149,10 @@ static void conn_free(struct conn *c)
     struct conn_loop *cl = c->cl;
     conn_end_file(c);
     release_message(c);
+    if (c->z) {
+        pmdz_conn_free(c->z);
+        free(c->z);
+    }
     if (c->handler) c->handler->gone(c->handler_ctx, c);
     detach(cl, c);
     conn_release_head(c);
@@ -340,6 +345,7 @@ void conn_loop_destroy(struct conn_loop *cl)
     /* One last round frees what that left, the handlers' close included. */
     conn_loop_settle(cl);
     ev_prepare_stop(cl->loop, &cl->before_block);
+    pmdz_loop_free(&cl->z);
     free(cl->slots);
     free(cl->free_slots);
     cl->slots = NULL;
@@ -525,10 +531,62 @@ static void send_close_frame(struct conn *c, unsigned code, const char *reason, 
     send_frame(c, WS_OP_CLOSE, payload, n);
 }
 
+/* ---- permessage-deflate: sending ---------------------------------------------------------- */
+
+/* Whether a message of len bytes goes compressed to c. */
+static bool worth_compressing(const struct conn *c, size_t len)
+{
+    return c->pmd && len > 0 && len >= c->cl->deflate->min_size;
+}
+
+/* The connection's own streams (context mode), made on first use. */
+static struct pmdz_conn *conn_z(struct conn *c)
+{
+    if (!c->z) c->z = calloc(1, sizeof *c->z);
+    return c->z;
+}
+
+/* Compresses a message for c alone: with its own deflater when it keeps context, else with the
+ * loop's for its window. Returns the frame, or NULL to send it plain. */
+static struct obuf *compress_for(struct conn *c, unsigned opcode, const void *data, size_t len)
+{
+    struct conn_loop *cl = c->cl;
+    if (!(c->pmd & CONN_PMD_SERVER_CONTEXT)) {
+        z_stream *s = pmdz_loop_deflater(&cl->z, c->pmd_server_bits);
+        struct obuf *b = s ? pmdz_frame(s, true, opcode, data, len) : NULL;
+        if (b) cl->counters->deflate_compressions++;
+        return b;
+    }
+    struct pmdz_conn *z = conn_z(c);
+    if (z && !z->def) z->def = pmdz_deflater_new(c->pmd_server_bits, cl->z.level);
+    if (!z || !z->def) return NULL; /* plain: the client's window is untouched */
+    struct obuf *b = pmdz_frame(z->def, false, opcode, data, len);
+    if (!b) {
+        /* The stream took data the client will never see: start again from an empty window,
+         * which can only make back-references the client has. */
+        pmdz_deflater_free(z->def);
+        z->def = NULL;
+        return NULL;
+    }
+    z->used = true;
+    cl->counters->deflate_compressions++;
+    return b;
+}
+
 int conn_send_message(struct conn *c, const void *data, size_t len, bool binary)
 {
     if (c->state != CONN_OPEN) return CONN_CLOSED;
-    send_frame(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len);
+    unsigned opcode = binary ? WS_OP_BINARY : WS_OP_TEXT;
+    if (worth_compressing(c, len)) {
+        struct obuf *b = compress_for(c, opcode, data, len);
+        if (b) {
+            int rc = conn_send_shared(c, b);
+            obuf_unref(b);
+            if (rc != CONN_CLOSED) c->cl->counters->messages_out++;
+            return rc;
+        }
+    }
+    send_frame(c, opcode, data, len);
     if (c->state != CONN_OPEN) return CONN_CLOSED;
     c->cl->counters->messages_out++;
     c->messages_out++;
@@ -560,6 +618,41 @@ int conn_send_shared(struct conn *c, struct obuf *frame)
         return CONN_BACKPRESSURE;
     }
     return CONN_SENT;
+}
+
+/* A publish: every receiver with the same server window shares one compressed frame, made
+ * with the loop's deflater without context. A receiver whose own deflater keeps context is
+ * told what its client's inflater just saw (pmdz_sync), so its next own message cannot refer
+ * to bytes the client does not have, nor miss ones it does. See docs/design.md. */
+int conn_send_fanout(struct conn *c, struct conn_fanout *f)
+{
+    if (!c->pmd || c->state != CONN_OPEN) return conn_send_shared(c, f->plain);
+    size_t off = pmdz_payload_offset(f->plain);
+    const uint8_t *payload = f->plain->data + off;
+    size_t len = f->plain->len - off;
+    if (!worth_compressing(c, len)) return conn_send_shared(c, f->plain);
+    unsigned w = c->pmd_server_bits & 15;
+    if (!f->tried[w]) {
+        f->tried[w] = true;
+        z_stream *s = pmdz_loop_deflater(&c->cl->z, (int)w);
+        unsigned opcode = f->plain->data[0] & 0x0F;
+        f->packed[w] = s ? pmdz_frame(s, true, opcode, payload, len) : NULL;
+        if (f->packed[w]) c->cl->counters->deflate_compressions++;
+    }
+    if (!f->packed[w]) return conn_send_shared(c, f->plain);
+    if ((c->pmd & CONN_PMD_SERVER_CONTEXT) && c->z && c->z->def &&
+        pmdz_sync(c->z->def, payload, len) < 0) {
+        pmdz_deflater_free(c->z->def); /* a fresh one is always in step */
+        c->z->def = NULL;
+    }
+    return conn_send_shared(c, f->packed[w]);
+}
+
+void conn_fanout_done(struct conn_fanout *f)
+{
+    for (size_t i = 0; i < sizeof f->packed / sizeof f->packed[0]; i++)
+        if (f->packed[i]) obuf_unref(f->packed[i]);
+    memset(f->packed, 0, sizeof f->packed);
 }
 
 void conn_flush(struct conn *c)
@@ -786,11 +879,57 @@ static bool grow_message(struct conn *c, size_t need)
     return true;
 }
 
+/* ---- permessage-deflate: receiving -------------------------------------------------------- */
+
+/* Inflates a whole compressed message and delivers it (after the batch before it). The output
+ * stops growing one byte past max_message, whatever the input expands to: a zip bomb costs at
+ * most max_message plus zlib's window. */
+static void inflate_deliver(struct conn *c, const uint8_t *data, size_t len, bool binary)
+{
+    struct conn_loop *cl = c->cl;
+    z_stream *s;
+    if (c->pmd & CONN_PMD_CLIENT_CONTEXT) {
+        struct pmdz_conn *z = conn_z(c);
+        if (z && !z->inf) z->inf = pmdz_inflater_new(c->pmd_client_bits);
+        s = z ? z->inf : NULL;
+    } else {
+        s = pmdz_loop_inflater(&cl->z);
+    }
+    if (!s) {
+        conn_fail(c, WS_CLOSE_INTERNAL_ERROR, "out of memory for inflating a message");
+        return;
+    }
+    uint8_t *out = NULL;
+    ssize_t n = pmdz_inflate(s, data, len, conn_limits(c)->max_message, &out);
+    if (n < 0) {
+        if (n == PMDZ_E_TOO_BIG) cl->counters->inflate_limit_closes++;
+        conn_fail(c, (unsigned)-n,
+                  n == PMDZ_E_TOO_BIG ? "message larger than max_message once inflated"
+                  : n == PMDZ_E_DATA  ? "invalid compressed data (permessage-deflate)"
+                                      : "out of memory for inflating a message");
+        return;
+    }
+    cl->inflated += (size_t)n;
+    cl->counters->inflations++;
+    if (!binary && !utf8_valid(out, (size_t)n)) {
+        free(out);
+        conn_fail(c, WS_CLOSE_INVALID_DATA, "text message is not valid UTF-8");
+        return;
+    }
+    flush_messages(c);
+    deliver(c, out ? out : (const uint8_t *)"", (size_t)n, binary, false);
+    free(out);
+}
+
 static int on_data(void *ud, unsigned opcode, uint8_t *data, size_t len, bool first, bool last)
 {
     struct conn *c = ud;
     if (c->state != CONN_OPEN) return 0; /* after our close frame, data is discarded */
     bool binary = opcode == WS_OP_BINARY;
+    if (first && last && c->reader.compressed) {
+        inflate_deliver(c, data, len, binary);
+        return reader_should_stop(c);
+    }
     if (first && last) {
         /* The common case: the whole message sits in the read buffer. No copy. */
         deliver(c, data, len, binary, true);
@@ -807,8 +946,12 @@ static int on_data(void *ud, unsigned opcode, uint8_t *data, size_t len, bool fi
     c->msg = NULL;
     c->msg_len = 0;
     give_back_message_room(c);
-    flush_messages(c);
-    deliver(c, msg, msg_len, binary, false);
+    if (c->reader.compressed) {
+        inflate_deliver(c, msg, msg_len, binary);
+    } else {
+        flush_messages(c);
+        deliver(c, msg, msg_len, binary, false);
+    }
     free(msg);
     return reader_should_stop(c);
 }
@@ -861,10 +1004,17 @@ static void process_input(struct conn *c, uint8_t *data, size_t len)
     }
 }
 
-/* Reads until the socket is empty, but gives other connections a turn after 1 MiB. */
+/* Inflated bytes after which a connection's read gives the others a turn (what one read has
+ * already brought in is still inflated: at most 64 KiB of input, each message capped at
+ * max_message). */
+#define INFLATE_PER_TURN (4u << 20)
+
+/* Reads until the socket is empty, but gives other connections a turn after 1 MiB, or after
+ * INFLATE_PER_TURN inflated. */
 static void conn_read(struct conn *c)
 {
     struct conn_loop *s = c->cl;
+    s->inflated = 0;
     for (int round = 0; round < 16; round++) {
         ssize_t n = c->tr.ops->read(&c->tr, s->rbuf, sizeof s->rbuf);
         if (n > 0) {
@@ -877,6 +1027,7 @@ static void conn_read(struct conn *c)
             }
             process_input(c, s->rbuf, (size_t)n);
             if (c->state == CONN_DEAD || c->paused) return;
+            if (s->inflated >= INFLATE_PER_TURN) break;
             if ((size_t)n < sizeof s->rbuf && !c->tr.ops->pending(&c->tr)) return;
             continue;
         }
@@ -956,6 +1107,16 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         }
         break;
     case CONN_OPEN: {
+        /* A context deflater that compressed nothing since the last check is freed: dropping
+         * our own context is always safe (a fresh one refers to nothing). */
+        if (c->z && c->z->def) {
+            if (c->z->used) {
+                c->z->used = false;
+            } else {
+                pmdz_deflater_free(c->z->def);
+                c->z->def = NULL;
+            }
+        }
         /* last_rx is updated on every read; the timer is only re-armed here, lazily, so busy
          * connections cost no timer operations per message (libev's recommended pattern). */
         double idle = now - c->last_rx;

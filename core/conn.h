@@ -35,6 +35,7 @@
 #include "handshake.h"
 #include "http.h"
 #include "outq.h"
+#include "pmdz.h"
 #include "ratelimit.h"
 #include "topics.h"
 #include "transport.h"
@@ -236,6 +237,14 @@ struct conn {
     const char *body;       /* during the handler's http: the request body */
     size_t body_len;
 
+    /* permessage-deflate, when negotiated: CONN_PMD_* bits, the windows agreed (the server's
+     * and the client's), and the connection's own zlib streams in context mode (NULL until
+     * first used; shared mode never has any). */
+    uint8_t pmd;
+    uint8_t pmd_server_bits;
+    uint8_t pmd_client_bits;
+    struct pmdz_conn *z;
+
     /* WebSocket: the reader, and a message arriving in pieces. */
     struct ws_reader reader;
     uint8_t *msg;
@@ -268,6 +277,13 @@ struct conn {
     struct conn *next_dirty;
 };
 
+/* conn->pmd bits. */
+enum {
+    CONN_PMD_ON = 1,             /* permessage-deflate negotiated */
+    CONN_PMD_SERVER_CONTEXT = 2, /* our compressor keeps its window between messages */
+    CONN_PMD_CLIENT_CONTEXT = 4, /* the client's does: we keep an inflater for it */
+};
+
 /* conn->handler_ref of a connection whose handler has not given it one (Lua's LUA_NOREF). */
 #define CONN_NO_REF (-2)
 
@@ -296,6 +312,21 @@ int conn_send_message(struct conn *c, const void *data, size_t len, bool binary)
  * copy. Returns as conn_send_message. The caller counts what it sends this way (one addition
  * per publish instead of one per receiver). */
 int conn_send_shared(struct conn *c, struct obuf *frame);
+
+/* A publish's frames, built once per loop and shared by every receiver: the plain frame, and
+ * compressed ones made on first need, one per server window size (receivers that negotiated
+ * permessage-deflate get the one for their window; see docs/design.md). */
+struct conn_fanout {
+    struct obuf *plain;
+    struct obuf *packed[16]; /* by window bits; NULL: not made yet */
+    bool tried[16];          /* made or found not worth it */
+};
+
+/* conn_send_shared for a publish: picks (and makes, once) the frame c can take, and keeps a
+ * context-mode compressor in step with what its client's inflater saw. */
+int conn_send_fanout(struct conn *c, struct conn_fanout *f);
+/* Releases the compressed frames (not plain). */
+void conn_fanout_done(struct conn_fanout *f);
 
 /* Starts the close handshake with code (a valid close code, or 0 for none) and reason. Does
  * nothing unless the connection is open. */
@@ -375,6 +406,11 @@ struct conn_loop {
     ev_prepare before_block;
 
     size_t queued_bytes;      /* in every connection's send queue (a gauge for metrics) */
+    /* permessage-deflate: the config (NULL or disabled: offers declined) and this loop's zlib
+     * streams without context. Set by the owner after conn_loop_init. */
+    const struct cfg_deflate *deflate;
+    struct pmdz_loop z;
+    size_t inflated;          /* bytes inflated in the current read (conn_read yields past 4 MiB) */
     size_t files;             /* static files being sent (each an open descriptor) */
     size_t nbatch;
     struct conn_message batch[CONN_BATCH]; /* of the connection being read; into rbuf */

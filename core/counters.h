@@ -61,6 +61,9 @@ struct counters {
     uint64_t publishes;             /* mw.publish calls */
     uint64_t deliveries;            /* messages a publish queued to subscribers */
     uint64_t http_requests;         /* plain HTTP requests answered (static files, 404, 426) */
+    uint64_t deflate_compressions;  /* messages compressed (a publish: once per window size) */
+    uint64_t inflations;            /* compressed messages received and inflated */
+    uint64_t inflate_limit_closes;  /* closed with 1009: a message passed max_message inflated */
 };
 
 #endif

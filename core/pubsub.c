@@ -95,8 +95,10 @@ int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *fr
     if (!members) return PS_E_NOMEM;
     for (uint32_t i = 0; i < n; i++) members[i] = t->members[i].member;
     size_t count = 0;
+    struct conn_fanout fan = { .plain = frame };
     for (uint32_t i = 0; i < n; i++)
-        if (conn_send_shared(members[i], frame) != CONN_CLOSED) count++;
+        if (conn_send_fanout(members[i], &fan) != CONN_CLOSED) count++;
+    conn_fanout_done(&fan);
     if (members != local) free(members);
     ps->counters->deliveries += count;
     ps->counters->messages_out += count;

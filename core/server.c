@@ -57,6 +57,8 @@ int srv_init(struct server *srv, struct ev_loop *loop, const struct config *cfg,
     srv->counters = counters;
     srv->epoll_fd = -1;
     conn_loop_init(&srv->conns, loop, &cfg->limits, counters, &conn_host_ops, srv);
+    srv->conns.deflate = &cfg->deflate;
+    pmdz_loop_init(&srv->conns.z, cfg->deflate.level);
     ev_init(&srv->shutdown_timer, on_shutdown_timer);
     ev_init(&srv->accept_pause, on_accept_pause);
     ev_timer_init(&srv->housekeeping, on_housekeeping, 1., 1.);

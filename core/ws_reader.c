@@ -39,6 +39,7 @@ static int begin_frame(struct ws_reader *r)
         if (r->message_opcode)
             return fail(r, WS_E_PROTOCOL, "new data frame inside a fragmented message");
         r->message_opcode = f->opcode;
+        r->compressed = (f->rsv & WS_RSV1) != 0;
         r->message_len = 0;
         r->utf8_state = UTF8_ACCEPT;
         r->first_pending = true;
@@ -111,7 +112,7 @@ static int data_payload(struct ws_reader *r, uint8_t *p, size_t n,
     bool last = frame_end && r->frame.fin;
     unsigned opcode = r->message_opcode;
 
-    if (opcode == WS_OP_TEXT) {
+    if (opcode == WS_OP_TEXT && !r->compressed) {
         if (!utf8_validate(&r->utf8_state, p, n))
             return fail(r, WS_E_INVALID_DATA, "text message is not valid UTF-8");
         if (last && !utf8_complete(r->utf8_state))

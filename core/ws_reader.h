@@ -21,7 +21,7 @@ struct ws_reader_callbacks {
      * A single-frame message that arrived whole in one call comes as a single piece with first
      * and last set (a fragmented one comes as one piece per non-empty fragment). Empty pieces
      * occur (empty messages, empty fragments at the end). Text pieces were validated as UTF-8
-     * before the call. The bytes are the caller's own buffer, unmasked, and may be modified.
+     * before the call, unless r->compressed (the caller checks them once inflated). The bytes are the caller's own buffer, unmasked, and may be modified.
      * Return 0 to go on, nonzero to make ws_reader_feed return at once. */
     int (*on_data)(void *ud, unsigned opcode, uint8_t *data, size_t len, bool first, bool last);
     /* A whole ping, pong or close frame (payload unmasked, at most 125 bytes). A close payload
@@ -42,6 +42,8 @@ struct ws_reader {
     bool in_payload;        /* frame header done, payload (or its end) still to come */
     bool first_pending;     /* the message's first piece is not passed on yet */
     bool closed;            /* a close frame was received */
+    bool compressed;        /* the message in progress (or last) had RSV1 on its first frame:
+                             * permessage-deflate; its UTF-8 is checked after inflating */
     uint8_t header_len;     /* bytes of a split header kept in header[] */
     uint8_t header[WS_FRAME_MAX_HEADER];
     uint8_t control_len;    /* bytes of a split control payload kept in control[] */
