@@ -345,6 +345,9 @@ void workers_attach(struct workers *g, struct worker *w, unsigned id)
     w->srv.handoff = &handoff_ops;
     w->srv.handoff_ctx = g;
     w->srv.epoll_fd = srv_epoll_fd(w->loop);
+    w->env.threaded = true;
+    w->lag_epoch = &g->lag_epoch;
+    w->lag_seen = __atomic_load_n(&g->lag_epoch, __ATOMIC_RELAXED);
     pthread_mutex_init(&w->view_lock, NULL);
     w->view = calloc(1, sizeof *w->view);
     ev_async_init(&w->wake, on_wake);
@@ -510,6 +513,11 @@ void workers_free(struct workers *g)
         if (i) free(g->w[i]);
         g->w[i] = NULL;
     }
+}
+
+void workers_reset_lag_max(struct workers *g)
+{
+    __atomic_add_fetch(&g->lag_epoch, 1, __ATOMIC_RELAXED);
 }
 
 static void add_view(struct worker_view *sum, const struct worker_view *v)

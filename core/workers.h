@@ -55,6 +55,7 @@ struct workers {
     struct limits_shared limits;       /* connection limits across workers */
     struct sstore *shared;             /* mw.shared (the process's, set by its owner) */
     struct handoff_queue handoffs[CFG_MAX_WORKERS];
+    unsigned lag_epoch;                /* atomic: bumped to restart every worker's lag_max */
 
     /* SIGHUP and --watch: a reload round prepares the apps in every worker, then worker 0
      * commits each app that prepared everywhere and aborts the others (all or nothing).
@@ -113,6 +114,9 @@ void workers_detach(struct workers *g, struct worker *w);
 
 /* Frees what g holds (after workers_stop and worker 0's worker_destroy). */
 void workers_free(struct workers *g);
+
+/* Every worker's worst loop lag starts again (within its next 100 ms tick). Any thread. */
+void workers_reset_lag_max(struct workers *g);
 
 /* What the metrics show of each worker on its own (the worker label). */
 struct worker_figures {

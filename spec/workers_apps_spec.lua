@@ -253,3 +253,148 @@ describe("SIGHUP with 4 workers", function()
         for _, c in ipairs(clients) do c:close() end
     end)
 end)
+
+local cjson = require "cjson"
+
+local OBSERVED = [[
+local app = {}
+local hits = mw.metrics.counter("hits", "Messages seen.", { "kind" })
+local online = mw.metrics.gauge("online", "Connections open.")
+local sizes = mw.metrics.histogram("sizes", "Message sizes.", { 4, 16, 64 })
+function app.upgrade(req) return true end
+function app.open(conn) online:inc() end
+function app.close(conn) online:dec() end
+function app.message(conn, data)
+    local cmd, arg = data:match("^(%S+) ?(.*)$")
+    if cmd == "hit" then
+        hits:inc(1, { "a" })
+        sizes:observe(#data)
+        conn:send("ok")
+    elseif cmd == "sub" then
+        assert(conn:subscribe(arg))
+        conn:send("ok")
+    elseif cmd == "busy" then -- keeps this worker's loop from turning for a while
+        local t = os.clock()
+        while os.clock() - t < tonumber(arg) do end
+        conn:send("ok")
+    end
+end
+return app
+]]
+
+describe("metrics and the dashboard with 4 workers", function()
+    local dir, srv
+
+    before_each(function()
+        dir = server.app_dir { ["app.lua"] = OBSERVED }
+        srv = server.start {
+            app = dir,
+            config = "workers = 4\nadmin = { port = 0 }\nsandbox = { instructions = 0 }\n",
+        }
+    end)
+
+    after_each(function()
+        if srv then srv:stop() end
+        server.remove(dir)
+    end)
+
+    -- n connections, once the metrics show every worker has some.
+    local function spread_clients(n)
+        local clients = {}
+        for i = 1, n do clients[i] = assert(ws.connect(srv.port)) end
+        local m = wait_metrics(srv, function(s)
+            for i = 0, 3 do
+                if (s[('moonwire_worker_connections{worker="%d"}'):format(i)] or 0) == 0 then
+                    return false
+                end
+            end
+            return true
+        end)
+        for i = 0, 3 do
+            assert.is_true(m[('moonwire_worker_connections{worker="%d"}'):format(i)] > 0,
+                "worker " .. i .. " got none of " .. n .. " connections")
+        end
+        return clients
+    end
+
+    local function ask(c, text)
+        c:send_text(text)
+        return c:recv_message(10)
+    end
+
+    it("sums what every worker's copy counts with mw.metrics, in a valid exposition", function()
+        local clients = spread_clients(40)
+        for _, c in ipairs(clients) do
+            for _ = 1, 3 do assert.are.equal("ok", ask(c, "hit")) end
+        end
+        local s, body = wait_metrics(srv, function(m)
+            return m['moonwire_app_hits_total{app="app",kind="a"}'] == 120
+        end)
+        assert.are.equal(120, s['moonwire_app_hits_total{app="app",kind="a"}'])
+        assert.are.equal(40, s['moonwire_app_online{app="app"}'])
+        assert.are.equal(120, s['moonwire_app_sizes_count{app="app"}'])
+        assert.are.equal(120, s['moonwire_app_sizes_bucket{app="app",le="4"}']) -- "hit" is 3
+        assert.are.equal(360, s['moonwire_app_sizes_sum{app="app"}'])
+        -- One family each, whatever the number of workers.
+        local _, families = body:gsub("# TYPE moonwire_app_hits_total counter", "")
+        assert.are.equal(1, families)
+        -- The totals without a worker label sum the per-worker series.
+        assert.are.equal(s["moonwire_connections_accepted_total"],
+            worker_sum(s, "moonwire_worker_accepted_total"))
+        assert.are.equal(s['moonwire_connections{app="app"}'],
+            worker_sum(s, "moonwire_worker_connections"))
+        local tmp = os.tmpname()
+        helpers.write_file(tmp, body)
+        local ok = os.execute("promtool check metrics < " .. tmp .. " > " .. tmp .. ".out 2>&1")
+        local out = helpers.read_file(tmp .. ".out")
+        os.remove(tmp)
+        os.remove(tmp .. ".out")
+        assert.is_true(ok == true or ok == 0, "promtool: " .. tostring(out))
+        for _, c in ipairs(clients) do c:close() end
+    end)
+
+    it("shows the busiest topics over every worker; every worker's worst lag starts again", function()
+        local clients = spread_clients(24)
+        for i, c in ipairs(clients) do
+            assert.are.equal("ok", ask(c, "sub " .. (i <= 20 and "hot" or "cold")))
+        end
+        -- Each client's loop stalls once: every worker lags 0.3 s (the clients are spread).
+        for _, c in ipairs(clients) do c:send_text("busy 0.3") end
+        for _, c in ipairs(clients) do assert.are.equal("ok", c:recv_message(20)) end
+        local s = wait_metrics(srv, function(m)
+            for i = 0, 3 do
+                if (m[('moonwire_worker_loop_lag_max_seconds{worker="%d"}'):format(i)] or 0) < 0.25
+                then return false end
+            end
+            return true
+        end)
+        for i = 0, 3 do
+            assert.is_true(s[('moonwire_worker_loop_lag_max_seconds{worker="%d"}'):format(i)] >= 0.25)
+        end
+        -- The dashboard's feed: topics counted over all workers.
+        local feed = assert(ws.connect(srv:admin_port(), { path = "/ws" }))
+        local snap = cjson.decode((feed:recv_message(5)))
+        assert.are.equal("snapshot", snap.type)
+        local topics = {}
+        for _, t in ipairs(snap.topics) do topics[t.topic] = t.subscribers end
+        assert.are.same({ hot = 20, cold = 4 }, topics)
+        assert.are.equal("hot", snap.topics[1].topic)
+        -- Two snapshots later every worker's worst lag is this second's, not the stall's.
+        feed:recv_message(5)
+        feed:recv_message(5)
+        s = wait_metrics(srv, function(m)
+            for i = 0, 3 do
+                if m[('moonwire_worker_loop_lag_max_seconds{worker="%d"}'):format(i)] >= 0.25 then
+                    return false
+                end
+            end
+            return true
+        end, 3)
+        for i = 0, 3 do
+            assert.is_true(s[('moonwire_worker_loop_lag_max_seconds{worker="%d"}'):format(i)] < 0.25,
+                "worker " .. i .. "'s worst lag did not start again")
+        end
+        feed:close()
+        for _, c in ipairs(clients) do c:close() end
+    end)
+end)
