@@ -93,14 +93,27 @@ static bool any_tls(const struct config *cfg)
 }
 
 /* A pinned app needs its connections to move to its worker, which a TLS session cannot do. */
-static int check_pin(struct workers *g, size_t app, int pinned, char *err, size_t errlen)
+static int pin_error(const struct config *cfg, size_t app, int pinned, char *err, size_t errlen)
 {
-    if (!pinned || g->n < 2 || !any_tls(g->cfg)) return 0;
+    if (!pinned || cfg->workers < 2 || !any_tls(cfg)) return 0;
     snprintf(err, errlen, "app %s (for %s) sets app.workers = 1, but a listener speaks TLS and "
              "a TLS connection cannot move between worker threads: serve this app over plain "
              "ws:// behind a TLS-terminating proxy, or run with workers = 1",
-             g->cfg->apps[app].dir, g->cfg->apps[app].path);
+             cfg->apps[app].dir, cfg->apps[app].path);
     return -1;
+}
+
+static int check_pin(struct workers *g, size_t app, int pinned, char *err, size_t errlen)
+{
+    return pin_error(g->cfg, app, pinned, err, errlen);
+}
+
+int workers_check_pins(const struct config *cfg, const struct worker *w, char *err,
+                       size_t errlen)
+{
+    for (size_t i = 0; i < w->napps; i++)
+        if (pin_error(cfg, i, lb_app_workers(w->apps[i]), err, errlen) < 0) return -1;
+    return 0;
 }
 
 /* Each pinned app is served by worker (its index modulo the workers): pinned apps spread. */

@@ -93,6 +93,11 @@ void workers_attach(struct workers *g, struct worker *w, unsigned id);
  * between threads). */
 int workers_connect_apps(struct workers *g, struct worker *w, char *err, size_t errlen);
 
+/* What workers_connect_apps refuses, for --check (which starts no worker): 0, or -1 with why in
+ * err when an app of w (loaded) is pinned while cfg has several workers and a TLS listener. */
+int workers_check_pins(const struct config *cfg, const struct worker *w, char *err,
+                       size_t errlen);
+
 /* Starts workers 1..n-1, each loading the apps and listening on its thread, and waits until
  * every one has. Returns 0, or -1 with the first failure in err (the started ones are stopped
  * again). */

@@ -157,6 +157,14 @@ describe("app.workers", function()
         assert.truthy(srv:log():find("sets app.workers = 1, but a listener speaks TLS and a TLS "
             .. "connection cannot move between worker threads", 1, true), srv:log())
         server.remove(srv.dir)
+        -- --check says so too.
+        local check = server.start {
+            app = dir, expect_fail = true,
+            args = { "--check", "--workers", "2", "--tls-cert", pem, "--tls-key", key },
+        }
+        assert.are_not.equal(0, check.status)
+        assert.truthy(check:log():find("cannot move between worker threads", 1, true), check:log())
+        server.remove(check.dir)
         server.remove(dir)
     end)
 end)
