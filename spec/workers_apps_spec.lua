@@ -116,6 +116,23 @@ describe("an app pinned with app.workers = 1, with 4 workers", function()
         for _, c in ipairs(clients) do c:close() end
     end)
 
+    it("hands over a kept-alive connection whose next request is for the pinned app", function()
+        -- Two pipelined requests in one write: the first for /free, served where the kernel
+        -- put the connection; the second for the pinned app, served by its worker.
+        for _ = 1, 8 do
+            local req = ("GET /free HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                .. "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            local resp = assert(ws.http(srv.port, req, { timeout = 5 }))
+            local statuses, bodies = {}, {}
+            for status, body in resp.raw:gmatch("HTTP/1%.1 (%d+).-\r\n\r\n(opened %d+)") do
+                statuses[#statuses + 1] = tonumber(status)
+                bodies[#bodies + 1] = body
+            end
+            assert.are.same({ 200, 200 }, statuses, resp.raw)
+            assert.are.same({ "opened 0", "opened 0" }, bodies, resp.raw)
+        end
+    end)
+
     it("leaves an unpinned app on every worker, each with its own state", function()
         local clients = {}
         for i = 1, 40 do clients[i] = assert(ws.connect(srv.port, { path = "/free" })) end
