@@ -314,7 +314,8 @@ describe("metrics and the dashboard with 4 workers", function()
         dir = server.app_dir { ["app.lua"] = OBSERVED }
         srv = server.start {
             app = dir,
-            config = "workers = 4\nadmin = { port = 0 }\nsandbox = { instructions = 0 }\n",
+            config = "workers = 4\nadmin = { port = 0 }\n"
+                .. "sandbox = { instructions = 0, time_limit = 30 }\n",
         }
     end)
 
