@@ -7,8 +7,9 @@
 #   GENS=6 CONNS=100 DEPTH=16 SECS=4 BIN=build/moonwire bench/workers.sh 1 2 4 8
 #
 # Prints one line per N: the sum of the generators' messages per second, and their worst p99.
-# Needs as many CPUs as the largest N plus GENS; on a 2-core machine it shows nothing useful
-# (the lent 16-core machine ran it: bench/RESULTS.md).
+# Needs as many CPUs as the largest N plus GENS; on a 2-core machine it skips every N (there,
+# bench/run.lua with BENCH_WORKERS=1 and 2 gives the 1 vs 2 workers figure: bench/RESULTS.md).
+# No machine with more cores has run it yet.
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/moonwire}

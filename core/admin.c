@@ -14,6 +14,7 @@
 #include "lua_bridge.h"
 #include "utf8.h"
 #include "util.h"
+#include "app_metrics.h"
 #include "worker.h"
 #include "workers.h"
 
@@ -165,6 +166,38 @@ static double app_memory(const struct worker_view *v, size_t i) { return (double
 static double app_timers(const struct worker_view *v, size_t i) { return (double)v->timers[i]; }
 static double app_topics(const struct worker_view *v, size_t i) { return (double)v->topics[i]; }
 
+/* What the apps defined with mw.metrics. With several workers each worker's copy of an app
+ * counts its own: they are merged into one registry per app (counters, gauges and histograms
+ * add up), so a series reads the same with one worker or many. */
+static void write_app_metrics(const struct worker *w, struct mbuf *b)
+{
+    const struct workers *g = w->group;
+    if (!g) {
+        lb_write_app_metrics(w->apps, w->napps, b);
+        return;
+    }
+    struct am_registry *merged = calloc(w->napps ? w->napps : 1, sizeof *merged);
+    if (!merged) {
+        b->failed = true;
+        return;
+    }
+    struct am_registry *regs[CFG_MAX_APPS];
+    const char *names[CFG_MAX_APPS];
+    for (size_t i = 0; i < w->napps; i++) {
+        am_init(&merged[i], 0);
+        regs[i] = &merged[i];
+        names[i] = lb_app_name(w->apps[i]);
+        for (size_t k = 0; k < g->n; k++) {
+            struct worker *o = g->w[k];
+            if (!o || (k && !g->started[k]) || i >= o->napps) continue;
+            if (lb_app_merge_metrics(o->apps[i], &merged[i]) < 0) b->failed = true;
+        }
+    }
+    am_write(regs, names, w->napps, b);
+    for (size_t i = 0; i < w->napps; i++) am_free(&merged[i]);
+    free(merged);
+}
+
 void admin_write_metrics(const struct admin *a, struct mbuf *b)
 {
     const struct worker *w = a->w;
@@ -302,7 +335,7 @@ void admin_write_metrics(const struct admin *a, struct mbuf *b)
     struct label version = { "version", MOONWIRE_VERSION };
     metrics_sample(b, "moonwire_build_info", &version, 1, 1);
 
-    lb_write_app_metrics(w->apps, w->napps, b);
+    write_app_metrics(w, b);
 
     struct process_stats p;
     read_process(a, v, &p);
@@ -619,11 +652,21 @@ static void build_snapshot(struct admin *a, struct mbuf *b)
                   (unsigned long long)(s->reloads_ok + s->reloads_failed));
     }
     mb_printf(b, "],\"topics\":[");
-    /* The busiest ten over every app, merged from each app's ten. */
+    /* The busiest ten over every app, merged from each app's ten; with several workers, the
+     * bus's totals over every worker. */
     struct lb_topic_count best[10];
     const char *best_app[10];
     size_t nbest = 0;
-    for (size_t i = 0; i < w->napps; i++) {
+    struct bus_topic_count *across = NULL;
+    if (w->group && (across = malloc(10 * sizeof *across))) {
+        nbest = bus_busiest(&w->group->bus, across, 10);
+        for (size_t k = 0; k < nbest; k++) {
+            best[k] = (struct lb_topic_count){ across[k].name, across[k].len,
+                                               across[k].subscribers };
+            best_app[k] = across[k].app < w->cfg->napps ? w->cfg->apps[across[k].app].path : "";
+        }
+    }
+    for (size_t i = 0; i < w->napps && !w->group; i++) {
         struct lb_topic_count top[10];
         size_t n = lb_app_busiest_topics(w->apps[i], top, 10);
         for (size_t k = 0; k < n; k++) {
@@ -648,6 +691,7 @@ static void build_snapshot(struct admin *a, struct mbuf *b)
         json_string(b, best[k].name, best[k].len);
         mb_printf(b, ",\"subscribers\":%zu}", best[k].subscribers);
     }
+    free(across);
     mb_printf(b, "],\"events\":[");
     struct log_event ev[20];
     size_t nev = log_recent(ev, ARRAY_LEN(ev));
@@ -677,7 +721,10 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     if (!a->nviewers) return;
     struct mbuf b = { 0 };
     build_snapshot(a, &b);
+    /* The worst lag is per snapshot: every worker starts again (the others at their next
+     * tick; see worker.lag_epoch). */
     a->w->lag_max = 0;
+    if (a->w->group) workers_reset_lag_max(a->w->group);
     /* The copy: a send may end a viewer, which removes it from the list. */
     struct conn *viewers[ADMIN_MAX_VIEWERS];
     size_t n = a->nviewers;

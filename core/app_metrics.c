@@ -128,37 +128,74 @@ static struct am_series *find_series(struct am_metric *m, const char *const *val
     return NULL;
 }
 
+/* The series of m with the label values given, made when missing (NULL: out of memory, or the
+ * cap; *rc says which). */
+static struct am_series *get_series(struct am_registry *r, struct am_metric *m,
+                                    const char *const *values, int *rc)
+{
+    struct am_series *s = find_series(m, values);
+    if (s) return s;
+    *rc = AM_E_CAP;
+    if (r->max_series && r->series >= r->max_series) return NULL;
+    *rc = AM_E_NOMEM;
+    s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->values = calloc(m->nlabels ? m->nlabels : 1, sizeof *s->values);
+    bool ok = s->values != NULL;
+    for (size_t i = 0; ok && i < m->nlabels; i++) ok = (s->values[i] = strdup(values[i]));
+    if (!ok) {
+        if (s->values)
+            for (size_t i = 0; i < m->nlabels; i++) free(s->values[i]);
+        free(s->values);
+        free(s);
+        return NULL;
+    }
+    if (m->type == AM_HISTOGRAM) hist_init(&s->hist, m->bounds, m->nbounds);
+    s->next = m->series;
+    m->series = s;
+    m->nseries++;
+    r->series++;
+    return s;
+}
+
 int am_update(struct am_registry *r, int index, const char *const *values, size_t nvalues,
               double v, bool set)
 {
     struct am_metric *m = r->metrics[index];
     if (nvalues != m->nlabels) return AM_E_LABELS;
     if (m->type == AM_COUNTER && v < 0) return AM_E_NEGATIVE;
-    struct am_series *s = find_series(m, values);
-    if (!s) {
-        if (r->max_series && r->series >= r->max_series) return AM_E_CAP;
-        s = calloc(1, sizeof *s);
-        if (!s) return AM_E_NOMEM;
-        s->values = calloc(m->nlabels ? m->nlabels : 1, sizeof *s->values);
-        bool ok = s->values != NULL;
-        for (size_t i = 0; ok && i < m->nlabels; i++) ok = (s->values[i] = strdup(values[i]));
-        if (!ok) {
-            if (s->values)
-                for (size_t i = 0; i < m->nlabels; i++) free(s->values[i]);
-            free(s->values);
-            free(s);
-            return AM_E_NOMEM;
-        }
-        if (m->type == AM_HISTOGRAM) hist_init(&s->hist, m->bounds, m->nbounds);
-        s->next = m->series;
-        m->series = s;
-        m->nseries++;
-        r->series++;
-    }
+    int rc;
+    struct am_series *s = get_series(r, m, values, &rc);
+    if (!s) return rc;
     switch (m->type) {
     case AM_COUNTER: s->value += v; break;
     case AM_GAUGE: s->value = set ? v : s->value + v; break;
     case AM_HISTOGRAM: hist_observe(&s->hist, v, 1); break;
+    }
+    return 0;
+}
+
+int am_merge(struct am_registry *into, const struct am_registry *from)
+{
+    for (size_t i = 0; i < from->count; i++) {
+        const struct am_metric *m = from->metrics[i];
+        int index = am_define(into, m->type, m->name, m->help, (const char *const *)m->labels,
+                              m->nlabels, m->bounds, m->nbounds);
+        if (index == AM_E_NOMEM) return AM_E_NOMEM;
+        if (index < 0) continue; /* another shape under the same name: left out */
+        struct am_metric *d = into->metrics[index];
+        /* Oldest first, so the merged series keep the order of the first registry. */
+        const struct am_series *order[1024];
+        size_t n = 0;
+        for (const struct am_series *s = m->series; s && n < 1024; s = s->next) order[n++] = s;
+        while (n--) {
+            const struct am_series *s = order[n];
+            int rc;
+            struct am_series *t = get_series(into, d, (const char *const *)s->values, &rc);
+            if (!t) return rc;
+            if (m->type == AM_HISTOGRAM) hist_merge(&t->hist, &s->hist);
+            else t->value += s->value;
+        }
     }
     return 0;
 }

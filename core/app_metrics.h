@@ -74,6 +74,12 @@ int am_define(struct am_registry *r, enum am_type type, const char *name, const 
 int am_update(struct am_registry *r, int index, const char *const *values, size_t nvalues,
               double v, bool set);
 
+/* Adds every series of from to into (with max_series 0: no cap), defining what into lacks:
+ * counters and gauges add up, histograms merge. A metric whose name into has with another shape
+ * is left out. Returns 0, or AM_E_NOMEM (into then holds part of from). Several workers' copies
+ * of an app are exported as one this way. */
+int am_merge(struct am_registry *into, const struct am_registry *from);
+
 /* A sentence for an AM_E_ result. */
 const char *am_error(int rc);
 

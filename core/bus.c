@@ -153,6 +153,37 @@ size_t bus_subscribers(struct bus *bus, unsigned app, const char *topic, size_t 
     return n;
 }
 
+size_t bus_busiest(struct bus *bus, struct bus_topic_count *out, size_t n)
+{
+    size_t have = 0;
+    for (size_t si = 0; si < BUS_STRIPES && n; si++) {
+        struct bus_stripe *st = &bus->stripes[si];
+        pthread_mutex_lock(&st->lock);
+        for (size_t b = 0; b < st->nbuckets; b++) {
+            for (const struct bus_topic *t = st->buckets[b]; t; t = t->next) {
+                if (!t->total || (have == n && t->total <= out[n - 1].subscribers)) continue;
+                size_t at = have < n ? have++ : n - 1;
+                struct bus_topic_count *o = &out[at];
+                o->app = t->app;
+                o->subscribers = t->total;
+                /* Cut at a character boundary: the copy is shown as text. */
+                size_t len = t->len < sizeof o->name ? t->len : sizeof o->name;
+                if (len < t->len)
+                    while (len && ((unsigned char)t->name[len] & 0xC0) == 0x80) len--;
+                memcpy(o->name, t->name, len);
+                o->len = len;
+                for (; at > 0 && out[at].subscribers > out[at - 1].subscribers; at--) {
+                    struct bus_topic_count x = out[at];
+                    out[at] = out[at - 1];
+                    out[at - 1] = x;
+                }
+            }
+        }
+        pthread_mutex_unlock(&st->lock);
+    }
+    return have;
+}
+
 uint64_t bus_workers(struct bus *bus, unsigned app, const char *topic, size_t len)
 {
     uint64_t h = hash_of(app, topic, len);

@@ -82,6 +82,18 @@ int bus_interest(struct bus *bus, unsigned app, const char *topic, size_t len, u
                  int delta, size_t local);
 /* Subscribers of app's topic on every worker. */
 size_t bus_subscribers(struct bus *bus, unsigned app, const char *topic, size_t len);
+/* A topic and its subscribers on every worker, copied (names longer than name are cut). */
+struct bus_topic_count {
+    unsigned app;
+    size_t subscribers;
+    size_t len;
+    char name[256];
+};
+
+/* Fills out with up to n topics of every app with the most subscribers over all workers, most
+ * first. Locks the stripes one after another: for the dashboard's snapshot, not a hot path. */
+size_t bus_busiest(struct bus *bus, struct bus_topic_count *out, size_t n);
+
 /* The workers with subscribers to app's topic. */
 uint64_t bus_workers(struct bus *bus, unsigned app, const char *topic, size_t len);
 

@@ -653,6 +653,15 @@ static int next_request(struct conn *c, const char *buf, size_t buf_len, const u
 static void hand_over(struct conn *c, const char *buf, size_t buf_len, const uint8_t *data,
                       size_t used, size_t len)
 {
+    if (c->outq.bytes && !c->file) conn_flush(c); /* a kept-alive answer, written at once */
+    if (c->state != CONN_HANDSHAKE) return;
+    if (c->outq.bytes || c->file) {
+        /* A pipelined request behind an answer the socket cannot take yet: the socket cannot
+         * change hands with output of this loop's in it (rare: clients seldom pipeline). */
+        conn_respond_error(c, 503, "send this request again on a new connection",
+                           "Retry-After: 0\r\n", CTR_REFUSED_LIMIT);
+        return;
+    }
     size_t rest = c->head && used < len ? len - used : 0;
     uint8_t *all = malloc(buf_len + rest ? buf_len + rest : 1);
     if (!all) {

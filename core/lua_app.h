@@ -3,6 +3,7 @@
 #ifndef MOONWIRE_LUA_APP_H
 #define MOONWIRE_LUA_APP_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -54,6 +55,9 @@ struct lb_app {
     double topic_warned;     /* when running out of topic memory was last logged */
     struct lb_stats stats;
     struct am_registry metrics; /* mw.metrics: survives reloads */
+    /* Taken around every change to metrics, and by the admin thread reading them, when the
+     * app is one of several workers' copies (env->threaded); never with one worker. */
+    pthread_mutex_t metrics_lock;
     /* The text of the message being handled, which the frame reader has found valid UTF-8
      * and run_messages keeps alive on the stack (so no other string can have this address);
      * NULL between messages. Sending it on skips the check (lb_valid_text). */

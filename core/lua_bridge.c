@@ -1265,6 +1265,7 @@ struct lb_app *lb_app_load(const struct lb_env *env, const char *path, const cha
     for (int i = 0; i < LB_KINDS; i++)
         hist_init(&app->stats.seconds[i], hist_seconds_bounds, hist_seconds_nbounds);
     am_init(&app->metrics, LB_MAX_SERIES);
+    pthread_mutex_init(&app->metrics_lock, NULL);
     lb_timers_init(app, limits->timer_share);
     ps_init(&app->ps, env->counters, env->max_subscriptions, limits->topic_memory);
     app->handlers_ref = app->api_ref = app->after_load_ref = app->names_ref = LUA_NOREF;
@@ -1313,6 +1314,7 @@ void lb_app_free(struct lb_app *app)
     sb_close(&app->sb);
     ps_free(&app->ps);
     am_free(&app->metrics);
+    pthread_mutex_destroy(&app->metrics_lock);
     free(app->name);
     free(app->dir);
     free(app->file);
@@ -1361,5 +1363,13 @@ void lb_write_app_metrics(struct lb_app *const *apps, size_t n, struct mbuf *b)
     }
     am_write(regs, names, n, b);
 }
+int lb_app_merge_metrics(struct lb_app *app, struct am_registry *into)
+{
+    if (app->env->threaded) pthread_mutex_lock(&app->metrics_lock);
+    int rc = am_merge(into, &app->metrics);
+    if (app->env->threaded) pthread_mutex_unlock(&app->metrics_lock);
+    return rc < 0 ? -1 : 0;
+}
+
 const char *lb_app_dir(const struct lb_app *app) { return app->dir; }
 const char *lb_app_public_dir(const struct lb_app *app) { return app->public_dir; }

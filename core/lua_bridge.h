@@ -51,6 +51,8 @@ struct lb_env {
     struct lb_clock *clock;   /* NULL: the loop's clock (the server); else a virtual clock */
     const struct lb_stub *stub; /* NULL: the network (the server); else moonwire test's stubs */
     struct sstore *shared;    /* mw.shared: the process's store (NULL: none) */
+    bool threaded;            /* one of several workers: the admin thread reads the apps'
+                               * mw.metrics (lb_app_merge_metrics), under their lock */
 };
 
 /* moonwire test answers the apps' outbound calls itself. call gets the kind ("http") and the
@@ -166,6 +168,11 @@ size_t lb_app_busiest_topics(const struct lb_app *app, struct lb_topic_count *ou
 
 /* Writes the metrics the apps defined with mw.metrics (moonwire_app_*) into b. */
 void lb_write_app_metrics(struct lb_app *const *apps, size_t n, struct mbuf *b);
+
+/* Adds what the app defined with mw.metrics to into (am_merge), from any thread when its loop
+ * context is threaded (lb_env.threaded). Returns 0, or -1 when out of memory. */
+struct am_registry;
+int lb_app_merge_metrics(struct lb_app *app, struct am_registry *into);
 
 /* How connections reach an app: mount it with this table and the app as context. The
  * callbacks run app.upgrade (which refuses with 500 and a log line when it fails or picks a

@@ -64,7 +64,10 @@ static int update(lua_State *L, double v, bool set)
         return luaL_error(L, "mw.metrics: %s has %d label(s); pass their values as the last "
                              "argument", m->name, (int)m->nlabels);
     struct lb_app *app = lb_app_of(L);
+    bool threaded = app->env->threaded;
+    if (threaded) pthread_mutex_lock(&app->metrics_lock);
     int rc = am_update(&app->metrics, u->index, values, n, v, set);
+    if (threaded) pthread_mutex_unlock(&app->metrics_lock);
     if (rc == AM_E_CAP)
         return luaL_error(L, "mw.metrics: %s: the app has %d series already, the cap; label "
                              "values must come from a small set (never user ids or topics)",
@@ -147,7 +150,10 @@ static int define(lua_State *L, enum am_type type)
     const char *labels[AM_MAX_LABELS];
     size_t nlabels = string_list(L, labels_at, labels, AM_MAX_LABELS, "label names");
     struct lb_app *app = lb_app_of(L);
+    bool threaded = app->env->threaded;
+    if (threaded) pthread_mutex_lock(&app->metrics_lock);
     int rc = am_define(&app->metrics, type, name, help, labels, nlabels, bounds, nbounds);
+    if (threaded) pthread_mutex_unlock(&app->metrics_lock);
     if (rc < 0) return luaL_error(L, "mw.metrics: '%s' %s", name, am_error(rc));
     struct lb_metric *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->index = rc;

@@ -502,6 +502,11 @@ int main(int argc, char **argv)
         status = 1;
         goto done;
     }
+    if (check && workers_check_pins(cfg, w, err, sizeof err) < 0) {
+        fprintf(stderr, "moonwire: %s\n", err);
+        status = 1;
+        goto done;
+    }
     if (check) {
         printf("moonwire: %s%s and %zu app%s are valid\n", config_file ? "config " : "defaults",
                config_file ? config_file : "", cfg->napps, cfg->napps == 1 ? "" : "s");

@@ -26,6 +26,13 @@ static void on_lag_timer(struct ev_loop *loop, ev_timer *t, int revents)
     struct worker *w = container_of(t, struct worker, lag_timer);
     double lag = ev_time() - w->lag_due;
     if (lag < 0) lag = 0;
+    if (w->lag_epoch) {
+        unsigned epoch = __atomic_load_n(w->lag_epoch, __ATOMIC_RELAXED);
+        if (epoch != w->lag_seen) {
+            w->lag_seen = epoch;
+            w->lag_max = 0; /* the admin's snapshot took the last one */
+        }
+    }
     hist_observe(&w->loop_lag, lag, 1);
     if (lag > w->lag_max) w->lag_max = lag;
     w->heartbeat = wall_now();

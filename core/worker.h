@@ -64,6 +64,10 @@ struct worker {
     double lag_due;           /* when the timer should run (ev_now based) */
     struct histogram loop_lag;
     double lag_max;           /* the worst since the admin's last snapshot */
+    /* One of several workers: the admin asks for lag_max to start again by bumping the number
+     * lag_epoch points to (atomic); the lag timer compares it with the last it saw. */
+    const unsigned *lag_epoch;
+    unsigned lag_seen;
     volatile double heartbeat; /* unix time of the last tick */
 
     /* One of several workers (workers.h); NULL when alone. id counts from 0; worker 0 runs on

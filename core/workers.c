@@ -93,14 +93,27 @@ static bool any_tls(const struct config *cfg)
 }
 
 /* A pinned app needs its connections to move to its worker, which a TLS session cannot do. */
-static int check_pin(struct workers *g, size_t app, int pinned, char *err, size_t errlen)
+static int pin_error(const struct config *cfg, size_t app, int pinned, char *err, size_t errlen)
 {
-    if (!pinned || g->n < 2 || !any_tls(g->cfg)) return 0;
+    if (!pinned || cfg->workers < 2 || !any_tls(cfg)) return 0;
     snprintf(err, errlen, "app %s (for %s) sets app.workers = 1, but a listener speaks TLS and "
              "a TLS connection cannot move between worker threads: serve this app over plain "
              "ws:// behind a TLS-terminating proxy, or run with workers = 1",
-             g->cfg->apps[app].dir, g->cfg->apps[app].path);
+             cfg->apps[app].dir, cfg->apps[app].path);
     return -1;
+}
+
+static int check_pin(struct workers *g, size_t app, int pinned, char *err, size_t errlen)
+{
+    return pin_error(g->cfg, app, pinned, err, errlen);
+}
+
+int workers_check_pins(const struct config *cfg, const struct worker *w, char *err,
+                       size_t errlen)
+{
+    for (size_t i = 0; i < w->napps; i++)
+        if (pin_error(cfg, i, lb_app_workers(w->apps[i]), err, errlen) < 0) return -1;
+    return 0;
 }
 
 /* Each pinned app is served by worker (its index modulo the workers): pinned apps spread. */
@@ -345,6 +358,9 @@ void workers_attach(struct workers *g, struct worker *w, unsigned id)
     w->srv.handoff = &handoff_ops;
     w->srv.handoff_ctx = g;
     w->srv.epoll_fd = srv_epoll_fd(w->loop);
+    w->env.threaded = true;
+    w->lag_epoch = &g->lag_epoch;
+    w->lag_seen = __atomic_load_n(&g->lag_epoch, __ATOMIC_RELAXED);
     pthread_mutex_init(&w->view_lock, NULL);
     w->view = calloc(1, sizeof *w->view);
     ev_async_init(&w->wake, on_wake);
@@ -510,6 +526,11 @@ void workers_free(struct workers *g)
         if (i) free(g->w[i]);
         g->w[i] = NULL;
     }
+}
+
+void workers_reset_lag_max(struct workers *g)
+{
+    __atomic_add_fetch(&g->lag_epoch, 1, __ATOMIC_RELAXED);
 }
 
 static void add_view(struct worker_view *sum, const struct worker_view *v)

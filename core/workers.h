@@ -55,6 +55,7 @@ struct workers {
     struct limits_shared limits;       /* connection limits across workers */
     struct sstore *shared;             /* mw.shared (the process's, set by its owner) */
     struct handoff_queue handoffs[CFG_MAX_WORKERS];
+    unsigned lag_epoch;                /* atomic: bumped to restart every worker's lag_max */
 
     /* SIGHUP and --watch: a reload round prepares the apps in every worker, then worker 0
      * commits each app that prepared everywhere and aborts the others (all or nothing).
@@ -92,6 +93,11 @@ void workers_attach(struct workers *g, struct worker *w, unsigned id);
  * between threads). */
 int workers_connect_apps(struct workers *g, struct worker *w, char *err, size_t errlen);
 
+/* What workers_connect_apps refuses, for --check (which starts no worker): 0, or -1 with why in
+ * err when an app of w (loaded) is pinned while cfg has several workers and a TLS listener. */
+int workers_check_pins(const struct config *cfg, const struct worker *w, char *err,
+                       size_t errlen);
+
 /* Starts workers 1..n-1, each loading the apps and listening on its thread, and waits until
  * every one has. Returns 0, or -1 with the first failure in err (the started ones are stopped
  * again). */
@@ -113,6 +119,9 @@ void workers_detach(struct workers *g, struct worker *w);
 
 /* Frees what g holds (after workers_stop and worker 0's worker_destroy). */
 void workers_free(struct workers *g);
+
+/* Every worker's worst loop lag starts again (within its next 100 ms tick). Any thread. */
+void workers_reset_lag_max(struct workers *g);
 
 /* What the metrics show of each worker on its own (the worker label). */
 struct worker_figures {

@@ -82,7 +82,7 @@ describe("an app pinned with app.workers = 1, with 4 workers", function()
         server.remove(free)
     end)
 
-    it("sees every connection in one Lua state; other workers hand theirs over unnoticed", function()
+    it("sees every connection in one Lua state; others hand theirs over unnoticed", function()
         local N = 40
         local clients = {}
         for i = 1, N do
@@ -114,6 +114,23 @@ describe("an app pinned with app.workers = 1, with 4 workers", function()
         -- Accepted once each, wherever they were served.
         assert.are.equal(N + 1, s["moonwire_connections_accepted_total"]) -- and the HTTP request
         for _, c in ipairs(clients) do c:close() end
+    end)
+
+    it("hands over a kept-alive connection whose next request is for the pinned app", function()
+        -- Two pipelined requests in one write: the first for /free, served where the kernel
+        -- put the connection; the second for the pinned app, served by its worker.
+        for _ = 1, 8 do
+            local req = ("GET /free HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                .. "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            local resp = assert(ws.http(srv.port, req, { timeout = 5 }))
+            local statuses, bodies = {}, {}
+            for status, body in resp.raw:gmatch("HTTP/1%.1 (%d+).-\r\n\r\n(opened %d+)") do
+                statuses[#statuses + 1] = tonumber(status)
+                bodies[#bodies + 1] = body
+            end
+            assert.are.same({ 200, 200 }, statuses, resp.raw)
+            assert.are.same({ "opened 0", "opened 0" }, bodies, resp.raw)
+        end
     end)
 
     it("leaves an unpinned app on every worker, each with its own state", function()
@@ -157,6 +174,14 @@ describe("app.workers", function()
         assert.truthy(srv:log():find("sets app.workers = 1, but a listener speaks TLS and a TLS "
             .. "connection cannot move between worker threads", 1, true), srv:log())
         server.remove(srv.dir)
+        -- --check says so too.
+        local check = server.start {
+            app = dir, expect_fail = true,
+            args = { "--check", "--workers", "2", "--tls-cert", pem, "--tls-key", key },
+        }
+        assert.are_not.equal(0, check.status)
+        assert.truthy(check:log():find("cannot move between worker threads", 1, true), check:log())
+        server.remove(check.dir)
         server.remove(dir)
     end)
 end)
@@ -250,6 +275,153 @@ describe("SIGHUP with 4 workers", function()
         until socket.gettime() > deadline
         assert.are.same({ v4 = 40 }, seen)
         assert.is_nil(srv:log():find("reload failed", 1, true))
+        for _, c in ipairs(clients) do c:close() end
+    end)
+end)
+
+local cjson = require "cjson"
+
+local OBSERVED = [[
+local app = {}
+local hits = mw.metrics.counter("hits", "Messages seen.", { "kind" })
+local online = mw.metrics.gauge("online", "Connections open.")
+local sizes = mw.metrics.histogram("sizes", "Message sizes.", { 4, 16, 64 })
+function app.upgrade(req) return true end
+function app.open(conn) online:inc() end
+function app.close(conn) online:dec() end
+function app.message(conn, data)
+    local cmd, arg = data:match("^(%S+) ?(.*)$")
+    if cmd == "hit" then
+        hits:inc(1, { "a" })
+        sizes:observe(#data)
+        conn:send("ok")
+    elseif cmd == "sub" then
+        assert(conn:subscribe(arg))
+        conn:send("ok")
+    elseif cmd == "busy" then -- keeps this worker's loop from turning for a while
+        local t = os.clock()
+        while os.clock() - t < tonumber(arg) do end
+        conn:send("ok")
+    end
+end
+return app
+]]
+
+describe("metrics and the dashboard with 4 workers", function()
+    local dir, srv
+
+    before_each(function()
+        dir = server.app_dir { ["app.lua"] = OBSERVED }
+        srv = server.start {
+            app = dir,
+            config = "workers = 4\nadmin = { port = 0 }\n"
+                .. "sandbox = { instructions = 0, time_limit = 30 }\n",
+        }
+    end)
+
+    after_each(function()
+        if srv then srv:stop() end
+        server.remove(dir)
+    end)
+
+    -- n connections, once the metrics show every worker has some.
+    local function spread_clients(n)
+        local clients = {}
+        for i = 1, n do clients[i] = assert(ws.connect(srv.port)) end
+        local m = wait_metrics(srv, function(s)
+            for i = 0, 3 do
+                if (s[('moonwire_worker_connections{worker="%d"}'):format(i)] or 0) == 0 then
+                    return false
+                end
+            end
+            return true
+        end)
+        for i = 0, 3 do
+            assert.is_true(m[('moonwire_worker_connections{worker="%d"}'):format(i)] > 0,
+                "worker " .. i .. " got none of " .. n .. " connections")
+        end
+        return clients
+    end
+
+    local function ask(c, text)
+        c:send_text(text)
+        return c:recv_message(10)
+    end
+
+    it("sums what every worker's copy counts with mw.metrics, in a valid exposition", function()
+        local clients = spread_clients(40)
+        for _, c in ipairs(clients) do
+            for _ = 1, 3 do assert.are.equal("ok", ask(c, "hit")) end
+        end
+        local s, body = wait_metrics(srv, function(m)
+            return m['moonwire_app_hits_total{app="app",kind="a"}'] == 120
+        end)
+        assert.are.equal(120, s['moonwire_app_hits_total{app="app",kind="a"}'])
+        assert.are.equal(40, s['moonwire_app_online{app="app"}'])
+        assert.are.equal(120, s['moonwire_app_sizes_count{app="app"}'])
+        assert.are.equal(120, s['moonwire_app_sizes_bucket{app="app",le="4"}']) -- "hit" is 3
+        assert.are.equal(360, s['moonwire_app_sizes_sum{app="app"}'])
+        -- One family each, whatever the number of workers.
+        local _, families = body:gsub("# TYPE moonwire_app_hits_total counter", "")
+        assert.are.equal(1, families)
+        -- The totals without a worker label sum the per-worker series.
+        assert.are.equal(s["moonwire_connections_accepted_total"],
+            worker_sum(s, "moonwire_worker_accepted_total"))
+        assert.are.equal(s['moonwire_connections{app="app"}'],
+            worker_sum(s, "moonwire_worker_connections"))
+        local tmp = os.tmpname()
+        helpers.write_file(tmp, body)
+        local ok = os.execute("promtool check metrics < " .. tmp .. " > " .. tmp .. ".out 2>&1")
+        local out = helpers.read_file(tmp .. ".out")
+        os.remove(tmp)
+        os.remove(tmp .. ".out")
+        assert.is_true(ok == true or ok == 0, "promtool: " .. tostring(out))
+        for _, c in ipairs(clients) do c:close() end
+    end)
+
+    it("shows the busiest topics of all workers; each worker's worst lag restarts", function()
+        local clients = spread_clients(24)
+        for i, c in ipairs(clients) do
+            assert.are.equal("ok", ask(c, "sub " .. (i <= 20 and "hot" or "cold")))
+        end
+        -- Each client's loop stalls once: every worker lags 0.3 s (the clients are spread).
+        for _, c in ipairs(clients) do c:send_text("busy 0.3") end
+        for _, c in ipairs(clients) do assert.are.equal("ok", c:recv_message(20)) end
+        local s = wait_metrics(srv, function(m)
+            for i = 0, 3 do
+                if (m[('moonwire_worker_loop_lag_max_seconds{worker="%d"}'):format(i)] or 0) < 0.25
+                then return false end
+            end
+            return true
+        end)
+        for i = 0, 3 do
+            local lag = s[('moonwire_worker_loop_lag_max_seconds{worker="%d"}'):format(i)]
+            assert.is_true(lag >= 0.25)
+        end
+        -- The dashboard's feed: topics counted over all workers.
+        local feed = assert(ws.connect(srv:admin_port(), { path = "/ws" }))
+        local snap = cjson.decode((feed:recv_message(5)))
+        assert.are.equal("snapshot", snap.type)
+        local topics = {}
+        for _, t in ipairs(snap.topics) do topics[t.topic] = t.subscribers end
+        assert.are.same({ hot = 20, cold = 4 }, topics)
+        assert.are.equal("hot", snap.topics[1].topic)
+        -- Two snapshots later every worker's worst lag is this second's, not the stall's.
+        feed:recv_message(5)
+        feed:recv_message(5)
+        s = wait_metrics(srv, function(m)
+            for i = 0, 3 do
+                if m[('moonwire_worker_loop_lag_max_seconds{worker="%d"}'):format(i)] >= 0.25 then
+                    return false
+                end
+            end
+            return true
+        end, 3)
+        for i = 0, 3 do
+            local lag = s[('moonwire_worker_loop_lag_max_seconds{worker="%d"}'):format(i)]
+            assert.is_true(lag < 0.25, "worker " .. i .. "'s worst lag did not start again")
+        end
+        feed:close()
         for _, c in ipairs(clients) do c:close() end
     end)
 end)

@@ -451,3 +451,37 @@ describe("mw.shared with one worker", function()
         server.remove(dir)
     end)
 end)
+
+describe("a drain of 2000 connections over 4 workers", function()
+    it("closes every one with 1001, then the process exits 0", function()
+        local dir = server.app_dir { ["app.lua"] = ECHO }
+        local srv = server.start {
+            app = dir,
+            config = "workers = 4\nadmin = { port = 0 }\n"
+                .. "limits = { per_ip = 5000, shutdown_timeout = 60 }\n",
+        }
+        local N = 2000
+        local clients = {}
+        for i = 1, N do clients[i] = assert(ws.connect(srv.port, { timeout = 10 })) end
+        local m = spread(srv, N)
+        for i = 0, 3 do
+            assert.is_true((m[('moonwire_worker_connections{worker="%d"}'):format(i)] or 0) > 0,
+                "worker " .. i .. " has none of the " .. N .. " connections")
+        end
+        srv:signal("TERM")
+        local deadline = socket.gettime() + 60
+        local codes = {}
+        for i, c in ipairs(clients) do
+            local code, err = c:expect_close(math.max(1, deadline - socket.gettime()))
+            codes[tostring(code or err)] = (codes[tostring(code or err)] or 0) + 1
+            if code then c:send_close(1001) end
+            if i % 100 == 0 then assert.is_true(socket.gettime() < deadline, "too slow") end
+        end
+        assert.are.same({ ["1001"] = N }, codes)
+        for _, c in ipairs(clients) do c.sock:close() end
+        assert.are.equal(0, srv:wait_exit(30))
+        assert.is_nil(srv:sanitizer_report())
+        server.remove(srv.dir)
+        server.remove(dir)
+    end)
+end)

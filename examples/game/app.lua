@@ -41,7 +41,8 @@ local mw, table_concat = mw, table.concat
 local find, reverse, sub = string.find, string.reverse, string.sub
 local utf8_len, utf8_codes, tointeger = utf8.len, utf8.codes, math.tointeger
 
-local app = {}
+-- Every player in one Lua state, also with --workers N: the matches live in mw.state.
+local app = { workers = 1 }
 
 local KIND = "match"
 local MATCH = "arena"           -- the one default match everybody joins

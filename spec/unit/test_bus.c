@@ -60,6 +60,42 @@ Test(bus, interest_follows_subscribers)
     bus_free(&bus);
 }
 
+Test(bus, busiest_counts_every_worker_and_cuts_long_names_at_a_character)
+{
+    struct bus bus;
+    cr_assert_eq(bus_init(&bus, 4, 16, 1 << 20), 0);
+    /* "hot": 2 on worker 0 and 3 on worker 2; "warm" (app 1): 4 on worker 1; "cold": 1. */
+    bus_interest(&bus, 0, "hot", 3, 0, 1, 2);
+    bus_interest(&bus, 0, "hot", 3, 0, 1, 2);
+    for (int i = 0; i < 3; i++) bus_interest(&bus, 0, "hot", 3, 2, 1, (size_t)i + 1);
+    for (int i = 0; i < 4; i++) bus_interest(&bus, 1, "warm", 4, 1, 1, (size_t)i + 1);
+    bus_interest(&bus, 0, "cold", 4, 3, 1, 1);
+    /* A name longer than the copy, with a two-byte character across the cut. */
+    char longname[300];
+    memset(longname, 'x', sizeof longname);
+    longname[255] = (char)0xC3;
+    longname[256] = (char)0xA9;
+    bus_interest(&bus, 0, longname, sizeof longname, 3, 1, 1);
+    bus_interest(&bus, 0, "gone", 4, 3, 1, 1);
+    bus_interest(&bus, 0, "gone", 4, 3, -1, 0);
+    struct bus_topic_count top[3];
+    cr_assert_eq(bus_busiest(&bus, top, 3), 3);
+    cr_assert_eq(top[0].subscribers, 5);
+    cr_assert(top[0].len == 3 && memcmp(top[0].name, "hot", 3) == 0);
+    cr_assert_eq(top[0].app, 0);
+    cr_assert(top[1].len == 4 && memcmp(top[1].name, "warm", 4) == 0);
+    cr_assert_eq(top[1].app, 1);
+    cr_assert_eq(top[2].subscribers, 1);
+    struct bus_topic_count all[8];
+    size_t n = bus_busiest(&bus, all, 8);
+    cr_assert_eq(n, 4, "a topic without subscribers is not shown");
+    bool cut = false;
+    for (size_t i = 0; i < n; i++)
+        if (all[i].len > 4) cut = all[i].len == 255 && all[i].name[254] == 'x';
+    cr_assert(cut, "the long name is cut before the character that does not fit");
+    bus_free(&bus);
+}
+
 static unsigned woken[4];
 static void on_wake(void *ctx, unsigned w)
 {

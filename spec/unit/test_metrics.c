@@ -244,3 +244,59 @@ Test(app_metrics, families_merge_over_apps_with_an_app_label)
     am_free(&r1);
     am_free(&r2);
 }
+
+Test(app_metrics, workers_copies_merge_into_one_registry)
+{
+    /* Two workers' copies of one app, each counting its own connections. */
+    struct am_registry w0, w1, sum;
+    am_init(&w0, 100);
+    am_init(&w1, 100);
+    am_init(&sum, 0);
+    const char *room[] = { "room" };
+    const double took_bounds[] = { 1, 10 };
+    int c0 = am_define(&w0, AM_COUNTER, "joins", "rooms joined", room, 1, NULL, 0);
+    int h0 = am_define(&w0, AM_HISTOGRAM, "took", "", NULL, 0, took_bounds, 2);
+    int g1 = am_define(&w1, AM_GAUGE, "players", "", NULL, 0, NULL, 0);
+    int c1 = am_define(&w1, AM_COUNTER, "joins", "rooms joined", room, 1, NULL, 0);
+    int h1 = am_define(&w1, AM_HISTOGRAM, "took", "", NULL, 0, took_bounds, 2);
+    int bad = am_define(&w1, AM_GAUGE, "clash", "", NULL, 0, NULL, 0);
+    int clash = am_define(&w0, AM_COUNTER, "clash", "", NULL, 0, NULL, 0);
+    const char *a[] = { "a" }, *b[] = { "b" };
+    am_update(&w0, c0, a, 1, 2, false);
+    am_update(&w1, c1, a, 1, 3, false);
+    am_update(&w1, c1, b, 1, 1, false);
+    am_update(&w1, g1, NULL, 0, 4, true);
+    am_update(&w0, h0, NULL, 0, 0.5, false);
+    am_update(&w1, h1, NULL, 0, 5, false);
+    am_update(&w1, h1, NULL, 0, 50, false);
+    am_update(&w0, clash, NULL, 0, 1, false);
+    am_update(&w1, bad, NULL, 0, 9, true);
+    cr_assert_eq(am_merge(&sum, &w0), 0);
+    cr_assert_eq(am_merge(&sum, &w1), 0);
+    struct am_registry *regs[] = { &sum };
+    const char *apps[] = { "game" };
+    struct mbuf out = { 0 };
+    am_write(regs, apps, 1, &out);
+    cr_expect_str_eq(out.data,
+                     "# HELP moonwire_app_joins_total rooms joined\n"
+                     "# TYPE moonwire_app_joins_total counter\n"
+                     "moonwire_app_joins_total{app=\"game\",room=\"a\"} 5\n"
+                     "moonwire_app_joins_total{app=\"game\",room=\"b\"} 1\n"
+                     "# HELP moonwire_app_took \n"
+                     "# TYPE moonwire_app_took histogram\n"
+                     "moonwire_app_took_bucket{app=\"game\",le=\"1\"} 1\n"
+                     "moonwire_app_took_bucket{app=\"game\",le=\"10\"} 2\n"
+                     "moonwire_app_took_bucket{app=\"game\",le=\"+Inf\"} 3\n"
+                     "moonwire_app_took_sum{app=\"game\"} 55.5\n"
+                     "moonwire_app_took_count{app=\"game\"} 3\n"
+                     "# HELP moonwire_app_clash_total \n"
+                     "# TYPE moonwire_app_clash_total counter\n"
+                     "moonwire_app_clash_total{app=\"game\"} 1\n"
+                     "# HELP moonwire_app_players \n"
+                     "# TYPE moonwire_app_players gauge\n"
+                     "moonwire_app_players{app=\"game\"} 4\n");
+    mb_free(&out);
+    am_free(&w0);
+    am_free(&w1);
+    am_free(&sum);
+}
