@@ -109,12 +109,13 @@ $(BUILD) $(BUILD)/obj $(BUILD)/asan $(BUILD)/tsan $(BUILD)/gen:
 # Each target is spec/fuzz/fuzz_<t>.c plus the pure modules it drives. `make test` links it with
 # spec/fuzz/replay.c under gcc and the test sanitizers (build/fuzz/replay-<t>) to replay its
 # corpus; `make fuzz` links it with libFuzzer under clang (build/fuzz/fuzz-<t>).
-FUZZ_TARGETS     := http frames utf8 origin response
+FUZZ_TARGETS     := http frames utf8 origin response channels
 FUZZ_SRCS_http   := core/http.c core/handshake.c
 FUZZ_SRCS_frames := core/ws_reader.c core/ws_frame.c core/ws_close.c core/utf8.c
 FUZZ_SRCS_utf8   := core/utf8.c core/ws_close.c
 FUZZ_SRCS_origin := core/origin.c
 FUZZ_SRCS_response := core/http_response.c
+FUZZ_SRCS_channels := core/channels.c core/outq.c core/ws_frame.c
 FUZZ_LIBS_http   := -lcrypto
 FUZZ_REPLAYS     := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay-%)
 FUZZ_BINS        := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz-%)
