@@ -510,6 +510,13 @@ static int upgrade(struct conn *c, const struct http_request *req, const char *b
                            v.failed ? CTR_REFUSED_ERROR : CTR_REFUSED_AUTH);
         return -1;
     }
+    if (!v.protocol_len && v.fallback_protocol[0]) {
+        size_t flen = strnlen(v.fallback_protocol, sizeof v.fallback_protocol);
+        if (hs_protocol_offered(req, v.fallback_protocol, flen)) {
+            memcpy(v.protocol, v.fallback_protocol, flen);
+            v.protocol_len = flen;
+        }
+    }
     if (v.protocol_len && !(c->protocol = dup_range(v.protocol, v.protocol_len))) {
         conn_respond_error(c, 503, "the server is out of memory", NULL, CTR_REFUSED_ERROR);
         return -1;

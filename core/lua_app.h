@@ -68,6 +68,8 @@ struct lb_app {
     struct lane *lanes;      /* connections whose handler waits (lua_bridge.c) */
     size_t http_in_flight;   /* mw.http.request calls waiting */
     unsigned shared_ns;       /* its keys in mw.shared (lb_limits.index) */
+    ev_timer heartbeat;       /* moonwire.v1's heartbeat, while it has v1 connections */
+    double heartbeat_interval;
 };
 
 /* The app that owns L (any thread of it). */
@@ -154,6 +156,9 @@ void lb_lanes_free(struct lb_app *app);
 void lb_conn_register(lua_State *L);
 /* Pushes c's conn object onto L (a thread of c's app), making it on first use. */
 void lb_push_conn(lua_State *L, struct conn *c);
+/* The connection behind the conn object at idx (one lb_push_conn pushed), or NULL once it is
+ * gone or closing. */
+struct conn *lb_conn_at(lua_State *L, int idx);
 /* Seeds c's conn.data with the table on top of the stack (popped). */
 void lb_conn_set_data(lua_State *L, struct conn *c);
 /* Releases c's conn object before c is freed; it then answers nil, "closed". */
