@@ -73,6 +73,7 @@ void cfg_defaults(struct config *cfg)
         .max_queued = (size_t)1 << 30,
         .shutdown_timeout = 5,
         .shared_memory = 64 << 20,
+        .history_memory = 64 << 20,
     };
     cfg->sandbox = (struct cfg_sandbox){ .instructions = 10000000, .memory = 64 << 20,
                                           .time_limit = 1, .topic_memory = 64 << 20,
@@ -124,6 +125,7 @@ static const struct field limit_fields[] = {
     LIMIT(max_buffered_per_ip, F_SIZE, 1, true),
     LIMIT(max_queued, F_SIZE, 1, true),
     LIMIT(shared_memory, F_SIZE, 1024, true),
+    LIMIT(history_memory, F_SIZE, 1024, true),
     LIMIT(shutdown_timeout, F_DOUBLE, 0, true),
     { NULL, 0, 0, 0, false, 0 },
 };
@@ -141,7 +143,7 @@ static const struct field sandbox_fields[] = {
 
 static const char *const top_keys[] = { "listen", "apps", "origins", "require_origin", "limits",
                                         "sandbox", "admin", "log", "outbound", "workers",
-                                        NULL };
+                                        "history", NULL };
 
 #define OUTBOUND(n, t, min, max) { #n, t, offsetof(struct cfg_outbound, n), min, false, max }
 static const struct field outbound_fields[] = {
@@ -583,6 +585,51 @@ static int read_outbound(struct loader *ld, struct config *cfg)
     return 0;
 }
 
+/* history = { ["room:"] = { size = 100, ttl = 300 }, ... }: a prefix ("" for every topic), the
+ * publications kept per topic and for how long. */
+static int read_history(struct loader *ld, struct config *cfg)
+{
+    lua_State *L = ld->L;
+    static const char example[] = "history = { [\"room:\"] = { size = 100, ttl = 300 } }";
+    if (!lua_istable(L, -1))
+        return failf(ld, "history", NULL, "history must be a table like %s", example);
+    cfg->nhistory = 0;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_rawlen(L, -2) >= sizeof cfg->history[0].prefix)
+            return failf(ld, "history", NULL, "history's keys must be topic prefixes (strings "
+                         "under 128 bytes), as in %s", example);
+        const char *k = lua_tostring(L, -2);
+        if (cfg->nhistory >= CFG_MAX_HISTORY)
+            return failf(ld, "history", k, "history: at most %d prefixes", CFG_MAX_HISTORY);
+        if (!lua_istable(L, -1))
+            return failf(ld, "history", k, "history[\"%s\"] must be a table like "
+                         "{ size = 100, ttl = 300 }", k);
+        struct cfg_history *h = &cfg->history[cfg->nhistory];
+        snprintf(h->prefix, sizeof h->prefix, "%s", k);
+        h->size = 100;
+        h->ttl = 300;
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            const char *f = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            int isnum = 0;
+            double v = lua_tonumberx(L, -1, &isnum);
+            if (strcmp(f, "size") == 0 && isnum && v >= 1 && v <= 1000000 && v == (unsigned)v)
+                h->size = (unsigned)v;
+            else if (strcmp(f, "ttl") == 0 && isnum && v > 0 && v <= 86400 * 30)
+                h->ttl = v;
+            else
+                return failf(ld, "history", k, "history[\"%s\"].%s: size must be a whole "
+                             "number from 1 to 1000000 and ttl seconds up to 30 days (no other "
+                             "settings)", k, f);
+            lua_pop(L, 1);
+        }
+        cfg->nhistory++;
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 /* workers = N (1 to CFG_MAX_WORKERS) or "auto". */
 static int read_workers(struct loader *ld, struct config *cfg)
 {
@@ -623,7 +670,7 @@ static int config_set(lua_State *L)
         struct loader *ld = lua_touserdata(L, lua_upvalueindex(2));
         mistakef(ld, key ? locate(ld->path, key, NULL, line) : line,
                  "unknown setting '%s' (known: listen, apps, origins, require_origin, limits, "
-                 "sandbox, admin, log, outbound, workers)",
+                 "sandbox, admin, log, outbound, workers, history)",
                  key ? key : luaL_tolstring(L, 2, NULL));
         return 0;
     }
@@ -694,6 +741,8 @@ static int load(lua_State *L)
     if (lua_getfield(L, 1, "outbound") != LUA_TNIL) read_outbound(ld, cfg);
     lua_settop(L, 2);
     if (lua_getfield(L, 1, "workers") != LUA_TNIL) read_workers(ld, cfg);
+    lua_settop(L, 2);
+    if (lua_getfield(L, 1, "history") != LUA_TNIL) read_history(ld, cfg);
     lua_pushboolean(L, ld->nmistakes == 0);
     return 1;
 }

@@ -53,6 +53,7 @@ struct cfg_limits {
     size_t max_buffered_per_ip; /* the same, for the clients of one address (1009) */
     size_t max_queued;        /* bytes in every send queue, past which slow readers go */
     size_t shared_memory;     /* bytes mw.shared may hold, every app and worker together */
+    size_t history_memory;    /* bytes pub/sub history may hold, every app together */
     double shutdown_timeout;  /* seconds to drain on SIGTERM */
 };
 
@@ -101,6 +102,16 @@ struct cfg_outbound {
     double timeout;        /* seconds for a request that names none */
 };
 
+#define CFG_MAX_HISTORY 64
+
+/* history = { ["room:"] = { size = 100, ttl = 300 } }: topics (by prefix) whose publications
+ * get offsets and are kept for recovery (core/history.h). */
+struct cfg_history {
+    char prefix[128];
+    unsigned size;   /* publications kept per topic */
+    double ttl;      /* seconds each is kept */
+};
+
 struct config {
     struct cfg_listen listen[CFG_MAX_LISTEN];
     size_t nlisten;
@@ -115,6 +126,8 @@ struct config {
     struct cfg_admin admin;
     struct cfg_log log;
     struct cfg_outbound outbound;
+    struct cfg_history history[CFG_MAX_HISTORY];
+    size_t nhistory;
     /* Worker threads, each with its own loop, listeners (SO_REUSEPORT) and copy of every app;
      * 0 until resolved: "auto", one per CPU of the affinity mask (cfg_resolve_workers). */
     size_t workers;

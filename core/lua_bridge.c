@@ -1246,6 +1246,8 @@ struct lb_app *lb_app_load(const struct lb_env *env, const char *path, const cha
     am_init(&app->metrics, LB_MAX_SERIES);
     lb_timers_init(app, limits->timer_share);
     ps_init(&app->ps, env->counters, env->max_subscriptions, limits->topic_memory);
+    app->ps.history = env->history;
+    app->ps.history_ns = limits->index;
     app->handlers_ref = app->api_ref = app->after_load_ref = app->names_ref = LUA_NOREF;
     app->name = strdup(path);
     app->scripts_dir = strdup(scripts_dir);

@@ -36,6 +36,7 @@ struct lb_clock {
 };
 struct pubsub;
 struct sstore;
+struct history;
 
 /* What the apps of one loop context share: its loop, its connections, its sandbox runtime
  * (watchdog) and its counters. Owned by the loop context; must outlive its apps. */
@@ -51,6 +52,7 @@ struct lb_env {
     struct lb_clock *clock;   /* NULL: the loop's clock (the server); else a virtual clock */
     const struct lb_stub *stub; /* NULL: the network (the server); else moonwire test's stubs */
     struct sstore *shared;    /* mw.shared: the process's store (NULL: none) */
+    struct history *history;  /* pub/sub history: the process's (NULL: none) */
 };
 
 /* moonwire test answers the apps' outbound calls itself. call gets the kind ("http") and the

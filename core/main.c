@@ -21,6 +21,7 @@
 #include "origin.h"
 #include "scaffold.h"
 #include "testkit.h"
+#include "history.h"
 #include "sstore.h"
 #include "util.h"
 #include "watch.h"
@@ -465,6 +466,12 @@ int main(int argc, char **argv)
     /* mw.shared: one store for the process, whatever the number of workers. */
     struct sstore store;
     sstore_init(&store, cfg->limits.shared_memory);
+    /* Pub/sub history: one for the process too, so that offsets have one order. */
+    struct history hist;
+    history_init(&hist, cfg->limits.history_memory);
+    for (size_t i = 0; i < cfg->nhistory; i++)
+        history_add_rule(&hist, cfg->history[i].prefix, strlen(cfg->history[i].prefix),
+                         cfg->history[i].size, cfg->history[i].ttl);
     if (cfg->workers > 1 && !check) {
         /* Before any worker binds with SO_REUSEPORT: fail like one server would on a port in
          * use, and fix port 0 to one port for every worker. */
@@ -480,6 +487,7 @@ int main(int argc, char **argv)
             goto done;
         }
         group->shared = &store;
+        group->history = &hist;
     }
     if (worker_init(w, loop, cfg, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
@@ -488,6 +496,7 @@ int main(int argc, char **argv)
     }
     started = true;
     w->env.shared = &store;
+    w->env.history = &hist;
     if (group) {
         workers_attach(group, w, 0);
         proc.group = group;
@@ -550,6 +559,7 @@ done:
         free(group);
     }
     sstore_free(&store);
+    history_free(&hist);
     watch_free(proc.watch);
     ev_loop_destroy(loop);
 out:

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conn.h"
 #include "ws_frame.h"
@@ -80,9 +81,25 @@ size_t ps_subscribers(const struct pubsub *ps, const char *topic, size_t len)
     return t ? t->count : 0;
 }
 
-int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *frame,
-               size_t *sent)
+const char *ps_frame_payload(const struct obuf *frame, size_t *len)
 {
+    size_t n = frame->data[1] & 0x7f, h = 2;
+    if (n == 126) {
+        n = ((size_t)frame->data[2] << 8) | frame->data[3];
+        h = 4;
+    } else if (n == 127) {
+        n = 0;
+        for (int i = 2; i < 10; i++) n = (n << 8) | frame->data[i];
+        h = 10;
+    }
+    *len = n;
+    return (const char *)frame->data + h;
+}
+
+int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *frame,
+               const struct hist_pos *pos, size_t *sent)
+{
+    (void)pos; /* every subscriber speaks plain messages so far */
     *sent = 0;
     const struct topic *t = topic_find(&ps->topics, topic, len);
     if (!t) return 0;
@@ -104,20 +121,73 @@ int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *fr
     return 0;
 }
 
-int ps_publish(struct pubsub *ps, const char *topic, size_t len, const void *data,
-               size_t data_len, bool binary, size_t *sent)
+static struct obuf *frame_of(const void *data, size_t data_len, bool binary)
 {
-    *sent = 0;
-    ps->counters->publishes++;
-    bool local = topic_find(&ps->topics, topic, len) != NULL;
-    if (!local && !ps->engine) return 0; /* nobody to frame it for */
     struct obuf *frame = obuf_new(WS_FRAME_MAX_SERVER_HEADER + data_len);
-    if (!frame) return PS_E_NOMEM;
+    if (!frame) return NULL;
     frame->len = ws_frame_build_header(frame->data, true, 0, binary ? WS_OP_BINARY : WS_OP_TEXT,
                                        data_len);
     memcpy(frame->data + frame->len, data, data_len);
     frame->len += data_len;
-    int rc = local ? ps_deliver(ps, topic, len, frame, sent) : 0;
+    return frame;
+}
+
+static double monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A publish on a history topic: stored (which gives its offset), then handed on while the
+ * lock is held so that every worker's inbox has the publications in offset order. */
+static int publish_history(struct pubsub *ps, const char *topic, size_t len, const void *data,
+                           size_t data_len, bool binary, size_t *sent, struct hist_pos *out)
+{
+    struct obuf *frame = frame_of(data, data_len, binary);
+    if (!frame) return PS_E_NOMEM;
+    struct hist_pos pos;
+    bool via_engine = ps->engine && ps->engine->publish_history;
+    int rc = 0;
+    history_lock(ps->history);
+    int hr = history_append(ps->history, ps->history_ns, topic, len, data, data_len, binary,
+                            monotonic_seconds(), &pos);
+    if (hr == 0 && via_engine &&
+        ps->engine->publish_history(ps->engine_ctx, topic, len, frame, &pos) < 0)
+        rc = PS_E_REMOTE;
+    history_unlock(ps->history);
+    if (hr < 0) {
+        obuf_unref(frame);
+        return hr == HIST_E_NOMEM ? PS_E_NOMEM : PS_E_HISTORY;
+    }
+    if (out) *out = pos;
+    if (via_engine) {
+        const struct topic *t = topic_find(&ps->topics, topic, len);
+        *sent = t ? t->count : 0; /* they get it from the inbox, in order */
+    } else {
+        int d = ps_deliver(ps, topic, len, frame, &pos, sent);
+        if (d < 0) rc = d;
+        if (ps->engine && ps->engine->publish &&
+            ps->engine->publish(ps->engine_ctx, topic, len, frame) < 0 && rc == 0)
+            rc = PS_E_REMOTE;
+    }
+    obuf_unref(frame);
+    return rc;
+}
+
+int ps_publish(struct pubsub *ps, const char *topic, size_t len, const void *data,
+               size_t data_len, bool binary, size_t *sent, struct hist_pos *pos)
+{
+    *sent = 0;
+    if (pos) pos->offset = 0;
+    ps->counters->publishes++;
+    if (ps->history && ps->history->nrules && history_rule(ps->history, topic, len))
+        return publish_history(ps, topic, len, data, data_len, binary, sent, pos);
+    bool local = topic_find(&ps->topics, topic, len) != NULL;
+    if (!local && !ps->engine) return 0; /* nobody to frame it for */
+    struct obuf *frame = frame_of(data, data_len, binary);
+    if (!frame) return PS_E_NOMEM;
+    int rc = local ? ps_deliver(ps, topic, len, frame, NULL, sent) : 0;
     if (ps->engine && ps->engine->publish &&
         ps->engine->publish(ps->engine_ctx, topic, len, frame) < 0 && rc == 0)
         rc = PS_E_REMOTE;

@@ -45,6 +45,7 @@ struct workers {
     struct bus bus;                    /* pub/sub across workers */
     struct limits_shared limits;       /* connection limits across workers */
     struct sstore *shared;             /* mw.shared (the process's, set by its owner) */
+    struct history *history;           /* pub/sub history (the process's, set by its owner) */
 
     /* Start-up: each thread reports whether its apps loaded and it listens. */
     pthread_mutex_t lock;
