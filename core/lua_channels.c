@@ -9,12 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 
 #include "channels.h"
 #include "conn.h"
+#include "history.h"
 #include "log.h"
 #include "lua_app.h"
 #include "lua_channels.h"
@@ -210,34 +212,90 @@ static bool subscribed_to(struct conn *c, const char *topic, size_t len)
     return false;
 }
 
-/* Subscribes c and answers ["S", id, {...}]. */
-static void subscribe(struct lb_app *app, struct conn *c, uint64_t id, const char *topic,
-                      size_t len, bool has_since, uint64_t since, const char *epoch)
+static void send_subscribed(struct conn *c, uint64_t id, bool recovered, const struct hist_pos *top)
 {
-    (void)since;
-    (void)epoch;
+    char buf[128];
+    int n;
+    if (top)
+        n = snprintf(buf, sizeof buf, "[\"S\",%llu,{\"recovered\":%s,\"o\":%llu,\"e\":\"%s\"}]",
+                     (unsigned long long)id, recovered ? "true" : "false",
+                     (unsigned long long)top->offset, top->epoch);
+    else
+        n = snprintf(buf, sizeof buf, "[\"S\",%llu,{\"recovered\":%s}]",
+                     (unsigned long long)id, recovered ? "true" : "false");
+    send_text(c, buf, (size_t)n);
+}
+
+static bool subscribe_or_say(struct lb_app *app, struct conn *c, uint64_t id, const char *topic,
+                             size_t len)
+{
     int rc = ps_subscribe(&app->ps, c, topic, len);
+    if (rc >= 0) return true;
     if (rc == PS_E_LIMIT) {
         char why[120];
         snprintf(why, sizeof why, "this connection has %zu subscriptions, the server's limit "
                                   "(limits.max_subscriptions)", app->ps.max_subscriptions);
         send_error_str(c, id, CH_TOO_MANY_SUBSCRIPTIONS, why);
-        return;
-    }
-    if (rc == PS_E_FULL) {
+    } else if (rc == PS_E_FULL) {
         send_error_str(c, id, CH_TOO_MANY_SUBSCRIPTIONS,
                        "the app's topics use all the memory the server allows them");
+    } else {
+        send_error_str(c, id, CH_INTERNAL, "the server is out of memory");
+    }
+    return false;
+}
+
+static double monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Subscribes c and answers ["S", id, {...}]. On a history topic, with a position to recover
+ * from: the publications after it, in order, right behind the answer, when they are all still
+ * held in that epoch (recovered true), else none (recovered false: the client resyncs). The
+ * read and the subscription happen under the history lock, so no publication falls between
+ * them: those after the read's top come live (every worker's inbox is fed under the same
+ * lock, after the subscription counted), and those at or below it that are already on their
+ * way are skipped for c (ps_skip_to): no gap, no duplicate. */
+static void subscribe(struct lb_app *app, struct conn *c, uint64_t id, const char *topic,
+                      size_t len, bool has_since, uint64_t since, const char *epoch)
+{
+    struct history *h = app->ps.history;
+    if (!h || !h->nrules || !history_rule(h, topic, len)) {
+        /* A topic without history keeps no position: a client asking to recover one cannot. */
+        if (subscribe_or_say(app, c, id, topic, len)) send_subscribed(c, id, !has_since, NULL);
         return;
     }
-    if (rc < 0) {
+    struct hist_range r;
+    history_lock(h);
+    int hr = history_read(h, app->ps.history_ns, topic, len, has_since, since,
+                          epoch && *epoch ? epoch : NULL, monotonic_now(), &r);
+    if (hr < 0) {
+        history_unlock(h);
         send_error_str(c, id, CH_INTERNAL, "the server is out of memory");
         return;
     }
-    /* A topic without history keeps no position: a client asking to recover one cannot. */
-    char buf[96];
-    int n = snprintf(buf, sizeof buf, "[\"S\",%llu,{\"recovered\":%s}]",
-                     (unsigned long long)id, has_since ? "false" : "true");
-    send_text(c, buf, (size_t)n);
+    bool ok = subscribe_or_say(app, c, id, topic, len);
+    if (ok) ps_skip_to(&app->ps, c, topic, len, r.top.offset);
+    history_unlock(h);
+    if (ok) {
+        bool recovered = !has_since || r.recovered;
+        send_subscribed(c, id, recovered, &r.top);
+        for (size_t i = 0; has_since && r.recovered && i < r.count && conn_is_open(c); i++) {
+            const struct hist_entry *e = r.entries[i];
+            struct obuf *f = ch_publication_frame(topic, len, e->offset, r.top.epoch, e->data,
+                                                  e->len, e->binary);
+            if (!f) {
+                conn_close(c, 1011, "out of memory", 13);
+                break;
+            }
+            conn_send_shared(c, f);
+            obuf_unref(f);
+        }
+    }
+    history_range_free(&r);
 }
 
 /* The app's handler at index 4 and its two arguments at 5 and 6; the request at 7 (id), 8
@@ -372,7 +430,10 @@ void lb_ch_answer(lua_State *L, struct lb_app *app, struct conn *c)
     size_t dlen;
     const char *data = lua_tolstring(L, 6, &dlen);
     size_t sent;
-    int rc = ps_publish(&app->ps, topic, tlen, data, dlen, false, &sent);
+    int rc = ps_publish(&app->ps, topic, tlen, data, dlen, false, &sent, NULL);
     app->stats.publishes++;
     if (rc == PS_E_NOMEM) send_error_str(c, id, CH_INTERNAL, "the server is out of memory");
+    else if (rc == PS_E_HISTORY)
+        send_error_str(c, id, CH_HISTORY, "the topic's history could not store this "
+                                          "publication (limits.history_memory)");
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "channels.h"
 #include "conn.h"
 #include "ws_frame.h"
 
@@ -96,29 +97,72 @@ const char *ps_frame_payload(const struct obuf *frame, size_t *len)
     return (const char *)frame->data + h;
 }
 
+/* The moonwire.v1 envelope of a publication (channels.h), from its plain frame. */
+static struct obuf *envelope_of(const char *topic, size_t len, const struct obuf *frame,
+                                const struct hist_pos *pos)
+{
+    size_t dlen;
+    const char *data = ps_frame_payload(frame, &dlen);
+    bool binary = (frame->data[0] & 0x0F) == WS_OP_BINARY;
+    return ch_publication_frame(topic, len, pos ? pos->offset : 0, pos ? pos->epoch : "", data,
+                                dlen, binary);
+}
+
 int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *frame,
                const struct hist_pos *pos, size_t *sent)
 {
-    (void)pos; /* every subscriber speaks plain messages so far */
     *sent = 0;
     const struct topic *t = topic_find(&ps->topics, topic, len);
     if (!t) return 0;
     /* A send can end a connection (a slow consumer past its limit), which ends its
      * subscriptions and so changes the member array: walk a copy. Connections are only freed
-     * between events, so the pointers in the copy stay valid. */
+     * between events, so the pointers in the copy stay valid. A member that recovery has
+     * already sent this offset to is left out here (its copy is NULL). */
     uint32_t n = t->count;
     struct conn *local[256];
     struct conn **members = n <= 256 ? local : malloc(n * sizeof *members);
     if (!members) return PS_E_NOMEM;
-    for (uint32_t i = 0; i < n; i++) members[i] = t->members[i].member;
+    uint64_t offset = pos ? pos->offset : 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct topic_member *m = &t->members[i];
+        members[i] = offset && m->skip_to >= offset ? NULL : m->member;
+    }
+    /* moonwire.v1 subscribers get the envelope, framed once on first need. */
+    struct obuf *envelope = NULL;
+    bool no_envelope = false;
     size_t count = 0;
-    for (uint32_t i = 0; i < n; i++)
-        if (conn_send_shared(members[i], frame) != CONN_CLOSED) count++;
+    for (uint32_t i = 0; i < n; i++) {
+        struct conn *c = members[i];
+        if (!c) continue;
+        struct obuf *f = frame;
+        if (c->envelope) {
+            if (!envelope && !no_envelope)
+                no_envelope = !(envelope = envelope_of(topic, len, frame, pos));
+            if (!envelope) continue; /* out of memory: this publication misses them */
+            f = envelope;
+        }
+        if (conn_send_shared(c, f) != CONN_CLOSED) count++;
+    }
+    if (envelope) obuf_unref(envelope);
     if (members != local) free(members);
     ps->counters->deliveries += count;
     ps->counters->messages_out += count;
     *sent = count;
     return 0;
+}
+
+void ps_skip_to(struct pubsub *ps, struct conn *c, const char *topic, size_t len,
+                uint64_t offset)
+{
+    const struct topic_set *set = conn_topics(c);
+    for (uint32_t i = 0; i < set->count; i++) {
+        struct topic *t = set->refs[i].topic;
+        if (t->name_len == len && memcmp(t->name, topic, len) == 0) {
+            t->members[set->refs[i].index].skip_to = offset;
+            return;
+        }
+    }
+    (void)ps;
 }
 
 static struct obuf *frame_of(const void *data, size_t data_len, bool binary)

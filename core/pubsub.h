@@ -97,10 +97,17 @@ int ps_publish(struct pubsub *ps, const char *topic, size_t len, const void *dat
                size_t data_len, bool binary, size_t *sent, struct hist_pos *pos);
 
 /* Queues a frame (built once, e.g. by the engine) to every local subscriber. pos: where the
- * publication stands in its history (NULL on a plain topic). Returns 0 with the receivers in
+ * publication stands in its history (NULL on a plain topic). Subscribers that speak
+ * moonwire.v1 get its envelope instead, ["p", topic, offset, epoch, data], framed once
+ * (channels.h); a subscriber whose recovery sent this offset already gets nothing. Returns 0 with the receivers in
  * *sent, or PS_E_NOMEM when nothing was sent. */
 int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *frame,
                const struct hist_pos *pos, size_t *sent);
+
+/* Delivery of c's subscription to topic skips publications at or below offset from now on
+ * (what a moonwire.v1 recovery has sent it already). */
+void ps_skip_to(struct pubsub *ps, struct conn *c, const char *topic, size_t len,
+                uint64_t offset);
 
 /* The payload of a frame built here (a server frame: unmasked, one fragment), and its length. */
 const char *ps_frame_payload(const struct obuf *frame, size_t *len);
