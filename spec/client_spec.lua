@@ -1,0 +1,101 @@
+-- moonwire.js against the real server (node runs it; its unit tests with a fake WebSocket are
+-- client/test, run by spec/run-tests): the files served at /_moonwire/, and end to end, a
+-- subscription to a history topic receiving exactly 1..5000 in order while its connection is
+-- cut five times (dropped, and frozen so that only the heartbeat can tell).
+local ws = require "ws_client"
+local server = require "server"
+local helpers = require "helpers"
+
+local APP = [=[
+local app = { channels = { heartbeat = 0.2 } }
+function app.message(conn, data)
+    local n = tonumber(data:match("^start (%d+)$"))
+    if not n then return end
+    local i = 0
+    mw.every(10, function(timer) -- 500 a second, steadily
+        for _ = 1, 5 do
+            i = i + 1
+            mw.publish("h:feed", tostring(i))
+            if i >= n then timer:cancel() return end
+        end
+    end)
+end
+return app
+]=]
+
+local CONFIG = [[history = { ["h:"] = { size = 5000, ttl = 600 } }]]
+
+-- node with a WebSocket: node 22 has one, node 20 behind a flag; nil without.
+local function node_command()
+    for _, flags in ipairs { "", "--experimental-websocket " } do
+        local p = io.popen("node " .. flags .. "-e 'process.exit(typeof WebSocket == \"function\" ? 0 : 1)' 2>/dev/null")
+        p:read("a")
+        if p:close() then return "node " .. flags end
+    end
+end
+
+local function get(port, path)
+    return ws.http(port, "GET " .. path .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+end
+
+describe("moonwire.js", function()
+    local srv, dir
+
+    setup(function()
+        dir = server.app_dir { ["app.lua"] = APP }
+        srv = server.start { app = dir, config = CONFIG }
+    end)
+    teardown(function()
+        assert.are.equal(0, srv:stop())
+        server.remove(dir)
+    end)
+
+    it("is served at /_moonwire/moonwire.js, byte for byte client/moonwire.js", function()
+        local r = assert(get(srv.port, "/_moonwire/moonwire.js"))
+        assert.are.equal(200, r.status)
+        assert.are.equal("text/javascript; charset=utf-8", r.headers["content-type"])
+        assert.are.equal(helpers.read_file("client/moonwire.js"), r.body)
+        local d = assert(get(srv.port, "/_moonwire/moonwire.d.ts"))
+        assert.are.equal(helpers.read_file("client/moonwire.d.ts"), d.body)
+    end)
+
+    it("has a plain-script build that sets globalThis.Moonwire", function()
+        local r = assert(get(srv.port, "/_moonwire/moonwire.global.js"))
+        assert.are.equal(200, r.status)
+        local file = srv.dir .. "/global.js"
+        helpers.write_file(file, r.body)
+        local p = io.popen("node -e " .. helpers.shell_quote(
+            "require('vm').runInThisContext(require('fs').readFileSync(" ..
+            string.format("%q", file) .. ", 'utf8')); " ..
+            "console.log(typeof Moonwire, typeof Moonwire.backoffDelay)") .. " 2>&1")
+        local out = p:read("a")
+        p:close()
+        assert.are.equal("function function\n", out)
+    end)
+
+    it("is under 8 KB gzipped", function()
+        local p = io.popen("gzip -9c client/moonwire.js | wc -c")
+        local size = tonumber(p:read("a"))
+        p:close()
+        assert.is_true(size < 8192, size .. " bytes")
+    end)
+
+    it("receives exactly 1..5000 in order through five cuts (dropped, frozen)", function()
+        local node = node_command()
+        if not node then
+            pending("node has no WebSocket (node 22, or node 20.10+ with a flag, is needed)")
+            return
+        end
+        local cmd = string.format("%sspec/support/client_e2e.mjs %s %d 5000 5 2>&1", node,
+            helpers.shell_quote(os.getenv("PWD") .. "/client/moonwire.js"), srv.port)
+        local p = io.popen(cmd)
+        local out = p:read("a")
+        p:close()
+        local line = out:match("({.-})%s*$")
+        assert(line, out)
+        local r = require("cjson").decode(line)
+        assert.are.same({ true, 5000, -1, 0, 5 }, { r.ok, r.count, r.first_bad, r.resyncs, r.cuts },
+            line)
+        assert.is_true(r.reconnects >= 6, line) -- each cut was noticed and healed
+    end)
+end)
