@@ -5,6 +5,7 @@
 local ws = require "ws_client"
 local server = require "server"
 local helpers = require "helpers"
+local socket = require "socket"
 
 local APP = [=[
 local app = { channels = { heartbeat = 0.2 } }
@@ -78,6 +79,41 @@ describe("moonwire.js", function()
         local size = tonumber(p:read("a"))
         p:close()
         assert.is_true(size < 8192, size .. " bytes")
+    end)
+
+    it("through a restart without shared history: 300 clients resync exactly once, then " ..
+        "get what follows; their reconnects spread (no 100 ms holds over 15 %)", function()
+        local node = node_command()
+        if not node then
+            pending("node has no WebSocket (node 22, or node 20.10+ with a flag, is needed)")
+            return
+        end
+        local tmp = server.tmpdir() -- the server's own folder goes when it stops
+        local state = tmp .. "/herd-state"
+        local out_file = tmp .. "/herd-out"
+        local cmd = string.format("%sspec/support/client_herd.mjs %s %d 300 %s >%s 2>&1 &", node,
+            helpers.shell_quote(os.getenv("PWD") .. "/client/moonwire.js"), srv.port,
+            helpers.shell_quote(state), helpers.shell_quote(out_file))
+        os.execute(cmd)
+        local deadline = socket.gettime() + 30
+        while not helpers.read_file(state) and socket.gettime() < deadline do socket.sleep(0.05) end
+        assert(helpers.read_file(state), "the clients never got ready: " ..
+            tostring(helpers.read_file(out_file)))
+        local port = srv.port
+        assert.are.equal(0, srv:stop())
+        srv = server.start { app = dir, config = CONFIG, args = { "--port", tostring(port) } }
+        local line
+        deadline = socket.gettime() + 60
+        repeat
+            socket.sleep(0.2)
+            line = (helpers.read_file(out_file) or ""):match("({.-})%s*$")
+        until line or socket.gettime() > deadline
+        assert(line, tostring(helpers.read_file(out_file)))
+        server.remove(tmp)
+        local r = require("cjson").decode(line)
+        assert.are.same({ true, 0, 1, 1 }, { r.ok, r.wrong, r.resync_min, r.resync_max }, line)
+        assert.is_true(r.busiest_100ms <= 45, line) -- 15 % of 300
+        assert.is_true(r.first_back_ms >= 400, line) -- inside the drain's window (500-5000)
     end)
 
     it("receives exactly 1..5000 in order through five cuts (dropped, frozen)", function()
