@@ -10,6 +10,9 @@ local socket = require "socket"
 local APP = [=[
 local app = { channels = { heartbeat = 0.2 } }
 function app.message(conn, data)
+    if data == "ban me" then return conn:close(4001, "banned") end
+    if data == "drop me" then return conn:close(1012, "restart") end
+    if data:match("^q%d$") then return conn:send("echo " .. data) end
     local n = tonumber(data:match("^start (%d+)$"))
     if not n then return end
     local i = 0
@@ -114,6 +117,32 @@ describe("moonwire.js", function()
         assert.are.same({ true, 0, 1, 1 }, { r.ok, r.wrong, r.resync_min, r.resync_max }, line)
         assert.is_true(r.busiest_100ms <= 45, line) -- 15 % of 300
         assert.is_true(r.first_back_ms >= 400, line) -- inside the drain's window (500-5000)
+    end)
+
+    it("declares a SIGSTOPped server dead by its heartbeat and comes back after SIGCONT; " ..
+        "stops on 4001; queues offline sends in order and reports overflow", function()
+        local node = node_command()
+        if not node then
+            pending("node has no WebSocket (node 22, or node 20.10+ with a flag, is needed)")
+            return
+        end
+        local p = io.popen(string.format("%sspec/support/client_faults.mjs %s %d %d 2>&1", node,
+            helpers.shell_quote(os.getenv("PWD") .. "/client/moonwire.js"), srv.port, srv.pid))
+        local out = p:read("a")
+        p:close()
+        os.execute("kill -CONT " .. srv.pid .. " 2>/dev/null") -- whatever happened
+        local line = out:match("({.-})%s*$")
+        assert(line, out)
+        local r = require("cjson").decode(line)
+        assert.are.same({ true, true, false, true }, { r.opened, r.detected,
+            r.open_while_stopped, r.reopened }, line)
+        -- heartbeat 0.2 s + margin 0.3 s, from the last heartbeat heard
+        assert.is_true(r.detected_ms >= 250 and r.detected_ms < 1500, line)
+        assert.are.same({ true, 1 }, { r.banned, r.opens_after_ban }, line)
+        assert.are.same({ true, true, true, false }, r.queued, line)
+        assert.are.same({ "echo q1", "echo q2", "echo q3" }, r.echoed, line)
+        assert.are.same({ "q4" }, r.dropped, line)
+        assert.is_false(r.default_send_offline, line)
     end)
 
     it("receives exactly 1..5000 in order through five cuts (dropped, frozen)", function()
