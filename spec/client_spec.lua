@@ -13,6 +13,23 @@ function app.message(conn, data)
     if data == "ban me" then return conn:close(4001, "banned") end
     if data == "drop me" then return conn:close(1012, "restart") end
     if data:match("^q%d$") then return conn:send("echo " .. data) end
+    local cut = tonumber(data:match("^startcut (%d+)$"))
+    if cut then -- 1..cut on h:page, 1,000 a second; every 0.7 s, five times, every client cut
+        local i, cuts = 0, 0
+        mw.every(10, function(timer)
+            for _ = 1, 10 do
+                i = i + 1
+                mw.publish("h:page", tostring(i))
+                if i >= cut then timer:cancel() return end
+            end
+        end)
+        mw.every(700, function(timer)
+            cuts = cuts + 1
+            for _, c in ipairs(mw.connections()) do c:close(1011, "cut") end
+            if cuts == 5 then timer:cancel() end
+        end)
+        return
+    end
     local n = tonumber(data:match("^start (%d+)$"))
     if not n then return end
     local i = 0
@@ -25,6 +42,21 @@ function app.message(conn, data)
     end)
 end
 return app
+]=]
+
+-- The browser's page: subscribes, then asks for 1..5000 with five cuts by the server.
+local PAGE = [=[
+<!doctype html><title>moonwire.js</title>
+<script type="module">
+import { Moonwire } from "/_moonwire/moonwire.js";
+window.got = []; window.resyncs = 0; window.opens = 0;
+const mw = new Moonwire(`ws://${location.host}/`, { minDelay: 50, maxDelay: 400 });
+mw.on("state", (s) => { if (s === "open") window.opens++; });
+const sub = mw.subscribe("h:page", (d) => window.got.push(+d));
+sub.on("resync", () => window.resyncs++);
+let started = false;
+sub.on("subscribed", () => { if (!started) { started = true; mw.send("startcut 5000"); } });
+</script>
 ]=]
 
 local CONFIG = [[history = { ["h:"] = { size = 5000, ttl = 600 } }]]
@@ -46,7 +78,7 @@ describe("moonwire.js", function()
     local srv, dir
 
     setup(function()
-        dir = server.app_dir { ["app.lua"] = APP }
+        dir = server.app_dir { ["app.lua"] = APP, ["public/index.html"] = PAGE }
         srv = server.start { app = dir, config = CONFIG }
     end)
     teardown(function()
@@ -143,6 +175,33 @@ describe("moonwire.js", function()
         assert.are.same({ "echo q1", "echo q2", "echo q3" }, r.echoed, line)
         assert.are.same({ "q4" }, r.dropped, line)
         assert.is_false(r.default_send_offline, line)
+    end)
+
+    it("in headless Chromium: the page's callback sees exactly 1..5000 in order through " ..
+        "five cuts by the server", function()
+        local chromium = require "chromium"
+        local ok, why = chromium.available()
+        if not ok then
+            pending(why)
+            return
+        end
+        local b = chromium.start()
+        local page = b:new_page()
+        local finished, r = pcall(function()
+            page:navigate(("http://127.0.0.1:%d/"):format(srv.port))
+            page:wait_for("window.got && window.got.length >= 5000", 40)
+            socket.sleep(0.3) -- anything extra would show now
+            return page:eval("({ n: got.length, inOrder: got.every((v, i) => v === i + 1), " ..
+                             "resyncs, opens })")
+        end)
+        local errors = page:errors()
+        b:stop()
+        assert(finished, r)
+        assert.are.same({ 5000, true, 0 }, { r.n, r.inOrder, r.resyncs })
+        assert.is_true(r.opens >= 6, "reconnected after each cut: " .. tostring(r.opens))
+        for _, e in ipairs(errors) do
+            assert.is_truthy(e:find("WebSocket") or e:find("favicon"), "page error: " .. e)
+        end
     end)
 
     it("receives exactly 1..5000 in order through five cuts (dropped, frozen)", function()
