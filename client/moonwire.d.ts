@@ -54,6 +54,8 @@ export declare class Moonwire {
     on(event: "message", fn: (data: string | Uint8Array) => void): this;
     on(event: "error", fn: (e: { id: number; code: number; reason: string; topic?: string }) => void): this;
     on(event: "drop", fn: (info: DropInfo) => void): this;
+    /** Publications of topics the app subscribed this connection to (conn:subscribe). */
+    on(event: "publication", fn: (p: PublicationContext & { data: string | Uint8Array }) => void): this;
     on(event: "disconnect", fn: (e: { code: number; reason: string }) => void): this;
     off(event: string, fn: (...args: any[]) => void): this;
 }

@@ -277,11 +277,7 @@ export class Moonwire extends Emitter {
         try { env = JSON.parse(data); } catch (e) { return; }
         switch (env[0]) {
         case "W": this._welcome(env[1] || {}); break;
-        case "p": {
-            const sub = this._subs.get(env[1]);
-            if (sub) sub._deliver(env[2], env[3], env[4]);
-            break;
-        }
+        case "p": this._publication(env[1], env[2], env[3], env[4]); break;
         case "S": this._subscribed(env[1], env[2] || {}); break;
         case "R": {
             const sub = this._subs.get(env[1]);
@@ -354,8 +350,15 @@ export class Moonwire extends Emitter {
         for (let k = 0; k < 8; k++) offset = offset * 256 + b[i++];
         const el = b[i++];
         const epoch = dec.decode(b.subarray(i, i + el));
+        this._publication(topic, offset, epoch, b.subarray(i + el));
+    }
+
+    // To its subscription; a topic the app subscribed this connection to itself
+    // (conn:subscribe) has none here: "publication" hears those.
+    _publication(topic, offset, epoch, data) {
         const sub = this._subs.get(topic);
-        if (sub) sub._deliver(offset, epoch, b.subarray(i + el));
+        if (sub) sub._deliver(offset, epoch, data);
+        else this._emit("publication", { topic, offset, epoch, data });
     }
 }
 

@@ -234,3 +234,14 @@ test("the server's errors reach the subscription and the client", () => {
     assert.deepEqual(errs, [103]);
     c.close();
 });
+
+test("publications of topics the app subscribed the connection to reach 'publication'", () => {
+    const c = client();
+    const got = [];
+    c.on("publication", (p) => got.push([p.topic, p.data]));
+    const ws = FakeWS.last();
+    ws.accept();
+    ws.push(["p", "lobby", 0, "", "x"]);
+    assert.deepEqual(got, [["lobby", "x"]]);
+    c.close();
+});
