@@ -33,6 +33,9 @@ struct lb_timer_queue {
     double turn_spent;       /* seconds of timer callbacks in that iteration */
 };
 
+/* Where names_ref (the interned handler names) holds the keys moonwire.v1 reads raw. */
+enum { LB_NAME_SUBSCRIBE = 8, LB_NAME_PUBLISH = 9, LB_NAME_CHANNELS = 10, LB_NAME_HEARTBEAT = 11 };
+
 struct lb_app {
     struct sandbox sb;
     const struct lb_env *env;
@@ -42,7 +45,8 @@ struct lb_app {
     char *public_dir;    /* static files, or NULL */
     char *scripts_dir;
     int handlers_ref;    /* registry: the table the main chunk returned */
-    int names_ref;       /* registry: the handler names as Lua strings, by enum lb_handler */
+    int names_ref;       /* registry: the handler names as Lua strings, by enum lb_handler,
+                          * then the LB_NAME_ keys */
     int api_ref;         /* registry: the mw module (shared by every version of the code) */
     uint32_t generation; /* version of the code; a reload makes the next */
     uint32_t timer_generation; /* stamped on new timers: the version being run or loaded */

@@ -28,6 +28,7 @@
  * (lua_channels.c). */
 static const char *const handler_names[] = { "open", "message", "close", "drain", "upgrade",
                                              "reload", "http", "subscribe", "publish", NULL };
+_Static_assert(LB_NAME_PUBLISH == 9, "handler_names follows the LB_NAME_ indices");
 
 struct lb_app *lb_app_of(lua_State *L) { return container_of(sb_of(L), struct lb_app, sb); }
 
@@ -1176,6 +1177,11 @@ static int run_load(lua_State *L)
         lua_pushstring(L, handler_names[i]);
         lua_rawseti(L, -2, i + 1);
     }
+    /* Keys lua_channels.c reads outside protected calls, interned here once. */
+    lua_pushliteral(L, "channels");
+    lua_rawseti(L, -2, LB_NAME_CHANNELS);
+    lua_pushliteral(L, "heartbeat");
+    lua_rawseti(L, -2, LB_NAME_HEARTBEAT);
     app->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lb_conn_register(L);
     lb_push_api(app);

@@ -26,8 +26,9 @@
 
 /* ---- what the app declares ------------------------------------------------------------------ */
 
-/* app[name] read raw, pushed; outside any protected call, so nothing here may raise. */
-static int raw_field(lua_State *L, struct lb_app *app, const char *name)
+/* app[key] read raw and pushed, key one of the LB_NAME_ names interned at load: outside any
+ * protected call, so nothing here may allocate (which could raise at the memory cap). */
+static int raw_field(lua_State *L, struct lb_app *app, int key)
 {
     lua_rawgeti(L, LUA_REGISTRYINDEX, app->handlers_ref);
     if (lua_type(L, -1) != LUA_TTABLE) {
@@ -35,7 +36,9 @@ static int raw_field(lua_State *L, struct lb_app *app, const char *name)
         lua_pushnil(L);
         return LUA_TNIL;
     }
-    lua_pushstring(L, name); /* a short string: interned, never a memory error in practice */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, app->names_ref);
+    lua_rawgeti(L, -1, key);
+    lua_remove(L, -2);
     int t = lua_rawget(L, -2);
     lua_remove(L, -2);
     return t;
@@ -44,11 +47,11 @@ static int raw_field(lua_State *L, struct lb_app *app, const char *name)
 bool lb_ch_enabled(struct lb_app *app)
 {
     lua_State *L = app->sb.L;
-    int t = raw_field(L, app, "channels");
+    int t = raw_field(L, app, LB_NAME_CHANNELS);
     bool on = (t == LUA_TBOOLEAN && lua_toboolean(L, -1)) || t == LUA_TTABLE;
     lua_pop(L, 1);
     if (on) return true;
-    on = raw_field(L, app, "subscribe") == LUA_TFUNCTION;
+    on = raw_field(L, app, LB_NAME_SUBSCRIBE) == LUA_TFUNCTION;
     lua_pop(L, 1);
     return on;
 }
@@ -58,8 +61,10 @@ static double heartbeat_of(struct lb_app *app)
 {
     lua_State *L = app->sb.L;
     double hb = DEFAULT_HEARTBEAT;
-    if (raw_field(L, app, "channels") == LUA_TTABLE) {
-        lua_pushliteral(L, "heartbeat");
+    if (raw_field(L, app, LB_NAME_CHANNELS) == LUA_TTABLE) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, app->names_ref);
+        lua_rawgeti(L, -1, LB_NAME_HEARTBEAT);
+        lua_remove(L, -2);
         if (lua_rawget(L, -2) == LUA_TNUMBER) hb = lua_tonumber(L, -1);
         lua_pop(L, 1);
     }
@@ -357,9 +362,9 @@ int lb_ch_prepare(lua_State *L, struct lb_app *app, struct conn *c, const void *
                                                              "on this connection");
             return LB_CH_DONE;
         }
-        if (raw_field(L, app, "subscribe") != LUA_TFUNCTION) {
+        if (raw_field(L, app, LB_NAME_SUBSCRIBE) != LUA_TFUNCTION) {
             lua_pop(L, 1);
-            int ct = raw_field(L, app, "channels");
+            int ct = raw_field(L, app, LB_NAME_CHANNELS);
             bool open_to_all = (ct == LUA_TBOOLEAN && lua_toboolean(L, -1)) || ct == LUA_TTABLE;
             lua_pop(L, 2);
             if (!open_to_all) {
@@ -389,7 +394,7 @@ int lb_ch_prepare(lua_State *L, struct lb_app *app, struct conn *c, const void *
         return ask(L, LUA_TFUNCTION, &req);
     }
     /* 'p' */
-    if (raw_field(L, app, "publish") != LUA_TFUNCTION) {
+    if (raw_field(L, app, LB_NAME_PUBLISH) != LUA_TFUNCTION) {
         lua_pop(L, 2);
         send_error_str(c, req.id, CH_PUBLISH_DENIED, "this app takes no publications from "
                                                      "clients (it has no app.publish)");
