@@ -333,6 +333,31 @@ describe("moonwire.v1", function()
             r:close()
         end)
 
+        it("at the boundaries: from the top sends nothing but live; from 0 sends it all; " ..
+            "past the top is not recovered", function()
+            local p = open_v1(srv)
+            send(p, { "s", 1, "h:e" })
+            local epoch = recv(p)[3].e
+            send(p, { "m", "pub h:e 4" })
+            for _ = 1, 5 do recv(p) end
+            local top = open_v1(srv)
+            send(top, { "s", 1, "h:e", { o = 4, e = epoch } })
+            assert.are.same({ "S", 1, { recovered = true, o = 4, e = epoch } }, recv(top))
+            local all = open_v1(srv)
+            send(all, { "s", 1, "h:e", { o = 0, e = epoch } })
+            assert.are.same({ "S", 1, { recovered = true, o = 4, e = epoch } }, recv(all))
+            for i = 1, 4 do assert.are.same({ "p", "h:e", i, epoch, tostring(i) }, recv(all)) end
+            local past = open_v1(srv)
+            send(past, { "s", 1, "h:e", { o = 9, e = epoch } })
+            local s = recv(past)
+            assert.are.same({ "S", 1, false, 4 }, { s[1], s[2], s[3].recovered, s[3].o })
+            send(p, { "m", "pub h:e 1" })
+            for _, c in ipairs { top, all, past } do
+                assert.are.same({ "p", "h:e", 5, epoch, "1" }, recv(c))
+            end
+            for _, c in ipairs { p, top, all, past } do c:close() end
+        end)
+
         it("recovered = false for an epoch that is not the stream's", function()
             local r = open_v1(srv)
             send(r, { "s", 1, "h:d", { o = 0, e = "zzzzzzzz" } })
