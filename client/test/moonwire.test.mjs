@@ -245,3 +245,32 @@ test("publications of topics the app subscribed the connection to reach 'publica
     assert.deepEqual(got, [["lobby", "x"]]);
     c.close();
 });
+
+test("paused while the browser is offline; back online, it retries within a second", async () => {
+    const target = new EventTarget();
+    const saved = Object.getOwnPropertyDescriptor(globalThis, "navigator");
+    const [add, remove] = [globalThis.addEventListener, globalThis.removeEventListener];
+    Object.defineProperty(globalThis, "navigator", { value: { onLine: true }, configurable: true,
+                                                     writable: true });
+    globalThis.addEventListener = target.addEventListener.bind(target);
+    globalThis.removeEventListener = target.removeEventListener.bind(target);
+    try {
+        const c = client({ random: () => 0.05 });
+        FakeWS.last().accept();
+        globalThis.navigator.onLine = false;
+        FakeWS.last().drop(1006);
+        assert.equal(c.state, "offline");
+        await sleep(120);
+        assert.equal(FakeWS.all.length, 1, "no attempt while offline");
+        globalThis.navigator.onLine = true;
+        target.dispatchEvent(new Event("online"));
+        await sleep(120); // 0.05 of a second
+        assert.equal(FakeWS.all.length, 2, "retried once online");
+        c.close();
+    } finally {
+        if (saved) Object.defineProperty(globalThis, "navigator", saved);
+        else delete globalThis.navigator;
+        globalThis.addEventListener = add;
+        globalThis.removeEventListener = remove;
+    }
+});
