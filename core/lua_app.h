@@ -67,6 +67,7 @@ struct lb_app {
     double wait_timeout;     /* seconds a run may take in all (sandbox.wait_timeout); 0: none */
     struct lane *lanes;      /* connections whose handler waits (lua_bridge.c) */
     size_t http_in_flight;   /* mw.http.request calls waiting */
+    size_t redis_in_flight;  /* mw.redis.call calls waiting */
     unsigned shared_ns;       /* its keys in mw.shared (lb_limits.index) */
 };
 

@@ -14,6 +14,8 @@
 
 #include "http_client.h"
 #include "lua_app.h"
+#include "redis.h"
+#include "rnode.h"
 #include "util.h"
 
 /* The run on L that may wait, or raises naming fname and where it can be used. */
@@ -330,6 +332,138 @@ static int mw_http_request(lua_State *L)
     return lua_yieldk(L, 0, 0, waited_http);
 }
 
+/* ---- mw.redis.call ------------------------------------------------------------------------ */
+
+struct redis_call {
+    struct lb_task *task;
+    struct lb_app *app;
+    struct rds_cmd *cmd;
+    const redisReply *reply;
+    const char *err;
+};
+
+static void redis_cancel(void *ud)
+{
+    struct redis_call *c = ud;
+    rds_cancel(c->cmd);
+    c->app->redis_in_flight--;
+    free(c);
+}
+
+static void redis_done(void *ud, const redisReply *reply, const char *err)
+{
+    struct redis_call *c = ud;
+    c->app->redis_in_flight--;
+    c->reply = reply;
+    c->err = err;
+    lua_pushlightuserdata(c->task->co, c);
+    lb_task_resume(c->task, 1);
+    free(c);
+}
+
+/* A reply as Lua: strings and statuses as strings, integers, nil (false inside an array, as
+ * Redis' own Lua does), arrays as lists (nested at most 8 deep, as hiredis reads them), an
+ * error inside an array as { err = text }. */
+static void push_reply(lua_State *L, const redisReply *r, bool nested)
+{
+    luaL_checkstack(L, 4, "mw.redis.call: reply nested too deep");
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS: lua_pushlstring(L, r->str, r->len); break;
+    case REDIS_REPLY_INTEGER: lua_pushinteger(L, (lua_Integer)r->integer); break;
+    case REDIS_REPLY_ARRAY:
+        lua_createtable(L, (int)r->elements, 0);
+        for (size_t i = 0; i < r->elements; i++) {
+            push_reply(L, r->element[i], true);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    case REDIS_REPLY_ERROR:
+        lua_createtable(L, 0, 1);
+        lua_pushlstring(L, r->str, r->len);
+        lua_setfield(L, -2, "err");
+        break;
+    default:
+        if (nested) lua_pushboolean(L, 0);
+        else lua_pushnil(L);
+    }
+}
+
+/* Continuation of mw.redis.call: the value, or nil, reason. */
+static int waited_redis(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    struct redis_call *c = lua_touserdata(L, -1);
+    lua_settop(L, 0);
+    if (!c->reply) {
+        luaL_pushfail(L);
+        if (strcmp(c->err, "timeout") == 0)
+            lua_pushliteral(L, "timeout: Redis did not answer in time");
+        else if (strcmp(c->err, "unavailable") == 0)
+            lua_pushliteral(L, "unavailable: not connected to Redis (it is down or unreachable;"
+                               " moonwire reconnects by itself)");
+        else if (strcmp(c->err, "lost") == 0)
+            lua_pushliteral(L, "lost: the connection to Redis broke before the answer (the "
+                               "command may have run)");
+        else lua_pushstring(L, c->err);
+        return 2;
+    }
+    if (c->reply->type == REDIS_REPLY_ERROR) {
+        luaL_pushfail(L);
+        lua_pushlstring(L, c->reply->str, c->reply->len);
+        return 2;
+    }
+    push_reply(L, c->reply, false);
+    return 1;
+}
+
+/* mw.redis.call(command, arg...) -> the reply | nil, reason. Waits. The command goes to the
+ * shard of its first argument (the key), on the worker's pipelined connection. */
+static int mw_redis_call(lua_State *L)
+{
+    struct lb_app *app = lb_app_of(L);
+    int argc = lua_gettop(L);
+    if (argc < 1) return luaL_error(L, "mw.redis.call needs a command, like "
+                                       "mw.redis.call(\"GET\", \"key\")");
+    if (argc > 1024) return luaL_error(L, "mw.redis.call: at most 1023 arguments");
+    const char *argv[1024];
+    size_t lens[1024];
+    for (int i = 1; i <= argc; i++) {
+        int t = lua_type(L, i);
+        if (t != LUA_TSTRING && t != LUA_TNUMBER)
+            return luaL_error(L, "mw.redis.call: argument %d is a %s; give strings or numbers",
+                              i, lua_typename(L, t));
+        argv[i - 1] = lua_tolstring(L, i, &lens[i - 1]); /* numbers become strings in place */
+    }
+    struct lb_task *t = waitable(L, "mw.redis.call");
+    struct rnode *node = app->env->redis;
+    if (!node)
+        return luaL_error(L, "mw.redis.call: no Redis is configured (add redis = "
+                             "\"redis://host:port\" to the config, or --redis URL)");
+    if (app->redis_in_flight >= app->env->redis_max_in_flight) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "limit: the app has %I calls waiting for Redis, as many as "
+                           "redis.max_in_flight allows; try again later or raise it",
+                        (lua_Integer)app->redis_in_flight);
+        return 2;
+    }
+    struct rds *conn = argc > 1 ? rnode_command_conn(node, argv[1], lens[1])
+                                : rnode_command_conn(node, "", 0);
+    struct redis_call *c = calloc(1, sizeof *c);
+    if (!c) return luaL_error(L, "mw.redis.call: out of memory");
+    c->task = t;
+    c->app = app;
+    if (!(c->cmd = rds_command(conn, argc, argv, lens, app->env->redis_timeout, redis_done, c))) {
+        free(c);
+        return luaL_error(L, "mw.redis.call: out of memory");
+    }
+    app->redis_in_flight++;
+    lb_task_waits_for(t, redis_cancel, c);
+    lua_settop(L, 0);
+    return lua_yieldk(L, 0, 0, waited_redis);
+}
+
 void lb_push_waits(lua_State *L, int api)
 {
     api = lua_absindex(L, api);
@@ -339,4 +473,8 @@ void lb_push_waits(lua_State *L, int api)
     lua_pushcfunction(L, mw_http_request);
     lua_setfield(L, -2, "request");
     lua_setfield(L, api, "http");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, mw_redis_call);
+    lua_setfield(L, -2, "call");
+    lua_setfield(L, api, "redis");
 }
