@@ -220,6 +220,31 @@ describe("redis", function()
             pub:close()
         end)
 
+        it("finds a frozen link with the probe and connects again", function()
+            local proxy = io.popen("exec python3 spec/support/freeze_proxy.py " .. rd.port)
+            local pport, ppid = proxy:read("l"):match("^(%d+) (%d+)$")
+            local a = start_node('redis = { url = "redis://127.0.0.1:' .. pport .. '", ' ..
+                                 'probe_interval = 0.3, backoff = { min = 0.05, max = 0.2 } }\n')
+            local b = start_node(nil, { "--redis", rd:url() })
+            local sub = assert(ws.connect(a.port))
+            assert.are.equal("subscribed", command(sub, "sub f"))
+            assert.is_true(wait_until(function() return rd:numsub("mw:t:/:f") == 1 end))
+            os.execute("kill -USR1 " .. ppid)
+            local t0 = socket.gettime()
+            assert.truthy(a:wait_log("no probe came back", 3), a:log())
+            assert.is_true(socket.gettime() - t0 < 2 * 0.3 * 2.5 + 0.5)
+            -- Connected again through the proxy (new connections pass): messages flow.
+            local pub = assert(ws.connect(b.port))
+            assert.is_true(wait_until(function()
+                command(pub, "pub f after")
+                return sub:recv_message(0.2) == "after"
+            end, 3))
+            sub:close()
+            pub:close()
+            os.execute("kill " .. ppid)
+            proxy:close()
+        end)
+
         it("comes back after Redis kills its subscriber connection", function()
             local cfg = 'redis = { url = "' .. rd:url() .. '", ' ..
                         'backoff = { min = 0.05, max = 0.5 } }\n'
