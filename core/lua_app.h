@@ -102,6 +102,11 @@ const char *lb_check_topic(lua_State *L, int arg, size_t *len, const char *fname
  * message being handled. */
 bool lb_valid_text(struct lb_app *app, const char *data, size_t len);
 
+/* mw.history's answer when history lives in Redis (lua_wait.c): waits, then returns what
+ * mw.history returns. */
+int lb_history_redis(lua_State *L, const char *topic, size_t len, bool since_given,
+                     uint64_t since, const char *epoch);
+
 /* ---- runs that can wait (lua_task.c) -------------------------------------------------------- */
 
 /* How a run that waited ended (SB_OK, or how it failed: its line is logged already). */

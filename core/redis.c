@@ -609,4 +609,15 @@ struct rds_cmd *rds_command(struct rds *r, int argc, const char **argv, const si
     return c;
 }
 
+struct rds_cmd *rds_fail(struct rds *r, const char *why, rds_done done, void *ud)
+{
+    struct rds_cmd *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->r = r;
+    c->done = done;
+    c->ud = ud;
+    fail_later(r, c, why);
+    return c;
+}
+
 void rds_cancel(struct rds_cmd *c) { c->done = NULL; }

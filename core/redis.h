@@ -84,6 +84,8 @@ struct rds_cmd;
  * handle valid until done runs, or NULL when out of memory. */
 struct rds_cmd *rds_command(struct rds *r, int argc, const char **argv, const size_t *lens,
                             double timeout, rds_done done, void *ud);
+/* A command that fails with why (a string that lives on) from the loop, as rds_command's do. */
+struct rds_cmd *rds_fail(struct rds *r, const char *why, rds_done done, void *ud);
 /* Forgets a command: its done is not called (its reply is dropped when it comes). */
 void rds_cancel(struct rds_cmd *c);
 

@@ -21,6 +21,7 @@
 
 #define HEADER 16      /* node id (8), flags (1), reserved (7) */
 #define FLAG_BINARY 1
+#define FLAG_HISTORY 2 /* the header is followed by "<offset> <epoch> " */
 #define BATCH 512      /* channels per (UN)SUBSCRIBE */
 
 /* ---- process-wide: the node id, readiness, counters ---------------------------------------- */
@@ -90,6 +91,7 @@ struct shard {
     struct rds *cmd, *sub;
     bool cmd_up, sub_up;
     bool ever_up;        /* the subscriber has been up once: later ups are resubscribes */
+    char run_id[64];     /* the server's (INFO server) since the command connection came up */
 };
 
 /* A channel this worker wants (local subscribers) or still holds (lingering). */
@@ -273,11 +275,38 @@ static void shard_state(bool *flag, bool up)
     __atomic_add_fetch(&down_total, up ? -1 : 1, __ATOMIC_RELAXED);
 }
 
+/* INFO server's run_id: it changes whenever Redis starts, so history written before a restart
+ * from an older snapshot is not taken for the current one. */
+static void got_info(void *ud, const redisReply *r, const char *err)
+{
+    struct shard *s = ud;
+    if (err) return; /* the connection is gone again */
+    /* The shard counts as up from here (its run_id known, or Redis would not say). */
+    shard_state(&s->cmd_up, true);
+    const char *p = r->type == REDIS_REPLY_STRING ? strstr(r->str, "run_id:") : NULL;
+    if (!p) {
+        log_warn("redis: INFO server gave no run_id: history topics cannot be published "
+                 "(does the user lack the INFO command?)");
+        return;
+    }
+    p += 7;
+    size_t n = strcspn(p, "\r\n");
+    if (n == 0 || n >= sizeof s->run_id) return;
+    memcpy(s->run_id, p, n);
+    s->run_id[n] = 0;
+}
+
 static void cmd_state(void *ud, bool up)
 {
     struct shard *s = ud;
-    shard_state(&s->cmd_up, up);
-    if (!up) COUNT(reconnects);
+    s->run_id[0] = 0;
+    if (!up) {
+        shard_state(&s->cmd_up, false);
+        COUNT(reconnects);
+        return;
+    }
+    const char *argv[] = { "INFO", "server" };
+    rds_command(s->cmd, 2, argv, (size_t[]){ 4, 6 }, s->n->cfg.timeout, got_info, s);
 }
 
 static void sub_state(void *ud, bool up)
@@ -313,7 +342,10 @@ static void on_push(void *ud, const redisReply *r)
     if (ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING) return;
     if (ch->len == n->node_chan_len && memcmp(ch->str, n->node_chan, ch->len) == 0) return;
     if (msg->len < HEADER) return;
-    if (memcmp(msg->str, node_id, sizeof node_id) == 0) {
+    bool stored = msg->str[8] & FLAG_HISTORY;
+    /* Our own plain publishes were delivered here already; stored ones are delivered from
+     * here, in the order Redis gave their offsets. */
+    if (!stored && memcmp(msg->str, node_id, sizeof node_id) == 0) {
         COUNT(echoes_dropped);
         return;
     }
@@ -322,6 +354,19 @@ static void on_push(void *ud, const redisReply *r)
     const char *data = msg->str + HEADER;
     size_t len = msg->len - HEADER;
     bool binary = msg->str[8] & FLAG_BINARY;
+    struct hist_pos pos = { 0 };
+    if (stored) {
+        /* "<offset> <epoch> " */
+        const char *sp = memchr(data, ' ', len);
+        if (!sp) return;
+        pos.offset = strtoull(data, NULL, 10);
+        const char *ep = sp + 1, *end = memchr(ep, ' ', len - (size_t)(ep - data));
+        if (!end || end - ep > HIST_EPOCH_LEN) return;
+        memcpy(pos.epoch, ep, (size_t)(end - ep));
+        pos.epoch[end - ep] = 0;
+        len -= (size_t)(end + 1 - data);
+        data = end + 1;
+    }
     struct obuf *frame = obuf_new(WS_FRAME_MAX_SERVER_HEADER + len);
     if (!frame) return;
     frame->len = ws_frame_build_header(frame->data, true, 0, binary ? WS_OP_BINARY : WS_OP_TEXT,
@@ -330,7 +375,8 @@ static void on_push(void *ud, const redisReply *r)
     frame->len += len;
     size_t sent;
     COUNT(received);
-    ps_deliver(c->port->ps, c->name + c->topic_off, c->len - c->topic_off, frame, NULL, &sent);
+    ps_deliver(c->port->ps, c->name + c->topic_off, c->len - c->topic_off, frame,
+               stored ? &pos : NULL, &sent);
     lb_app_delivered(c->port->app, sent);
     obuf_unref(frame);
 }
@@ -565,15 +611,137 @@ static int rp_publish_history(void *ctx, const char *topic, size_t len, struct o
     return rc;
 }
 
+/* ---- history in Redis ---------------------------------------------------------------------- */
+
+/* KEYS: meta hash, stream, channel. ARGV: header, data, size, ttl, run_id, a new epoch.
+ * A new epoch (the stream deleted, offsets from 1) when there is no meta or it was written
+ * under another run_id (Redis restarted, maybe from an older snapshot). */
+static const char publish_script[] =
+    "local m = redis.call('HMGET', KEYS[1], 'e', 'r')\n"
+    "local epoch = m[1]\n"
+    "if not epoch or (ARGV[5] ~= '' and m[2] ~= ARGV[5]) then\n"
+    "  epoch = ARGV[6]\n"
+    "  redis.call('DEL', KEYS[2])\n"
+    "  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', ARGV[5])\n"
+    "end\n"
+    "local off = redis.call('HINCRBY', KEYS[1], 'o', 1)\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], off .. '-0', 'd', ARGV[2])\n"
+    "redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[4] * 2 + 60)\n"
+    "redis.call('PUBLISH', KEYS[3], ARGV[1] .. off .. ' ' .. epoch .. ' ' .. ARGV[2])\n"
+    "return off\n";
+
+/* KEYS: meta hash, stream. ARGV: run_id, a new epoch, since ("" for all), ttl.
+ * Returns { epoch, top offset, XRANGE entries after since }. */
+static const char read_script[] =
+    "local m = redis.call('HMGET', KEYS[1], 'e', 'r', 'o')\n"
+    "local epoch, top = m[1], tonumber(m[3] or 0)\n"
+    "if not epoch or (ARGV[1] ~= '' and m[2] ~= ARGV[1]) then\n"
+    "  epoch, top = ARGV[2], 0\n"
+    "  redis.call('DEL', KEYS[2])\n"
+    "  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', ARGV[1])\n"
+    "  redis.call('EXPIRE', KEYS[1], ARGV[4] * 2 + 60)\n"
+    "end\n"
+    "local from = ARGV[3] == '' and '-' or ('(' .. ARGV[3] .. '-0')\n"
+    "return { epoch, top, redis.call('XRANGE', KEYS[2], from, '+') }\n";
+
+/* The meta and stream keys of a history topic: <prefix>:h:<path>:<topic>:m and :s. */
+static int history_keys(const struct rport *p, const char *topic, size_t len, char *meta,
+                        char *stream, size_t cap)
+{
+    int n = snprintf(meta, cap, "%s:h:%s:%.*s:m", p->n->cfg.prefix, p->path, (int)len, topic);
+    if (n < 0 || (size_t)n >= cap) return -1;
+    memcpy(stream, meta, (size_t)n);
+    stream[n - 1] = 's';
+    stream[n] = 0;
+    return n;
+}
+
+static void stored(void *ud, const redisReply *r, const char *err)
+{
+    (void)ud;
+    if (err || (r && r->type == REDIS_REPLY_ERROR)) {
+        COUNT(publish_failed);
+        if (r && r->type == REDIS_REPLY_ERROR)
+            log_warn("redis: storing a history publication failed: %.*s",
+                     (int)(r->len < 200 ? r->len : 200), r->str);
+    }
+}
+
+static int rp_publish_stored(void *ctx, const char *topic, size_t len, struct obuf *frame)
+{
+    struct rport *p = ctx;
+    struct rnode *n = p->n;
+    const struct hist_rule *rule = history_rule(p->ps->history, topic, len);
+    char name[1024], meta[1100], stream[1100];
+    size_t off;
+    int nl = chan_name(n, p, topic, len, name, sizeof name, &off);
+    int kl = history_keys(p, topic, len, meta, stream, sizeof meta);
+    if (nl < 0 || kl < 0 || !rule) return -1;
+    struct shard *s = &n->shards[shard_of(n, name + strlen(n->cfg.prefix) + 3,
+                                          (size_t)nl - strlen(n->cfg.prefix) - 3)];
+    if (!s->cmd_up || !s->run_id[0]) {
+        COUNT(publish_failed);
+        return -1;
+    }
+    size_t plen;
+    const char *payload = ps_frame_payload(frame, &plen);
+    char header[HEADER];
+    memcpy(header, node_id, sizeof node_id);
+    memset(header + 8, 0, HEADER - 8);
+    header[8] = FLAG_HISTORY | ((frame->data[0] & 0x0f) == WS_OP_BINARY ? FLAG_BINARY : 0);
+    char size[24], ttl[24], epoch[HIST_EPOCH_LEN + 1];
+    snprintf(size, sizeof size, "%u", rule->size);
+    snprintf(ttl, sizeof ttl, "%.0f", rule->ttl < 1 ? 1 : rule->ttl);
+    history_new_epoch(epoch);
+    const char *argv[] = { "EVAL", publish_script, "3", meta, stream, name, header, payload,
+                           size, ttl, s->run_id, epoch };
+    size_t lens[] = { 4, sizeof publish_script - 1, 1, (size_t)kl, (size_t)kl, (size_t)nl,
+                      HEADER, plen, strlen(size), strlen(ttl), strlen(s->run_id),
+                      strlen(epoch) };
+    if (!rds_command(s->cmd, 12, argv, lens, n->cfg.timeout, stored, NULL)) return -1;
+    COUNT(published);
+    return 0;
+}
+
+struct rds_cmd *rnode_history_read(struct rnode *n, struct lb_app *app, const char *topic,
+                                   size_t len, const char *since, rds_done done, void *ud)
+{
+    struct rport *p = NULL;
+    for (size_t i = 0; i < n->nports; i++)
+        if (n->ports[i].app == app) p = &n->ports[i];
+    if (!p) return NULL;
+    const struct hist_rule *rule = history_rule(p->ps->history, topic, len);
+    char name[1024], meta[1100], stream[1100];
+    size_t off;
+    int nl = chan_name(n, p, topic, len, name, sizeof name, &off);
+    int kl = history_keys(p, topic, len, meta, stream, sizeof meta);
+    if (nl < 0 || kl < 0 || !rule) return NULL;
+    struct shard *s = &n->shards[shard_of(n, name + strlen(n->cfg.prefix) + 3,
+                                          (size_t)nl - strlen(n->cfg.prefix) - 3)];
+    char ttl[24], epoch[HIST_EPOCH_LEN + 1];
+    snprintf(ttl, sizeof ttl, "%.0f", rule->ttl < 1 ? 1 : rule->ttl);
+    history_new_epoch(epoch);
+    const char *rid = s->cmd_up && s->run_id[0] ? s->run_id : NULL;
+    const char *argv[] = { "EVAL", read_script, "2", meta, stream, rid ? rid : "", epoch,
+                           since ? since : "", ttl };
+    size_t lens[] = { 4, sizeof read_script - 1, 1, (size_t)kl, (size_t)kl,
+                      rid ? strlen(rid) : 0, strlen(epoch), since ? strlen(since) : 0,
+                      strlen(ttl) };
+    /* Without the run_id the script cannot tell a restart: Redis is not there yet. */
+    if (!rid) return rds_fail(s->cmd, "unavailable", done, ud);
+    return rds_command(s->cmd, 9, argv, lens, n->cfg.timeout, done, ud);
+}
+
 static const struct ps_engine redis_engine = {
     .first_subscriber = rp_first, .last_subscriber = rp_last, .publish = rp_publish,
-    .changed = rp_changed, .subscribers = rp_subscribers,
+    .changed = rp_changed, .subscribers = rp_subscribers, .publish_stored = rp_publish_stored,
 };
 /* Over an engine that carries history publications itself (the workers' bus). */
 static const struct ps_engine redis_engine_history = {
     .first_subscriber = rp_first, .last_subscriber = rp_last, .publish = rp_publish,
     .changed = rp_changed, .subscribers = rp_subscribers,
-    .publish_history = rp_publish_history,
+    .publish_history = rp_publish_history, .publish_stored = rp_publish_stored,
 };
 
 int rnode_attach(struct rnode *n, struct lb_app *app, unsigned index, const char *path)

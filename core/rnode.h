@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "redis.h"
 
 struct ev_loop;
 struct lb_app;
@@ -46,6 +47,14 @@ int rnode_attach(struct rnode *n, struct lb_app *app, unsigned index, const char
 
 /* The command connection for key (its shard). */
 struct rds *rnode_command_conn(struct rnode *n, const char *key, size_t len);
+
+/* History kept in Redis (when redis is configured, history topics live there, for every
+ * node): reads app's topic after since (a decimal offset; NULL: all), creating its stream's
+ * epoch when there is none. done gets { epoch, top offset, [[id, [field, data]], ...] } or a
+ * failure ("unavailable" while the connection or its run_id is missing). Returns NULL when the
+ * app or topic has no history here, or out of memory. */
+struct rds_cmd *rnode_history_read(struct rnode *n, struct lb_app *app, const char *topic,
+                                   size_t len, const char *since, rds_done done, void *ud);
 
 /* Every connection of every worker of the process is up (for /readyz). */
 bool rnode_all_up(void);

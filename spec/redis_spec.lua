@@ -6,6 +6,7 @@ local socket = require "socket"
 local ws = require "ws_client"
 local server = require "server"
 local R = require "redis"
+local cjson = require "cjson"
 
 local APP = [[
 local app = {}
@@ -32,6 +33,10 @@ function app.message(conn, data)
     elseif cmd == "burst" then -- burst TOPIC N: "1".."N"
         for i = 1, tonumber(b) do mw.publish(a, tostring(i)) end
         conn:send("sent")
+    elseif cmd == "hist" then -- hist TOPIC, optionally SINCE and EPOCH
+        local since, epoch = b:match("^(%S*) ?(%S*)$")
+        local h, err = mw.history(a, tonumber(since), epoch ~= "" and epoch or nil)
+        conn:send(h and mw.json.encode(h) or ("err " .. err))
     elseif cmd == "many" then -- many N: N timer runs, each a SET and a GET of its own key
         local n, done, bad = tonumber(a), 0, 0
         for i = 1, n do
@@ -76,6 +81,8 @@ describe("redis", function()
         for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
         local srv = server.start { app = dir, config = config, args = argv }
         nodes[#nodes + 1] = srv
+        -- Connected to Redis (every connection of every worker) before the test goes on.
+        assert(wait_until(function() return readyz(srv) == 200 end), "not ready:\n" .. srv:log())
         return srv
     end
 
@@ -192,6 +199,87 @@ describe("redis", function()
             sub:close()
             pub:close()
             rd2:stop()
+        end)
+    end)
+
+    describe("history in Redis", function()
+        local HIST = 'history = { ["h:"] = { size = 1000, ttl = 600 } }\n'
+
+        local function hist(c, topic, since, epoch)
+            local r = command(c, ("hist %s %s %s"):format(topic, since or "", epoch or ""))
+            if r:sub(1, 4) == "err " then return nil, r:sub(5) end
+            return cjson.decode(r)
+        end
+
+        it("gives one order of offsets to two nodes publishing at once", function()
+            local cfg = HIST .. 'redis = "' .. rd:url() .. '"\n'
+            local a, b = start_node(cfg), start_node(cfg .. "workers = 2\n")
+            local subs = {}
+            for i = 1, 4 do
+                subs[i] = assert(ws.connect(i % 2 == 0 and a.port or b.port))
+                assert.are.equal("subscribed", command(subs[i], "sub h:x"))
+            end
+            -- Both nodes (b: both workers, most likely) listen before anyone publishes.
+            assert.is_true(wait_until(function() return rd:numsub("mw:t:/:h:x") >= 2 end))
+            socket.sleep(0.1)
+            local pa, pb = assert(ws.connect(a.port)), assert(ws.connect(b.port))
+            pa:send_text("burst h:x 200")
+            pb:send_text("burst h:x 200")
+            assert.are.equal("sent", pa:recv_message(5))
+            assert.are.equal("sent", pb:recv_message(5))
+            local seqs = {}
+            for i, s in ipairs(subs) do
+                seqs[i] = {}
+                for k = 1, 400 do seqs[i][k] = assert(s:recv_message(5)) end
+            end
+            for i = 2, 4 do assert.are.same(seqs[1], seqs[i]) end
+            local ha, hb = assert(hist(pa, "h:x")), assert(hist(pb, "h:x"))
+            assert.are.equal(400, ha.offset)
+            assert.are.same(ha, hb)
+            for k, p in ipairs(ha.publications) do
+                assert.are.equal(k, p.offset)
+                assert.are.equal(seqs[1][k], p.data)
+            end
+            local after = assert(hist(pa, "h:x", 390, ha.epoch))
+            assert.is_true(after.recovered)
+            assert.are.equal(10, #after.publications)
+            assert.are.equal(391, after.publications[1].offset)
+            for _, c in ipairs(subs) do c:close() end
+            pa:close()
+            pb:close()
+        end)
+
+        it("starts a new epoch when Redis comes back from an older snapshot", function()
+            local cfg = HIST .. 'redis = { url = "' .. rd:url() .. '", ' ..
+                        'backoff = { min = 0.05, max = 0.2 } }\n'
+            local a = start_node(cfg)
+            assert.is_true(wait_until(function() return readyz(a) == 200 end))
+            local c = assert(ws.connect(a.port))
+            for i = 1, 5 do assert.are.equal("pub 0 nil", command(c, "pub h:r m" .. i)) end
+            assert.are.equal("OK", rd:cli("SAVE"))
+            for i = 6, 10 do assert.are.equal("pub 0 nil", command(c, "pub h:r m" .. i)) end
+            local before = assert(hist(c, "h:r"))
+            assert.are.equal(10, before.offset)
+            rd:kill9()
+            local p = command(c, "pub h:r lost")
+            assert.truthy(p:find("redis unavailable", 1, true), p)
+            rd:restart()
+            assert.are.equal("1", rd:cli("EXISTS", "mw:h:/:h:r:m"), "the snapshot came back")
+            assert.is_true(wait_until(function() return readyz(a) == 200 end))
+            local h
+            assert.is_true(wait_until(function()
+                h = hist(c, "h:r", 10, before.epoch)
+                return h ~= nil
+            end))
+            assert.is_false(h.recovered)
+            assert.are_not.equal(before.epoch, h.epoch)
+            assert.are.equal(0, h.offset)
+            assert.are.equal("pub 0 nil", command(c, "pub h:r new"))
+            local now = assert(hist(c, "h:r", 0, h.epoch))
+            assert.is_true(now.recovered)
+            assert.are.equal(1, now.offset)
+            assert.are.equal("new", now.publications[1].data)
+            c:close()
         end)
     end)
 
