@@ -6,13 +6,15 @@ BUILD   := build
 VERSION := 0.1.0
 
 # Debian packages, by purpose. `make deps-run` / `make deps-test` install what is missing.
-PKGS_BUILD := gcc make libc6-dev libev-dev liblua5.4-dev libssl-dev lua-cjson-dev libc-ares-dev
+PKGS_BUILD := gcc make libc6-dev libev-dev liblua5.4-dev libssl-dev lua-cjson-dev libc-ares-dev \
+              libhiredis-dev
 # prometheus brings promtool (which checks /metrics); chromium drives the dashboard spec; nginx
 # is a real server for the outbound HTTP spec; node runs moonwire.js's tests (Debian's nodejs
 # unless the machine has a node already).
 PKGS_TEST  := $(PKGS_BUILD) lua5.4 lua-busted lua-socket lua-cjson libcriterion-dev python3 \
               python3-websockets python3-jwt python3-cryptography openssl prometheus chromium \
-              nginx $(shell command -v node >/dev/null 2>&1 || echo nodejs)
+              nginx redis-server redis-tools \
+              $(shell command -v node >/dev/null 2>&1 || echo nodejs)
 # Only `make fuzz` needs these: `make test` replays the fuzz corpora with gcc.
 PKGS_FUZZ  := clang libfuzzer-14-dev
 
@@ -20,7 +22,7 @@ WARN    := -Wall -Wextra -Wshadow -Wconversion
 CFLAGS  ?= -O2 -g
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -DMOONWIRE_VERSION='"$(VERSION)"' -I/usr/include/lua5.4 \
               $(WARN) $(CFLAGS)
-LDLIBS  := -llua5.4 -llua5.4-cjson -lev -lssl -lcrypto -lcares -lm
+LDLIBS  := -llua5.4 -llua5.4-cjson -lev -lssl -lcrypto -lcares -lhiredis -lm
 # The test build: warnings are errors, and the sanitizers watch every byte.
 SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
            -fno-sanitize-recover=undefined
@@ -50,7 +52,8 @@ TSAN_UNIT_CORE := core/bus.c core/outq.c core/conn_limits.c core/ip_table.c core
                   core/sstore.c
 
 # The specs the ThreadSanitizer build runs (spec/run-tests, make tsan).
-TSAN_SPECS := spec/workers_spec.lua spec/history_spec.lua spec/channels_workers_spec.lua
+TSAN_SPECS := spec/workers_spec.lua spec/history_spec.lua spec/redis_spec.lua \
+              spec/channels_workers_spec.lua
 
 .PHONY: tsan print-tsan-specs all run test check-deps deps-build deps-run deps-test unit clean \
         fuzz fuzz-replay deps-fuzz install uninstall

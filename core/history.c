@@ -119,7 +119,7 @@ static void topic_remove(struct history *h, struct hist_topic *t)
     topic_free(t);
 }
 
-static void new_epoch(char *out)
+void history_new_epoch(char *out)
 {
     static const char digits[] = "abcdefghijklmnopqrstuvwxyz234567";
     unsigned char r[HIST_EPOCH_LEN];
@@ -223,7 +223,7 @@ static struct hist_topic *find(struct history *h, unsigned ns, const char *name,
     memcpy(t->name, name, len);
     t->last_at = now;
     t->bytes = sz;
-    new_epoch(t->epoch);
+    history_new_epoch(t->epoch);
     struct hist_topic **p = slot_of(h, ns, name, len);
     t->next = *p;
     *p = t;

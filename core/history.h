@@ -106,4 +106,7 @@ int history_read(struct history *h, unsigned ns, const char *topic, size_t len, 
                  uint64_t since, const char *epoch, double now, struct hist_range *out);
 void history_range_free(struct hist_range *r);
 
+/* A new random epoch: HIST_EPOCH_LEN characters and a NUL into out. */
+void history_new_epoch(char *out);
+
 #endif

@@ -71,6 +71,7 @@ struct lb_app {
     double wait_timeout;     /* seconds a run may take in all (sandbox.wait_timeout); 0: none */
     struct lane *lanes;      /* connections whose handler waits (lua_bridge.c) */
     size_t http_in_flight;   /* mw.http.request calls waiting */
+    size_t redis_in_flight;  /* mw.redis.call calls waiting */
     unsigned shared_ns;       /* its keys in mw.shared (lb_limits.index) */
     ev_timer heartbeat;       /* moonwire.v1's heartbeat, while it has v1 connections */
     double heartbeat_interval;
@@ -106,6 +107,11 @@ const char *lb_check_topic(lua_State *L, int arg, size_t *len, const char *fname
 /* Whether the Lua string data (len bytes) is valid UTF-8: without looking when it is the
  * message being handled. */
 bool lb_valid_text(struct lb_app *app, const char *data, size_t len);
+
+/* mw.history's answer when history lives in Redis (lua_wait.c): waits, then returns what
+ * mw.history returns. */
+int lb_history_redis(lua_State *L, const char *topic, size_t len, bool since_given,
+                     uint64_t since, const char *epoch);
 
 /* ---- runs that can wait (lua_task.c) -------------------------------------------------------- */
 

@@ -268,7 +268,11 @@ static void subscribe(struct lb_app *app, struct conn *c, uint64_t id, const cha
                       size_t len, bool has_since, uint64_t since, const char *epoch)
 {
     struct history *h = app->ps.history;
-    if (!h || !h->nrules || !history_rule(h, topic, len)) {
+    /* An engine that keeps history itself (Redis) holds the positions; recovering from it is
+     * not built yet: such topics answer as plain ones (no position; a client recovering is
+     * told recovered = false and resyncs), which is honest, never a silent gap. */
+    bool engine_history = app->ps.engine && app->ps.engine->publish_stored;
+    if (engine_history || !h || !h->nrules || !history_rule(h, topic, len)) {
         /* A topic without history keeps no position: a client asking to recover one cannot. */
         if (subscribe_or_say(app, c, id, topic, len)) send_subscribed(c, id, !has_since, NULL);
         return;

@@ -47,6 +47,11 @@ static int mw_publish(lua_State *L)
                         "history_memory (raise it, or publish smaller messages)", (int)len);
         return 2;
     }
+    if (rc == PS_E_STORE) {
+        lua_pushliteral(L, "redis unavailable: a history topic needs Redis to give the "
+                           "publication its offset; nothing was sent (try again later)");
+        return 2;
+    }
     if (rc == PS_E_REMOTE) {
         lua_pushliteral(L, "published here, but not carried to the other nodes (see the log)");
         return 2;
@@ -81,6 +86,8 @@ static int mw_history(lua_State *L)
                         "history = { [\"prefix\"] = { size = 100, ttl = 300 } }", topic);
         return 2;
     }
+    if (app->env->redis)
+        return lb_history_redis(L, topic, tlen, since_given, (uint64_t)since, epoch);
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     struct hist_range r;

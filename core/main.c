@@ -22,6 +22,7 @@
 #include "scaffold.h"
 #include "testkit.h"
 #include "history.h"
+#include "redis.h"
 #include "sstore.h"
 #include "util.h"
 #include "watch.h"
@@ -55,6 +56,7 @@ static const char usage[] =
     "      --watch             reload an app when its Lua files change\n"
     "      --workers N         worker threads, each with its own loop and copy of the\n"
     "                          apps, or 'auto' (one per CPU; default 1)\n"
+    "      --redis URL         carry topics across nodes through Redis (redis://host:port)\n"
     "      --admin [HOST:]PORT serve metrics, probes and the dashboard on this address\n"
     "                          (host default 127.0.0.1; off by default)\n"
     "      --check             load the config and the apps, report errors, exit\n"
@@ -299,7 +301,7 @@ static void usage_error(const char *fmt, const char *arg)
 int main(int argc, char **argv)
 {
     enum { OPT_HOST = 256, OPT_MAX_MESSAGE, OPT_CHECK, OPT_LOG_LEVEL, OPT_WATCH, OPT_TLS_CERT,
-           OPT_TLS_KEY, OPT_ORIGIN, OPT_ADMIN, OPT_WORKERS };
+           OPT_TLS_KEY, OPT_ORIGIN, OPT_ADMIN, OPT_WORKERS, OPT_REDIS };
     static const struct option options[] = {
         { "config", required_argument, NULL, 'c' },
         { "port", required_argument, NULL, 'p' },
@@ -312,6 +314,7 @@ int main(int argc, char **argv)
         { "watch", no_argument, NULL, OPT_WATCH },
         { "admin", required_argument, NULL, OPT_ADMIN },
         { "workers", required_argument, NULL, OPT_WORKERS },
+        { "redis", required_argument, NULL, OPT_REDIS },
         { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
         { "version", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
@@ -329,6 +332,7 @@ int main(int argc, char **argv)
     const char *config_file = NULL, *host = NULL, *tls_cert = NULL, *tls_key = NULL,
                *origins = NULL, *admin = NULL;
     long port = -1, workers = -1;
+    const char *redis_url = NULL;
     uint64_t max_message = 0;
     bool have_max_message = false, check = false, watch = false;
 
@@ -358,6 +362,13 @@ int main(int argc, char **argv)
         case OPT_CHECK: check = true; break;
         case OPT_WATCH: watch = true; break;
         case OPT_ADMIN: admin = optarg; break;
+        case OPT_REDIS: {
+            struct rds_addr a;
+            char why[600];
+            if (rds_parse_url(optarg, &a, why, sizeof why) < 0) usage_error("--redis: %s", why);
+            redis_url = optarg;
+            break;
+        }
         case OPT_WORKERS:
             if (strcmp(optarg, "auto") == 0) {
                 workers = 0;
@@ -428,6 +439,12 @@ int main(int argc, char **argv)
     }
     if (have_max_message) cfg->limits.max_message = max_message;
     if (workers >= 0) cfg->workers = (size_t)workers;
+    if (redis_url) {
+        /* --redis: one shard, the config's other redis settings kept. */
+        cfg->redis.enabled = true;
+        cfg->redis.nshards = 1;
+        snprintf(cfg->redis.shards[0], sizeof cfg->redis.shards[0], "%s", redis_url);
+    }
     cfg_resolve_workers(cfg);
     if (admin && set_admin(&cfg->admin, admin) < 0)
         usage_error("--admin needs a port, or HOST:PORT, like 9090 or 127.0.0.1:9090, not '%s'",
@@ -507,6 +524,11 @@ int main(int argc, char **argv)
         goto done;
     }
     if (group) workers_connect_apps(group, w);
+    if (worker_connect_redis(w, 0, err, sizeof err) < 0) {
+        fprintf(stderr, "moonwire: %s\n", err);
+        status = 1;
+        goto done;
+    }
     if (check) {
         printf("moonwire: %s%s and %zu app%s are valid\n", config_file ? "config " : "defaults",
                config_file ? config_file : "", cfg->napps, cfg->napps == 1 ? "" : "s");

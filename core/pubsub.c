@@ -225,8 +225,18 @@ int ps_publish(struct pubsub *ps, const char *topic, size_t len, const void *dat
     *sent = 0;
     if (pos) pos->offset = 0;
     ps->counters->publishes++;
-    if (ps->history && ps->history->nrules && history_rule(ps->history, topic, len))
-        return publish_history(ps, topic, len, data, data_len, binary, sent, pos);
+    if (ps->history && ps->history->nrules && history_rule(ps->history, topic, len)) {
+        if (!ps->engine || !ps->engine->publish_stored)
+            return publish_history(ps, topic, len, data, data_len, binary, sent, pos);
+        struct obuf *frame = frame_of(data, data_len, binary);
+        if (!frame) return PS_E_NOMEM;
+        int rc = ps->engine->publish_stored(ps->engine_ctx, topic, len, frame);
+        obuf_unref(frame);
+        if (rc < 0) return PS_E_STORE;
+        const struct topic *t = topic_find(&ps->topics, topic, len);
+        *sent = t ? t->count : 0; /* once stored, in offset order */
+        return 0;
+    }
     bool local = topic_find(&ps->topics, topic, len) != NULL;
     if (!local && !ps->engine) return 0; /* nobody to frame it for */
     struct obuf *frame = frame_of(data, data_len, binary);

@@ -48,6 +48,11 @@ struct ps_engine {
      * only queue. Without it, ps_publish delivers locally and calls publish. Returns 0 or -1. */
     int (*publish_history)(void *ctx, const char *topic, size_t len, struct obuf *frame,
                            const struct hist_pos *pos);
+    /* Optional. The engine keeps history itself, for every node (Redis): it stores a history
+     * publication, which gives its offset, and delivers it to every subscriber, this worker's
+     * included, in offset order (ps_deliver with its pos) once stored. The process's memory
+     * history is not used then. Returns 0, or -1 when it cannot (nothing is sent). */
+    int (*publish_stored)(void *ctx, const char *topic, size_t len, struct obuf *frame);
 };
 
 struct pubsub {
@@ -67,6 +72,7 @@ enum {
     PS_E_REMOTE = -3, /* published locally, but the engine failed to carry it further */
     PS_E_FULL = -4,   /* the app's topics would take more than max_topic_bytes */
     PS_E_HISTORY = -5, /* a history topic's publication could not be stored: nothing sent */
+    PS_E_STORE = -6,   /* the engine that keeps history could not take it: nothing sent */
 };
 
 /* max_topic_bytes bounds the memory of the app's topics (see struct topic_table); 0: none. */

@@ -246,6 +246,7 @@ static void *run_worker(void *arg)
     w->env.history = g->history;
     int rc = worker_load_apps(w, err, sizeof err);
     if (rc == 0) workers_connect_apps(g, w);
+    if (rc == 0) rc = worker_connect_redis(w, id, err, sizeof err);
     if (rc == 0) rc = srv_listen(&w->srv, err, sizeof err);
     if (rc == 0) {
         pthread_mutex_lock(&w->view_lock);
