@@ -274,3 +274,17 @@ test("paused while the browser is offline; back online, it retries within a seco
         globalThis.removeEventListener = remove;
     }
 });
+
+test("queued sends older than maxAge are reported as expired, not sent", async () => {
+    const drops = [];
+    const c = client({ queue: { max: 10, maxAge: 20 } });
+    c.on("drop", (d) => drops.push([d.data, d.why]));
+    c.send("old");
+    await sleep(40);
+    c.send("new");
+    const ws = FakeWS.last();
+    ws.accept();
+    assert.deepEqual(drops, [["old", "expired"]]);
+    assert.deepEqual(ws.sent.map((e) => e[1]), ["new"]);
+    c.close();
+});
