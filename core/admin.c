@@ -12,6 +12,7 @@
 #include "conn.h"
 #include "log.h"
 #include "lua_bridge.h"
+#include "rnode.h"
 #include "utf8.h"
 #include "util.h"
 #include "app_metrics.h"
@@ -402,6 +403,8 @@ static void readyz(const struct admin *a, struct conn_response *r, bool verbose)
         { "apps", v->napps == w->cfg->napps, "not every app is loaded" },
         { "listeners", v->nlisteners > 0 || v->draining, "not listening" },
         { "draining", !v->draining, "the server is shutting down" },
+        { "redis", !w->cfg->redis.enabled || rnode_all_up(),
+          "a connection to Redis is down (publishes do not reach the other nodes)" },
     };
     free(v);
     probe(r, checks, ARRAY_LEN(checks), verbose);

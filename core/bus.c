@@ -244,8 +244,16 @@ struct bus_msg *bus_pop(struct bus *bus, unsigned worker)
 size_t bus_publish(struct bus *bus, unsigned from, unsigned app, const char *topic, size_t len,
                    struct obuf *frame, size_t *dropped)
 {
+    return bus_publish_at(bus, from, app, topic, len, frame, NULL, dropped);
+}
+
+size_t bus_publish_at(struct bus *bus, unsigned from, unsigned app, const char *topic,
+                      size_t len, struct obuf *frame, const struct hist_pos *pos,
+                      size_t *dropped)
+{
     *dropped = 0;
-    uint64_t targets = bus_workers(bus, app, topic, len) & ~((uint64_t)1 << from);
+    uint64_t targets = bus_workers(bus, app, topic, len);
+    if (from < BUS_EVERYONE) targets &= ~((uint64_t)1 << from);
     if (!targets) return 0;
     struct bus_msg *m = malloc(sizeof *m + len);
     if (!m) {
@@ -259,6 +267,8 @@ size_t bus_publish(struct bus *bus, unsigned from, unsigned app, const char *top
     m->refs = 1; /* ours, while sending */
     m->app = app;
     m->frame = obuf_ref(frame);
+    if (pos) m->pos = *pos;
+    else m->pos.offset = 0;
     m->topic_len = len;
     memcpy(m->topic, topic, len);
     size_t sent = 0;

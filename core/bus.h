@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "history.h"
 #include "outq.h"
 
 /* One publish on its way to other workers. */
@@ -30,6 +31,7 @@ struct bus_msg {
     uint32_t refs;       /* atomic: one per ring holding it, plus the publisher's while sending */
     uint32_t app;        /* the app's index in the config: the same app in every worker */
     struct obuf *frame;  /* the whole WebSocket frame, marked xthread */
+    struct hist_pos pos; /* a history publication's position (offset 0: a plain topic) */
     size_t topic_len;
     char topic[];
 };
@@ -101,6 +103,13 @@ uint64_t bus_workers(struct bus *bus, unsigned app, const char *topic, size_t le
  * Returns how many workers it was queued to; *dropped says how many rings were full. */
 size_t bus_publish(struct bus *bus, unsigned from, unsigned app, const char *topic, size_t len,
                    struct obuf *frame, size_t *dropped);
+/* from = BUS_EVERYONE: the publisher's own worker is sent it too (history publications, which
+ * every worker must deliver in the order of their offsets). */
+#define BUS_EVERYONE CFG_MAX_WORKERS
+/* bus_publish with the publication's position in its history (NULL: plain). */
+size_t bus_publish_at(struct bus *bus, unsigned from, unsigned app, const char *topic,
+                      size_t len, struct obuf *frame, const struct hist_pos *pos,
+                      size_t *dropped);
 
 /* The next message for worker (its own thread only), or NULL. Release it with bus_msg_unref. */
 struct bus_msg *bus_pop(struct bus *bus, unsigned worker);

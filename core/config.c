@@ -18,6 +18,7 @@
 #include "http.h"
 #include "origin.h"
 #include "outbound.h"
+#include "redis.h"
 #include "util.h"
 
 int cfg_parse_size(const char *s, uint64_t *out)
@@ -73,6 +74,7 @@ void cfg_defaults(struct config *cfg)
         .max_queued = (size_t)1 << 30,
         .shutdown_timeout = 5,
         .shared_memory = 64 << 20,
+        .history_memory = 64 << 20,
     };
     cfg->sandbox = (struct cfg_sandbox){ .instructions = 10000000, .memory = 64 << 20,
                                           .time_limit = 1, .topic_memory = 64 << 20,
@@ -85,6 +87,10 @@ void cfg_defaults(struct config *cfg)
     cfg->outbound.max_response = 16 << 20;
     cfg->outbound.max_in_flight = 100;
     cfg->outbound.timeout = 10;
+    cfg->redis = (struct cfg_redis){ .prefix = "mw", .connect_timeout = 2, .timeout = 5,
+                                     .probe_interval = 5, .backoff_min = 0.1,
+                                     .backoff_max = 5, .linger = 5, .max_pending = 8 << 20,
+                                     .max_in_flight = 10000 };
     cfg->workers = 1;
 }
 
@@ -127,6 +133,7 @@ static const struct field limit_fields[] = {
     LIMIT(max_buffered_per_ip, F_SIZE, 1, true),
     LIMIT(max_queued, F_SIZE, 1, true),
     LIMIT(shared_memory, F_SIZE, 1024, true),
+    LIMIT(history_memory, F_SIZE, 1024, true),
     LIMIT(shutdown_timeout, F_DOUBLE, 0, true),
     { NULL, 0, 0, 0, false, 0 },
 };
@@ -144,7 +151,7 @@ static const struct field sandbox_fields[] = {
 
 static const char *const top_keys[] = { "listen", "apps", "origins", "require_origin", "limits",
                                         "sandbox", "admin", "log", "outbound", "workers",
-                                        "deflate", NULL };
+                                        "deflate", "history", "redis", NULL };
 
 #define OUTBOUND(n, t, min, max) { #n, t, offsetof(struct cfg_outbound, n), min, false, max }
 static const struct field outbound_fields[] = {
@@ -644,6 +651,139 @@ static int read_deflate(struct loader *ld, struct config *cfg)
     return rc;
 }
 
+/* history = { ["room:"] = { size = 100, ttl = 300 }, ... }: a prefix ("" for every topic), the
+ * publications kept per topic and for how long. */
+static int read_history(struct loader *ld, struct config *cfg)
+{
+    lua_State *L = ld->L;
+    static const char example[] = "history = { [\"room:\"] = { size = 100, ttl = 300 } }";
+    if (!lua_istable(L, -1))
+        return failf(ld, "history", NULL, "history must be a table like %s", example);
+    cfg->nhistory = 0;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_rawlen(L, -2) >= sizeof cfg->history[0].prefix)
+            return failf(ld, "history", NULL, "history's keys must be topic prefixes (strings "
+                         "under 128 bytes), as in %s", example);
+        const char *k = lua_tostring(L, -2);
+        if (cfg->nhistory >= CFG_MAX_HISTORY)
+            return failf(ld, "history", k, "history: at most %d prefixes", CFG_MAX_HISTORY);
+        if (!lua_istable(L, -1))
+            return failf(ld, "history", k, "history[\"%s\"] must be a table like "
+                         "{ size = 100, ttl = 300 }", k);
+        struct cfg_history *h = &cfg->history[cfg->nhistory];
+        snprintf(h->prefix, sizeof h->prefix, "%s", k);
+        h->size = 100;
+        h->ttl = 300;
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            const char *f = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            int isnum = 0;
+            double v = lua_tonumberx(L, -1, &isnum);
+            if (strcmp(f, "size") == 0 && isnum && v >= 1 && v <= 1000000 && v == (unsigned)v)
+                h->size = (unsigned)v;
+            else if (strcmp(f, "ttl") == 0 && isnum && v > 0 && v <= 86400 * 30)
+                h->ttl = v;
+            else
+                return failf(ld, "history", k, "history[\"%s\"].%s: size must be a whole "
+                             "number from 1 to 1000000 and ttl seconds up to 30 days (no other "
+                             "settings)", k, f);
+            lua_pop(L, 1);
+        }
+        cfg->nhistory++;
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+#define REDIS(n, t, min, max) { #n, t, offsetof(struct cfg_redis, n), min, false, max }
+static const struct field redis_fields[] = {
+    REDIS(connect_timeout, F_DOUBLE, 0.01, 600),
+    REDIS(timeout, F_DOUBLE, 0.001, 3600),
+    REDIS(probe_interval, F_DOUBLE, 0.05, 3600),
+    { "linger", F_DOUBLE, offsetof(struct cfg_redis, linger), 0, true, 3600 },
+    REDIS(max_pending, F_SIZE, 1024, (double)(1ull << 32)),
+    REDIS(max_in_flight, F_SIZE, 1, 1000000),
+    { NULL, 0, 0, 0, false, 0 },
+};
+
+static int redis_url(struct loader *ld, const char *k, struct config *cfg)
+{
+    lua_State *L = ld->L;
+    struct rds_addr a;
+    char why[600];
+    if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) >= sizeof cfg->redis.shards[0])
+        return failf(ld, "redis", k, "redis: a shard must be a URL like "
+                     "\"redis://127.0.0.1:6379\"");
+    if (rds_parse_url(lua_tostring(L, -1), &a, why, sizeof why) < 0)
+        return failf(ld, "redis", k, "redis: %s", why);
+    if (cfg->redis.nshards >= CFG_MAX_REDIS_SHARDS)
+        return failf(ld, "redis", k, "redis: at most %d shards", CFG_MAX_REDIS_SHARDS);
+    snprintf(cfg->redis.shards[cfg->redis.nshards++], sizeof cfg->redis.shards[0], "%s",
+             lua_tostring(L, -1));
+    return 0;
+}
+
+/* redis = "redis://..." or { url = ... | shards = { ... }, password, prefix, timeouts... } */
+static int read_redis(struct loader *ld, struct config *cfg)
+{
+    lua_State *L = ld->L;
+    struct cfg_redis *r = &cfg->redis;
+    r->nshards = 0;
+    r->enabled = true;
+    if (lua_type(L, -1) == LUA_TSTRING) return redis_url(ld, NULL, cfg);
+    if (!lua_istable(L, -1))
+        return failf(ld, "redis", NULL, "redis must be a URL like \"redis://127.0.0.1:6379\" or "
+                     "a table like { url = \"redis://127.0.0.1:6379\", prefix = \"mw\" }");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        if (strcmp(k, "url") == 0) {
+            if (redis_url(ld, k, cfg) < 0) return -1;
+        } else if (strcmp(k, "shards") == 0) {
+            if (!lua_istable(L, -1))
+                return failf(ld, "redis", k, "redis.shards must be a list of redis:// URLs");
+            for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
+                lua_rawgeti(L, -1, i);
+                if (redis_url(ld, k, cfg) < 0) return -1;
+                lua_pop(L, 1);
+            }
+        } else if (strcmp(k, "password") == 0 || strcmp(k, "prefix") == 0) {
+            char *dst = k[1] == 'a' ? r->password : r->prefix;
+            size_t cap = k[1] == 'a' ? sizeof r->password : sizeof r->prefix;
+            if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) >= cap ||
+                (k[1] == 'r' && lua_rawlen(L, -1) == 0))
+                return failf(ld, "redis", k, "redis.%s must be a string under %zu bytes", k, cap);
+            snprintf(dst, cap, "%s", lua_tostring(L, -1));
+        } else if (strcmp(k, "backoff") == 0) {
+            if (!lua_istable(L, -1))
+                return failf(ld, "redis", k, "redis.backoff must be { min = 0.1, max = 5 }");
+            lua_getfield(L, -1, "min");
+            lua_getfield(L, -2, "max");
+            double lo = luaL_optnumber(L, -2, r->backoff_min), hi = luaL_optnumber(L, -1,
+                                                                                  r->backoff_max);
+            lua_pop(L, 2);
+            if (!(lo > 0) || hi < lo || hi > 3600)
+                return failf(ld, "redis", k, "redis.backoff: 0 < min <= max <= 3600 seconds");
+            r->backoff_min = lo;
+            r->backoff_max = hi;
+        } else {
+            const struct field *f = redis_fields;
+            while (f->name && strcmp(f->name, k) != 0) f++;
+            if (!f->name)
+                return failf(ld, "redis", k, "redis.%s is not a known setting (known: url, shards, "
+                             "password, prefix, connect_timeout, timeout, probe_interval, "
+                             "linger, backoff, max_pending, max_in_flight)", k);
+            if (read_field(ld, "redis", k, f, r) < 0) return -1;
+        }
+        lua_pop(L, 1);
+    }
+    if (!r->nshards)
+        return failf(ld, "redis", NULL, "redis needs url = \"redis://host:port\" or shards = "
+                     "{ ... }");
+    return 0;
+}
+
 /* workers = N (1 to CFG_MAX_WORKERS) or "auto". */
 static int read_workers(struct loader *ld, struct config *cfg)
 {
@@ -684,7 +824,7 @@ static int config_set(lua_State *L)
         struct loader *ld = lua_touserdata(L, lua_upvalueindex(2));
         mistakef(ld, key ? locate(ld->path, key, NULL, line) : line,
                  "unknown setting '%s' (known: listen, apps, origins, require_origin, limits, "
-                 "sandbox, admin, log, outbound, workers, deflate)",
+                 "sandbox, admin, log, outbound, workers, deflate, history, redis)",
                  key ? key : luaL_tolstring(L, 2, NULL));
         return 0;
     }
@@ -757,6 +897,10 @@ static int load(lua_State *L)
     if (lua_getfield(L, 1, "workers") != LUA_TNIL) read_workers(ld, cfg);
     lua_settop(L, 2);
     if (lua_getfield(L, 1, "deflate") != LUA_TNIL) read_deflate(ld, cfg);
+    lua_settop(L, 2);
+    if (lua_getfield(L, 1, "history") != LUA_TNIL) read_history(ld, cfg);
+    lua_settop(L, 2);
+    if (lua_getfield(L, 1, "redis") != LUA_TNIL) read_redis(ld, cfg);
     lua_pushboolean(L, ld->nmistakes == 0);
     return 1;
 }

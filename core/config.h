@@ -53,6 +53,7 @@ struct cfg_limits {
     size_t max_buffered_per_ip; /* the same, for the clients of one address (1009) */
     size_t max_queued;        /* bytes in every send queue, past which slow readers go */
     size_t shared_memory;     /* bytes mw.shared may hold, every app and worker together */
+    size_t history_memory;    /* bytes pub/sub history may hold, every app together */
     double shutdown_timeout;  /* seconds to drain on SIGTERM */
 };
 
@@ -112,6 +113,35 @@ struct cfg_deflate {
     size_t memory;      /* bytes all zlib streams may hold before new connections get shared */
 };
 
+#define CFG_MAX_HISTORY 64
+
+/* history = { ["room:"] = { size = 100, ttl = 300 } }: topics (by prefix) whose publications
+ * get offsets and are kept for recovery (core/history.h). */
+struct cfg_history {
+    char prefix[128];
+    unsigned size;   /* publications kept per topic */
+    double ttl;      /* seconds each is kept */
+};
+
+#define CFG_MAX_REDIS_SHARDS 16
+
+/* redis = "redis://host:port" or { shards = { url, ... }, ... }: the engine that carries topics
+ * across nodes (core/rnode.h). */
+struct cfg_redis {
+    bool enabled;
+    char shards[CFG_MAX_REDIS_SHARDS][512]; /* redis:// URLs; topics spread by jump hash */
+    size_t nshards;
+    char password[256];     /* "": the URL's, if any */
+    char prefix[64];        /* of every channel and key: "mw" */
+    double connect_timeout; /* seconds */
+    double timeout;         /* seconds for a command that names none (mw.redis.call) */
+    double probe_interval;  /* seconds of silence on a subscriber connection before a probe */
+    double backoff_min, backoff_max; /* seconds: reconnects use full jitter between them */
+    double linger;          /* seconds a topic stays subscribed after its last local subscriber */
+    size_t max_pending;     /* bytes of commands waiting per connection */
+    size_t max_in_flight;   /* mw.redis.call calls one app may have waiting */
+};
+
 struct config {
     struct cfg_listen listen[CFG_MAX_LISTEN];
     size_t nlisten;
@@ -127,6 +157,9 @@ struct config {
     struct cfg_log log;
     struct cfg_outbound outbound;
     struct cfg_deflate deflate;
+    struct cfg_history history[CFG_MAX_HISTORY];
+    struct cfg_redis redis;
+    size_t nhistory;
     /* Worker threads, each with its own loop, listeners (SO_REUSEPORT) and copy of every app;
      * 0 until resolved: "auto", one per CPU of the affinity mask (cfg_resolve_workers). */
     size_t workers;

@@ -99,6 +99,9 @@ struct conn_verdict {
     char headers[1024];
     char protocol[128];
     size_t protocol_len;
+    /* When protocol is empty: this subprotocol, if the client offered it ("" for none). The
+     * handler's default, e.g. moonwire.v1 for an app with channels. */
+    char fallback_protocol[32];
 };
 
 /* A handler's answer to a plain HTTP request. body is malloc'd (or NULL when empty); the
@@ -210,6 +213,8 @@ struct conn {
     bool pending;           /* on the loop's pending list */
     bool want_drain;        /* a send reported backpressure: the handler's drain is owed */
     bool dirty;             /* on the loop's list of connections to flush */
+    bool envelope;          /* speaks moonwire.v1: publications reach it as envelopes
+                             * (pubsub.c), its handler wraps what it sends (lua_channels.c) */
     union conn_addr peer;
 
     /* Refused by admission: answered with refuse_status once its request has arrived. */

@@ -17,6 +17,7 @@
 #include "http.h"
 #include "log.h"
 #include "pmd.h"
+#include "builtin_files.h"
 #include "static_files.h"
 #include "util.h"
 #include "ws_close.h"
@@ -358,9 +359,37 @@ static int read_body(struct conn *c, const struct http_request *req, const char 
  * without, a GET or HEAD is answered from the app's public/ folder when it has one, else 426
  * (this address speaks WebSocket), and other methods 405. Returns -1 once answered, or
  * WANT_BODY while the body is still to come (called again once it is in). */
+/* A file compiled into the binary (builtin_files.h), on any path of any listener. */
+static int serve_builtin(struct conn *c, const struct http_request *req,
+                         const struct builtin_file *f)
+{
+    c->cl->counters->http_requests++;
+    bool keep = keep_alive(c, req);
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 200 OK\r\n"
+                     "Content-Type: %s\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Cache-Control: public, max-age=300\r\n"
+                     "X-Content-Type-Options: nosniff\r\n"
+                     "Access-Control-Allow-Origin: *\r\n"
+                     "%s\r\n",
+                     f->type, *f->len, keep ? "" : "Connection: close\r\n");
+    if (!keep) c->state = CONN_LINGER;
+    conn_write(c, head, (size_t)n);
+    if (c->state != CONN_DEAD && !is_head(req)) conn_write(c, f->data, *f->len);
+    if (c->state == CONN_LINGER) {
+        conn_linger(c);
+        return -1;
+    }
+    return c->state == CONN_HANDSHAKE ? KEPT : -1;
+}
+
 static int serve_plain(struct conn *c, const struct http_request *req, const struct hs_upgrade *up,
                        bool get_or_head, const char *buf, size_t head_len, size_t have)
 {
+    const struct builtin_file *bf = get_or_head ? builtin_find(up->path, up->path_len) : NULL;
+    if (bf) return serve_builtin(c, req, bf);
     struct conn_loop *cl = c->cl;
     struct conn_route r;
     route_init(&r);
@@ -547,6 +576,13 @@ static int upgrade(struct conn *c, const struct http_request *req, const char *b
         conn_respond_error(c, v.status, v.reason, v.headers[0] ? v.headers : NULL,
                            v.failed ? CTR_REFUSED_ERROR : CTR_REFUSED_AUTH);
         return -1;
+    }
+    if (!v.protocol_len && v.fallback_protocol[0]) {
+        size_t flen = strnlen(v.fallback_protocol, sizeof v.fallback_protocol);
+        if (hs_protocol_offered(req, v.fallback_protocol, flen)) {
+            memcpy(v.protocol, v.fallback_protocol, flen);
+            v.protocol_len = flen;
+        }
     }
     if (v.protocol_len && !(c->protocol = dup_range(v.protocol, v.protocol_len))) {
         conn_respond_error(c, 503, "the server is out of memory", NULL, CTR_REFUSED_ERROR);

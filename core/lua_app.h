@@ -34,6 +34,9 @@ struct lb_timer_queue {
     double turn_spent;       /* seconds of timer callbacks in that iteration */
 };
 
+/* Where names_ref (the interned handler names) holds the keys moonwire.v1 reads raw. */
+enum { LB_NAME_SUBSCRIBE = 8, LB_NAME_PUBLISH = 9, LB_NAME_CHANNELS = 10, LB_NAME_HEARTBEAT = 11 };
+
 struct lb_app {
     struct sandbox sb;
     const struct lb_env *env;
@@ -43,7 +46,8 @@ struct lb_app {
     char *public_dir;    /* static files, or NULL */
     char *scripts_dir;
     int handlers_ref;    /* registry: the table the main chunk returned */
-    int names_ref;       /* registry: the handler names as Lua strings, by enum lb_handler */
+    int names_ref;       /* registry: the handler names as Lua strings, by enum lb_handler,
+                          * then the LB_NAME_ keys */
     int api_ref;         /* registry: the mw module (shared by every version of the code) */
     uint32_t generation; /* version of the code; a reload makes the next */
     uint32_t timer_generation; /* stamped on new timers: the version being run or loaded */
@@ -71,12 +75,15 @@ struct lb_app {
     double wait_timeout;     /* seconds a run may take in all (sandbox.wait_timeout); 0: none */
     struct lane *lanes;      /* connections whose handler waits (lua_bridge.c) */
     size_t http_in_flight;   /* mw.http.request calls waiting */
+    size_t redis_in_flight;  /* mw.redis.call calls waiting */
     unsigned shared_ns;       /* its keys in mw.shared (lb_limits.index) */
     int workers;              /* app.workers: 1 pins it to one worker, 0 when not set */
     /* A reload in two steps (lb_app_reload_prepare): the new version's handlers and its
      * app.workers, loaded but not yet swapped in. */
     int staged_ref;
     int staged_workers;
+    ev_timer heartbeat;       /* moonwire.v1's heartbeat, while it has v1 connections */
+    double heartbeat_interval;
 };
 
 /* The app that owns L (any thread of it). */
@@ -109,6 +116,11 @@ const char *lb_check_topic(lua_State *L, int arg, size_t *len, const char *fname
 /* Whether the Lua string data (len bytes) is valid UTF-8: without looking when it is the
  * message being handled. */
 bool lb_valid_text(struct lb_app *app, const char *data, size_t len);
+
+/* mw.history's answer when history lives in Redis (lua_wait.c): waits, then returns what
+ * mw.history returns. */
+int lb_history_redis(lua_State *L, const char *topic, size_t len, bool since_given,
+                     uint64_t since, const char *epoch);
 
 /* ---- runs that can wait (lua_task.c) -------------------------------------------------------- */
 
@@ -163,6 +175,9 @@ void lb_lanes_free(struct lb_app *app);
 void lb_conn_register(lua_State *L);
 /* Pushes c's conn object onto L (a thread of c's app), making it on first use. */
 void lb_push_conn(lua_State *L, struct conn *c);
+/* The connection behind the conn object at idx (one lb_push_conn pushed), or NULL once it is
+ * gone or closing. */
+struct conn *lb_conn_at(lua_State *L, int idx);
 /* Seeds c's conn.data with the table on top of the stack (popped). */
 void lb_conn_set_data(lua_State *L, struct conn *c);
 /* Releases c's conn object before c is freed; it then answers nil, "closed". */

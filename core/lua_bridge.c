@@ -20,12 +20,15 @@
 #include "conn.h"
 #include "log.h"
 #include "lua_app.h"
+#include "lua_channels.h"
 #include "util.h"
 #include "utf8.h"
 
-/* The handlers, in the order of enum call_kind below. */
+/* The handlers, in the order of enum call_kind below, then those moonwire.v1 calls
+ * (lua_channels.c). */
 static const char *const handler_names[] = { "open", "message", "close", "drain", "upgrade",
-                                             "reload", "http", NULL };
+                                             "reload", "http", "subscribe", "publish", NULL };
+_Static_assert(LB_NAME_PUBLISH == 9, "handler_names follows the LB_NAME_ indices");
 
 struct lb_app *lb_app_of(lua_State *L) { return container_of(sb_of(L), struct lb_app, sb); }
 
@@ -186,12 +189,55 @@ static int after_message(lua_State *L, int status, lua_KContext ctx)
     return next_messages(L, (struct lb_task *)ctx);
 }
 
+/* After app.subscribe or app.publish waited: its answer, then the read's next messages. */
+static int after_ask(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    struct lb_task *t = (struct lb_task *)ctx;
+    struct call *k = lb_task_ctx(t);
+    lb_ch_answer(L, k->app, lb_conn_at(L, 3));
+    lua_settop(L, 3);
+    return next_messages(L, t);
+}
+
+/* One message of a moonwire.v1 connection: an envelope, handled in C or by the app's
+ * handler for it (app.message, app.subscribe, app.publish). */
+static void next_envelope(lua_State *L, struct lb_task *t, const struct conn_message *m)
+{
+    struct call *k = lb_task_ctx(t);
+    struct lb_app *app = k->app;
+    int r = lb_ch_prepare(L, app, k->c, m->data, m->len, m->binary);
+    if (r == LB_CH_MESSAGE) {
+        lua_pushvalue(L, 2);
+        if (lua_gettable(L, 1) != LUA_TFUNCTION) return;
+        lua_pushvalue(L, 3);
+        lua_pushvalue(L, 4);
+        lua_pushvalue(L, 5);
+        lua_callk(L, 3, 0, (lua_KContext)t, after_message);
+    } else if (r == LB_CH_ASK) {
+        lua_pushvalue(L, 4);
+        lua_pushvalue(L, 3);
+        lua_pushvalue(L, 5);
+        lua_pushvalue(L, 6);
+        lua_callk(L, 3, 2, (lua_KContext)t, after_ask);
+        lb_ch_answer(L, app, lb_conn_at(L, 3));
+    }
+}
+
 static int next_messages(lua_State *L, struct lb_task *t)
 {
     struct call *k = lb_task_ctx(t);
     struct lb_app *app = k->app;
     while (k->next < k->nmsgs && conn_is_open(k->c)) {
         const struct conn_message *m = &k->msgs[k->next];
+        if (k->c->envelope) {
+            if (k->next++) sb_restart(&app->sb);
+            app->stats.messages_in++;
+            next_envelope(L, t, m);
+            lua_settop(L, 3);
+            k = lb_task_ctx(t);
+            continue;
+        }
         const char *text = lua_pushlstring(L, (const char *)m->data, m->len);
         lua_pushvalue(L, 2);
         if (lua_gettable(L, 1) != LUA_TFUNCTION) break;
@@ -500,6 +546,7 @@ void lb_lanes_free(struct lb_app *app)
 static int on_open(void *ctx, struct conn *c)
 {
     ((struct lb_app *)ctx)->stats.connections++;
+    lb_ch_open(ctx, c);
     struct call k = { .kind = CALL_OPEN, .what = "open handler", .app = ctx, .c = c,
                       .conn_ref = LUA_NOREF };
     return start(&k) < 0 ? failed(ctx, c) : 0;
@@ -827,6 +874,7 @@ static void answer_finished(struct lb_task *t, enum sb_status st)
             refuse(v, 500, "internal error");
             v->failed = true;
         }
+        if (v) lb_ch_offer(k->app, v);
         if (c && v) conn_answer(c, v);
         else if (c) conn_abort(c); /* no memory for an answer */
         else free(v);
@@ -862,6 +910,8 @@ static void on_upgrade(void *ctx, struct conn *c, const struct http_request *req
     } else if (rc < 0) {
         refuse(v, 500, "internal error");
         v->failed = true;
+    } else {
+        lb_ch_offer(ctx, v);
     }
 }
 
@@ -1077,7 +1127,8 @@ static void check_handlers(struct lb_app *app, lua_State *L)
                 known = strcmp(k, *h) == 0;
             if (!known)
                 log_warn("app %s: %s returns a function '%s', which is not a handler "
-                         "(handlers: upgrade, open, message, close, drain, reload, http)",
+                         "(handlers: upgrade, open, message, close, drain, reload, http, subscribe, "
+                         "publish)",
                          app->name, app->file, k);
         }
         lua_pop(L, 1);
@@ -1141,6 +1192,11 @@ static int run_load(lua_State *L)
         lua_pushstring(L, handler_names[i]);
         lua_rawseti(L, -2, i + 1);
     }
+    /* Keys lua_channels.c reads outside protected calls, interned here once. */
+    lua_pushliteral(L, "channels");
+    lua_rawseti(L, -2, LB_NAME_CHANNELS);
+    lua_pushliteral(L, "heartbeat");
+    lua_rawseti(L, -2, LB_NAME_HEARTBEAT);
     app->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lb_conn_register(L);
     lb_push_api(app);
@@ -1268,6 +1324,8 @@ struct lb_app *lb_app_load(const struct lb_env *env, const char *path, const cha
     pthread_mutex_init(&app->metrics_lock, NULL);
     lb_timers_init(app, limits->timer_share);
     ps_init(&app->ps, env->counters, env->max_subscriptions, limits->topic_memory);
+    app->ps.history = env->history;
+    app->ps.history_ns = limits->index;
     app->handlers_ref = app->api_ref = app->after_load_ref = app->names_ref = LUA_NOREF;
     app->staged_ref = LUA_NOREF;
     app->name = strdup(path);
@@ -1309,6 +1367,7 @@ void lb_app_free(struct lb_app *app)
     if (!app) return;
     /* Closing the state runs the timers' __gc, which stops their watchers. */
     lb_timers_stop(app);
+    lb_ch_stop(app);
     lb_tasks_free(app);
     lb_lanes_free(app);
     sb_close(&app->sb);

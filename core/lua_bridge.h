@@ -36,6 +36,8 @@ struct lb_clock {
 };
 struct pubsub;
 struct sstore;
+struct history;
+struct rnode;
 
 /* What the apps of one loop context share: its loop, its connections, its sandbox runtime
  * (watchdog) and its counters. Owned by the loop context; must outlive its apps. */
@@ -53,6 +55,10 @@ struct lb_env {
     struct sstore *shared;    /* mw.shared: the process's store (NULL: none) */
     bool threaded;            /* one of several workers: the admin thread reads the apps'
                                * mw.metrics (lb_app_merge_metrics), under their lock */
+    struct history *history;  /* pub/sub history: the process's (NULL: none) */
+    struct rnode *redis;      /* mw.redis.call's connections (NULL: no redis configured) */
+    double redis_timeout;     /* seconds for a call that names none */
+    size_t redis_max_in_flight; /* calls one app may have waiting */
 };
 
 /* moonwire test answers the apps' outbound calls itself. call gets the kind ("http") and the

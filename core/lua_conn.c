@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "log.h"
 #include "lua_app.h"
+#include "lua_channels.h"
 #include "utf8.h"
 #include "ws_close.h"
 
@@ -43,6 +44,14 @@ static struct conn *check_conn(lua_State *L)
     return c && conn_is_open(c) ? c : NULL;
 }
 
+struct conn *lb_conn_at(lua_State *L, int idx)
+{
+    struct lb_conn *u = lua_touserdata(L, idx);
+    if (!u) return NULL;
+    struct conn *c = conn_find(lb_app_of(L)->env->conns, u->slot, u->id);
+    return c && conn_is_open(c) ? c : NULL;
+}
+
 static int closed_result(lua_State *L)
 {
     luaL_pushfail(L);
@@ -61,7 +70,9 @@ static int conn_send(lua_State *L)
         return luaL_error(L, "conn:send: text is not valid UTF-8; send bytes as binary "
                              "with conn:send(data, true)");
     if (!c) return closed_result(L);
-    int rc = conn_send_message(c, data, len, binary);
+    /* A moonwire.v1 client tells app messages from the protocol's by their envelope. */
+    int rc = c->envelope ? lb_ch_send_message(c, data, len, binary)
+                         : conn_send_message(c, data, len, binary);
     if (rc != CONN_CLOSED) lb_app_of(L)->stats.messages_out++;
     switch (rc) {
     case CONN_SENT: lua_pushboolean(L, 1); return 1;

@@ -15,6 +15,7 @@
 #include <lua.h>
 
 #include "conn.h"
+#include "history.h"
 #include "log.h"
 #include "lua_app.h"
 #include "util.h"
@@ -34,11 +35,99 @@ static int mw_publish(lua_State *L)
         return luaL_error(L, "mw.publish: text is not valid UTF-8; publish bytes as binary "
                              "with mw.publish(topic, data, true)");
     size_t sent;
-    if (ps_publish(&app->ps, topic, tlen, data, len, binary, &sent) == PS_E_NOMEM)
+    int rc = ps_publish(&app->ps, topic, tlen, data, len, binary, &sent, NULL);
+    if (rc == PS_E_NOMEM)
         return luaL_error(L, "mw.publish: out of memory for a %d-byte message", (int)len);
     app->stats.publishes++;
     app->stats.deliveries += sent;
     lua_pushinteger(L, (lua_Integer)sent);
+    if (rc == PS_E_HISTORY) {
+        /* Not raised: the app decides (the message was not sent anywhere). */
+        lua_pushfstring(L, "history full: a %d-byte message does not fit in limits."
+                        "history_memory (raise it, or publish smaller messages)", (int)len);
+        return 2;
+    }
+    if (rc == PS_E_STORE) {
+        lua_pushliteral(L, "redis unavailable: a history topic needs Redis to give the "
+                           "publication its offset; nothing was sent (try again later)");
+        return 2;
+    }
+    if (rc == PS_E_REMOTE) {
+        lua_pushliteral(L, "published here, but not carried to the other nodes (see the log)");
+        return 2;
+    }
+    return 1;
+}
+
+static int range_gc(lua_State *L)
+{
+    history_range_free(lua_touserdata(L, 1));
+    return 0;
+}
+
+/* mw.history(topic [, since [, epoch]]) -> { epoch =, offset =, recovered =, publications =
+ * { { offset =, data =, binary = }, ... } }, or nil, reason when topic has no history rule.
+ * With since: the publications after it, when all of them are still held in that epoch
+ * (recovered = true), else none (recovered = false); offset and epoch say where the stream is
+ * now. Without: every publication held. */
+static int mw_history(lua_State *L)
+{
+    struct lb_app *app = lb_app_of(L);
+    size_t tlen;
+    const char *topic = lb_check_topic(L, 1, &tlen, "mw.history");
+    bool since_given = !lua_isnoneornil(L, 2);
+    lua_Integer since = since_given ? luaL_checkinteger(L, 2) : 0;
+    if (since < 0) return luaL_argerror(L, 2, "an offset is 0 or more");
+    const char *epoch = luaL_optstring(L, 3, NULL);
+    struct history *h = app->ps.history;
+    if (!h || !history_rule(h, topic, tlen)) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "topic '%s' has no history: add a prefix of it to the config's "
+                        "history = { [\"prefix\"] = { size = 100, ttl = 300 } }", topic);
+        return 2;
+    }
+    if (app->env->redis)
+        return lb_history_redis(L, topic, tlen, since_given, (uint64_t)since, epoch);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    struct hist_range r;
+    history_lock(h);
+    int rc = history_read(h, app->ps.history_ns, topic, tlen, since_given, (uint64_t)since, epoch,
+                          (double)ts.tv_sec + (double)ts.tv_nsec / 1e9, &r);
+    history_unlock(h);
+    if (rc < 0) return luaL_error(L, "mw.history: out of memory");
+    /* Lua may raise while building the table (its memory cap): the copies are then freed by
+     * the collector, through this guard. */
+    struct hist_range *held = lua_newuserdatauv(L, sizeof *held, 0);
+    *held = r;
+    if (luaL_newmetatable(L, "moonwire.history_range")) {
+        lua_pushcfunction(L, range_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    lua_newtable(L);
+    lua_pushinteger(L, (lua_Integer)r.top.offset);
+    lua_setfield(L, -2, "offset");
+    lua_pushstring(L, r.top.epoch);
+    lua_setfield(L, -2, "epoch");
+    lua_pushboolean(L, r.recovered);
+    lua_setfield(L, -2, "recovered");
+    lua_createtable(L, (int)r.count, 0);
+    for (size_t i = 0; i < r.count; i++) {
+        const struct hist_entry *e = r.entries[i];
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, (lua_Integer)e->offset);
+        lua_setfield(L, -2, "offset");
+        lua_pushlstring(L, e->data, e->len);
+        lua_setfield(L, -2, "data");
+        if (e->binary) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "binary");
+        }
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "publications");
+    history_range_free(held);
     return 1;
 }
 
@@ -556,6 +645,7 @@ void lb_push_api(struct lb_app *app)
     static const luaL_Reg api[] = {
         { "publish", mw_publish },
         { "subscribers", mw_subscribers },
+        { "history", mw_history },
         { "after", mw_after },
         { "every", mw_every },
         { "now", mw_now },

@@ -13,7 +13,10 @@
 #include <lua.h>
 
 #include "http_client.h"
+#include "history.h"
 #include "lua_app.h"
+#include "redis.h"
+#include "rnode.h"
 #include "util.h"
 
 /* The run on L that may wait, or raises naming fname and where it can be used. */
@@ -330,6 +333,261 @@ static int mw_http_request(lua_State *L)
     return lua_yieldk(L, 0, 0, waited_http);
 }
 
+/* ---- mw.redis.call ------------------------------------------------------------------------ */
+
+struct redis_call {
+    struct lb_task *task;
+    struct lb_app *app;
+    struct rds_cmd *cmd;
+    const redisReply *reply;
+    const char *err;
+};
+
+static void redis_cancel(void *ud)
+{
+    struct redis_call *c = ud;
+    rds_cancel(c->cmd);
+    c->app->redis_in_flight--;
+    free(c);
+}
+
+static void redis_done(void *ud, const redisReply *reply, const char *err)
+{
+    struct redis_call *c = ud;
+    c->app->redis_in_flight--;
+    c->reply = reply;
+    c->err = err;
+    lua_pushlightuserdata(c->task->co, c);
+    lb_task_resume(c->task, 1);
+    free(c);
+}
+
+/* A reply as Lua: strings and statuses as strings, integers, nil (false inside an array, as
+ * Redis' own Lua does), arrays as lists (nested at most 8 deep, as hiredis reads them), an
+ * error inside an array as { err = text }. */
+static void push_reply(lua_State *L, const redisReply *r, bool nested)
+{
+    luaL_checkstack(L, 4, "mw.redis.call: reply nested too deep");
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS: lua_pushlstring(L, r->str, r->len); break;
+    case REDIS_REPLY_INTEGER: lua_pushinteger(L, (lua_Integer)r->integer); break;
+    case REDIS_REPLY_ARRAY:
+        lua_createtable(L, (int)r->elements, 0);
+        for (size_t i = 0; i < r->elements; i++) {
+            push_reply(L, r->element[i], true);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    case REDIS_REPLY_ERROR:
+        lua_createtable(L, 0, 1);
+        lua_pushlstring(L, r->str, r->len);
+        lua_setfield(L, -2, "err");
+        break;
+    default:
+        if (nested) lua_pushboolean(L, 0);
+        else lua_pushnil(L);
+    }
+}
+
+/* Continuation of mw.redis.call: the value, or nil, reason. */
+static int waited_redis(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    struct redis_call *c = lua_touserdata(L, -1);
+    lua_settop(L, 0);
+    if (!c->reply) {
+        luaL_pushfail(L);
+        if (strcmp(c->err, "timeout") == 0)
+            lua_pushliteral(L, "timeout: Redis did not answer in time");
+        else if (strcmp(c->err, "unavailable") == 0)
+            lua_pushliteral(L, "unavailable: not connected to Redis (it is down or unreachable;"
+                               " moonwire reconnects by itself)");
+        else if (strcmp(c->err, "lost") == 0)
+            lua_pushliteral(L, "lost: the connection to Redis broke before the answer (the "
+                               "command may have run)");
+        else lua_pushstring(L, c->err);
+        return 2;
+    }
+    if (c->reply->type == REDIS_REPLY_ERROR) {
+        luaL_pushfail(L);
+        lua_pushlstring(L, c->reply->str, c->reply->len);
+        return 2;
+    }
+    push_reply(L, c->reply, false);
+    return 1;
+}
+
+/* mw.redis.call(command, arg...) -> the reply | nil, reason. Waits. The command goes to the
+ * shard of its first argument (the key), on the worker's pipelined connection. */
+static int mw_redis_call(lua_State *L)
+{
+    struct lb_app *app = lb_app_of(L);
+    int argc = lua_gettop(L);
+    if (argc < 1) return luaL_error(L, "mw.redis.call needs a command, like "
+                                       "mw.redis.call(\"GET\", \"key\")");
+    if (argc > 1024) return luaL_error(L, "mw.redis.call: at most 1023 arguments");
+    const char *argv[1024];
+    size_t lens[1024];
+    for (int i = 1; i <= argc; i++) {
+        int t = lua_type(L, i);
+        if (t != LUA_TSTRING && t != LUA_TNUMBER)
+            return luaL_error(L, "mw.redis.call: argument %d is a %s; give strings or numbers",
+                              i, lua_typename(L, t));
+        argv[i - 1] = lua_tolstring(L, i, &lens[i - 1]); /* numbers become strings in place */
+    }
+    struct lb_task *t = waitable(L, "mw.redis.call");
+    struct rnode *node = app->env->redis;
+    if (!node)
+        return luaL_error(L, "mw.redis.call: no Redis is configured (add redis = "
+                             "\"redis://host:port\" to the config, or --redis URL)");
+    if (app->redis_in_flight >= app->env->redis_max_in_flight) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "limit: the app has %I calls waiting for Redis, as many as "
+                           "redis.max_in_flight allows; try again later or raise it",
+                        (lua_Integer)app->redis_in_flight);
+        return 2;
+    }
+    struct rds *conn = argc > 1 ? rnode_command_conn(node, argv[1], lens[1])
+                                : rnode_command_conn(node, "", 0);
+    struct redis_call *c = calloc(1, sizeof *c);
+    if (!c) return luaL_error(L, "mw.redis.call: out of memory");
+    c->task = t;
+    c->app = app;
+    if (!(c->cmd = rds_command(conn, argc, argv, lens, app->env->redis_timeout, redis_done, c))) {
+        free(c);
+        return luaL_error(L, "mw.redis.call: out of memory");
+    }
+    app->redis_in_flight++;
+    lb_task_waits_for(t, redis_cancel, c);
+    lua_settop(L, 0);
+    return lua_yieldk(L, 0, 0, waited_redis);
+}
+
+/* ---- mw.history when history lives in Redis ------------------------------------------------ */
+
+struct history_read {
+    struct lb_task *task;
+    struct lb_app *app;
+    struct rds_cmd *cmd;
+    const redisReply *reply;
+    const char *err;
+    bool since_given;
+    uint64_t since;
+    char epoch[HIST_EPOCH_LEN + 1]; /* "": none given */
+};
+
+static void history_cancel(void *ud)
+{
+    struct history_read *h = ud;
+    rds_cancel(h->cmd);
+    h->app->redis_in_flight--;
+    free(h);
+}
+
+static void history_done(void *ud, const redisReply *reply, const char *err)
+{
+    struct history_read *h = ud;
+    h->app->redis_in_flight--;
+    h->reply = reply;
+    h->err = err;
+    lua_pushlightuserdata(h->task->co, h);
+    lb_task_resume(h->task, 1);
+    free(h);
+}
+
+/* Continuation: the same table as the memory history gives, or nil, reason. */
+static int waited_history(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    struct history_read *h = lua_touserdata(L, -1);
+    lua_settop(L, 0);
+    const redisReply *r = h->reply;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER ||
+        r->element[2]->type != REDIS_REPLY_ARRAY) {
+        luaL_pushfail(L);
+        if (h->err && strcmp(h->err, "unavailable") == 0)
+            lua_pushliteral(L, "redis unavailable: history lives in Redis, which is not "
+                               "connected now (try again later)");
+        else if (h->err) lua_pushstring(L, h->err);
+        else if (r && r->type == REDIS_REPLY_ERROR) lua_pushlstring(L, r->str, r->len);
+        else lua_pushliteral(L, "redis: an unexpected answer to the history read");
+        return 2;
+    }
+    const redisReply *ep = r->element[0], *list = r->element[2];
+    uint64_t top = (uint64_t)r->element[1]->integer;
+    bool recovered = true;
+    if (h->since_given) {
+        bool same = !h->epoch[0] || (ep->len == strlen(h->epoch) &&
+                                      memcmp(ep->str, h->epoch, ep->len) == 0);
+        uint64_t first = 0;
+        if (list->elements && list->element[0]->type == REDIS_REPLY_ARRAY &&
+            list->element[0]->elements == 2 && list->element[0]->element[0]->type ==
+                                                   REDIS_REPLY_STRING)
+            first = strtoull(list->element[0]->element[0]->str, NULL, 10);
+        recovered = same && h->since <= top &&
+                    (list->elements ? first == h->since + 1 : h->since == top);
+    }
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, (lua_Integer)top);
+    lua_setfield(L, -2, "offset");
+    lua_pushlstring(L, ep->str, ep->len);
+    lua_setfield(L, -2, "epoch");
+    lua_pushboolean(L, recovered);
+    lua_setfield(L, -2, "recovered");
+    lua_createtable(L, recovered ? (int)list->elements : 0, 0);
+    for (size_t i = 0; recovered && i < list->elements; i++) {
+        const redisReply *e = list->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+            e->element[0]->type != REDIS_REPLY_STRING ||
+            e->element[1]->type != REDIS_REPLY_ARRAY || e->element[1]->elements != 2)
+            continue;
+        lua_createtable(L, 0, 2);
+        lua_pushinteger(L, (lua_Integer)strtoull(e->element[0]->str, NULL, 10));
+        lua_setfield(L, -2, "offset");
+        const redisReply *d = e->element[1]->element[1];
+        lua_pushlstring(L, d->str ? d->str : "", d->len);
+        lua_setfield(L, -2, "data");
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    }
+    lua_setfield(L, -2, "publications");
+    return 1;
+}
+
+int lb_history_redis(lua_State *L, const char *topic, size_t len, bool since_given,
+                     uint64_t since, const char *epoch)
+{
+    struct lb_app *app = lb_app_of(L);
+    struct lb_task *t = waitable(L, "mw.history (with history in Redis)");
+    if (app->redis_in_flight >= app->env->redis_max_in_flight) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "limit: as many calls wait for Redis as redis.max_in_flight allows");
+        return 2;
+    }
+    struct history_read *h = calloc(1, sizeof *h);
+    if (!h) return luaL_error(L, "mw.history: out of memory");
+    h->task = t;
+    h->app = app;
+    h->since_given = since_given;
+    h->since = since;
+    if (epoch) snprintf(h->epoch, sizeof h->epoch, "%s", epoch);
+    char s[24];
+    snprintf(s, sizeof s, "%llu", (unsigned long long)since);
+    h->cmd = rnode_history_read(app->env->redis, app, topic, len, since_given ? s : NULL,
+                                history_done, h);
+    if (!h->cmd) {
+        free(h);
+        return luaL_error(L, "mw.history: out of memory");
+    }
+    app->redis_in_flight++;
+    lb_task_waits_for(t, history_cancel, h);
+    lua_settop(L, 0);
+    return lua_yieldk(L, 0, 0, waited_history);
+}
+
 void lb_push_waits(lua_State *L, int api)
 {
     api = lua_absindex(L, api);
@@ -339,4 +597,8 @@ void lb_push_waits(lua_State *L, int api)
     lua_pushcfunction(L, mw_http_request);
     lua_setfield(L, -2, "request");
     lua_setfield(L, api, "http");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, mw_redis_call);
+    lua_setfield(L, -2, "call");
+    lua_setfield(L, api, "redis");
 }

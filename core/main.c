@@ -21,6 +21,8 @@
 #include "origin.h"
 #include "scaffold.h"
 #include "testkit.h"
+#include "history.h"
+#include "redis.h"
 #include "sstore.h"
 #include "util.h"
 #include "watch.h"
@@ -54,6 +56,7 @@ static const char usage[] =
     "      --watch             reload an app when its Lua files change\n"
     "      --workers N         worker threads, each with its own loop and copy of the\n"
     "                          apps, or 'auto' (one per CPU; default 1)\n"
+    "      --redis URL         carry topics across nodes through Redis (redis://host:port)\n"
     "      --admin [HOST:]PORT serve metrics, probes and the dashboard on this address\n"
     "                          (host default 127.0.0.1; off by default)\n"
     "      --check             load the config and the apps, report errors, exit\n"
@@ -298,7 +301,7 @@ static void usage_error(const char *fmt, const char *arg)
 int main(int argc, char **argv)
 {
     enum { OPT_HOST = 256, OPT_MAX_MESSAGE, OPT_CHECK, OPT_LOG_LEVEL, OPT_WATCH, OPT_TLS_CERT,
-           OPT_TLS_KEY, OPT_ORIGIN, OPT_ADMIN, OPT_WORKERS };
+           OPT_TLS_KEY, OPT_ORIGIN, OPT_ADMIN, OPT_WORKERS, OPT_REDIS };
     static const struct option options[] = {
         { "config", required_argument, NULL, 'c' },
         { "port", required_argument, NULL, 'p' },
@@ -311,6 +314,7 @@ int main(int argc, char **argv)
         { "watch", no_argument, NULL, OPT_WATCH },
         { "admin", required_argument, NULL, OPT_ADMIN },
         { "workers", required_argument, NULL, OPT_WORKERS },
+        { "redis", required_argument, NULL, OPT_REDIS },
         { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
         { "version", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
@@ -328,6 +332,7 @@ int main(int argc, char **argv)
     const char *config_file = NULL, *host = NULL, *tls_cert = NULL, *tls_key = NULL,
                *origins = NULL, *admin = NULL;
     long port = -1, workers = -1;
+    const char *redis_url = NULL;
     uint64_t max_message = 0;
     bool have_max_message = false, check = false, watch = false;
 
@@ -357,6 +362,13 @@ int main(int argc, char **argv)
         case OPT_CHECK: check = true; break;
         case OPT_WATCH: watch = true; break;
         case OPT_ADMIN: admin = optarg; break;
+        case OPT_REDIS: {
+            struct rds_addr a;
+            char why[600];
+            if (rds_parse_url(optarg, &a, why, sizeof why) < 0) usage_error("--redis: %s", why);
+            redis_url = optarg;
+            break;
+        }
         case OPT_WORKERS:
             if (strcmp(optarg, "auto") == 0) {
                 workers = 0;
@@ -427,6 +439,12 @@ int main(int argc, char **argv)
     }
     if (have_max_message) cfg->limits.max_message = max_message;
     if (workers >= 0) cfg->workers = (size_t)workers;
+    if (redis_url) {
+        /* --redis: one shard, the config's other redis settings kept. */
+        cfg->redis.enabled = true;
+        cfg->redis.nshards = 1;
+        snprintf(cfg->redis.shards[0], sizeof cfg->redis.shards[0], "%s", redis_url);
+    }
     cfg_resolve_workers(cfg);
     if (admin && set_admin(&cfg->admin, admin) < 0)
         usage_error("--admin needs a port, or HOST:PORT, like 9090 or 127.0.0.1:9090, not '%s'",
@@ -465,6 +483,12 @@ int main(int argc, char **argv)
     /* mw.shared: one store for the process, whatever the number of workers. */
     struct sstore store;
     sstore_init(&store, cfg->limits.shared_memory);
+    /* Pub/sub history: one for the process too, so that offsets have one order. */
+    struct history hist;
+    history_init(&hist, cfg->limits.history_memory);
+    for (size_t i = 0; i < cfg->nhistory; i++)
+        history_add_rule(&hist, cfg->history[i].prefix, strlen(cfg->history[i].prefix),
+                         cfg->history[i].size, cfg->history[i].ttl);
     if (cfg->workers > 1 && !check) {
         /* Before any worker binds with SO_REUSEPORT: fail like one server would on a port in
          * use, and fix port 0 to one port for every worker. */
@@ -480,6 +504,7 @@ int main(int argc, char **argv)
             goto done;
         }
         group->shared = &store;
+        group->history = &hist;
     }
     if (worker_init(w, loop, cfg, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
@@ -488,6 +513,7 @@ int main(int argc, char **argv)
     }
     started = true;
     w->env.shared = &store;
+    w->env.history = &hist;
     if (group) {
         workers_attach(group, w, 0);
         proc.group = group;
@@ -503,6 +529,11 @@ int main(int argc, char **argv)
         goto done;
     }
     if (check && workers_check_pins(cfg, w, err, sizeof err) < 0) {
+        fprintf(stderr, "moonwire: %s\n", err);
+        status = 1;
+        goto done;
+    }
+    if (worker_connect_redis(w, 0, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
         status = 1;
         goto done;
@@ -559,6 +590,7 @@ done:
         free(group);
     }
     sstore_free(&store);
+    history_free(&hist);
     watch_free(proc.watch);
     ev_loop_destroy(loop);
 out:

@@ -3,7 +3,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "channels.h"
 #include "conn.h"
 #include "ws_frame.h"
 
@@ -80,25 +82,74 @@ size_t ps_subscribers(const struct pubsub *ps, const char *topic, size_t len)
     return t ? t->count : 0;
 }
 
+const char *ps_frame_payload(const struct obuf *frame, size_t *len)
+{
+    size_t n = frame->data[1] & 0x7f, h = 2;
+    if (n == 126) {
+        n = ((size_t)frame->data[2] << 8) | frame->data[3];
+        h = 4;
+    } else if (n == 127) {
+        n = 0;
+        for (int i = 2; i < 10; i++) n = (n << 8) | frame->data[i];
+        h = 10;
+    }
+    *len = n;
+    return (const char *)frame->data + h;
+}
+
+/* The moonwire.v1 envelope of a publication (channels.h), from its plain frame. */
+static struct obuf *envelope_of(const char *topic, size_t len, const struct obuf *frame,
+                                const struct hist_pos *pos)
+{
+    size_t dlen;
+    const char *data = ps_frame_payload(frame, &dlen);
+    bool binary = (frame->data[0] & 0x0F) == WS_OP_BINARY;
+    return ch_publication_frame(topic, len, pos ? pos->offset : 0, pos ? pos->epoch : "", data,
+                                dlen, binary);
+}
+
 int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *frame,
-               size_t *sent)
+               const struct hist_pos *pos, size_t *sent)
 {
     *sent = 0;
     const struct topic *t = topic_find(&ps->topics, topic, len);
     if (!t) return 0;
     /* A send can end a connection (a slow consumer past its limit), which ends its
      * subscriptions and so changes the member array: walk a copy. Connections are only freed
-     * between events, so the pointers in the copy stay valid. */
+     * between events, so the pointers in the copy stay valid. A member that recovery has
+     * already sent this offset to is left out here (its copy is NULL). */
     uint32_t n = t->count;
     struct conn *local[256];
     struct conn **members = n <= 256 ? local : malloc(n * sizeof *members);
     if (!members) return PS_E_NOMEM;
-    for (uint32_t i = 0; i < n; i++) members[i] = t->members[i].member;
+    uint64_t offset = pos ? pos->offset : 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct topic_member *m = &t->members[i];
+        members[i] = offset && m->skip_to >= offset ? NULL : m->member;
+    }
+    /* moonwire.v1 subscribers get the envelope, framed once on first need. */
+    struct obuf *envelope = NULL;
+    bool no_envelope = false;
     size_t count = 0;
-    struct conn_fanout fan = { .plain = frame };
-    for (uint32_t i = 0; i < n; i++)
-        if (conn_send_fanout(members[i], &fan) != CONN_CLOSED) count++;
+    /* Receivers that negotiated permessage-deflate share a frame compressed once per window
+     * size (conn_send_fanout): one set for the plain frame, one for the envelope. */
+    struct conn_fanout fan = { .plain = frame }, efan = { .plain = NULL };
+    for (uint32_t i = 0; i < n; i++) {
+        struct conn *c = members[i];
+        if (!c) continue;
+        struct conn_fanout *f = &fan;
+        if (c->envelope) {
+            if (!envelope && !no_envelope)
+                no_envelope = !(envelope = envelope_of(topic, len, frame, pos));
+            if (!envelope) continue; /* out of memory: this publication misses them */
+            efan.plain = envelope;
+            f = &efan;
+        }
+        if (conn_send_fanout(c, f) != CONN_CLOSED) count++;
+    }
     conn_fanout_done(&fan);
+    conn_fanout_done(&efan);
+    if (envelope) obuf_unref(envelope);
     if (members != local) free(members);
     ps->counters->deliveries += count;
     ps->counters->messages_out += count;
@@ -106,20 +157,97 @@ int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *fr
     return 0;
 }
 
-int ps_publish(struct pubsub *ps, const char *topic, size_t len, const void *data,
-               size_t data_len, bool binary, size_t *sent)
+void ps_skip_to(struct pubsub *ps, struct conn *c, const char *topic, size_t len,
+                uint64_t offset)
 {
-    *sent = 0;
-    ps->counters->publishes++;
-    bool local = topic_find(&ps->topics, topic, len) != NULL;
-    if (!local && !ps->engine) return 0; /* nobody to frame it for */
+    const struct topic_set *set = conn_topics(c);
+    for (uint32_t i = 0; i < set->count; i++) {
+        struct topic *t = set->refs[i].topic;
+        if (t->name_len == len && memcmp(t->name, topic, len) == 0) {
+            t->members[set->refs[i].index].skip_to = offset;
+            return;
+        }
+    }
+    (void)ps;
+}
+
+static struct obuf *frame_of(const void *data, size_t data_len, bool binary)
+{
     struct obuf *frame = obuf_new(WS_FRAME_MAX_SERVER_HEADER + data_len);
-    if (!frame) return PS_E_NOMEM;
+    if (!frame) return NULL;
     frame->len = ws_frame_build_header(frame->data, true, 0, binary ? WS_OP_BINARY : WS_OP_TEXT,
                                        data_len);
     memcpy(frame->data + frame->len, data, data_len);
     frame->len += data_len;
-    int rc = local ? ps_deliver(ps, topic, len, frame, sent) : 0;
+    return frame;
+}
+
+static double monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A publish on a history topic: stored (which gives its offset), then handed on while the
+ * lock is held so that every worker's inbox has the publications in offset order. */
+static int publish_history(struct pubsub *ps, const char *topic, size_t len, const void *data,
+                           size_t data_len, bool binary, size_t *sent, struct hist_pos *out)
+{
+    struct obuf *frame = frame_of(data, data_len, binary);
+    if (!frame) return PS_E_NOMEM;
+    struct hist_pos pos;
+    bool via_engine = ps->engine && ps->engine->publish_history;
+    int rc = 0;
+    history_lock(ps->history);
+    int hr = history_append(ps->history, ps->history_ns, topic, len, data, data_len, binary,
+                            monotonic_seconds(), &pos);
+    if (hr == 0 && via_engine &&
+        ps->engine->publish_history(ps->engine_ctx, topic, len, frame, &pos) < 0)
+        rc = PS_E_REMOTE;
+    history_unlock(ps->history);
+    if (hr < 0) {
+        obuf_unref(frame);
+        return hr == HIST_E_NOMEM ? PS_E_NOMEM : PS_E_HISTORY;
+    }
+    if (out) *out = pos;
+    if (via_engine) {
+        const struct topic *t = topic_find(&ps->topics, topic, len);
+        *sent = t ? t->count : 0; /* they get it from the inbox, in order */
+    } else {
+        int d = ps_deliver(ps, topic, len, frame, &pos, sent);
+        if (d < 0) rc = d;
+        if (ps->engine && ps->engine->publish &&
+            ps->engine->publish(ps->engine_ctx, topic, len, frame) < 0 && rc == 0)
+            rc = PS_E_REMOTE;
+    }
+    obuf_unref(frame);
+    return rc;
+}
+
+int ps_publish(struct pubsub *ps, const char *topic, size_t len, const void *data,
+               size_t data_len, bool binary, size_t *sent, struct hist_pos *pos)
+{
+    *sent = 0;
+    if (pos) pos->offset = 0;
+    ps->counters->publishes++;
+    if (ps->history && ps->history->nrules && history_rule(ps->history, topic, len)) {
+        if (!ps->engine || !ps->engine->publish_stored)
+            return publish_history(ps, topic, len, data, data_len, binary, sent, pos);
+        struct obuf *frame = frame_of(data, data_len, binary);
+        if (!frame) return PS_E_NOMEM;
+        int rc = ps->engine->publish_stored(ps->engine_ctx, topic, len, frame);
+        obuf_unref(frame);
+        if (rc < 0) return PS_E_STORE;
+        const struct topic *t = topic_find(&ps->topics, topic, len);
+        *sent = t ? t->count : 0; /* once stored, in offset order */
+        return 0;
+    }
+    bool local = topic_find(&ps->topics, topic, len) != NULL;
+    if (!local && !ps->engine) return 0; /* nobody to frame it for */
+    struct obuf *frame = frame_of(data, data_len, binary);
+    if (!frame) return PS_E_NOMEM;
+    int rc = local ? ps_deliver(ps, topic, len, frame, NULL, sent) : 0;
     if (ps->engine && ps->engine->publish &&
         ps->engine->publish(ps->engine_ctx, topic, len, frame) < 0 && rc == 0)
         rc = PS_E_REMOTE;

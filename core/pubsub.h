@@ -5,7 +5,17 @@
  * is told when a topic gets its first local subscriber and loses its last (so it subscribes
  * upstream only while someone here listens), and it is handed every publish, already framed,
  * to send on. Messages that arrive from it are delivered here with ps_deliver. Without an
- * engine (the default) topics are local to the app. */
+ * engine (the default) topics are local to the app.
+ *
+ * History topics (the config's history rules, core/history.h): a publish on one is appended to
+ * the process's history first, which gives it an offset and the stream's epoch (a struct
+ * hist_pos), and every delivery of it carries that position: ps_deliver's pos. A protocol that
+ * frames publications itself (e.g. an envelope ["p", topic, offset, epoch, data]) finds the
+ * payload with ps_frame_payload and the position in pos. Offsets give one order for the
+ * process: the history lock is held from the offset's assignment until the publication is in
+ * every worker's inbox (publish_history), and with such an engine the publisher's own
+ * subscribers get it through its inbox too, so every worker delivers in offset order. Plain
+ * topics take none of this: one rule lookup (nothing without rules) is their only extra cost. */
 #ifndef MOONWIRE_PUBSUB_H
 #define MOONWIRE_PUBSUB_H
 
@@ -13,6 +23,7 @@
 #include <stddef.h>
 
 #include "counters.h"
+#include "history.h"
 #include "outq.h"
 #include "topics.h"
 
@@ -32,6 +43,16 @@ struct ps_engine {
     void (*changed)(void *ctx, const char *topic, size_t len, int delta, size_t local);
     /* Optional. Subscribers of topic everywhere the engine knows of (mw.subscribers). */
     size_t (*subscribers)(void *ctx, const char *topic, size_t len);
+    /* Optional. Carries a history publication (at pos) to every subscriber of the process,
+     * this worker's included, in offset order: called with the history lock held, it must
+     * only queue. Without it, ps_publish delivers locally and calls publish. Returns 0 or -1. */
+    int (*publish_history)(void *ctx, const char *topic, size_t len, struct obuf *frame,
+                           const struct hist_pos *pos);
+    /* Optional. The engine keeps history itself, for every node (Redis): it stores a history
+     * publication, which gives its offset, and delivers it to every subscriber, this worker's
+     * included, in offset order (ps_deliver with its pos) once stored. The process's memory
+     * history is not used then. Returns 0, or -1 when it cannot (nothing is sent). */
+    int (*publish_stored)(void *ctx, const char *topic, size_t len, struct obuf *frame);
 };
 
 struct pubsub {
@@ -40,6 +61,8 @@ struct pubsub {
     void *engine_ctx;
     struct counters *counters;
     size_t max_subscriptions;       /* per connection; 0: no limit */
+    struct history *history;        /* the process's history (NULL: none) */
+    unsigned history_ns;            /* the app's namespace in it */
 };
 
 /* Results of ps_subscribe and ps_publish besides counts. */
@@ -48,6 +71,8 @@ enum {
     PS_E_NOMEM = -2,  /* out of memory: nothing changed */
     PS_E_REMOTE = -3, /* published locally, but the engine failed to carry it further */
     PS_E_FULL = -4,   /* the app's topics would take more than max_topic_bytes */
+    PS_E_HISTORY = -5, /* a history topic's publication could not be stored: nothing sent */
+    PS_E_STORE = -6,   /* the engine that keeps history could not take it: nothing sent */
 };
 
 /* max_topic_bytes bounds the memory of the app's topics (see struct topic_table); 0: none. */
@@ -71,13 +96,26 @@ size_t ps_subscribers(const struct pubsub *ps, const char *topic, size_t len);
 /* Frames data once as a text or binary message and queues it to every local subscriber, then
  * hands it to the engine. Returns 0 with the local receivers in *sent; PS_E_REMOTE when the
  * engine failed (*sent still counts the local ones); PS_E_NOMEM when out of memory (nothing
- * was sent locally). */
+ * was sent locally). On a history topic, *pos (when not NULL) gets the publication's position
+ * (offset 0 on a plain topic), the local receivers may get it a moment later (through the
+ * inbox) and PS_E_HISTORY means it was not stored, so not sent either. */
 int ps_publish(struct pubsub *ps, const char *topic, size_t len, const void *data,
-               size_t data_len, bool binary, size_t *sent);
+               size_t data_len, bool binary, size_t *sent, struct hist_pos *pos);
 
-/* Queues a frame (built once, e.g. by the engine) to every local subscriber. Returns 0 with the
- * receivers in *sent, or PS_E_NOMEM when nothing was sent. */
+/* Queues a frame (built once, e.g. by the engine) to every local subscriber. pos: where the
+ * publication stands in its history (NULL on a plain topic). Subscribers that speak
+ * moonwire.v1 get its envelope instead, ["p", topic, offset, epoch, data], framed once
+ * (channels.h); a subscriber whose recovery sent this offset already gets nothing. Returns 0 with the receivers in
+ * *sent, or PS_E_NOMEM when nothing was sent. */
 int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *frame,
-               size_t *sent);
+               const struct hist_pos *pos, size_t *sent);
+
+/* Delivery of c's subscription to topic skips publications at or below offset from now on
+ * (what a moonwire.v1 recovery has sent it already). */
+void ps_skip_to(struct pubsub *ps, struct conn *c, const char *topic, size_t len,
+                uint64_t offset);
+
+/* The payload of a frame built here (a server frame: unmasked, one fragment), and its length. */
+const char *ps_frame_payload(const struct obuf *frame, size_t *len);
 
 #endif

@@ -16,6 +16,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* docs/protocol.md: a drained moonwire.v1 client comes back at a random time in this window
+ * (milliseconds). */
+#define DRAIN_REASON_V1 "going away; retry=500-5000"
+
 #include "conn.h"
 #include "log.h"
 #include "tls.h"
@@ -695,7 +699,12 @@ void srv_drain(struct server *srv)
     /* conn_close frees nothing (the sweep does), so the walk stays valid. The admin
      * listener's connections stay: probes say "draining" until the end. */
     for (struct conn *c = conn_first(&srv->conns); c; c = conn_next(&srv->conns, c))
-        if (conn_is_open(c) && c->host_tag != TAG_ADMIN) conn_close(c, 1001, "going away", 10);
+        if (conn_is_open(c) && c->host_tag != TAG_ADMIN) {
+            /* A moonwire.v1 client reads when to come back from the reason (browsers see no
+             * Retry-After): spread over a window, so a restart brings no herd back. */
+            if (c->envelope) conn_close(c, 1001, DRAIN_REASON_V1, sizeof DRAIN_REASON_V1 - 1);
+            else conn_close(c, 1001, "going away", 10);
+        }
     double t = srv->cfg->limits.shutdown_timeout;
     ev_timer_set(&srv->shutdown_timer, t > 0 ? t : 0.001, 0.);
     ev_timer_start(srv->loop, &srv->shutdown_timer);

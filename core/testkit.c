@@ -28,6 +28,7 @@
 #include "config.h"
 #include "log.h"
 #include "lua_bridge.h"
+#include "history.h"
 #include "sstore.h"
 #include "worker.h"
 
@@ -44,6 +45,7 @@ struct kit_server {
     struct lb_clock clock;
     struct lb_stub stub;     /* the apps' outbound calls go to outbound_ref */
     struct sstore store;     /* mw.shared, as the server has one */
+    struct history history;  /* pub/sub history, as the server has one */
     int outbound_ref;        /* registry: function(kind, request_json) -> answer_json */
     lua_State *host;         /* the thread of the spec running a server method now */
     bool running;            /* started and not stopped */
@@ -131,6 +133,7 @@ static void stop(struct kit_server *s)
         worker_destroy(s->w);
         ev_loop_destroy(s->loop);
         sstore_free(&s->store);
+        history_free(&s->history);
         current = was;
         s->running = false;
     }
@@ -198,6 +201,12 @@ static int kit_new(lua_State *L)
     s->w->env.stub = &s->stub;
     sstore_init(&s->store, s->cfg->limits.shared_memory);
     s->w->env.shared = &s->store;
+    history_init(&s->history, s->cfg->limits.history_memory);
+    for (size_t i = 0; i < s->cfg->nhistory; i++)
+        history_add_rule(&s->history, s->cfg->history[i].prefix,
+                         strlen(s->cfg->history[i].prefix), s->cfg->history[i].size,
+                         s->cfg->history[i].ttl);
+    s->w->env.history = &s->history;
     int rc = worker_load_apps(s->w, err, sizeof err);
     leave();
     if (rc < 0) {

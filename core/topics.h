@@ -31,6 +31,9 @@ struct topic_member {
     void *member;
     struct topic_set *set;
     uint32_t ref; /* index of this topic in set->refs */
+    /* History topics: publications at or below this offset are not delivered to this member
+     * (moonwire.v1 recovery sent them already); 0 for all. */
+    uint64_t skip_to;
 };
 
 struct topic {

@@ -8,6 +8,7 @@
 #include "http_client.h"
 #include "log.h"
 #include "outbound.h"
+#include "rnode.h"
 #include "util.h"
 
 #define LAG_PERIOD 0.1
@@ -128,6 +129,21 @@ int worker_init(struct worker *w, struct ev_loop *loop, const struct config *cfg
     return 0;
 }
 
+int worker_connect_redis(struct worker *w, unsigned id, char *err, size_t errlen)
+{
+    if (!w->cfg->redis.enabled) return 0;
+    if (!(w->redis = rnode_new(w->loop, &w->cfg->redis, id, err, errlen))) return -1;
+    w->env.redis = w->redis;
+    w->env.redis_timeout = w->cfg->redis.timeout;
+    w->env.redis_max_in_flight = w->cfg->redis.max_in_flight;
+    for (size_t i = 0; i < w->napps; i++)
+        if (rnode_attach(w->redis, w->apps[i], (unsigned)i, w->cfg->apps[i].path) < 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    return 0;
+}
+
 int worker_load_apps(struct worker *w, char *err, size_t errlen)
 {
     const struct config *cfg = w->cfg;
@@ -168,6 +184,9 @@ void worker_destroy(struct worker *w)
     srv_destroy(&w->srv);
     for (size_t i = 0; i < w->napps; i++) lb_app_free(w->apps[i]);
     w->napps = 0;
+    /* After the apps too: their mw.redis.call waits were cancelled as they went. */
+    rnode_free(w->redis);
+    w->redis = NULL;
     /* After the apps: their waiting requests were cancelled as they went. */
     hc_free(w->http);
     w->http = NULL;

@@ -56,6 +56,7 @@ struct worker {
     struct lb_app *apps[CFG_MAX_APPS];
     size_t napps;
     struct hc *http;                  /* outbound HTTP (mw.http.request) */
+    struct rnode *redis;              /* the Redis engine (config redis), or NULL */
     struct outbound_policy *outbound; /* where it may go (the config's outbound list) */
 
     /* Is the loop turning? A 100 ms timer records how late it runs (the loop was busy with
@@ -92,6 +93,11 @@ int worker_init(struct worker *w, struct ev_loop *loop, const struct config *cfg
 /* Loads the config's apps, each in its own sandbox, and mounts them. Returns 0, or -1 with a
  * message naming the app in err. */
 int worker_load_apps(struct worker *w, char *err, size_t errlen);
+
+/* With a redis config: starts this worker's Redis engine (worker id `id`) and puts it under
+ * every app's pub/sub, over the engine the app has (call after workers_connect_apps). Returns
+ * 0, or -1 with the reason in err. */
+int worker_connect_redis(struct worker *w, unsigned id, char *err, size_t errlen);
 
 /* Reloads every app and the listeners' certificates (SIGHUP), or only the app given. */
 void worker_reload(struct worker *w, struct lb_app *only);

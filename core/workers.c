@@ -48,7 +48,8 @@ static void deliver_inbox(struct workers *g, struct worker *w)
         if (m->app < w->napps) {
             size_t sent;
             struct lb_app *app = w->apps[m->app];
-            ps_deliver(lb_app_pubsub(app), m->topic, m->topic_len, m->frame, &sent);
+            ps_deliver(lb_app_pubsub(app), m->topic, m->topic_len, m->frame,
+                       m->pos.offset ? &m->pos : NULL, &sent);
             lb_app_delivered(app, sent);
         }
         bus_msg_unref(m);
@@ -288,8 +289,18 @@ static int port_publish(void *ctx, const char *topic, size_t len, struct obuf *f
     return 0; /* drops are the target's to count and log */
 }
 
+static int port_publish_history(void *ctx, const char *topic, size_t len, struct obuf *frame,
+                                const struct hist_pos *pos)
+{
+    struct worker_port *p = ctx;
+    size_t dropped;
+    bus_publish_at(&p->g->bus, BUS_EVERYONE, p->app, topic, len, frame, pos, &dropped);
+    return 0;
+}
+
 static const struct ps_engine port_engine = {
     .publish = port_publish, .changed = port_changed, .subscribers = port_subscribers,
+    .publish_history = port_publish_history,
 };
 
 static void wake_worker(void *ctx, unsigned worker)
@@ -422,8 +433,10 @@ static void *run_worker(void *arg)
     }
     workers_attach(g, w, id);
     w->env.shared = g->shared;
+    w->env.history = g->history;
     int rc = worker_load_apps(w, err, sizeof err);
     if (rc == 0) rc = workers_connect_apps(g, w, err, sizeof err);
+    if (rc == 0) rc = worker_connect_redis(w, id, err, sizeof err);
     if (rc == 0) rc = srv_listen(&w->srv, err, sizeof err);
     if (rc == 0) {
         pthread_mutex_lock(&w->view_lock);

@@ -68,6 +68,7 @@ struct workers {
     uint64_t round_abort;              /* what worker 0 decided (read after WK_FINISH) */
     char round_err[CFG_MAX_APPS][512]; /* why, the first worker's to fail, per app */
     unsigned round_worker[CFG_MAX_APPS];
+    struct history *history;           /* pub/sub history (the process's, set by its owner) */
 
     /* Start-up: each thread reports whether its apps loaded and it listens. */
     pthread_mutex_t lock;

@@ -511,15 +511,17 @@ describe("the chat example", function()
     end)
 
     describe("the page", function()
-        it("serves GET / as text/html: a page that opens a WebSocket on its own path",
+        it("serves GET / as text/html: a page that connects with moonwire.js on its own path",
             function()
                 local resp = assert(ws.http(srv.port,
                     "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"))
                 assert.are.equal(200, resp.status)
                 assert.matches("^text/html", resp.headers["content-type"])
                 assert.is_truthy(resp.body:find("<html", 1, true), "an HTML page")
-                assert.is_truthy(resp.body:find("new WebSocket(", 1, true),
-                    "the page's script opens a WebSocket")
+                assert.is_truthy(resp.body:find("new Moonwire(socketUrl())", 1, true),
+                    "the page's script connects with moonwire.js")
+                assert.is_truthy(resp.body:find('src="/_moonwire/moonwire.global.js"', 1, true),
+                    "and loads it from the server")
             end)
     end)
 end)

@@ -157,7 +157,7 @@ describe("config file errors exit 1 with file:line", function()
         { "an unknown top-level key", "-- settings\nlisten = { { port = 0 } }\nx = 1\n",
           { "FILE:3: unknown setting 'x'",
             "(known: listen, apps, origins, require_origin, limits, sandbox, admin, log, "
-            .. "outbound, workers, deflate)" } },
+            .. "outbound, workers, deflate, history, redis)" } },
         { "limits.unknown", "-- settings\nlimits = { max_message = 1024, unknown = 2 }\n",
           { "FILE:2: limits.unknown is not a known setting",
             "(known: max_message, max_header_bytes, ", "shutdown_timeout)" } },

@@ -287,6 +287,13 @@ if JWT_SECRET then
     end
 end
 
+-- The page talks through moonwire.js, over moonwire.v1 (docs/protocol.md): defining
+-- app.subscribe turns it on. The page never subscribes by itself (joining a room subscribes it
+-- here), so every subscribe from a client is refused.
+function app.subscribe()
+    return false, "join rooms with a join message"
+end
+
 function app.message(conn, data, is_binary)
     if is_binary then return fail(conn, "binary messages are not supported") end
     requests:dispatch(conn, data)

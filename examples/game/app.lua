@@ -194,6 +194,13 @@ end)
 
 -- ---- handlers --------------------------------------------------------------------------------
 
+-- The page talks through moonwire.js, over moonwire.v1 (docs/protocol.md): defining
+-- app.subscribe turns it on. Joining a match subscribes the connection here; subscribes from
+-- clients are refused.
+function app.subscribe()
+    return false, "join a match with a join message"
+end
+
 function app.message(conn, data, is_binary)
     if is_binary then return fail(conn, "binary messages are not supported") end
     requests:dispatch(conn, data)
