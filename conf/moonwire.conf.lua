@@ -62,6 +62,8 @@ limits = {
     max_queued        = 1 << 30,  -- bytes in every send queue together; past it, clients that
                                   -- do not keep up (past send_buffer) are dropped.
     shared_memory     = 64 << 20, -- bytes mw.shared may hold (every app and worker together).
+    history_memory    = 64 << 20, -- bytes the history of every app may hold together; past it
+                                  -- the topics published to least recently lose theirs.
     shutdown_timeout  = 5,        -- seconds SIGTERM/SIGINT wait for clients to finish the
                                   -- close handshake before exiting.
 }

@@ -43,7 +43,7 @@ Test(history, read_after_an_offset)
     history_add_rule(&h, T("room:"), 3, 60);
     struct hist_pos p = { 0 };
     for (int i = 1; i <= 5; i++) {
-        char d[8];
+        char d[16];
         snprintf(d, sizeof d, "m%d", i);
         p = add(&h, "room:1", d, i);
     }
