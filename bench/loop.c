@@ -106,6 +106,129 @@ static void queue_frame(struct run *r, struct conn *c, unsigned op, const uint8_
     loop_mark_dirty(r, c);
 }
 
+/* ---- permessage-deflate (RFC 7692) ---------------------------------------------------------- */
+
+/* Every compressed message ends in an empty stored block, 00 00 ff ff, that goes unsent. */
+static const uint8_t deflate_tail[4] = { 0x00, 0x00, 0xff, 0xff };
+
+/* The generator compresses fast (level 1): its core is the scarcer one. */
+#define WSLOAD_DEFLATE_LEVEL 1
+
+static z_stream *zstream_new(void)
+{
+    z_stream *z = calloc(1, sizeof *z);
+    if (!z) loop_die("out of memory");
+    return z;
+}
+
+/* Compresses p[0..n) as one message into r->zbuf; returns the compressed length. */
+static size_t deflate_message(struct run *r, struct conn *c, const uint8_t *p, size_t n)
+{
+    if (!c->zout) {
+        c->zout = zstream_new();
+        /* The server may cap our window (client_max_window_bits); 9 is zlib's least. */
+        if (deflateInit2(c->zout, WSLOAD_DEFLATE_LEVEL, Z_DEFLATED, -c->pmd.client_window_bits,
+                         8, Z_DEFAULT_STRATEGY) != Z_OK)
+            loop_die("deflateInit2 failed");
+    }
+    z_stream *z = c->zout;
+    z->next_in = (Bytef *)(uintptr_t)p;
+    z->avail_in = (uInt)n;
+    z->next_out = r->zbuf;
+    z->avail_out = (uInt)r->zbuf_cap;
+    /* zbuf holds deflateBound of the largest message plus room for the flush marker, so
+     * one call consumes everything. */
+    if (deflate(z, Z_SYNC_FLUSH) != Z_OK || z->avail_in != 0)
+        loop_die("deflate failed (output buffer too small?)");
+    size_t len = r->zbuf_cap - z->avail_out;
+    if (len < 4 || memcmp(r->zbuf + len - 4, deflate_tail, 4) != 0)
+        loop_die("deflate output does not end in 00 00 ff ff");
+    if (c->pmd.client_no_context) deflateReset(z);
+    return len - 4;
+}
+
+/* Inflates a compressed message into r->ibuf. Returns its length, or -1 (reported) when it is
+ * not valid deflate data or longer than any message sent. */
+static long inflate_message(struct run *r, struct conn *c, const uint8_t *p, size_t n)
+{
+    bool pure = c->pmd.server_no_context; /* the output depends on these bytes alone */
+    r->rx_compressed++;
+    r->rx_wire_bytes += n;
+    if (pure && r->zlast_ok && n == r->zlast_len && memcmp(p, r->zlast, n) == 0) {
+        r->rx_plain_bytes += r->ibuf_len;
+        return (long)r->ibuf_len;
+    }
+    r->zlast_ok = false;
+    if (!c->zin) {
+        c->zin = zstream_new();
+        if (inflateInit2(c->zin, -15) != Z_OK) loop_die("inflateInit2 failed");
+    }
+    z_stream *z = c->zin;
+    z->next_out = r->ibuf;
+    z->avail_out = (uInt)(r->max_payload + 1);
+    const uint8_t *parts[2] = { p, deflate_tail };
+    size_t lens[2] = { n, 4 };
+    for (int i = 0; i < 2; i++) {
+        z->next_in = (Bytef *)(uintptr_t)parts[i];
+        z->avail_in = (uInt)lens[i];
+        int rc = inflate(z, Z_SYNC_FLUSH);
+        if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            loop_report(r, "connection %u: compressed message does not inflate: %s", c->id,
+                        z->msg ? z->msg : "zlib error");
+            return -1;
+        }
+        if (z->avail_out == 0) {
+            loop_report(r, "connection %u: compressed message inflates past %zu bytes, more "
+                        "than any message sent", c->id, r->max_payload);
+            return -1;
+        }
+    }
+    r->ibuf_len = r->max_payload + 1 - z->avail_out;
+    r->rx_plain_bytes += r->ibuf_len;
+    if (pure) {
+        inflateReset(z);
+        if (n <= r->zbuf_cap) {
+            memcpy(r->zlast, p, n);
+            r->zlast_len = n;
+            r->zlast_ok = true;
+        }
+    }
+    return (long)r->ibuf_len;
+}
+
+void loop_send_data(struct run *r, struct conn *c, const uint8_t *p, size_t n)
+{
+    bool compress = c->pmd.offered;
+    if (compress) {
+        n = deflate_message(r, c, p, n);
+        p = r->zbuf;
+    }
+    uint8_t mask[4];
+    loop_random_mask(r, mask);
+    uint8_t *dst = loop_out_reserve(c, n + WSC_MAX_HEADER);
+    size_t h = wsc_put_header(dst, r->data_op, true, n, mask);
+    if (compress) dst[0] |= WSC_RSV1;
+    wsc_mask_copy(dst + h, p, n, mask);
+    c->out_len += h + n;
+    loop_mark_dirty(r, c);
+}
+
+/* A data message complete in p[0..n), compressed when rsv1: hands it to the mode. */
+static void deliver(struct run *r, struct conn *c, const uint8_t *p, size_t n, unsigned op,
+                    bool rsv1, int64_t now)
+{
+    if (rsv1) {
+        long len = inflate_message(r, c, p, n);
+        if (len < 0) {
+            r->corrupt++;
+            return;
+        }
+        p = r->ibuf;
+        n = (size_t)len;
+    }
+    r->on_message(r, c, p, n, op, now);
+}
+
 static void queue_close(struct run *r, struct conn *c, unsigned code)
 {
     uint8_t body[2] = { (uint8_t)(code >> 8), (uint8_t)code };
@@ -119,6 +242,11 @@ static void conn_drop(struct run *r, struct conn *c)
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     c->state = CS_CLOSED;
+    if (c->zout) deflateEnd(c->zout);
+    if (c->zin) inflateEnd(c->zin);
+    free(c->zout);
+    free(c->zin);
+    c->zout = c->zin = NULL;
 }
 
 static void conn_fail(struct run *r, struct conn *c, const char *fmt, ...)
@@ -224,6 +352,12 @@ static long parse_frames(struct run *r, struct conn *c, const uint8_t *buf, size
         const uint8_t *p = buf + pos + h;
         size_t n = (size_t)f.len;
         pos += (size_t)h + n;
+        /* RSV1 marks the first frame of a compressed data message, nothing else. */
+        if (f.rsv1 && (!c->pmd.offered || (f.opcode & 0x08) || f.opcode == WSC_OP_CONTINUATION)) {
+            conn_fail(r, c, "bad frame: RSV1 set %s", c->pmd.offered ? "on a control or "
+                      "continuation frame" : "without permessage-deflate");
+            return -1;
+        }
 
         if (f.opcode & 0x08) {
             control_frame(r, c, f.opcode, p, n);
@@ -237,6 +371,7 @@ static long parse_frames(struct run *r, struct conn *c, const uint8_t *buf, size
             if (!c->in_frag) {
                 if (!c->frag) c->frag = loop_xrealloc(NULL, r->max_payload);
                 c->frag_op = f.opcode;
+                c->frag_rsv1 = f.rsv1;
                 c->frag_len = 0;
                 c->in_frag = true;
             }
@@ -248,14 +383,14 @@ static long parse_frames(struct run *r, struct conn *c, const uint8_t *buf, size
             c->frag_len += n;
             if (f.fin) {
                 c->in_frag = false;
-                r->on_message(r, c, c->frag, c->frag_len, c->frag_op, now);
+                deliver(r, c, c->frag, c->frag_len, c->frag_op, c->frag_rsv1, now);
             }
         } else {
             if (c->in_frag) {
                 conn_fail(r, c, "new message inside a fragmented one");
                 return -1;
             }
-            r->on_message(r, c, p, n, f.opcode, now);
+            deliver(r, c, p, n, f.opcode, f.rsv1, now);
         }
     }
     return (long)pos;
@@ -319,7 +454,9 @@ static void conn_connected(struct run *r, struct conn *c)
     /* Built on the stack and copied, so the output buffer starts at the request's size: it
      * is all that 100,000 idle connections will ever send. */
     char req[1536];
-    size_t n = wsc_build_request(req, sizeof req, r->host, r->path, c->key);
+    const char *offer = r->o.deflate == DEFLATE_CONTEXT ? WSC_OFFER_CONTEXT
+                        : r->o.deflate == DEFLATE_NO_CONTEXT ? WSC_OFFER_NO_CONTEXT : NULL;
+    size_t n = wsc_build_request(req, sizeof req, r->host, r->path, c->key, offer);
     if (!n) loop_die("the upgrade request does not fit in 1536 bytes (path too long?)");
     memcpy(loop_out_reserve(c, n), req, n);
     c->out_len += n;
@@ -358,7 +495,9 @@ static bool conn_read_once(struct run *r, struct conn *c)
     int64_t now = loop_now_ns();
     size_t len = have + (size_t)n, pos = 0;
     if (c->state == CS_HANDSHAKE) {
-        int rc = wsc_check_response((const char *)r->rbuf, len, c->key);
+        c->pmd = (struct wsc_pmd){ .offered = r->o.deflate != DEFLATE_OFF };
+        int rc = wsc_check_response((const char *)r->rbuf, len, c->key,
+                                    c->pmd.offered ? &c->pmd : NULL);
         if (rc == WSC_NEED_MORE) {
             stash_keep(c, r->rbuf, len);
             return (size_t)n == room;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <zlib.h>
 
 #include "histogram.h"
 #include "payload.h"
@@ -27,6 +28,8 @@
 enum mode { MODE_ECHO, MODE_BROADCAST, MODE_CONNECT };
 enum conn_state { CS_UNUSED, CS_CONNECTING, CS_HANDSHAKE, CS_OPEN, CS_CLOSING, CS_CLOSED };
 enum role { ROLE_ECHO, ROLE_SUB, ROLE_PUB, ROLE_IDLE };
+/* --deflate: no offer, the offer browsers send, or no context takeover either way. */
+enum deflate_offer { DEFLATE_OFF, DEFLATE_CONTEXT, DEFLATE_NO_CONTEXT };
 
 /* The command line (wsload.c fills it). */
 struct options {
@@ -35,6 +38,8 @@ struct options {
     uint32_t conns, depth, window;
     size_t size;
     bool binary, quiet;
+    bool json;                  /* --json: chat messages as JSON text */
+    enum deflate_offer deflate; /* --deflate */
     double warmup, duration, hold, rate;
     uint32_t src_first, src_last; /* --sources, host order; src_first == 0: none */
     long server_pid;
@@ -57,7 +62,11 @@ struct conn {
     uint8_t *frag;
     size_t frag_len;
     uint8_t frag_op;
-    bool in_frag;
+    bool in_frag, frag_rsv1;
+    /* permessage-deflate, when it was offered: the server's answer, and the streams, each
+     * allocated on first use (subscribers never compress). */
+    struct wsc_pmd pmd;
+    z_stream *zout, *zin;
     char key[WSC_KEY_LEN + 1];
     /* Messages sent with a send time to record: sequences [stamped, sent) get the time of the
      * write that carries them, in stamps[seq & run->ring_mask] (echo only; stamps NULL else). */
@@ -91,6 +100,24 @@ struct run {
     size_t rbuf_cap;
     size_t max_payload; /* frames and messages longer than this are refused */
     uint8_t data_op;
+    /* permessage-deflate: a compressed message is built in zbuf (zbuf_cap bytes) before it is
+     * framed; a received one is inflated into ibuf (max_payload + 1 bytes, the 1 to notice a
+     * message longer than any sent). */
+    uint8_t *zbuf, *ibuf;
+    size_t zbuf_cap;
+    /* A server without context takeover sends every subscriber the same compressed bytes,
+     * which inflate to the same message: the last such message (zlast, zlast_len; only when
+     * zlast_ok) still inflated in ibuf (ibuf_len) is not inflated again. */
+    uint8_t *zlast;
+    size_t zlast_len, ibuf_len;
+    bool zlast_ok;
+    /* Received compressed: messages, their bytes on the wire and inflated (whole run). */
+    uint64_t rx_compressed, rx_wire_bytes, rx_plain_bytes;
+    /* --json: each message is json_pre, the payload (payload.h, inner bytes), json_post; the
+     * message is put together in plain first. Without --json, pre and post are empty. */
+    const char *json_pre, *json_post;
+    size_t pre_len, post_len, inner;
+    uint8_t *plain;
     struct pl_pattern pat;
     uint64_t rng;
     uint64_t ring_mask; /* send-time ring: a power of two >= depth, minus one */
@@ -131,6 +158,10 @@ void loop_random_mask(struct run *r, uint8_t mask[4]);
 /* Room for n more bytes at c->out + c->out_len; the caller writes them, adds n to out_len and
  * calls loop_mark_dirty. */
 uint8_t *loop_out_reserve(struct conn *c, size_t n);
+
+/* Queues one data message (opcode run->data_op) of n bytes, compressed when permessage-deflate
+ * was negotiated, masked either way. */
+void loop_send_data(struct run *r, struct conn *c, const uint8_t *p, size_t n);
 
 /* Puts c on the list of connections written at the end of this turn. */
 void loop_mark_dirty(struct run *r, struct conn *c);

@@ -1,6 +1,7 @@
 /* wsload payloads: see payload.h for the layout. */
 #include "payload.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +35,34 @@ static inline int get_number(const struct pl_pattern *p, const uint8_t *src, uns
     return bad < 0 ? PL_E_HEADER : 0;
 }
 
-int pl_pattern_init(struct pl_pattern *p, size_t body_max, bool binary)
+/* Chat lines are drawn from these, by the same xorshift as the other patterns. */
+static const char *const chat_who[] = { "alice", "bob", "carol", "dave", "erin", "frank",
+                                        "grace", "heidi", "ivan", "judy" };
+static const char *const chat_says[] = {
+    "did the deploy finish?", "yes, all green on staging", "can you review my pull request",
+    "lunch at noon?", "the build is red again", "looks good to me, merging now",
+    "who broke the tests", "restarting the worker, one minute", "thanks!",
+    "meeting moved to 3 pm", "see the dashboard, latency is back to normal",
+    "ok", "I will take the on-call shift tonight", "the new release is out",
+};
+
+static void chat_fill(uint8_t *dst, size_t n, uint64_t x)
+{
+    size_t i = 0;
+    while (i < n) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        char line[160];
+        int len = snprintf(line, sizeof line, "[%02u:%02u] %s: %s ", (unsigned)(x >> 8) % 24,
+                           (unsigned)(x >> 16) % 60,
+                           chat_who[(x >> 24) % (sizeof chat_who / sizeof *chat_who)],
+                           chat_says[(x >> 32) % (sizeof chat_says / sizeof *chat_says)]);
+        for (int k = 0; k < len && i < n; k++) dst[i++] = (uint8_t)line[k];
+    }
+}
+
+int pl_pattern_init(struct pl_pattern *p, size_t body_max, enum pl_kind kind)
 {
     size_t n = body_max + PL_SPAN;
     p->bytes = malloc(n);
@@ -44,11 +72,15 @@ int pl_pattern_init(struct pl_pattern *p, size_t body_max, bool binary)
     for (int i = 0; i < 64; i++) p->digit[(uint8_t)letters[i]] = (int8_t)i;
     /* xorshift64: any fixed sequence will do, it only has to look unlike its neighbours. */
     uint64_t x = 0x2545F4914F6CDD1Du;
+    if (kind == PL_CHAT) {
+        chat_fill(p->bytes, n, x);
+        return 0;
+    }
     for (size_t i = 0; i < n; i++) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        p->bytes[i] = binary ? (uint8_t)(x >> 24) : (uint8_t)letters[(x >> 24) & 63];
+        p->bytes[i] = kind == PL_BYTES ? (uint8_t)(x >> 24) : (uint8_t)letters[(x >> 24) & 63];
     }
     return 0;
 }

@@ -40,8 +40,13 @@ struct pl_pattern {
     int8_t digit[256]; /* the value of each letter of the alphabet, -1 for other bytes */
 };
 
+/* What bodies are cut from: the 64 letters (text), every byte value (binary), or chat lines
+ * ("alice: did the deploy finish? ...": English-like words, compressible like real chat text,
+ * and free of '"' and '\\' so the body can sit inside a JSON string unescaped). */
+enum pl_kind { PL_LETTERS, PL_BYTES, PL_CHAT };
+
 /* Fills *p for bodies of up to body_max bytes. Returns 0, or -1 when out of memory. */
-int pl_pattern_init(struct pl_pattern *p, size_t body_max, bool binary);
+int pl_pattern_init(struct pl_pattern *p, size_t body_max, enum pl_kind kind);
 void pl_pattern_free(struct pl_pattern *p);
 
 /* The body for the message whose header holds the numbers a and b: body_max bytes (use the

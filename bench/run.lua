@@ -14,7 +14,10 @@
 -- Environment (all optional):
 --   BENCH_SECONDS=5      measured seconds per run        BENCH_WARMUP=1  warm-up seconds
 --   BENCH_ROUNDS=3       rounds (medians over them)      BENCH_NAME=<date>  output file stem
---   BENCH_SERVERS=moonwire,bun,node                      BENCH_SCENARIOS=id,id (default all)
+--   BENCH_SERVERS=moonwire,moonwire_ctx,bun,node         BENCH_SCENARIOS=id,id (default all)
+--                        (moonwire_ctx: moonwire in deflate's context mode; it and Bun with
+--                        perMessageDeflate run in the compressed scenarios, echo_deflate and
+--                        fanout_deflate, where moonwire runs in shared mode and Node not at all)
 --   BENCH_BIG=1          the 100,000 idle connections scenario (skipped, with the reason,
 --                        when the open-files limit cannot hold it); 0 skips it
 --   BENCH_SERVER_CPU=0   BENCH_GEN_CPU=1                 BENCH_OUT=bench/results
@@ -103,27 +106,49 @@ local BASELINE = env("BENCH_BASELINE", nil)
 
 -- ---- servers ---------------------------------------------------------------------------------
 
+-- cmd(sc) is the command line for scenario sc: its app ("echo" or "pubsub"), compressed or not
+-- (sc.deflate). The compressed scenarios run moonwire in both deflate modes and Bun with
+-- perMessageDeflate; deflate_only servers run in them alone, no_deflate ones never.
+local function moonwire_app(sc)
+    return sc.app == "echo" and "examples/echo" or "bench/apps/pubsub"
+end
+
 local SERVERS = {
     { id = "moonwire", name = "moonwire",
-      cmd = function(app)
-          local dir = app == "echo" and "examples/echo" or "bench/apps/pubsub"
-          return q(MOONWIRE) .. " -c bench/moonwire-bench.conf.lua --port 0 --workers "
-              .. WORKERS .. " " .. dir
+      cmd = function(sc)
+          local conf = sc.deflate and "bench/moonwire-bench-deflate-shared.conf.lua"
+              or "bench/moonwire-bench.conf.lua"
+          return q(MOONWIRE) .. " -c " .. conf .. " --port 0 --workers " .. WORKERS .. " "
+              .. moonwire_app(sc)
       end,
       ready = "listening on ws://[%d.]+:(%d+)/" },
-    BASELINE and { id = "baseline", name = "moonwire (baseline)",
-      cmd = function(app)
-          local dir = app == "echo" and "examples/echo" or "bench/apps/pubsub"
-          return q(BASELINE) .. " -c bench/moonwire-bench.conf.lua --port 0 " .. dir
+    { id = "moonwire_ctx", name = "moonwire (context)", deflate_only = true,
+      cmd = function(sc)
+          return q(MOONWIRE) .. " -c bench/moonwire-bench-deflate-context.conf.lua --port 0 "
+              .. "--workers " .. WORKERS .. " " .. moonwire_app(sc)
+      end,
+      ready = "listening on ws://[%d.]+:(%d+)/" },
+    BASELINE and { id = "baseline", name = "moonwire (baseline)", no_deflate = true,
+      cmd = function(sc)
+          return q(BASELINE) .. " -c bench/moonwire-bench.conf.lua --port 0 " .. moonwire_app(sc)
       end,
       ready = "listening on ws://[%d.]+:(%d+)/" } or false,
     { id = "bun", name = "Bun",
-      cmd = function(app) return q(BUN) .. " bench/anchors/bun_" .. app .. ".js 0" end,
+      cmd = function(sc)
+          return q(BUN) .. " bench/anchors/bun_" .. sc.app .. ".js 0"
+              .. (sc.deflate and " deflate" or "")
+      end,
       ready = "ready (%d+)" },
-    { id = "node", name = "Node ws",
-      cmd = function(app) return q(NODE) .. " bench/anchors/node_" .. app .. ".js 0" end,
+    { id = "node", name = "Node ws", no_deflate = true,
+      cmd = function(sc) return q(NODE) .. " bench/anchors/node_" .. sc.app .. ".js 0" end,
       ready = "ready (%d+)" },
 }
+
+-- Whether server srv takes part in scenario sc.
+local function runs_in(srv, sc)
+    if sc.deflate then return not srv.no_deflate end
+    return not srv.deflate_only
+end
 
 -- ---- scenarios -------------------------------------------------------------------------------
 -- metrics: key in the RESULT line, label, better = "higher"/"lower", fmt, and the advantage
@@ -184,6 +209,52 @@ local SCENARIOS = {
             bun = 1, ws = 1 },
           { key = "p99_us", label = "p99 delivery latency (us)", better = "lower", fmt = "us",
             bun = 1, ws = 1 },
+          { key = "lost", label = "lost (sum over rounds)", better = "lower", fmt = "int",
+            sum = true, zero = true },
+          { key = "duplicated", label = "duplicated (sum over rounds)", better = "lower",
+            fmt = "int", sum = true, zero = true },
+      } },
+    -- Compressed (permessage-deflate, issue 16): 1 KiB chat messages in JSON, wsload offering
+    -- what browsers offer. moonwire runs in both deflate modes, Bun with perMessageDeflate.
+    -- RSS per connection: the server's growth from before connecting to the end of the
+    -- measured window, over the connections (compression state, queues and heap included).
+    -- The memory target: "a fraction of Bun's", taken as at most half.
+    { id = "echo_deflate", app = "echo", mode = "echo", deflate = true,
+      title = "Compressed echo: 1,000 connections x 1 in flight x 1 KiB JSON, permessage-deflate",
+      args = function(pid)
+          return ("--conns 1000 --depth 1 --size 1K --json --deflate --server-pid %d %s")
+              :format(pid, TIMED())
+      end,
+      metrics = {
+          { key = "msgs_per_sec", label = "messages/s", better = "higher", fmt = "int",
+            bun = 1 },
+          { key = "rss_per_conn_bytes", label = "server RSS per connection (bytes)",
+            better = "lower", fmt = "int", bun = 2 },
+          { key = "p99_us", label = "p99 round trip (us)", better = "lower", fmt = "us",
+            info = true },
+          { key = "server_us_per_msg", label = "server CPU per message (us, approx.)",
+            better = "lower", fmt = "f1", info = true },
+          { key = "compression_ratio", label = "compression ratio (received)",
+            better = "higher", fmt = "f2", info = true },
+      } },
+    { id = "fanout_deflate", app = "pubsub", mode = "broadcast", deflate = true,
+      title = "Compressed fan-out: 1 publisher, 1,000 subscribers, 1 KiB JSON, 8 publishes in "
+          .. "flight, permessage-deflate",
+      args = function(pid)
+          return ("--subscribers 1000 --size 1K --json --deflate --window 8 --server-pid %d %s")
+              :format(pid, TIMED())
+      end,
+      metrics = {
+          { key = "deliveries_per_sec", label = "deliveries/s", better = "higher",
+            fmt = "int", bun = 1 },
+          { key = "rss_per_conn_bytes", label = "server RSS per connection (bytes)",
+            better = "lower", fmt = "int", bun = 2 },
+          { key = "p99_us", label = "p99 delivery latency (us)", better = "lower", fmt = "us",
+            info = true },
+          { key = "server_us_per_msg", label = "server CPU per message (us, approx.)",
+            better = "lower", fmt = "f1", info = true },
+          { key = "compression_ratio", label = "compression ratio (received)",
+            better = "higher", fmt = "f2", info = true },
           { key = "lost", label = "lost (sum over rounds)", better = "lower", fmt = "int",
             sum = true, zero = true },
           { key = "duplicated", label = "duplicated (sum over rounds)", better = "lower",
@@ -276,7 +347,7 @@ local function need_exec(path, what)
 end
 need_exec(WSLOAD, "the load generator: make -C bench")
 for _, s in ipairs(servers) do
-    if s.id == "moonwire" then need_exec(MOONWIRE, "make") end
+    if s.id == "moonwire" or s.id == "moonwire_ctx" then need_exec(MOONWIRE, "make") end
     if s.id == "baseline" then need_exec(BASELINE, "BENCH_BASELINE") end
     if s.id == "bun" then need_exec(BUN, "npm install in bench/anchors") end
 end
@@ -361,8 +432,8 @@ local function busy_share(secs)
     return 1 - (i1 - i0) / (t1 - t0)
 end
 
-local function start_server(srv, app, logfile)
-    local pid = spawn(srv.cmd(app), logfile)
+local function start_server(srv, sc, logfile)
+    local pid = spawn(srv.cmd(sc), logfile)
     if not pid then return nil, "could not start" end
     for _ = 1, 400 do -- up to 20 s
         local text = read_file(logfile) or ""
@@ -400,7 +471,7 @@ local function run_one(round, sc, srv)
     runno = runno + 1
     local tag = ("%s-%s-r%d"):format(sc.id, srv.id, round)
     local slog = ("%s/%s.server.log"):format(WORK, tag)
-    local pid, port = start_server(srv, sc.app, slog)
+    local pid, port = start_server(srv, sc, slog)
     local rec = { ok = false }
     if not pid then
         rec.why = "server: " .. port
@@ -422,6 +493,14 @@ local function run_one(round, sc, srv)
             if c0 and c1 and t1 > t0 then
                 rec.server_cpu = (c1 - c0) / (t1 - t0)
                 r._line = r._line .. (" server_cpu=%.2f"):format(rec.server_cpu)
+                -- Server CPU per message sent or delivered: less noisy than the rate on a
+                -- machine shared with other work (approximate: the CPU time also covers
+                -- connecting, warm-up and closing).
+                local rate = tonumber(r.msgs_per_sec or r.deliveries_per_sec)
+                if rate and rate > 0 then
+                    rec.server_us_per_msg = rec.server_cpu * 1e6 / rate
+                    r._line = r._line .. (" server_us_per_msg=%.2f"):format(rec.server_us_per_msg)
+                end
             end
             rec.ok = code == 0 and not died
             if died then rec.why = "the server died during the run"
@@ -439,7 +518,7 @@ local function run_one(round, sc, srv)
     if not rec.ok then
         failures[#failures + 1] = ("round %d, %s, %s: %s (logs: %s/%s.*)"):format(round, sc.id,
             srv.name, rec.why or "?", WORK, tag)
-        if srv.id == "moonwire" then moonwire_failed = true end
+        if srv.id == "moonwire" or srv.id == "moonwire_ctx" then moonwire_failed = true end
     end
     results[sc.id] = results[sc.id] or {}
     results[sc.id][srv.id] = results[sc.id][srv.id] or {}
@@ -500,7 +579,9 @@ end
 local started, steal0, up0 = os.time(), steal_seconds(), uptime()
 for round = 1, ROUNDS do
     for _, sc in ipairs(scenarios) do
-        for _, srv in ipairs(servers) do run_one(round, sc, srv) end
+        for _, srv in ipairs(servers) do
+            if runs_in(srv, sc) then run_one(round, sc, srv) end
+        end
     end
 end
 local elapsed = os.time() - started
@@ -570,10 +651,19 @@ end
 
 local by_id = {}
 for _, s in ipairs(servers) do by_id[s.id] = s end
-local has = { moonwire = by_id.moonwire, bun = by_id.bun, node = by_id.node }
+local has = { moonwire = by_id.moonwire, moonwire_ctx = by_id.moonwire_ctx, bun = by_id.bun,
+    node = by_id.node }
 
 local md = {}
 local function out(s) md[#md + 1] = s or "" end
+
+-- The compressed scenarios get a section of their own (three servers, other columns); pout
+-- writes the parts about the others, left out when only compressed ones ran.
+local plain, compressed = {}, {}
+for _, sc in ipairs(scenarios) do
+    table.insert(sc.deflate and compressed or plain, sc)
+end
+local function pout(s) if #plain > 0 then out(s) end end
 
 out(("# moonwire benchmark, %s"):format(DATE))
 out()
@@ -587,7 +677,8 @@ out(("Generated by `make bench` (bench/run.lua) at %s UTC in %d min %d s: %d rou
     .. "measured after %g s of warm-up per run, medians over the rounds. Each server runs alone, "
     .. "pinned to CPU %s (`taskset -c %s`), freshly started for every run; the load generator "
     .. "(build/wsload) is pinned to CPU %s. Servers alternate within each scenario (moonwire, Bun, "
-    .. "Node ws), round after round."):format(os.date("!%Y-%m-%d %H:%M"), elapsed // 60,
+    .. "Node ws; the compressed ones: moonwire shared, moonwire context, Bun), round after round.")
+    :format(os.date("!%Y-%m-%d %H:%M"), elapsed // 60,
     elapsed % 60, ROUNDS, SECONDS, WARMUP, SRV_CPU, SRV_CPU, GEN_CPU))
 out()
 out("## Machine")
@@ -606,18 +697,22 @@ out()
 out(("- %s (Lua handlers; liblua5.4 %s), config bench/moonwire-bench.conf.lua"):format(
     versions.moonwire, versions.lua))
 out(("- Bun %s (Bun.serve websocket, uWebSockets; bench/anchors/bun_*.js)"):format(versions.bun))
+if #compressed > 0 then
+    out(("- zlib %s (moonwire and wsload: Debian's libz; Bun has its own)"):format(
+        first_line("dpkg-query -W -f='${Version}' zlib1g")))
+end
 out(("- Node %s with ws %s (bufferutil %s; bench/anchors/node_*.js)"):format(versions.node,
     versions.ws, versions.bufferutil))
 out()
 
 -- Summary: every judged metric.
-out("## Summary")
-out()
-out("Advantage = how many times better moonwire is (higher throughput, or lower latency / "
+pout("## Summary")
+pout()
+pout("Advantage = how many times better moonwire is (higher throughput, or lower latency / "
     .. "memory); the target is the advantage the issue asks for (1.00× = at least as good).")
-out()
-out("| scenario | metric | moonwire | Bun | Node ws | vs Bun (target) | vs ws (target) | |")
-out("|---|---|---:|---:|---:|---:|---:|---|")
+pout()
+pout("| scenario | metric | moonwire | Bun | Node ws | vs Bun (target) | vs ws (target) | |")
+pout("|---|---|---:|---:|---:|---:|---:|---|")
 local verdicts = { met = 0, missed = 0 }
 local notes = {}
 local function cell(sc, srv_id, m)
@@ -629,7 +724,7 @@ local function cell(sc, srv_id, m)
     if v == nil and total > 0 then s = "failed" end
     return v, s
 end
-for _, sc in ipairs(scenarios) do
+for _, sc in ipairs(plain) do
     for _, m in ipairs(sc.metrics) do
         if not m.info then
             local mw, mws = cell(sc, "moonwire", m)
@@ -644,19 +739,19 @@ for _, sc in ipairs(scenarios) do
             local verdict = judged and (ok and "met" or "**missed**") or ""
             if judged then verdicts[ok and "met" or "missed"] = verdicts[ok and "met" or "missed"]
                 + 1 end
-            out(("| %s | %s | %s | %s | %s | %s (%s) | %s (%s) | %s |"):format(sc.id, m.label,
+            pout(("| %s | %s | %s | %s | %s | %s (%s) | %s (%s) | %s |"):format(sc.id, m.label,
                 mws, buns, nodes, fmt_adv(ab), m.zero and "moonwire: 0" or m.bun
                 and ("≥ %.2f×"):format(m.bun) or "—", fmt_adv(aw), m.zero and "moonwire: 0"
                 or m.ws and ("≥ %.2f×"):format(m.ws) or "—", verdict))
         end
     end
 end
-out()
-out(("Targets met: %d, missed: %d. † = generator-bound in at least one round (wsload used >= 90%% "
-    .. "of its core): that number measures wsload as much as the server, the server may be "
+pout()
+pout(("Targets met: %d, missed: %d. † = generator-bound in at least one round (wsload used "
+    .. ">= 90%% of its core): that number measures wsload as much as the server, the server may be "
     .. "faster. (k/n) = median over the k of n rounds that completed cleanly."):format(
     verdicts.met, verdicts.missed))
-out()
+pout()
 
 -- Against an older build of moonwire, when one ran (BENCH_BASELINE).
 if by_id.baseline and by_id.moonwire then
@@ -668,7 +763,7 @@ if by_id.baseline and by_id.moonwire then
     out()
     out("| scenario | metric | moonwire | baseline | ratio |")
     out("|---|---|---:|---:|---:|")
-    for _, sc in ipairs(scenarios) do
+    for _, sc in ipairs(plain) do
         for _, m in ipairs(sc.metrics) do
             if not m.zero then
                 local mw, mws = cell(sc, "moonwire", m)
@@ -682,22 +777,83 @@ if by_id.baseline and by_id.moonwire then
     out()
 end
 
+-- The compressed scenarios: both of moonwire's deflate modes against Bun.
+if #compressed > 0 then
+    out("## Compressed (permessage-deflate, issue 16)")
+    out()
+    out("wsload offers what browsers offer (`permessage-deflate; client_max_window_bits`), "
+        .. "compresses every message it sends (zlib level 1) and inflates every compressed one "
+        .. "it receives before checking it. moonwire: `deflate = { mode = \"shared\" }` "
+        .. "(bench/moonwire-bench-deflate-shared.conf.lua) and `mode = \"context\"` "
+        .. "(…-context.conf.lua), the other settings at their defaults; Bun: `perMessageDeflate: "
+        .. "true` (bench/anchors/bun_*.js with `deflate`). RSS per connection = the server's "
+        .. "RSS growth from before connecting to the end of the measured window, divided by the "
+        .. "connections. Advantage as above; the memory target (a fraction of Bun's) is taken "
+        .. "as at most half.")
+    local met, missed = 0, 0
+    for _, sc in ipairs(compressed) do
+        out()
+        out(("### %s (`%s`)"):format(sc.title, sc.id))
+        out()
+        out(("`wsload %s %s`"):format(sc.mode, (sc.args(0):gsub("%-%-server%-pid 0",
+            "--server-pid PID"):gsub("%s+$", ""))))
+        out()
+        out("| metric | moonwire shared | moonwire context | Bun | shared vs Bun | "
+            .. "context vs Bun | target | |")
+        out("|---|---:|---:|---:|---:|---:|---:|---|")
+        for _, m in ipairs(sc.metrics) do
+            local sh, shs = cell(sc, "moonwire", m)
+            local cx, cxs = cell(sc, "moonwire_ctx", m)
+            local _, buns = cell(sc, "bun", m)
+            local bun = has.bun and stat(sc, has.bun, m) or nil
+            local as, ac = advantage(sh, bun, m), advantage(cx, bun, m)
+            local verdict = ""
+            -- judged over the modes that ran
+            if not m.info and (m.zero or as or ac) then
+                local ok
+                if m.zero then ok = (sh or 0) == 0 and (cx or 0) == 0
+                else ok = (not as or as >= m.bun) and (not ac or ac >= m.bun) end
+                verdict = ok and "met" or "**missed**"
+                if ok then met = met + 1 else missed = missed + 1 end
+            end
+            out(("| %s | %s | %s | %s | %s | %s | %s | %s |"):format(m.label, shs, cxs, buns,
+                fmt_adv(as), fmt_adv(ac), m.info and "—" or m.zero and "moonwire: 0"
+                or ("≥ %.2f×"):format(m.bun), verdict))
+        end
+        local c = {}
+        for _, id in ipairs({ "moonwire", "moonwire_ctx", "bun" }) do
+            if has[id] then
+                local sv = stat(sc, has[id], { key = "server_cpu" })
+                local gv = stat(sc, has[id], { key = "gen_cpu" })
+                c[#c + 1] = ("%s %s / %s"):format(has[id].name, sv and ("%.2f"):format(sv) or "—",
+                    gv and ("%.2f"):format(gv) or "—")
+            end
+        end
+        out()
+        out("CPU used (medians, 1.00 = a full core), server / wsload: " .. table.concat(c, ", "))
+    end
+    out()
+    out(("Compressed targets (both moonwire modes against Bun) met: %d, missed: %d."):format(met,
+        missed))
+    out()
+end
+
 -- Per-scenario detail.
-out("## Scenarios")
-for _, sc in ipairs(scenarios) do
-    out()
-    out(("### %s (`%s`)"):format(sc.title, sc.id))
-    out()
-    out(("`wsload %s %s`"):format(sc.mode, (sc.args(0):gsub("%-%-server%-pid 0", "--server-pid PID")
-        :gsub("%s+$", ""))))
-    out()
-    out("| metric | moonwire | Bun | Node ws | moonwire vs Bun | moonwire vs ws |")
-    out("|---|---:|---:|---:|---:|---:|")
+pout("## Scenarios")
+for _, sc in ipairs(plain) do
+    pout()
+    pout(("### %s (`%s`)"):format(sc.title, sc.id))
+    pout()
+    pout(("`wsload %s %s`"):format(sc.mode, (sc.args(0):gsub("%-%-server%-pid 0",
+        "--server-pid PID"):gsub("%s+$", ""))))
+    pout()
+    pout("| metric | moonwire | Bun | Node ws | moonwire vs Bun | moonwire vs ws |")
+    pout("|---|---:|---:|---:|---:|---:|")
     for _, m in ipairs(sc.metrics) do
         local mw, mws = cell(sc, "moonwire", m)
         local bun, buns = cell(sc, "bun", m)
         local node, nodes = cell(sc, "node", m)
-        out(("| %s | %s | %s | %s | %s | %s |"):format(m.label, mws, buns, nodes,
+        pout(("| %s | %s | %s | %s | %s | %s |"):format(m.label, mws, buns, nodes,
             fmt_adv(advantage(mw, bun, m)), fmt_adv(advantage(mw, node, m))))
     end
     -- the generator's load, so a reader can see how close to bound it was
@@ -715,12 +871,12 @@ for _, sc in ipairs(scenarios) do
             c[#c + 1] = ("%s %s"):format(has[id].name, v and ("%.2f"):format(v) or "—")
         end
     end
-    out()
-    out("CPU used (medians, 1.00 = a full core) by the server while wsload ran (connecting "
+    pout()
+    pout("CPU used (medians, 1.00 = a full core) by the server while wsload ran (connecting "
         .. "and warm-up included): " .. table.concat(c, ", ") .. "; by wsload: "
         .. table.concat(g, ", "))
 end
-out()
+pout()
 
 -- Sweep
 local dat = { "# echo throughput (messages/s, medians) against connections; 16 in flight x 32 B",
@@ -740,25 +896,25 @@ for _, n in ipairs(SWEEP) do
         sweep_rows[#sweep_rows + 1] = row
     end
 end
-out("## Throughput against connections")
-out()
+pout("## Throughput against connections")
+pout()
 if #sweep_rows > 0 then
-    out("Echo, 16 messages in flight per connection, 32 B text; messages/s (medians). Data: "
+    pout("Echo, 16 messages in flight per connection, 32 B text; messages/s (medians). Data: "
         .. ("`%s.dat`; plot: `%s.png`."):format(STEM, STEM))
-    out()
-    out("| connections | moonwire | Bun | Node ws |")
-    out("|---:|---:|---:|---:|")
+    pout()
+    pout("| connections | moonwire | Bun | Node ws |")
+    pout("|---:|---:|---:|---:|")
     for _, row in ipairs(sweep_rows) do
         local c = {}
         for i = 2, 4 do c[#c + 1] = row[i] == "NaN" and "—" or commas(tonumber(row[i])) end
-        out(("| %d | %s |"):format(row[1], table.concat(c, " | ")))
+        pout(("| %d | %s |"):format(row[1], table.concat(c, " | ")))
     end
-    out()
-    out(("![throughput against connections](%s.png)"):format(STEM))
+    pout()
+    pout(("![throughput against connections](%s.png)"):format(STEM))
 else
-    out("(not run)")
+    pout("(not run)")
 end
-out()
+pout()
 
 if #skipped > 0 or #failures > 0 then
     out("## Skipped and failed runs")

@@ -13,7 +13,7 @@ const char *wsc_strerror(int err)
 {
     switch (err) {
     case WSC_NEED_MORE: return "incomplete";
-    case WSC_E_RESERVED: return "reserved bit set";
+    case WSC_E_RESERVED: return "RSV2 or RSV3 set";
     case WSC_E_OPCODE: return "unknown opcode";
     case WSC_E_CONTROL: return "fragmented or oversized control frame";
     case WSC_E_MASKED: return "masked frame from the server";
@@ -21,7 +21,9 @@ const char *wsc_strerror(int err)
     case WSC_E_STATUS: return "response status is not 101";
     case WSC_E_UPGRADE: return "Upgrade or Connection field missing";
     case WSC_E_ACCEPT: return "Sec-WebSocket-Accept missing or wrong";
-    case WSC_E_EXTENSION: return "server chose an extension we did not offer";
+    case WSC_E_EXTENSION: return "server chose an extension or parameter we did not offer";
+    case WSC_E_NO_DEFLATE:
+        return "server declined permessage-deflate (is compression on in its configuration?)";
     case WSC_E_HEAD_TOO_BIG: return "response head too long";
     default: return "unknown error";
     }
@@ -34,7 +36,7 @@ void wsc_make_key(char key[WSC_KEY_LEN + 1], const uint8_t random16[16])
 }
 
 size_t wsc_build_request(char *dst, size_t cap, const char *host, const char *path,
-                         const char key[WSC_KEY_LEN + 1])
+                         const char key[WSC_KEY_LEN + 1], const char *extensions)
 {
     int n = snprintf(dst, cap,
                      "GET %s HTTP/1.1\r\n"
@@ -43,8 +45,10 @@ size_t wsc_build_request(char *dst, size_t cap, const char *host, const char *pa
                      "Connection: Upgrade\r\n"
                      "Sec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\n"
+                     "%s%s%s"
                      "\r\n",
-                     path, host, key);
+                     path, host, key, extensions ? "Sec-WebSocket-Extensions: " : "",
+                     extensions ? extensions : "", extensions ? "\r\n" : "");
     if (n < 0 || (size_t)n >= cap) return 0;
     return (size_t)n;
 }
@@ -65,7 +69,50 @@ static bool has_token(const char *value, size_t len, const char *token)
     return false;
 }
 
-int wsc_check_response(const char *buf, size_t len, const char key[WSC_KEY_LEN + 1])
+/* Reads a window size "=N" (9 to 15; 8 is legal but zlib's raw deflate cannot keep to it). */
+static bool window_bits(const char *v, size_t len, uint8_t *bits)
+{
+    if (len == 3 && v[0] == '=' && v[1] == '9') return *bits = 9, true;
+    if (len == 3 && v[0] == '=' && v[1] == '1' && v[2] >= '0' && v[2] <= '5')
+        return *bits = (uint8_t)(10 + v[2] - '0'), true;
+    return false;
+}
+
+/* The server's answer: "permessage-deflate" and its parameters, separated by ';'. One
+ * extension only, since we offer one. */
+static int parse_pmd_answer(const char *v, size_t len, struct wsc_pmd *pmd)
+{
+    pmd->server_window_bits = pmd->client_window_bits = 15;
+    size_t i = 0;
+    bool first = true;
+    while (i <= len) {
+        size_t start = i;
+        while (i < len && v[i] != ';') i++;
+        size_t end = i++;
+        while (start < end && (v[start] == ' ' || v[start] == '\t')) start++;
+        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t')) end--;
+        const char *p = v + start;
+        size_t n = end - start;
+        if (first) {
+            if (n != 18 || strncasecmp(p, "permessage-deflate", 18) != 0) return WSC_E_EXTENSION;
+            first = false;
+        } else if (n == 26 && strncasecmp(p, "server_no_context_takeover", 26) == 0) {
+            pmd->server_no_context = true;
+        } else if (n == 26 && strncasecmp(p, "client_no_context_takeover", 26) == 0) {
+            pmd->client_no_context = true;
+        } else if (n > 22 && strncasecmp(p, "server_max_window_bits", 22) == 0) {
+            if (!window_bits(p + 22, n - 22, &pmd->server_window_bits)) return WSC_E_EXTENSION;
+        } else if (n > 22 && strncasecmp(p, "client_max_window_bits", 22) == 0) {
+            if (!window_bits(p + 22, n - 22, &pmd->client_window_bits)) return WSC_E_EXTENSION;
+        } else {
+            return WSC_E_EXTENSION;
+        }
+    }
+    return 0;
+}
+
+int wsc_check_response(const char *buf, size_t len, const char key[WSC_KEY_LEN + 1],
+                       struct wsc_pmd *pmd)
 {
     const char *end = memmem(buf, len, "\r\n\r\n", 4);
     if (!end) return len >= WSC_MAX_RESPONSE ? WSC_E_HEAD_TOO_BIG : WSC_NEED_MORE;
@@ -86,7 +133,7 @@ int wsc_check_response(const char *buf, size_t len, const char key[WSC_KEY_LEN +
     char accept[32];
     int accept_len = EVP_EncodeBlock((unsigned char *)accept, digest, SHA_DIGEST_LENGTH);
 
-    bool upgrade = false, connection = false, accepted = false;
+    bool upgrade = false, connection = false, accepted = false, deflate = false;
     const char *line = (const char *)memchr(buf, '\n', head_len) + 1;
     const char *stop = end + 2; /* the blank line */
     while (line < stop) {
@@ -109,13 +156,18 @@ int wsc_check_response(const char *buf, size_t len, const char key[WSC_KEY_LEN +
             else if (nlen == 20 && strncasecmp(line, "sec-websocket-accept", 20) == 0)
                 accepted = vlen == (size_t)accept_len && memcmp(v, accept, vlen) == 0;
             else if (nlen == 24 && strncasecmp(line, "sec-websocket-extensions", 24) == 0 &&
-                     vlen > 0)
-                return WSC_E_EXTENSION;
+                     vlen > 0) {
+                if (!pmd || deflate) return WSC_E_EXTENSION;
+                int rc = parse_pmd_answer(v, vlen, pmd);
+                if (rc < 0) return rc;
+                deflate = true;
+            }
         }
         line = eol + 1;
     }
     if (!upgrade || !connection) return WSC_E_UPGRADE;
     if (!accepted) return WSC_E_ACCEPT;
+    if (pmd && !deflate) return WSC_E_NO_DEFLATE;
     return (int)head_len;
 }
 
@@ -123,7 +175,8 @@ int wsc_parse_header(const uint8_t *buf, size_t len, struct wsc_frame *f)
 {
     if (len < 2) return WSC_NEED_MORE;
     uint8_t b0 = buf[0], b1 = buf[1];
-    if (b0 & 0x70) return WSC_E_RESERVED;
+    if (b0 & 0x30) return WSC_E_RESERVED;
+    f->rsv1 = b0 & WSC_RSV1;
     uint8_t op = b0 & 0x0F;
     bool control = op & 0x08;
     if ((op > WSC_OP_BINARY && !control) || op > WSC_OP_PONG) return WSC_E_OPCODE;

@@ -25,6 +25,41 @@
 
 /* ---- messages by role ----------------------------------------------------------------------- */
 
+/* --json: a chat message; the payload (header and chat text) is the text field. */
+#define JSON_PRE "{\"type\":\"message\",\"room\":\"general\",\"text\":\""
+#define JSON_POST "\"}"
+
+static const uint8_t no_mask[4];
+
+/* Messages are put together unmasked in r->plain, then framed (and compressed) by the loop,
+ * when they are JSON or compressed; otherwise they are written straight into the output,
+ * already masked. */
+static bool build_plain(const struct run *r)
+{
+    return r->o.json || r->o.deflate != DEFLATE_OFF;
+}
+
+/* Writes the wrapper (JSON_PRE and JSON_POST, or nothing) into r->plain around room for the
+ * payload; returns where the payload's body starts, after a header of `header` bytes. */
+static size_t wrap(struct run *r, size_t header)
+{
+    memcpy(r->plain, r->json_pre, r->pre_len);
+    memcpy(r->plain + r->pre_len + r->inner, r->json_post, r->post_len);
+    return r->pre_len + header;
+}
+
+/* Takes the JSON wrapper off a received message; false when it is not there. */
+static bool unwrap(const struct run *r, const uint8_t **p, size_t *n)
+{
+    if (!r->o.json) return true;
+    if (*n < r->pre_len + r->post_len || memcmp(*p, r->json_pre, r->pre_len) != 0 ||
+        memcmp(*p + *n - r->post_len, r->json_post, r->post_len) != 0)
+        return false;
+    *p += r->pre_len;
+    *n -= r->pre_len + r->post_len;
+    return true;
+}
+
 /* Says why a message failed its check: rc is 1 for the wrong opcode, 0 when its header names
  * another connection (conn) or a sequence not sent yet (seq), else a PL_E_* code. Broadcast
  * messages pass conn = c->id: they name no connection. */
@@ -51,6 +86,15 @@ static void report_bad(struct run *r, const struct conn *c, int rc, unsigned op,
 static void echo_send(struct run *r, struct conn *c)
 {
     size_t size = r->o.size;
+    if (build_plain(r)) {
+        uint8_t *m = r->plain + wrap(r, PL_ECHO_HEADER);
+        pl_echo_header(m - PL_ECHO_HEADER, c->id, c->sent, no_mask);
+        memcpy(m, pl_body(&r->pat, c->id, c->sent), r->inner - PL_ECHO_HEADER);
+        loop_send_data(r, c, r->plain, size);
+        c->sent++;
+        r->outstanding++;
+        return;
+    }
     uint8_t mask[4];
     loop_random_mask(r, mask);
     uint8_t *dst = loop_out_reserve(c, size + WSC_MAX_HEADER);
@@ -70,7 +114,8 @@ static void echo_message(struct run *r, struct conn *c, const uint8_t *p, size_t
 {
     uint32_t id = 0;
     uint64_t seq = 0;
-    int rc = op == r->data_op ? pl_echo_check(&r->pat, p, n, r->o.size, &id, &seq) : 1;
+    int rc = op != r->data_op ? 1 : !unwrap(r, &p, &n) ? PL_E_BODY
+             : pl_echo_check(&r->pat, p, n, r->inner, &id, &seq);
     bool ok = rc == 0 && id == c->id && seq < c->sent;
     if (!ok) {
         r->corrupt++;
@@ -106,6 +151,16 @@ static void echo_message(struct run *r, struct conn *c, const uint8_t *p, size_t
 static void pub_send(struct run *r, struct conn *c)
 {
     size_t size = r->o.size;
+    if (build_plain(r)) {
+        uint64_t t = (uint64_t)loop_now_ns();
+        uint8_t *m = r->plain + wrap(r, PL_BCAST_HEADER);
+        pl_bcast_header(m - PL_BCAST_HEADER, r->published, t, no_mask);
+        memcpy(m, pl_body(&r->pat, r->published, t), r->inner - PL_BCAST_HEADER);
+        loop_send_data(r, c, r->plain, size);
+        r->published++;
+        if (r->measuring) r->pub_measured++;
+        return;
+    }
     uint8_t mask[4];
     loop_random_mask(r, mask);
     uint8_t *dst = loop_out_reserve(c, size + WSC_MAX_HEADER);
@@ -139,7 +194,8 @@ static void bcast_message(struct run *r, struct conn *c, const uint8_t *p, size_
                           unsigned op, int64_t now)
 {
     uint64_t seq = 0, sent_ns = 0;
-    int rc = op == r->data_op ? pl_bcast_check(&r->pat, p, n, r->o.size, &seq, &sent_ns) : 1;
+    int rc = op != r->data_op ? 1 : !unwrap(r, &p, &n) ? PL_E_BODY
+             : pl_bcast_check(&r->pat, p, n, r->inner, &seq, &sent_ns);
     bool ok = rc == 0 && seq < r->published;
     if (!ok) {
         r->corrupt++;
@@ -285,6 +341,70 @@ static bool bcast_drained(struct run *r)
     return r->sub_unique >= r->published * r->o.conns && r->completed >= r->published;
 }
 
+/* The server's resident set in kB, from /proc/PID/status; -1 when it cannot be read. */
+static long read_rss_kb(long pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%ld/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kb = strtol(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb;
+}
+
+/* --server-pid in echo and broadcast: the server's RSS before the connections open and at the
+ * end of the measured window (compression state and queues included), per connection. */
+struct rss {
+    long before, after;
+    uint64_t errors;
+};
+
+static void rss_sample(struct run *r, struct rss *m, long *kb)
+{
+    if (!r->o.server_pid) return;
+    *kb = read_rss_kb(r->o.server_pid);
+    if (*kb < 0) {
+        loop_report(r, "cannot read VmRSS of process %ld", r->o.server_pid);
+        m->errors++;
+        *kb = 0;
+    }
+}
+
+/* Prints the RSS line and appends its keys to the RESULT line in res. */
+static void rss_report(struct run *r, const struct rss *m, char *res, size_t cap)
+{
+    if (!r->o.server_pid) return;
+    /* after stays 0 when the run stopped before its measured window. */
+    double per_conn = m->after && r->nconns ? (double)(m->after - m->before) * 1024.0 /
+                                              r->nconns : 0;
+    if (!r->o.quiet)
+        printf("  server RSS: %ld kB before connecting, %ld kB at the end of the measured "
+               "window: %.0f bytes per connection\n", m->before, m->after, per_conn);
+    size_t used = strlen(res);
+    snprintf(res + used, cap - used, " rss_before_kb=%ld rss_after_kb=%ld rss_per_conn_bytes=%.0f",
+             m->before, m->after, per_conn);
+}
+
+/* With --deflate: how many messages came compressed, and how much smaller they were; appends
+ * the keys to the RESULT line in res. */
+static void deflate_report(struct run *r, char *res, size_t cap)
+{
+    if (!r->o.deflate) return;
+    double ratio = r->rx_wire_bytes ? (double)r->rx_plain_bytes / (double)r->rx_wire_bytes : 0;
+    if (!r->o.quiet)
+        printf("  received %llu messages compressed, %.1f times smaller than inflated\n",
+               (unsigned long long)r->rx_compressed, ratio);
+    size_t used = strlen(res);
+    snprintf(res + used, cap - used, " compressed_in=%llu compression_ratio=%.2f",
+             (unsigned long long)r->rx_compressed, ratio);
+}
+
 /* ---- modes ---------------------------------------------------------------------------------- */
 
 static int run_echo(struct run *r)
@@ -292,8 +412,11 @@ static int run_echo(struct run *r)
     struct options *o = &r->o;
     if (!o->quiet)
         printf("wsload echo: %s, %u connections x %u in flight x %zu bytes %s, "
-               "warm-up %.1f s, measured %.1f s\n", o->url, o->conns, o->depth, o->size,
-               o->binary ? "binary" : "text", o->warmup, o->duration);
+               "warm-up %.1f s, measured %.1f s%s\n", o->url, o->conns, o->depth, o->size,
+               o->json ? "JSON" : o->binary ? "binary" : "text", o->warmup, o->duration,
+               o->deflate ? ", permessage-deflate" : "");
+    struct rss m = { 0 };
+    rss_sample(r, &m, &m.before);
     int64_t t = loop_now_ns();
     uint32_t failed = loop_open_range(r, 0, r->nconns);
     if (!o->quiet)
@@ -311,6 +434,7 @@ static int run_echo(struct run *r)
         window_start(r, &w);
         run_until(r, w.t0 + (int64_t)(o->duration * 1e9), NULL);
         window_end(r, &w);
+        rss_sample(r, &m, &m.after);
         r->sending = false;
         run_until(r, loop_now_ns() + DRAIN_NS, echo_drained);
     }
@@ -319,7 +443,7 @@ static int run_echo(struct run *r)
     uint64_t lost = 0;
     for (uint32_t i = 0; i < r->nconns; i++) lost += r->conns[i].sent - r->conns[i].track.unique;
     uint64_t errors = r->corrupt + r->duplicated + r->reordered + lost + r->conn_errors +
-                      r->failed_open + r->close_failures;
+                      r->failed_open + r->close_failures + m.errors;
     double secs = window_seconds(&w), cpu = window_cpu(&w);
     double rate = secs > 0 ? (double)r->msgs / secs : 0;
     double mbps = secs > 0 ? (double)r->bytes / secs / 1e6 : 0;
@@ -327,11 +451,14 @@ static int run_echo(struct run *r)
         printf("  echoed %llu messages in %.3f s: %.0f msgs/s, %.2f MB/s of payload echoed\n",
                (unsigned long long)r->msgs, secs, rate, mbps);
     }
-    char res[512];
-    snprintf(res, sizeof res, "RESULT mode=echo conns=%u depth=%u size=%zu binary=%d seconds=%.3f "
-             "msgs=%llu msgs_per_sec=%.0f mbytes_per_sec=%.2f", o->conns, o->depth, o->size,
-             o->binary, secs, (unsigned long long)r->msgs, rate, mbps);
+    char res[768];
+    snprintf(res, sizeof res, "RESULT mode=echo conns=%u depth=%u size=%zu binary=%d json=%d "
+             "deflate=%d seconds=%.3f msgs=%llu msgs_per_sec=%.0f mbytes_per_sec=%.2f", o->conns,
+             o->depth, o->size, o->binary, o->json, (int)o->deflate, secs,
+             (unsigned long long)r->msgs, rate, mbps);
     latency_report(r, res, sizeof res);
+    rss_report(r, &m, res, sizeof res);
+    deflate_report(r, res, sizeof res);
     if (!o->quiet)
         printf("  checks: %llu corrupt, %llu lost, %llu duplicated, %llu reordered, "
                "%llu failed opens, %llu connection errors, %llu unclean closes\n",
@@ -349,14 +476,17 @@ static int run_broadcast(struct run *r)
 {
     struct options *o = &r->o;
     if (!o->quiet) {
-        printf("wsload broadcast: %s, %u subscribers + 1 publisher, %zu bytes %s, ", o->url,
-               o->conns, o->size, o->binary ? "binary" : "text");
+        printf("wsload broadcast: %s, %u subscribers + 1 publisher, %zu bytes %s%s, ", o->url,
+               o->conns, o->size, o->json ? "JSON" : o->binary ? "binary" : "text",
+               o->deflate ? " (permessage-deflate)" : "");
         if (o->rate > 0) printf("%.0f publishes/s", o->rate);
         else printf("%u publishes in flight", o->window);
         printf(", warm-up %.1f s, measured %.1f s\n", o->warmup, o->duration);
     }
     /* Subscribers first: the server subscribes each on open, so once they are all open, every
      * publish reaches all of them. */
+    struct rss m = { 0 };
+    rss_sample(r, &m, &m.before);
     int64_t t = loop_now_ns();
     uint32_t failed = loop_open_range(r, 0, o->conns);
     failed += loop_open_range(r, o->conns, o->conns + 1);
@@ -375,6 +505,7 @@ static int run_broadcast(struct run *r)
         window_start(r, &w);
         run_until(r, w.t0 + (int64_t)(o->duration * 1e9), NULL);
         window_end(r, &w);
+        rss_sample(r, &m, &m.after);
         r->sending = false;
         run_until(r, loop_now_ns() + DRAIN_NS, bcast_drained);
     }
@@ -388,18 +519,21 @@ static int run_broadcast(struct run *r)
     struct conn *pc = &r->conns[o->conns];
     if (pc->track.unique < r->published) r->pub_errors += r->published - pc->track.unique;
     uint64_t errors = r->corrupt + r->reordered + r->pub_errors + r->conn_errors +
-                      r->failed_open + r->close_failures;
+                      r->failed_open + r->close_failures + m.errors;
     double secs = window_seconds(&w), cpu = window_cpu(&w);
     double rate = secs > 0 ? (double)r->msgs / secs : 0;
     if (!o->quiet)
         printf("  published %llu in %.3f s (%.0f/s); %llu deliveries: %.0f deliveries/s\n",
                (unsigned long long)r->pub_measured, secs,
                secs > 0 ? (double)r->pub_measured / secs : 0, (unsigned long long)r->msgs, rate);
-    char res[512];
-    snprintf(res, sizeof res, "RESULT mode=broadcast subscribers=%u size=%zu seconds=%.3f "
-             "publishes=%llu deliveries=%llu deliveries_per_sec=%.0f", o->conns, o->size, secs,
-             (unsigned long long)r->pub_measured, (unsigned long long)r->msgs, rate);
+    char res[768];
+    snprintf(res, sizeof res, "RESULT mode=broadcast subscribers=%u size=%zu json=%d deflate=%d "
+             "seconds=%.3f publishes=%llu deliveries=%llu deliveries_per_sec=%.0f", o->conns,
+             o->size, o->json, (int)o->deflate, secs, (unsigned long long)r->pub_measured,
+             (unsigned long long)r->msgs, rate);
     latency_report(r, res, sizeof res);
+    rss_report(r, &m, res, sizeof res);
+    deflate_report(r, res, sizeof res);
     if (!o->quiet)
         printf("  checks: %llu lost, %llu duplicated, %llu reordered, %llu corrupt, "
                "%llu wrong publisher copies, %llu failed opens, %llu connection errors, "
@@ -414,23 +548,6 @@ static int run_broadcast(struct run *r)
            (unsigned long long)lost, (unsigned long long)r->duplicated,
            (unsigned long long)errors, cpu, cpu >= 0.90);
     return errors || lost || r->duplicated ? 1 : 0;
-}
-
-/* The server's resident set in kB, from /proc/PID/status; -1 when it cannot be read. */
-static long read_rss_kb(long pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%ld/status", pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kb = strtol(line + 6, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return kb;
 }
 
 static int run_connect(struct run *r)
@@ -496,13 +613,22 @@ static int run_connect(struct run *r)
 static const char usage_text[] =
     "usage:\n"
     "  wsload echo      --url ws://HOST:PORT/PATH [--conns N] [--depth D] [--size BYTES]\n"
-    "                   [--binary] [--warmup SECONDS] [--duration SECONDS]\n"
-    "  wsload broadcast --url URL [--subscribers N] [--size BYTES] [--binary]\n"
-    "                   [--rate MSGS_PER_SEC | --window W] [--warmup SECONDS]\n"
-    "                   [--duration SECONDS]\n"
+    "                   [--binary | --json] [--deflate[=context|nocontext]]\n"
+    "                   [--warmup SECONDS] [--duration SECONDS] [--server-pid PID]\n"
+    "  wsload broadcast --url URL [--subscribers N] [--size BYTES] [--binary | --json]\n"
+    "                   [--deflate[=context|nocontext]] [--rate MSGS_PER_SEC | --window W]\n"
+    "                   [--warmup SECONDS] [--duration SECONDS] [--server-pid PID]\n"
     "  wsload connect   --url URL [--conns N] [--sources A.B.C.D-A.B.C.E] [--server-pid PID]\n"
     "                   [--hold SECONDS]\n"
     "  common: [--cpu N] (pin to CPU N)  [--quiet] (only the RESULT line)\n"
+    "\n"
+    "--json: each message is a chat message in JSON, the payload in its text field.\n"
+    "--deflate: offer permessage-deflate (RFC 7692) and compress every message (zlib level 1);\n"
+    "  context (the default) offers what browsers do, \"permessage-deflate;\n"
+    "  client_max_window_bits\"; nocontext asks for no context takeover either way. A server\n"
+    "  that declines fails the handshake.\n"
+    "--server-pid (echo, broadcast): the server's RSS per connection, from before connecting\n"
+    "  to the end of the measured window.\n"
     "\n"
     "defaults: echo 100 connections x 16 in flight x 32 bytes, text; broadcast 100 subscribers,\n"
     "32 bytes, window 16; warm-up 1 s, duration 5 s; connect 1000 connections, hold 1 s.\n"
@@ -587,7 +713,8 @@ static void parse_url(struct run *r, const char *url)
 }
 
 enum { OPT_URL = 256, OPT_CONNS, OPT_DEPTH, OPT_SIZE, OPT_BINARY, OPT_WARMUP, OPT_DURATION,
-       OPT_SUBS, OPT_RATE, OPT_WINDOW, OPT_SOURCES, OPT_PID, OPT_HOLD, OPT_CPU, OPT_QUIET };
+       OPT_SUBS, OPT_RATE, OPT_WINDOW, OPT_SOURCES, OPT_PID, OPT_HOLD, OPT_CPU, OPT_QUIET,
+       OPT_JSON, OPT_DEFLATE };
 
 /* Which modes each option applies to (bit per mode), so a misplaced option is an error. */
 #define M_E (1 << MODE_ECHO)
@@ -612,6 +739,8 @@ static void parse_args(struct run *r, int argc, char **argv)
         { "hold", required_argument, NULL, OPT_HOLD },
         { "cpu", required_argument, NULL, OPT_CPU },
         { "quiet", no_argument, NULL, OPT_QUIET },
+        { "json", no_argument, NULL, OPT_JSON },
+        { "deflate", optional_argument, NULL, OPT_DEFLATE },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
@@ -621,8 +750,10 @@ static void parse_args(struct run *r, int argc, char **argv)
         [OPT_BINARY - OPT_URL] = M_E | M_B, [OPT_WARMUP - OPT_URL] = M_E | M_B,
         [OPT_DURATION - OPT_URL] = M_E | M_B, [OPT_SUBS - OPT_URL] = M_B,
         [OPT_RATE - OPT_URL] = M_B, [OPT_WINDOW - OPT_URL] = M_B,
-        [OPT_SOURCES - OPT_URL] = M_C, [OPT_PID - OPT_URL] = M_C, [OPT_HOLD - OPT_URL] = M_C,
-        [OPT_CPU - OPT_URL] = M_E | M_B | M_C, [OPT_QUIET - OPT_URL] = M_E | M_B | M_C,
+        [OPT_SOURCES - OPT_URL] = M_C, [OPT_PID - OPT_URL] = M_E | M_B | M_C,
+        [OPT_HOLD - OPT_URL] = M_C, [OPT_CPU - OPT_URL] = M_E | M_B | M_C,
+        [OPT_QUIET - OPT_URL] = M_E | M_B | M_C, [OPT_JSON - OPT_URL] = M_E | M_B,
+        [OPT_DEFLATE - OPT_URL] = M_E | M_B,
     };
     struct options *o = &r->o;
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -675,6 +806,12 @@ static void parse_args(struct run *r, int argc, char **argv)
             break;
         case OPT_CPU: o->cpu = (int)parse_count(optarg, "--cpu", 0, CPU_SETSIZE - 1, false); break;
         case OPT_QUIET: o->quiet = true; break;
+        case OPT_JSON: o->json = true; break;
+        case OPT_DEFLATE:
+            if (!optarg || !strcmp(optarg, "context")) o->deflate = DEFLATE_CONTEXT;
+            else if (!strcmp(optarg, "nocontext")) o->deflate = DEFLATE_NO_CONTEXT;
+            else usage_error("bad value for --deflate: %s (context or nocontext)", optarg);
+            break;
         case OPT_SOURCES: {
             const char *dash = strchr(optarg, '-');
             o->src_first = parse_ipv4(optarg, dash ? (size_t)(dash - optarg) : strlen(optarg));
@@ -689,10 +826,16 @@ static void parse_args(struct run *r, int argc, char **argv)
     if (!o->url) usage_error("%s", "--url is required");
     if (o->rate > 0 && window_set) usage_error("%s", "--rate and --window exclude each other");
     if (o->mode == MODE_BROADCAST && !window_set && o->rate == 0) o->window = 16;
-    if (o->mode == MODE_ECHO && o->size < PL_ECHO_HEADER)
-        usage_error("%s", "echo needs --size >= 12 (the header naming connection and sequence)");
-    if (o->mode == MODE_BROADCAST && o->size < PL_BCAST_HEADER)
-        usage_error("%s", "broadcast needs --size >= 20 (the header with sequence and time)");
+    if (o->json && o->binary) usage_error("%s", "--json and --binary exclude each other");
+    size_t json_len = o->json ? sizeof JSON_PRE - 1 + sizeof JSON_POST - 1 : 0;
+    if (o->mode == MODE_ECHO && o->size < PL_ECHO_HEADER + json_len)
+        usage_error("%s", o->json ? "echo --json needs --size >= 55 (the JSON around the header "
+                    "naming connection and sequence)" : "echo needs --size >= 12 (the header "
+                    "naming connection and sequence)");
+    if (o->mode == MODE_BROADCAST && o->size < PL_BCAST_HEADER + json_len)
+        usage_error("%s", o->json ? "broadcast --json needs --size >= 63 (the JSON around the "
+                    "header with sequence and time)" : "broadcast needs --size >= 20 (the "
+                    "header with sequence and time)");
     if (o->mode == MODE_CONNECT) o->size = 0;
     /* Round robin over the sources: each address carries conns / span connections, and the
      * kernel has fewer than 50,000 ephemeral ports per address and destination. */
@@ -752,8 +895,25 @@ int main(int argc, char **argv)
     r->hist = loop_xrealloc(NULL, sizeof *r->hist);
     if (!r->conns || !r->dirty) loop_die("out of memory");
     hist_reset(r->hist);
+    if (o->json) {
+        r->json_pre = JSON_PRE;
+        r->json_post = JSON_POST;
+        r->pre_len = sizeof JSON_PRE - 1;
+        r->post_len = sizeof JSON_POST - 1;
+    } else {
+        r->json_pre = r->json_post = "";
+    }
+    r->inner = o->size - r->pre_len - r->post_len;
+    if (build_plain(r)) r->plain = loop_xrealloc(NULL, o->size);
+    if (o->deflate) {
+        r->zbuf_cap = compressBound((uLong)o->size) + 64;
+        r->zbuf = loop_xrealloc(NULL, r->zbuf_cap);
+        r->ibuf = loop_xrealloc(NULL, r->max_payload + 1);
+        r->zlast = loop_xrealloc(NULL, r->zbuf_cap);
+    }
     size_t header = o->mode == MODE_BROADCAST ? PL_BCAST_HEADER : PL_ECHO_HEADER;
-    if (pl_pattern_init(&r->pat, o->size > header ? o->size - header : 0, o->binary) < 0)
+    if (pl_pattern_init(&r->pat, r->inner > header ? r->inner - header : 0,
+                        o->json ? PL_CHAT : o->binary ? PL_BYTES : PL_LETTERS) < 0)
         loop_die("out of memory");
     if (RAND_bytes((unsigned char *)&r->rng, sizeof r->rng) != 1 || !r->rng)
         r->rng = 88172645463325252u; /* xorshift must not start at 0 */
