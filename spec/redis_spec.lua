@@ -37,6 +37,16 @@ function app.message(conn, data)
         local since, epoch = b:match("^(%S*) ?(%S*)$")
         local h, err = mw.history(a, tonumber(since), epoch ~= "" and epoch or nil)
         conn:send(h and mw.json.encode(h) or ("err " .. err))
+    elseif cmd == "here" then -- here TOPIC INFO: subscribe with presence
+        assert(conn:subscribe(a, { presence = b }))
+        conn:send("here")
+    elseif cmd == "who" then
+        local list, err = mw.presence_list(a)
+        if not list then return conn:send("err " .. err) end
+        local infos = {}
+        for _, e in ipairs(list) do infos[#infos + 1] = e.info end
+        table.sort(infos)
+        conn:send(mw.presence(a) .. ":" .. table.concat(infos, ","))
     elseif cmd == "many" then -- many N: N timer runs, each a SET and a GET of its own key
         local n, done, bad = tonumber(a), 0, 0
         for i = 1, n do
@@ -261,6 +271,7 @@ describe("redis", function()
             local before = assert(hist(c, "h:r"))
             assert.are.equal(10, before.offset)
             rd:kill9()
+            assert.is_true(wait_until(function() return readyz(a) == 503 end))
             local p = command(c, "pub h:r lost")
             assert.truthy(p:find("redis unavailable", 1, true), p)
             rd:restart()
@@ -280,6 +291,33 @@ describe("redis", function()
             assert.are.equal(1, now.offset)
             assert.are.equal("new", now.publications[1].data)
             c:close()
+        end)
+    end)
+
+    describe("presence", function()
+        it("shows who is in a topic on every node, and forgets a killed node", function()
+            local cfg = 'redis = { url = "' .. rd:url() .. '", node_lease = 1 }\n'
+            local a, b = start_node(cfg), start_node(cfg .. "workers = 2\n")
+            local ca, cb = assert(ws.connect(a.port)), assert(ws.connect(b.port))
+            local cb2 = assert(ws.connect(b.port))
+            assert.are.equal("here", command(ca, "here lobby alice"))
+            assert.are.equal("here", command(cb, "here lobby bob"))
+            assert.are.equal("here", command(cb2, "here lobby carol"))
+            assert.are.equal("3:alice,bob,carol", command(ca, "who lobby"))
+            assert.are.equal("3:alice,bob,carol", command(cb, "who lobby"))
+            -- Leaving the topic removes the entry at once.
+            assert.are.equal("unsubscribed", command(cb2, "unsub lobby"))
+            assert.is_true(wait_until(function()
+                return command(ca, "who lobby") == "2:alice,bob"
+            end, 2))
+            -- kill -9 b: its entries go within the lease (1 s here).
+            b:kill()
+            local t0 = socket.gettime()
+            assert.is_true(wait_until(function()
+                return command(ca, "who lobby") == "1:alice"
+            end, 3))
+            assert.is_true(socket.gettime() - t0 < 2.5)
+            ca:close()
         end)
     end)
 
