@@ -48,7 +48,7 @@ TSAN_UNIT_CORE := core/bus.c core/outq.c core/conn_limits.c core/ip_table.c core
 # The specs the ThreadSanitizer build runs (spec/run-tests, make tsan).
 TSAN_SPECS := spec/workers_spec.lua spec/history_spec.lua spec/redis_spec.lua
 
-.PHONY: tsan print-tsan-specs all run test check-deps deps-build deps-run deps-test unit clean \
+.PHONY: tsan print-tsan-specs all run cluster test check-deps deps-build deps-run deps-test unit clean \
         fuzz fuzz-replay deps-fuzz install uninstall
 
 all: $(BUILD)/moonwire
@@ -149,6 +149,13 @@ APP  ?= examples/chat
 run: deps-run
 	$(MAKE) all
 	$(BUILD)/moonwire --port $(PORT) $(APP)
+
+# Two nodes serving the chat example through one redis-server (docs/scaling.md).
+PKGS_CLUSTER := redis-server
+cluster: deps-run
+	$(call install_missing,$(PKGS_CLUSTER))
+	$(MAKE) all
+	BIN=$(BUILD)/moonwire examples/cluster/run.sh
 
 test: deps-test
 	$(MAKE) all $(BUILD)/moonwire-asan $(BUILD)/moonwire-tsan $(BUILD)/unit-tests \

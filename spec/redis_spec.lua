@@ -6,6 +6,8 @@ local socket = require "socket"
 local ws = require "ws_client"
 local server = require "server"
 local R = require "redis"
+local nginx = require "nginx"
+local helpers = require "helpers"
 local cjson = require "cjson"
 
 local APP = [[
@@ -291,6 +293,39 @@ describe("redis", function()
             assert.are.equal(1, now.offset)
             assert.are.equal("new", now.publications[1].data)
             c:close()
+        end)
+    end)
+
+    describe("behind nginx", function()
+        it("runs the example config: clients stay on a node, topics cross", function()
+            local conf = assert(helpers.read_file("examples/cluster/nginx.conf"))
+            local doc = assert(helpers.read_file("docs/scaling.md"))
+            assert.truthy(doc:find(conf, 1, true), "docs/scaling.md shows the tested config")
+            local a = start_node(nil, { "--redis", rd:url() })
+            local b = start_node(nil, { "--redis", rd:url() })
+            local front = nginx.free_port()
+            conf = conf:gsub("127%.0%.0%.1:8081", "127.0.0.1:" .. a.port)
+                       :gsub("127%.0%.0%.1:8082", "127.0.0.1:" .. b.port)
+                       :gsub("127%.0%.0%.1:8080", "127.0.0.1:" .. front)
+            local ng = nginx.start { http_extra = conf }
+            local clients = {}
+            for i = 1, 6 do
+                clients[i] = assert(ws.connect(front))
+                assert.are.equal("subscribed", command(clients[i], "sub news"))
+            end
+            -- Sticky: every client from this address is on the same node.
+            local on_a = select(2, a:log():gsub("event=upgrade", ""))
+            local on_b = select(2, b:log():gsub("event=upgrade", ""))
+            assert.is_true((on_a == 6 and on_b == 0) or (on_a == 0 and on_b == 6),
+                           ("a: %d, b: %d"):format(on_a, on_b))
+            -- A publish on the other node, straight to it, reaches them through Redis.
+            local other = assert(ws.connect(on_a == 6 and b.port or a.port))
+            assert.is_true(wait_until(function() return rd:numsub("mw:t:/:news") == 1 end))
+            assert.are.equal("pub 0 nil", command(other, "pub news hello"))
+            for i = 1, 6 do assert.are.equal("hello", clients[i]:recv_message(5)) end
+            for i = 1, 6 do clients[i]:close() end
+            other:close()
+            ng:stop()
         end)
     end)
 
