@@ -374,6 +374,12 @@ describe("redis", function()
             end, 2))
             assert.is_true(socket.gettime() - t0 < 2)
             assert.is_true(wait_until(function() return readyz(a) == 200 end))
+            -- Counted: both connections of the node lost once, its subscriber resubscribed.
+            local m = ws.http(b:admin_port(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+                              { timeout = 2 }).body
+            assert.are.equal("2", m:match("\nmoonwire_redis_reconnects_total (%d+)"), m)
+            assert.are.equal("1", m:match("\nmoonwire_redis_resubscribes_total (%d+)"), m)
+            assert.are.equal("1", m:match("\nmoonwire_redis_up (%d+)"), m)
             local pub = assert(ws.connect(a.port))
             assert.are.equal("pub 0 nil", command(pub, "pub r3 back"))
             assert.are.equal("back", sub:recv_message(5))
