@@ -261,7 +261,7 @@ BENCH_NODE := $(shell command -v node >/dev/null 2>&1 || echo nodejs) \
 ANCHORS := bench/anchors
 BUN     := $(ANCHORS)/node_modules/.bin/bun
 
-.PHONY: bench deps-bench bench-anchors bench-against bench-outbound
+.PHONY: bench deps-bench bench-anchors bench-against bench-outbound bench-cluster
 
 deps-bench:
 	$(call install_missing,$(PKGS_BENCH) $(BENCH_NODE))
@@ -291,6 +291,12 @@ bench: deps-bench
 bench-outbound: deps-bench
 	$(MAKE) all $(BUILD)/wsload
 	bench/outbound.sh
+
+# Two nodes through Redis against one node (issue 14; loopback, about 20 seconds).
+bench-cluster: deps-bench
+	$(call install_missing,$(PKGS_CLUSTER))
+	$(MAKE) all $(BUILD)/wsload
+	bench/cluster.sh
 
 # This build against an older one, side by side in one run (servers alternate): REV is any git
 # revision (default HEAD, the last commit: what the working tree changes). Only the two
