@@ -35,6 +35,7 @@ enum deflate_offer { DEFLATE_OFF, DEFLATE_CONTEXT, DEFLATE_NO_CONTEXT };
 struct options {
     enum mode mode;
     const char *url;
+    const char *publish_url; /* broadcast: the publisher connects here (default: url) */
     uint32_t conns, depth, window;
     size_t size;
     bool binary, quiet;

@@ -472,6 +472,8 @@ static int run_echo(struct run *r)
     return errors ? 1 : 0;
 }
 
+static void parse_url(struct run *r, const char *url);
+
 static int run_broadcast(struct run *r)
 {
     struct options *o = &r->o;
@@ -489,6 +491,8 @@ static int run_broadcast(struct run *r)
     rss_sample(r, &m, &m.before);
     int64_t t = loop_now_ns();
     uint32_t failed = loop_open_range(r, 0, o->conns);
+    /* --publish-url: the publisher on another server (another node of a cluster). */
+    if (o->publish_url) parse_url(r, o->publish_url);
     failed += loop_open_range(r, o->conns, o->conns + 1);
     if (!o->quiet)
         printf("  connected %u of %u in %.3f s\n", r->nconns - failed, r->nconns,
@@ -618,6 +622,7 @@ static const char usage_text[] =
     "  wsload broadcast --url URL [--subscribers N] [--size BYTES] [--binary | --json]\n"
     "                   [--deflate[=context|nocontext]] [--rate MSGS_PER_SEC | --window W]\n"
     "                   [--warmup SECONDS] [--duration SECONDS] [--server-pid PID]\n"
+    "                   [--publish-url URL (the publisher's server)]\n"
     "  wsload connect   --url URL [--conns N] [--sources A.B.C.D-A.B.C.E] [--server-pid PID]\n"
     "                   [--hold SECONDS]\n"
     "  common: [--cpu N] (pin to CPU N)  [--quiet] (only the RESULT line)\n"
@@ -714,7 +719,7 @@ static void parse_url(struct run *r, const char *url)
 
 enum { OPT_URL = 256, OPT_CONNS, OPT_DEPTH, OPT_SIZE, OPT_BINARY, OPT_WARMUP, OPT_DURATION,
        OPT_SUBS, OPT_RATE, OPT_WINDOW, OPT_SOURCES, OPT_PID, OPT_HOLD, OPT_CPU, OPT_QUIET,
-       OPT_JSON, OPT_DEFLATE };
+       OPT_JSON, OPT_DEFLATE, OPT_PUB_URL };
 
 /* Which modes each option applies to (bit per mode), so a misplaced option is an error. */
 #define M_E (1 << MODE_ECHO)
@@ -741,6 +746,7 @@ static void parse_args(struct run *r, int argc, char **argv)
         { "quiet", no_argument, NULL, OPT_QUIET },
         { "json", no_argument, NULL, OPT_JSON },
         { "deflate", optional_argument, NULL, OPT_DEFLATE },
+        { "publish-url", required_argument, NULL, OPT_PUB_URL },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
@@ -753,7 +759,7 @@ static void parse_args(struct run *r, int argc, char **argv)
         [OPT_SOURCES - OPT_URL] = M_C, [OPT_PID - OPT_URL] = M_E | M_B | M_C,
         [OPT_HOLD - OPT_URL] = M_C, [OPT_CPU - OPT_URL] = M_E | M_B | M_C,
         [OPT_QUIET - OPT_URL] = M_E | M_B | M_C, [OPT_JSON - OPT_URL] = M_E | M_B,
-        [OPT_DEFLATE - OPT_URL] = M_E | M_B,
+        [OPT_DEFLATE - OPT_URL] = M_E | M_B, [OPT_PUB_URL - OPT_URL] = M_B,
     };
     struct options *o = &r->o;
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -812,6 +818,7 @@ static void parse_args(struct run *r, int argc, char **argv)
             else if (!strcmp(optarg, "nocontext")) o->deflate = DEFLATE_NO_CONTEXT;
             else usage_error("bad value for --deflate: %s (context or nocontext)", optarg);
             break;
+        case OPT_PUB_URL: o->publish_url = optarg; break;
         case OPT_SOURCES: {
             const char *dash = strchr(optarg, '-');
             o->src_first = parse_ipv4(optarg, dash ? (size_t)(dash - optarg) : strlen(optarg));

@@ -62,6 +62,7 @@ void rnode_stats_read(struct rnode_stats *out)
     out->resubscribes = __atomic_load_n(&totals.resubscribes, __ATOMIC_RELAXED);
     out->probes = __atomic_load_n(&totals.probes, __ATOMIC_RELAXED);
     out->reconnects = __atomic_load_n(&totals.reconnects, __ATOMIC_RELAXED);
+    out->gap_fills = __atomic_load_n(&totals.gap_fills, __ATOMIC_RELAXED);
 }
 
 uint32_t rnode_jump(uint64_t key, uint32_t n)
@@ -102,10 +103,30 @@ struct chan {
     bool local;          /* this worker has subscribers */
     bool subscribed;     /* SUBSCRIBE sent on the current subscriber connection */
     double linger_until; /* when !local: unsubscribe after this */
+    /* History topics: where this worker's subscribers are (the last offset delivered, in
+     * epoch), and while a gap is being filled from the stream, what arrived meanwhile. */
+    char epoch[HIST_EPOCH_LEN + 1];
+    uint64_t last;
+    bool filling;        /* a read of the stream is on its way, or due again (retry) */
+    bool retry;          /* the last read failed: on_flush reads again */
+    bool refill;         /* resubscribed: read the stream once Redis confirms the SUBSCRIBE */
+    unsigned tries;
+    struct held *held, *held_tail;
+    size_t nheld;
     size_t topic_off;    /* the topic starts here in name */
     size_t len;
     char name[];
 };
+
+/* A history publication that arrived while its topic's gap was being filled. */
+struct held {
+    struct held *next;
+    struct hist_pos pos;
+    bool binary;
+    size_t len;
+    char data[];
+};
+#define MAX_HELD 100000
 
 struct rport {
     struct rnode *n;
@@ -116,6 +137,19 @@ struct rport {
     size_t path_len;
     const struct ps_engine *inner;
     void *inner_ctx;
+};
+
+/* A connection's presence in a topic, kept to refresh it and to remove it when it leaves. */
+struct pres {
+    struct pres *next;
+    struct rport *port;
+    struct conn *c;
+    char field[64];      /* <node>:<worker>:<conn id> */
+    size_t field_len;
+    char *info;
+    size_t info_len;
+    size_t topic_len;
+    char topic[];
 };
 
 struct rnode {
@@ -131,9 +165,17 @@ struct rnode {
     size_t nports;
     ev_timer flush;      /* (un)subscribes, batched: soon after a change, and each second */
     ev_timer probe;
+    ev_timer presence;   /* refreshes the entries and the node's lease */
+    struct pres **pres;
+    size_t npres_buckets, npres;
+    double next_refresh;
     char node_chan[128];
     size_t node_chan_len;
 };
+
+static void fill_gap(struct chan *c);
+static int history_keys(const struct rport *p, const char *topic, size_t len, char *meta,
+                        char *stream, size_t cap);
 
 static int chan_name(const struct rnode *n, const struct rport *p, const char *topic, size_t len,
                      char *out, size_t cap, size_t *topic_off)
@@ -222,6 +264,7 @@ static void on_flush(struct ev_loop *loop, ev_timer *t, int revents)
                     pc = &c->next;
                     continue;
                 }
+                if (c->retry && s->cmd_up) fill_gap(c);
                 bool drop_it = !c->local && c->linger_until <= now;
                 if ((c->local && !c->subscribed) || (drop_it && c->subscribed)) {
                     if (nsub == cap || nun == cap) {
@@ -249,7 +292,7 @@ static void on_flush(struct ev_loop *loop, ev_timer *t, int revents)
                         continue;
                     }
                 }
-                if (drop_it && !c->subscribed) {
+                if (drop_it && !c->subscribed && !c->filling) {
                     *pc = c->next;
                     n->nchans--;
                     free(c);
@@ -325,9 +368,165 @@ static void sub_state(void *ud, bool up)
     /* The node channel (probes), then every channel wanted, in batches. */
     const char *argv[] = { "SUBSCRIBE", n->node_chan };
     rds_command(s->sub, 2, argv, (size_t[]){ 9, n->node_chan_len }, 0, NULL, NULL);
-    if (s->ever_up) COUNT(resubscribes);
+    if (s->ever_up) {
+        COUNT(resubscribes);
+        /* What was published while the subscriber was away: read back for history topics, once
+         * each channel's SUBSCRIBE is confirmed (on_push). */
+        for (size_t b = 0; b < n->nbuckets; b++)
+            for (struct chan *c = n->buckets[b]; c; c = c->next)
+                if (c->shard == si && c->epoch[0]) c->refill = true;
+    }
     s->ever_up = true;
     flush_soon(n);
+}
+
+static void deliver(struct chan *c, const struct hist_pos *pos, const char *data, size_t len,
+                    bool binary)
+{
+    struct obuf *frame = obuf_new(WS_FRAME_MAX_SERVER_HEADER + len);
+    if (!frame) return;
+    frame->len = ws_frame_build_header(frame->data, true, 0, binary ? WS_OP_BINARY : WS_OP_TEXT,
+                                       len);
+    memcpy(frame->data + frame->len, data, len);
+    frame->len += len;
+    size_t sent;
+    ps_deliver(c->port->ps, c->name + c->topic_off, c->len - c->topic_off, frame, pos, &sent);
+    lb_app_delivered(c->port->app, sent);
+    obuf_unref(frame);
+}
+
+
+
+/* A history publication in offset order: the next one is delivered, an older one (already
+ * delivered) dropped, a newer one means the ones between were lost on the way (a reconnect,
+ * Redis' output buffer limit): they are read from the stream first. A new epoch starts over. */
+static void in_order(struct chan *c, const struct hist_pos *pos, const char *data, size_t len,
+                     bool binary)
+{
+    if (!c->epoch[0] || strcmp(c->epoch, pos->epoch) != 0) {
+        memcpy(c->epoch, pos->epoch, sizeof c->epoch);
+        c->last = pos->offset;
+        deliver(c, pos, data, len, binary);
+        return;
+    }
+    if (pos->offset <= c->last) return; /* a duplicate: delivered already */
+    if (pos->offset == c->last + 1) {
+        c->last = pos->offset;
+        deliver(c, pos, data, len, binary);
+        return;
+    }
+    fill_gap(c);
+}
+
+static void hold(struct chan *c, const struct hist_pos *pos, const char *data, size_t len,
+                 bool binary)
+{
+    if (c->nheld >= MAX_HELD) return; /* the fill reads it from the stream again */
+    struct held *h = malloc(sizeof *h + len);
+    if (!h) return;
+    h->next = NULL;
+    h->pos = *pos;
+    h->binary = binary;
+    h->len = len;
+    memcpy(h->data, data, len);
+    if (c->held_tail) c->held_tail->next = h;
+    else c->held = h;
+    c->held_tail = h;
+    c->nheld++;
+}
+
+static void stored_arrived(struct chan *c, const struct hist_pos *pos, const char *data,
+                           size_t len, bool binary)
+{
+    if (c->filling) {
+        hold(c, pos, data, len, binary);
+        return;
+    }
+    bool gap = c->epoch[0] && strcmp(c->epoch, pos->epoch) == 0 && pos->offset > c->last + 1;
+    if (gap) hold(c, pos, data, len, binary);
+    in_order(c, pos, data, len, binary);
+}
+
+/* The stream's entries after the last delivered: each in order, then what was held. */
+static void filled(void *ud, const redisReply *r, const char *err)
+{
+    struct chan *c = ud;
+    bool ok = r && r->type == REDIS_REPLY_ARRAY;
+    if (!ok && !(err && strcmp(err, "closed") == 0) && ++c->tries < 50) {
+        /* Redis is not there now (the command connection is coming back too): read again
+         * soon, holding what arrives meanwhile. */
+        c->retry = true;
+        struct rnode *n = c->port->n;
+        ev_timer_stop(n->loop, &n->flush);
+        ev_timer_set(&n->flush, 0.1, 1.);
+        ev_timer_start(n->loop, &n->flush);
+        return;
+    }
+    c->tries = 0;
+    c->filling = false;
+    struct held *h = c->held;
+    c->held = c->held_tail = NULL;
+    c->nheld = 0;
+    if (err && strcmp(err, "closed") == 0) {
+        /* Shutting down: the apps are gone; nothing is delivered. */
+        while (h) {
+            struct held *next = h->next;
+            free(h);
+            h = next;
+        }
+        return;
+    }
+    if (r && r->type == REDIS_REPLY_ARRAY) {
+        COUNT(gap_fills);
+        for (size_t i = 0; i < r->elements; i++) {
+            const redisReply *e = r->element[i];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+                e->element[0]->type != REDIS_REPLY_STRING ||
+                e->element[1]->type != REDIS_REPLY_ARRAY || e->element[1]->elements < 2)
+                continue;
+            struct hist_pos pos;
+            pos.offset = strtoull(e->element[0]->str, NULL, 10);
+            memcpy(pos.epoch, c->epoch, sizeof pos.epoch);
+            if (pos.offset <= c->last) continue;
+            /* Past a hole the stream no longer has (trimmed): the subscribers see the gap in
+             * the offsets and can resync. */
+            c->last = pos.offset;
+            const redisReply *d = e->element[1]->element[1];
+            deliver(c, &pos, d->str ? d->str : "", d->len, false);
+        }
+    }
+    while (h) {
+        struct held *next = h->next;
+        if (!c->filling) {
+            /* Still missing after the read (the stream lost them, or the read failed): what is
+             * here is delivered rather than held for ever; the offsets show the gap. */
+            if (h->pos.offset > c->last + 1 && strcmp(h->pos.epoch, c->epoch) == 0)
+                c->last = h->pos.offset - 1;
+            in_order(c, &h->pos, h->data, h->len, h->binary);
+        } else {
+            hold(c, &h->pos, h->data, h->len, h->binary);
+        }
+        free(h);
+        h = next;
+    }
+}
+
+static void fill_gap(struct chan *c)
+{
+    if (c->filling && !c->retry) return;
+    struct rport *p = c->port;
+    struct rnode *n = p->n;
+    char meta[1100], stream[1100], from[32];
+    int kl = history_keys(p, c->name + c->topic_off, c->len - c->topic_off, meta, stream,
+                          sizeof meta);
+    if (kl < 0) return;
+    struct shard *s = &n->shards[c->shard];
+    snprintf(from, sizeof from, "(%llu-0", (unsigned long long)c->last);
+    c->filling = true;
+    c->retry = false;
+    if (!rds_command(s->cmd, 4, (const char *[]){ "XRANGE", stream, from, "+" },
+                     (size_t[]){ 6, (size_t)kl, strlen(from), 1 }, n->cfg.timeout, filled, c))
+        c->filling = false;
 }
 
 /* A message from Redis: delivered to this worker's subscribers unless it is our own echo. */
@@ -337,6 +536,16 @@ static void on_push(void *ud, const redisReply *r)
     struct rnode *n = s->n;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) return;
     const redisReply *kind = r->element[0], *ch = r->element[1], *msg = r->element[2];
+    if (kind->type == REDIS_REPLY_STRING && kind->len == 9 &&
+        memcmp(kind->str, "subscribe", 9) == 0 && ch->type == REDIS_REPLY_STRING) {
+        /* Live again on this channel: what was published before now is in the stream. */
+        struct chan *c = n->nbuckets ? *chan_slot(n, ch->str, ch->len) : NULL;
+        if (c && c->refill) {
+            c->refill = false;
+            fill_gap(c);
+        }
+        return;
+    }
     if (kind->type != REDIS_REPLY_STRING || kind->len != 7 || memcmp(kind->str, "message", 7))
         return;
     if (ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING) return;
@@ -367,18 +576,9 @@ static void on_push(void *ud, const redisReply *r)
         len -= (size_t)(end + 1 - data);
         data = end + 1;
     }
-    struct obuf *frame = obuf_new(WS_FRAME_MAX_SERVER_HEADER + len);
-    if (!frame) return;
-    frame->len = ws_frame_build_header(frame->data, true, 0, binary ? WS_OP_BINARY : WS_OP_TEXT,
-                                       len);
-    memcpy(frame->data + frame->len, data, len);
-    frame->len += len;
-    size_t sent;
     COUNT(received);
-    ps_deliver(c->port->ps, c->name + c->topic_off, c->len - c->topic_off, frame,
-               stored ? &pos : NULL, &sent);
-    lb_app_delivered(c->port->app, sent);
-    obuf_unref(frame);
+    if (stored) stored_arrived(c, &pos, data, len, binary);
+    else deliver(c, NULL, data, len, binary);
 }
 
 static void on_probe(struct ev_loop *loop, ev_timer *t, int revents)
@@ -405,6 +605,8 @@ static void on_probe(struct ev_loop *loop, ev_timer *t, int revents)
     }
 }
 
+static void on_presence(struct ev_loop *loop, ev_timer *t, int revents);
+
 struct rnode *rnode_new(struct ev_loop *loop, const struct cfg_redis *cfg, unsigned worker,
                         char *err, size_t errlen)
 {
@@ -429,6 +631,7 @@ struct rnode *rnode_new(struct ev_loop *loop, const struct cfg_redis *cfg, unsig
     ev_timer_start(loop, &n->flush);
     ev_timer_init(&n->probe, on_probe, cfg->probe_interval / 2, cfg->probe_interval / 2);
     ev_timer_start(loop, &n->probe);
+    ev_timer_init(&n->presence, on_presence, cfg->node_lease / 3, cfg->node_lease / 3);
     n->nshards = (unsigned)cfg->nshards;
     for (unsigned i = 0; i < n->nshards; i++) {
         struct shard *s = &n->shards[i];
@@ -463,6 +666,14 @@ void rnode_free(struct rnode *n)
     if (!n) return;
     ev_timer_stop(n->loop, &n->flush);
     ev_timer_stop(n->loop, &n->probe);
+    ev_timer_stop(n->loop, &n->presence);
+    for (size_t b = 0; b < n->npres_buckets; b++)
+        for (struct pres *e = n->pres[b], *next; e; e = next) {
+            next = e->next;
+            free(e->info);
+            free(e);
+        }
+    free(n->pres);
     for (unsigned i = 0; i < CFG_MAX_REDIS_SHARDS; i++) {
         struct shard *s = &n->shards[i];
         if (!s->n) continue;
@@ -733,15 +944,231 @@ struct rds_cmd *rnode_history_read(struct rnode *n, struct lb_app *app, const ch
     return rds_command(s->cmd, 9, argv, lens, n->cfg.timeout, done, ud);
 }
 
+/* ---- presence ------------------------------------------------------------------------------ */
+
+static size_t pres_hash(const struct conn *c, const char *topic, size_t len)
+{
+    return (size_t)(fnv(topic, len) ^ ((uintptr_t)c * 0x9E3779B97F4A7C15ull));
+}
+
+static struct pres **pres_slot(struct rnode *n, const struct conn *c, const char *topic,
+                               size_t len)
+{
+    struct pres **p = &n->pres[pres_hash(c, topic, len) & (n->npres_buckets - 1)];
+    while (*p && !((*p)->c == c && (*p)->topic_len == len && !memcmp((*p)->topic, topic, len)))
+        p = &(*p)->next;
+    return p;
+}
+
+static int pres_grow(struct rnode *n)
+{
+    size_t nb = n->npres_buckets ? n->npres_buckets * 2 : 64;
+    struct pres **b = calloc(nb, sizeof *b);
+    if (!b) return -1;
+    for (size_t i = 0; i < n->npres_buckets; i++)
+        for (struct pres *e = n->pres[i], *next; e; e = next) {
+            next = e->next;
+            size_t k = pres_hash(e->c, e->topic, e->topic_len) & (nb - 1);
+            e->next = b[k];
+            b[k] = e;
+        }
+    free(n->pres);
+    n->pres = b;
+    n->npres_buckets = nb;
+    return 0;
+}
+
+/* The presence keys of a topic: <prefix>:p:<path>:<topic> (a hash: field -> node|info) and
+ * ...:z (a sorted set: field -> when it expires, unix seconds). */
+static int presence_keys(const struct rport *p, const char *topic, size_t len, char *hash,
+                         char *zset, size_t cap)
+{
+    int n = snprintf(hash, cap, "%s:p:%s:%.*s", p->n->cfg.prefix, p->path, (int)len, topic);
+    if (n < 0 || (size_t)n + 2 >= cap) return -1;
+    memcpy(zset, hash, (size_t)n);
+    memcpy(zset + n, ":z", 3);
+    return n;
+}
+
+static struct shard *topic_shard(struct rnode *n, const struct rport *p, const char *topic,
+                                 size_t len)
+{
+    char key[1100];
+    int k = snprintf(key, sizeof key, "%s:%.*s", p->path, (int)len, topic);
+    if (k < 0 || (size_t)k >= sizeof key) k = (int)sizeof key - 1;
+    return &n->shards[shard_of(n, key, (size_t)k)];
+}
+
+/* HSET + ZADD (+ EXPIRE) of one entry, pipelined. */
+static void pres_send(struct rnode *n, const struct pres *e)
+{
+    struct shard *s = topic_shard(n, e->port, e->topic, e->topic_len);
+    if (!s->cmd_up) return; /* the next refresh */
+    char hash[1200], zset[1200];
+    int kl = presence_keys(e->port, e->topic, e->topic_len, hash, zset, sizeof hash);
+    if (kl < 0) return;
+    size_t vlen = 17 + e->info_len;
+    char *value = malloc(vlen);
+    if (!value) return;
+    memcpy(value, node_hex, 16);
+    value[16] = '|';
+    memcpy(value + 17, e->info, e->info_len);
+    char score[32], ttl[24];
+    snprintf(score, sizeof score, "%.3f", ev_time() + n->cfg.presence_ttl);
+    snprintf(ttl, sizeof ttl, "%.0f", n->cfg.presence_ttl * 2 + 1);
+    rds_command(s->cmd, 4, (const char *[]){ "HSET", hash, e->field, value },
+                (size_t[]){ 4, (size_t)kl, e->field_len, vlen }, n->cfg.timeout, NULL, NULL);
+    rds_command(s->cmd, 4, (const char *[]){ "ZADD", zset, score, e->field },
+                (size_t[]){ 4, (size_t)kl + 2, strlen(score), e->field_len }, n->cfg.timeout,
+                NULL, NULL);
+    rds_command(s->cmd, 3, (const char *[]){ "EXPIRE", hash, ttl },
+                (size_t[]){ 6, (size_t)kl, strlen(ttl) }, n->cfg.timeout, NULL, NULL);
+    rds_command(s->cmd, 3, (const char *[]){ "EXPIRE", zset, ttl },
+                (size_t[]){ 6, (size_t)kl + 2, strlen(ttl) }, n->cfg.timeout, NULL, NULL);
+    free(value);
+}
+
+static void lease(struct rnode *n)
+{
+    char key[128], ex[24];
+    int kl = snprintf(key, sizeof key, "%s:node:%s", n->cfg.prefix, node_hex);
+    snprintf(ex, sizeof ex, "%lld", (long long)(n->cfg.node_lease * 1000));
+    for (unsigned i = 0; i < n->nshards; i++)
+        if (n->shards[i].cmd_up)
+            rds_command(n->shards[i].cmd, 5, (const char *[]){ "SET", key, "1", "PX", ex },
+                        (size_t[]){ 3, (size_t)kl, 1, 2, strlen(ex) }, n->cfg.timeout, NULL,
+                        NULL);
+}
+
+/* Every third of the lease: the node's lease; every third of presence_ttl: the entries. */
+static void on_presence(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct rnode *n = container_of(t, struct rnode, presence);
+    lease(n);
+    double now = ev_now(loop);
+    if (now < n->next_refresh) return;
+    n->next_refresh = now + n->cfg.presence_ttl / 3;
+    for (size_t b = 0; b < n->npres_buckets; b++)
+        for (struct pres *e = n->pres[b]; e; e = e->next) pres_send(n, e);
+}
+
+int rnode_presence_join(struct rnode *n, struct lb_app *app, struct conn *c, uint64_t conn_id,
+                        const char *topic, size_t len, const char *info, size_t info_len)
+{
+    struct rport *p = NULL;
+    for (size_t i = 0; i < n->nports; i++)
+        if (n->ports[i].app == app) p = &n->ports[i];
+    if (!p) return -1;
+    if (n->npres + 1 > n->npres_buckets && pres_grow(n) < 0) return -1;
+    struct pres **slot = pres_slot(n, c, topic, len);
+    struct pres *e = *slot;
+    if (!e) {
+        if (!(e = calloc(1, sizeof *e + len))) return -1;
+        e->port = p;
+        e->c = c;
+        e->topic_len = len;
+        memcpy(e->topic, topic, len);
+        e->field_len = (size_t)snprintf(e->field, sizeof e->field, "%s:%u:%llu", node_hex,
+                                        n->worker, (unsigned long long)conn_id);
+        e->next = *slot;
+        *slot = e;
+        n->npres++;
+    }
+    char *copy = malloc(info_len ? info_len : 1);
+    if (!copy) return -1;
+    memcpy(copy, info, info_len);
+    free(e->info);
+    e->info = copy;
+    e->info_len = info_len;
+    pres_send(n, e);
+    if (!ev_is_active(&n->presence)) {
+        lease(n);
+        ev_timer_start(n->loop, &n->presence);
+    }
+    return 0;
+}
+
+static void rp_left(void *ctx, struct conn *c, const char *topic, size_t len)
+{
+    struct rport *p = ctx;
+    struct rnode *n = p->n;
+    if (p->inner && p->inner->left) p->inner->left(p->inner_ctx, c, topic, len);
+    if (!n->npres) return;
+    struct pres **slot = pres_slot(n, c, topic, len);
+    struct pres *e = *slot;
+    if (!e) return;
+    *slot = e->next;
+    n->npres--;
+    struct shard *s = topic_shard(n, p, topic, len);
+    char hash[1200], zset[1200];
+    int kl = presence_keys(p, topic, len, hash, zset, sizeof hash);
+    if (kl >= 0 && s->cmd_up) {
+        rds_command(s->cmd, 3, (const char *[]){ "HDEL", hash, e->field },
+                    (size_t[]){ 4, (size_t)kl, e->field_len }, n->cfg.timeout, NULL, NULL);
+        rds_command(s->cmd, 3, (const char *[]){ "ZREM", zset, e->field },
+                    (size_t[]){ 4, (size_t)kl + 2, e->field_len }, n->cfg.timeout, NULL, NULL);
+    }
+    free(e->info);
+    free(e);
+}
+
+/* KEYS: hash, zset. ARGV: now (unix seconds), the node lease key prefix. Drops entries past
+ * their expiry or whose node has no lease (it died), returns field, info, field, info... */
+static const char presence_script[] =
+    "local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])\n"
+    "for _, f in ipairs(gone) do\n"
+    "  redis.call('HDEL', KEYS[1], f)\n"
+    "  redis.call('ZREM', KEYS[2], f)\n"
+    "end\n"
+    "local all = redis.call('HGETALL', KEYS[1])\n"
+    "local out, alive = {}, {}\n"
+    "for i = 1, #all, 2 do\n"
+    "  local v = all[i + 1]\n"
+    "  local node = string.match(v, '^([^|]*)|') or ''\n"
+    "  if alive[node] == nil then\n"
+    "    alive[node] = redis.call('EXISTS', ARGV[2] .. node) == 1\n"
+    "  end\n"
+    "  if alive[node] then\n"
+    "    out[#out + 1] = all[i]\n"
+    "    out[#out + 1] = string.sub(v, #node + 2)\n"
+    "  else\n"
+    "    redis.call('HDEL', KEYS[1], all[i])\n"
+    "    redis.call('ZREM', KEYS[2], all[i])\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+struct rds_cmd *rnode_presence_read(struct rnode *n, struct lb_app *app, const char *topic,
+                                    size_t len, rds_done done, void *ud)
+{
+    struct rport *p = NULL;
+    for (size_t i = 0; i < n->nports; i++)
+        if (n->ports[i].app == app) p = &n->ports[i];
+    if (!p) return NULL;
+    char hash[1200], zset[1200], now[32], lease_prefix[128];
+    int kl = presence_keys(p, topic, len, hash, zset, sizeof hash);
+    if (kl < 0) return NULL;
+    struct shard *s = topic_shard(n, p, topic, len);
+    snprintf(now, sizeof now, "%.3f", ev_time());
+    int ll = snprintf(lease_prefix, sizeof lease_prefix, "%s:node:", n->cfg.prefix);
+    const char *argv[] = { "EVAL", presence_script, "2", hash, zset, now, lease_prefix };
+    size_t lens[] = { 4, sizeof presence_script - 1, 1, (size_t)kl, (size_t)kl + 2, strlen(now),
+                      (size_t)ll };
+    return rds_command(s->cmd, 7, argv, lens, n->cfg.timeout, done, ud);
+}
+
 static const struct ps_engine redis_engine = {
     .first_subscriber = rp_first, .last_subscriber = rp_last, .publish = rp_publish,
     .changed = rp_changed, .subscribers = rp_subscribers, .publish_stored = rp_publish_stored,
+    .left = rp_left,
 };
 /* Over an engine that carries history publications itself (the workers' bus). */
 static const struct ps_engine redis_engine_history = {
     .first_subscriber = rp_first, .last_subscriber = rp_last, .publish = rp_publish,
     .changed = rp_changed, .subscribers = rp_subscribers,
     .publish_history = rp_publish_history, .publish_stored = rp_publish_stored,
+    .left = rp_left,
 };
 
 int rnode_attach(struct rnode *n, struct lb_app *app, unsigned index, const char *path)
