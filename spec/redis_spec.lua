@@ -29,6 +29,10 @@ function app.message(conn, data)
     elseif cmd == "unsub" then
         conn:unsubscribe(a)
         conn:send("unsubscribed")
+    elseif cmd == "subpub" then -- subpub TOPIC N: subscribe, then publish "1".."N" at once
+        assert(conn:subscribe(a))
+        conn:send("subscribed")
+        for i = 1, tonumber(b) do mw.publish(a, tostring(i)) end
     elseif cmd == "pub" then
         local n, err = mw.publish(a, b)
         conn:send("pub " .. n .. " " .. tostring(err))
@@ -261,6 +265,23 @@ describe("redis", function()
             for _, c in ipairs(subs) do c:close() end
             pa:close()
             pb:close()
+        end)
+
+        it("delivers what is published before Redis confirms the node's SUBSCRIBE", function()
+            local a = start_node(HIST .. 'redis = "' .. rd:url() .. '"\n')
+            local c = assert(ws.connect(a.port))
+            -- The publications reach Redis before the SUBSCRIBE: read back from the stream.
+            assert.are.equal("subscribed", command(c, "subpub h:early 50"))
+            for i = 1, 50 do assert.are.equal(tostring(i), c:recv_message(5), a:log()) end
+            assert.is_nil(c:recv_message(0.3))
+            -- Another topic that already has history: only what comes after the subscribe.
+            assert.are.equal("pub 0 nil", command(c, "pub h:early2 before"))
+            local d = assert(ws.connect(a.port))
+            assert.are.equal("subscribed", command(d, "subpub h:early2 20"))
+            for i = 1, 20 do assert.are.equal(tostring(i), d:recv_message(5), a:log()) end
+            assert.is_nil(d:recv_message(0.3))
+            c:close()
+            d:close()
         end)
 
         it("starts a new epoch when Redis comes back from an older snapshot", function()
