@@ -83,6 +83,15 @@ static uint64_t fnv(const char *s, size_t len)
     return x;
 }
 
+bool rnode_entry_binary(const redisReply *fields)
+{
+    for (size_t i = 2; i + 1 < fields->elements; i += 2) {
+        const redisReply *k = fields->element[i];
+        if (k->type == REDIS_REPLY_STRING && k->len == 1 && k->str[0] == 'b') return true;
+    }
+    return false;
+}
+
 /* ---- the worker's engine ------------------------------------------------------------------- */
 
 struct rnode;
@@ -501,7 +510,7 @@ static void filled(void *ud, const redisReply *r, const char *err)
              * the offsets and can resync. */
             c->last = pos.offset;
             const redisReply *d = e->element[1]->element[1];
-            deliver(c, &pos, d->str ? d->str : "", d->len, false);
+            deliver(c, &pos, d->str ? d->str : "", d->len, rnode_entry_binary(e->element[1]));
         }
     }
     while (h) {
@@ -836,7 +845,8 @@ static int rp_publish_history(void *ctx, const char *topic, size_t len, struct o
 
 /* ---- history in Redis ---------------------------------------------------------------------- */
 
-/* KEYS: meta hash, stream, channel. ARGV: header, data, size, ttl, run_id, a new epoch.
+/* KEYS: meta hash, stream, channel. ARGV: header, data, size, ttl, run_id, a new epoch, "1"
+ * for a binary publication (the entry's field b, so it is read back as binary).
  * A new epoch (the stream deleted, offsets from 1) when there is no meta or it was written
  * under another run_id (Redis restarted, maybe from an older snapshot). */
 static const char publish_script[] =
@@ -848,7 +858,11 @@ static const char publish_script[] =
     "  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', ARGV[5])\n"
     "end\n"
     "local off = redis.call('HINCRBY', KEYS[1], 'o', 1)\n"
-    "redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], off .. '-0', 'd', ARGV[2])\n"
+    "if ARGV[7] == '1' then\n"
+    "  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], off .. '-0', 'd', ARGV[2], 'b', '1')\n"
+    "else\n"
+    "  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], off .. '-0', 'd', ARGV[2])\n"
+    "end\n"
     "redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[4] * 2 + 60)\n"
     "redis.call('PUBLISH', KEYS[3], ARGV[1] .. off .. ' ' .. epoch .. ' ' .. ARGV[2])\n"
@@ -958,12 +972,13 @@ static int rp_publish_stored(void *ctx, const char *topic, size_t len, struct ob
     snprintf(size, sizeof size, "%u", rule->size);
     snprintf(ttl, sizeof ttl, "%.0f", rule->ttl < 1 ? 1 : rule->ttl);
     history_new_epoch(epoch);
+    bool binary = header[8] & FLAG_BINARY;
     const char *argv[] = { "EVAL", publish_script, "3", meta, stream, name, header, payload,
-                           size, ttl, s->run_id, epoch };
+                           size, ttl, s->run_id, epoch, binary ? "1" : "0" };
     size_t lens[] = { 4, sizeof publish_script - 1, 1, (size_t)kl, (size_t)kl, (size_t)nl,
                       HEADER, plen, strlen(size), strlen(ttl), strlen(s->run_id),
-                      strlen(epoch) };
-    if (!rds_command(s->cmd, 12, argv, lens, n->cfg.timeout, stored, NULL)) return -1;
+                      strlen(epoch), 1 };
+    if (!rds_command(s->cmd, 13, argv, lens, n->cfg.timeout, stored, NULL)) return -1;
     COUNT(published);
     return 0;
 }
