@@ -1,6 +1,8 @@
 /* Pub/sub membership and fan-out: see pubsub.h. */
 #include "pubsub.h"
 
+#include "lpresence.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -64,6 +66,7 @@ int ps_unsubscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t 
             }
         }
     }
+    lpres_left(c, topic, len);
     return topic_unsubscribe(&ps->topics, set, topic, len);
 }
 
@@ -72,6 +75,8 @@ void ps_leave_all(struct pubsub *ps, struct conn *c)
     struct topic_set *set = conn_topics(c);
     if (ps->engine)
         for (uint32_t i = 0; i < set->count; i++) tell_last(ps, set->refs[i].topic, c);
+    for (uint32_t i = 0; i < set->count; i++)
+        lpres_left(c, set->refs[i].topic->name, set->refs[i].topic->name_len);
     topic_leave_all(&ps->topics, set);
 }
 

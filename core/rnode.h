@@ -56,6 +56,9 @@ struct rds *rnode_command_conn(struct rnode *n, const char *key, size_t len);
 struct rds_cmd *rnode_history_read(struct rnode *n, struct lb_app *app, const char *topic,
                                    size_t len, const char *since, rds_done done, void *ud);
 
+/* Whether a history stream entry's fields ([d, data, b, 1]) mark a binary publication. */
+bool rnode_entry_binary(const redisReply *fields);
+
 /* Presence: connection c (conn_id) of app is in topic with info (conn:subscribe(topic,
  * { presence = info })), kept in Redis and refreshed until c leaves the topic. Returns 0, or -1
  * when out of memory. */
