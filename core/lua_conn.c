@@ -10,9 +10,9 @@
 
 #include "conn.h"
 #include "log.h"
+#include "lpresence.h"
 #include "lua_app.h"
 #include "lua_channels.h"
-#include "lpresence.h"
 #include "rnode.h"
 #include "utf8.h"
 #include "ws_close.h"
