@@ -55,7 +55,7 @@ TSAN_UNIT_CORE := core/bus.c core/outq.c core/conn_limits.c core/ip_table.c core
 TSAN_SPECS := spec/workers_spec.lua spec/history_spec.lua spec/redis_spec.lua \
               spec/channels_workers_spec.lua
 
-.PHONY: tsan print-tsan-specs all run test check-deps deps-build deps-run deps-test unit clean \
+.PHONY: tsan print-tsan-specs all run cluster test check-deps deps-build deps-run deps-test unit clean \
         fuzz fuzz-replay deps-fuzz install uninstall
 
 all: $(BUILD)/moonwire
@@ -180,6 +180,13 @@ run: deps-run
 	$(MAKE) all
 	$(BUILD)/moonwire --port $(PORT) $(APP)
 
+# Two nodes serving the chat example through one redis-server (docs/scaling.md).
+PKGS_CLUSTER := redis-server
+cluster: deps-run
+	$(call install_missing,$(PKGS_CLUSTER))
+	$(MAKE) all
+	BIN=$(BUILD)/moonwire examples/cluster/run.sh
+
 test: deps-test
 	$(MAKE) all $(BUILD)/moonwire-asan $(BUILD)/moonwire-tsan $(BUILD)/unit-tests \
 	    $(BUILD)/unit-tests-asan $(BUILD)/unit-tests-tsan \
@@ -284,7 +291,7 @@ BENCH_NODE := $(shell command -v node >/dev/null 2>&1 || echo nodejs) \
 ANCHORS := bench/anchors
 BUN     := $(ANCHORS)/node_modules/.bin/bun
 
-.PHONY: bench deps-bench bench-anchors bench-against bench-outbound
+.PHONY: bench deps-bench bench-anchors bench-against bench-outbound bench-cluster
 
 deps-bench:
 	$(call install_missing,$(PKGS_BENCH) $(BENCH_NODE))
@@ -314,6 +321,12 @@ bench: deps-bench
 bench-outbound: deps-bench
 	$(MAKE) all $(BUILD)/wsload
 	bench/outbound.sh
+
+# Two nodes through Redis against one node (issue 14; loopback, about 20 seconds).
+bench-cluster: deps-bench
+	$(call install_missing,$(PKGS_CLUSTER))
+	$(MAKE) all $(BUILD)/wsload
+	bench/cluster.sh
 
 # This build against an older one, side by side in one run (servers alternate): REV is any git
 # revision (default HEAD, the last commit: what the working tree changes). Only the two

@@ -32,6 +32,7 @@ enum role { ROLE_ECHO, ROLE_SUB, ROLE_PUB, ROLE_IDLE };
 struct options {
     enum mode mode;
     const char *url;
+    const char *publish_url; /* broadcast: the publisher connects here (default: url) */
     uint32_t conns, depth, window;
     size_t size;
     bool binary, quiet;

@@ -345,6 +345,8 @@ static int run_echo(struct run *r)
     return errors ? 1 : 0;
 }
 
+static void parse_url(struct run *r, const char *url);
+
 static int run_broadcast(struct run *r)
 {
     struct options *o = &r->o;
@@ -359,6 +361,8 @@ static int run_broadcast(struct run *r)
      * publish reaches all of them. */
     int64_t t = loop_now_ns();
     uint32_t failed = loop_open_range(r, 0, o->conns);
+    /* --publish-url: the publisher on another server (another node of a cluster). */
+    if (o->publish_url) parse_url(r, o->publish_url);
     failed += loop_open_range(r, o->conns, o->conns + 1);
     if (!o->quiet)
         printf("  connected %u of %u in %.3f s\n", r->nconns - failed, r->nconns,
@@ -499,7 +503,7 @@ static const char usage_text[] =
     "                   [--binary] [--warmup SECONDS] [--duration SECONDS]\n"
     "  wsload broadcast --url URL [--subscribers N] [--size BYTES] [--binary]\n"
     "                   [--rate MSGS_PER_SEC | --window W] [--warmup SECONDS]\n"
-    "                   [--duration SECONDS]\n"
+    "                   [--duration SECONDS] [--publish-url URL (the publisher's server)]\n"
     "  wsload connect   --url URL [--conns N] [--sources A.B.C.D-A.B.C.E] [--server-pid PID]\n"
     "                   [--hold SECONDS]\n"
     "  common: [--cpu N] (pin to CPU N)  [--quiet] (only the RESULT line)\n"
@@ -587,7 +591,8 @@ static void parse_url(struct run *r, const char *url)
 }
 
 enum { OPT_URL = 256, OPT_CONNS, OPT_DEPTH, OPT_SIZE, OPT_BINARY, OPT_WARMUP, OPT_DURATION,
-       OPT_SUBS, OPT_RATE, OPT_WINDOW, OPT_SOURCES, OPT_PID, OPT_HOLD, OPT_CPU, OPT_QUIET };
+       OPT_SUBS, OPT_RATE, OPT_WINDOW, OPT_SOURCES, OPT_PID, OPT_HOLD, OPT_CPU, OPT_QUIET,
+       OPT_PUB_URL };
 
 /* Which modes each option applies to (bit per mode), so a misplaced option is an error. */
 #define M_E (1 << MODE_ECHO)
@@ -612,6 +617,7 @@ static void parse_args(struct run *r, int argc, char **argv)
         { "hold", required_argument, NULL, OPT_HOLD },
         { "cpu", required_argument, NULL, OPT_CPU },
         { "quiet", no_argument, NULL, OPT_QUIET },
+        { "publish-url", required_argument, NULL, OPT_PUB_URL },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
@@ -623,6 +629,7 @@ static void parse_args(struct run *r, int argc, char **argv)
         [OPT_RATE - OPT_URL] = M_B, [OPT_WINDOW - OPT_URL] = M_B,
         [OPT_SOURCES - OPT_URL] = M_C, [OPT_PID - OPT_URL] = M_C, [OPT_HOLD - OPT_URL] = M_C,
         [OPT_CPU - OPT_URL] = M_E | M_B | M_C, [OPT_QUIET - OPT_URL] = M_E | M_B | M_C,
+        [OPT_PUB_URL - OPT_URL] = M_B,
     };
     struct options *o = &r->o;
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -675,6 +682,7 @@ static void parse_args(struct run *r, int argc, char **argv)
             break;
         case OPT_CPU: o->cpu = (int)parse_count(optarg, "--cpu", 0, CPU_SETSIZE - 1, false); break;
         case OPT_QUIET: o->quiet = true; break;
+        case OPT_PUB_URL: o->publish_url = optarg; break;
         case OPT_SOURCES: {
             const char *dash = strchr(optarg, '-');
             o->src_first = parse_ipv4(optarg, dash ? (size_t)(dash - optarg) : strlen(optarg));

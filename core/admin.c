@@ -255,6 +255,27 @@ void admin_write_metrics(const struct admin *a, struct mbuf *b)
             app_topics);
     gauge(b, "moonwire_send_queue_bytes", "Bytes queued for clients, not yet written.",
           (double)v->queued_bytes);
+    if (w->cfg->redis.enabled) {
+        /* The Redis engine, every worker together (docs/scaling.md). */
+        struct rnode_stats rs;
+        rnode_stats_read(&rs);
+        gauge(b, "moonwire_redis_up", "1 when every connection to Redis of every worker is up.",
+              rnode_all_up() ? 1 : 0);
+        counter(b, "moonwire_redis_published_total", "Publishes sent to Redis.",
+                (double)rs.published);
+        counter(b, "moonwire_redis_publish_failures_total",
+                "Publishes Redis did not take (down, timeout, error).", (double)rs.publish_failed);
+        counter(b, "moonwire_redis_received_total",
+                "Messages from other nodes delivered here (per worker that received one).",
+                (double)rs.received);
+        counter(b, "moonwire_redis_reconnects_total",
+                "Connections to Redis lost (each is made again).", (double)rs.reconnects);
+        counter(b, "moonwire_redis_resubscribes_total",
+                "Subscriber connections that came back and subscribed their channels again.",
+                (double)rs.resubscribes);
+        counter(b, "moonwire_redis_probes_total",
+                "Probes published on a quiet subscriber connection.", (double)rs.probes);
+    }
 
     metrics_family(b, "moonwire_loop_lag_seconds", "histogram",
                    "How late the event loop ran a 100 ms timer: time the loop was busy.");

@@ -87,7 +87,8 @@ void cfg_defaults(struct config *cfg)
     cfg->redis = (struct cfg_redis){ .prefix = "mw", .connect_timeout = 2, .timeout = 5,
                                      .probe_interval = 5, .backoff_min = 0.1,
                                      .backoff_max = 5, .linger = 5, .max_pending = 8 << 20,
-                                     .max_in_flight = 10000 };
+                                     .max_in_flight = 10000, .presence_ttl = 60,
+                                     .node_lease = 15 };
     cfg->workers = 1;
 }
 
@@ -643,6 +644,8 @@ static const struct field redis_fields[] = {
     { "linger", F_DOUBLE, offsetof(struct cfg_redis, linger), 0, true, 3600 },
     REDIS(max_pending, F_SIZE, 1024, (double)(1ull << 32)),
     REDIS(max_in_flight, F_SIZE, 1, 1000000),
+    REDIS(presence_ttl, F_DOUBLE, 1, 86400),
+    REDIS(node_lease, F_DOUBLE, 0.3, 3600),
     { NULL, 0, 0, 0, false, 0 },
 };
 
@@ -712,7 +715,8 @@ static int read_redis(struct loader *ld, struct config *cfg)
             if (!f->name)
                 return failf(ld, "redis", k, "redis.%s is not a known setting (known: url, shards, "
                              "password, prefix, connect_timeout, timeout, probe_interval, "
-                             "linger, backoff, max_pending, max_in_flight)", k);
+                             "linger, backoff, max_pending, max_in_flight, presence_ttl, "
+                             "node_lease)", k);
             if (read_field(ld, "redis", k, f, r) < 0) return -1;
         }
         lua_pop(L, 1);

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "lua_app.h"
 #include "lua_channels.h"
+#include "rnode.h"
 #include "utf8.h"
 #include "ws_close.h"
 
@@ -131,6 +132,19 @@ static int conn_subscribe(lua_State *L)
         return 2;
     }
     if (rc < 0) return luaL_error(L, "conn:subscribe: out of memory");
+    if (lua_istable(L, 3) && lua_getfield(L, 3, "presence") != LUA_TNIL) {
+        /* { presence = info }: this connection shows in mw.presence(topic) on every node. */
+        size_t ilen;
+        const char *info = lua_tolstring(L, -1, &ilen);
+        if (!info || lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "conn:subscribe: presence must be a string (encode a table "
+                                 "with mw.json.encode)");
+        if (!app->env->redis)
+            return luaL_error(L, "conn:subscribe: presence needs Redis (redis = "
+                                 "\"redis://host:port\" in the config, or --redis URL)");
+        if (rnode_presence_join(app->env->redis, app, c, conn_id(c), topic, len, info, ilen) < 0)
+            return luaL_error(L, "conn:subscribe: out of memory");
+    }
     lua_pushboolean(L, rc);
     return 1;
 }

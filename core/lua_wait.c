@@ -588,6 +588,104 @@ int lb_history_redis(lua_State *L, const char *topic, size_t len, bool since_giv
     return lua_yieldk(L, 0, 0, waited_history);
 }
 
+/* ---- mw.presence, mw.presence_list -------------------------------------------------------- */
+
+struct presence_read {
+    struct lb_task *task;
+    struct lb_app *app;
+    struct rds_cmd *cmd;
+    const redisReply *reply;
+    const char *err;
+    bool list;
+};
+
+static void presence_cancel(void *ud)
+{
+    struct presence_read *p = ud;
+    rds_cancel(p->cmd);
+    p->app->redis_in_flight--;
+    free(p);
+}
+
+static void presence_done(void *ud, const redisReply *reply, const char *err)
+{
+    struct presence_read *p = ud;
+    p->app->redis_in_flight--;
+    p->reply = reply;
+    p->err = err;
+    lua_pushlightuserdata(p->task->co, p);
+    lb_task_resume(p->task, 1);
+    free(p);
+}
+
+static int waited_presence(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    struct presence_read *p = lua_touserdata(L, -1);
+    lua_settop(L, 0);
+    const redisReply *r = p->reply;
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        luaL_pushfail(L);
+        if (p->err && strcmp(p->err, "unavailable") == 0)
+            lua_pushliteral(L, "redis unavailable: presence lives in Redis, which is not "
+                               "connected now (try again later)");
+        else if (p->err) lua_pushstring(L, p->err);
+        else if (r && r->type == REDIS_REPLY_ERROR) lua_pushlstring(L, r->str, r->len);
+        else lua_pushliteral(L, "redis: an unexpected answer to the presence read");
+        return 2;
+    }
+    if (!p->list) {
+        lua_pushinteger(L, (lua_Integer)(r->elements / 2));
+        return 1;
+    }
+    lua_createtable(L, (int)(r->elements / 2), 0);
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        lua_createtable(L, 0, 2);
+        lua_pushlstring(L, r->element[i]->str ? r->element[i]->str : "", r->element[i]->len);
+        lua_setfield(L, -2, "id");
+        lua_pushlstring(L, r->element[i + 1]->str ? r->element[i + 1]->str : "",
+                        r->element[i + 1]->len);
+        lua_setfield(L, -2, "info");
+        lua_rawseti(L, -2, (lua_Integer)(i / 2 + 1));
+    }
+    return 1;
+}
+
+static int presence(lua_State *L, bool list, const char *fname)
+{
+    struct lb_app *app = lb_app_of(L);
+    size_t len;
+    const char *topic = lb_check_topic(L, 1, &len, fname);
+    struct lb_task *t = waitable(L, fname);
+    if (!app->env->redis)
+        return luaL_error(L, "%s: presence needs Redis (redis = \"redis://host:port\" in the "
+                             "config, or --redis URL)", fname);
+    if (app->redis_in_flight >= app->env->redis_max_in_flight) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "limit: as many calls wait for Redis as redis.max_in_flight allows");
+        return 2;
+    }
+    struct presence_read *p = calloc(1, sizeof *p);
+    if (!p) return luaL_error(L, "%s: out of memory", fname);
+    p->task = t;
+    p->app = app;
+    p->list = list;
+    if (!(p->cmd = rnode_presence_read(app->env->redis, app, topic, len, presence_done, p))) {
+        free(p);
+        return luaL_error(L, "%s: out of memory", fname);
+    }
+    app->redis_in_flight++;
+    lb_task_waits_for(t, presence_cancel, p);
+    lua_settop(L, 0);
+    return lua_yieldk(L, 0, 0, waited_presence);
+}
+
+/* mw.presence(topic) -> connections present in topic on every node | nil, reason. Waits. */
+static int mw_presence(lua_State *L) { return presence(L, false, "mw.presence"); }
+/* mw.presence_list(topic) -> { { id =, info = }, ... } | nil, reason. Waits. */
+static int mw_presence_list(lua_State *L) { return presence(L, true, "mw.presence_list"); }
+
 void lb_push_waits(lua_State *L, int api)
 {
     api = lua_absindex(L, api);
@@ -601,4 +699,8 @@ void lb_push_waits(lua_State *L, int api)
     lua_pushcfunction(L, mw_redis_call);
     lua_setfield(L, -2, "call");
     lua_setfield(L, api, "redis");
+    lua_pushcfunction(L, mw_presence);
+    lua_setfield(L, api, "presence");
+    lua_pushcfunction(L, mw_presence_list);
+    lua_setfield(L, api, "presence_list");
 }

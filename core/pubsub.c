@@ -43,8 +43,9 @@ int ps_subscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t le
 }
 
 /* Tells the engine that a subscriber leaves t (and when it is the last), before it is gone. */
-static void tell_last(struct pubsub *ps, const struct topic *t)
+static void tell_last(struct pubsub *ps, const struct topic *t, struct conn *c)
 {
+    if (ps->engine && ps->engine->left) ps->engine->left(ps->engine_ctx, c, t->name, t->name_len);
     if (ps->engine && ps->engine->changed)
         ps->engine->changed(ps->engine_ctx, t->name, t->name_len, -1, t->count - 1);
     if (ps->engine && ps->engine->last_subscriber && t->count == 1)
@@ -58,7 +59,7 @@ int ps_unsubscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t 
         for (uint32_t i = 0; i < set->count; i++) {
             const struct topic *t = set->refs[i].topic;
             if (t->name_len == len && memcmp(t->name, topic, len) == 0) {
-                tell_last(ps, t);
+                tell_last(ps, t, c);
                 break;
             }
         }
@@ -70,7 +71,7 @@ void ps_leave_all(struct pubsub *ps, struct conn *c)
 {
     struct topic_set *set = conn_topics(c);
     if (ps->engine)
-        for (uint32_t i = 0; i < set->count; i++) tell_last(ps, set->refs[i].topic);
+        for (uint32_t i = 0; i < set->count; i++) tell_last(ps, set->refs[i].topic, c);
     topic_leave_all(&ps->topics, set);
 }
 

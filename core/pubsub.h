@@ -53,6 +53,9 @@ struct ps_engine {
      * included, in offset order (ps_deliver with its pos) once stored. The process's memory
      * history is not used then. Returns 0, or -1 when it cannot (nothing is sent). */
     int (*publish_stored)(void *ctx, const char *topic, size_t len, struct obuf *frame);
+    /* Optional. c leaves topic (unsubscribe, or the end of c), before it is gone: what the
+     * engine keeps per connection and topic (presence) goes with it. */
+    void (*left)(void *ctx, struct conn *c, const char *topic, size_t len);
 };
 
 struct pubsub {

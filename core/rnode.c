@@ -118,6 +118,19 @@ struct rport {
     void *inner_ctx;
 };
 
+/* A connection's presence in a topic, kept to refresh it and to remove it when it leaves. */
+struct pres {
+    struct pres *next;
+    struct rport *port;
+    struct conn *c;
+    char field[64];      /* <node>:<worker>:<conn id> */
+    size_t field_len;
+    char *info;
+    size_t info_len;
+    size_t topic_len;
+    char topic[];
+};
+
 struct rnode {
     struct ev_loop *loop;
     struct cfg_redis cfg;
@@ -131,6 +144,10 @@ struct rnode {
     size_t nports;
     ev_timer flush;      /* (un)subscribes, batched: soon after a change, and each second */
     ev_timer probe;
+    ev_timer presence;   /* refreshes the entries and the node's lease */
+    struct pres **pres;
+    size_t npres_buckets, npres;
+    double next_refresh;
     char node_chan[128];
     size_t node_chan_len;
 };
@@ -405,6 +422,8 @@ static void on_probe(struct ev_loop *loop, ev_timer *t, int revents)
     }
 }
 
+static void on_presence(struct ev_loop *loop, ev_timer *t, int revents);
+
 struct rnode *rnode_new(struct ev_loop *loop, const struct cfg_redis *cfg, unsigned worker,
                         char *err, size_t errlen)
 {
@@ -429,6 +448,7 @@ struct rnode *rnode_new(struct ev_loop *loop, const struct cfg_redis *cfg, unsig
     ev_timer_start(loop, &n->flush);
     ev_timer_init(&n->probe, on_probe, cfg->probe_interval / 2, cfg->probe_interval / 2);
     ev_timer_start(loop, &n->probe);
+    ev_timer_init(&n->presence, on_presence, cfg->node_lease / 3, cfg->node_lease / 3);
     n->nshards = (unsigned)cfg->nshards;
     for (unsigned i = 0; i < n->nshards; i++) {
         struct shard *s = &n->shards[i];
@@ -463,6 +483,14 @@ void rnode_free(struct rnode *n)
     if (!n) return;
     ev_timer_stop(n->loop, &n->flush);
     ev_timer_stop(n->loop, &n->probe);
+    ev_timer_stop(n->loop, &n->presence);
+    for (size_t b = 0; b < n->npres_buckets; b++)
+        for (struct pres *e = n->pres[b], *next; e; e = next) {
+            next = e->next;
+            free(e->info);
+            free(e);
+        }
+    free(n->pres);
     for (unsigned i = 0; i < CFG_MAX_REDIS_SHARDS; i++) {
         struct shard *s = &n->shards[i];
         if (!s->n) continue;
@@ -733,15 +761,231 @@ struct rds_cmd *rnode_history_read(struct rnode *n, struct lb_app *app, const ch
     return rds_command(s->cmd, 9, argv, lens, n->cfg.timeout, done, ud);
 }
 
+/* ---- presence ------------------------------------------------------------------------------ */
+
+static size_t pres_hash(const struct conn *c, const char *topic, size_t len)
+{
+    return (size_t)(fnv(topic, len) ^ ((uintptr_t)c * 0x9E3779B97F4A7C15ull));
+}
+
+static struct pres **pres_slot(struct rnode *n, const struct conn *c, const char *topic,
+                               size_t len)
+{
+    struct pres **p = &n->pres[pres_hash(c, topic, len) & (n->npres_buckets - 1)];
+    while (*p && !((*p)->c == c && (*p)->topic_len == len && !memcmp((*p)->topic, topic, len)))
+        p = &(*p)->next;
+    return p;
+}
+
+static int pres_grow(struct rnode *n)
+{
+    size_t nb = n->npres_buckets ? n->npres_buckets * 2 : 64;
+    struct pres **b = calloc(nb, sizeof *b);
+    if (!b) return -1;
+    for (size_t i = 0; i < n->npres_buckets; i++)
+        for (struct pres *e = n->pres[i], *next; e; e = next) {
+            next = e->next;
+            size_t k = pres_hash(e->c, e->topic, e->topic_len) & (nb - 1);
+            e->next = b[k];
+            b[k] = e;
+        }
+    free(n->pres);
+    n->pres = b;
+    n->npres_buckets = nb;
+    return 0;
+}
+
+/* The presence keys of a topic: <prefix>:p:<path>:<topic> (a hash: field -> node|info) and
+ * ...:z (a sorted set: field -> when it expires, unix seconds). */
+static int presence_keys(const struct rport *p, const char *topic, size_t len, char *hash,
+                         char *zset, size_t cap)
+{
+    int n = snprintf(hash, cap, "%s:p:%s:%.*s", p->n->cfg.prefix, p->path, (int)len, topic);
+    if (n < 0 || (size_t)n + 2 >= cap) return -1;
+    memcpy(zset, hash, (size_t)n);
+    memcpy(zset + n, ":z", 3);
+    return n;
+}
+
+static struct shard *topic_shard(struct rnode *n, const struct rport *p, const char *topic,
+                                 size_t len)
+{
+    char key[1100];
+    int k = snprintf(key, sizeof key, "%s:%.*s", p->path, (int)len, topic);
+    if (k < 0 || (size_t)k >= sizeof key) k = (int)sizeof key - 1;
+    return &n->shards[shard_of(n, key, (size_t)k)];
+}
+
+/* HSET + ZADD (+ EXPIRE) of one entry, pipelined. */
+static void pres_send(struct rnode *n, const struct pres *e)
+{
+    struct shard *s = topic_shard(n, e->port, e->topic, e->topic_len);
+    if (!s->cmd_up) return; /* the next refresh */
+    char hash[1200], zset[1200];
+    int kl = presence_keys(e->port, e->topic, e->topic_len, hash, zset, sizeof hash);
+    if (kl < 0) return;
+    size_t vlen = 17 + e->info_len;
+    char *value = malloc(vlen);
+    if (!value) return;
+    memcpy(value, node_hex, 16);
+    value[16] = '|';
+    memcpy(value + 17, e->info, e->info_len);
+    char score[32], ttl[24];
+    snprintf(score, sizeof score, "%.3f", ev_time() + n->cfg.presence_ttl);
+    snprintf(ttl, sizeof ttl, "%.0f", n->cfg.presence_ttl * 2 + 1);
+    rds_command(s->cmd, 4, (const char *[]){ "HSET", hash, e->field, value },
+                (size_t[]){ 4, (size_t)kl, e->field_len, vlen }, n->cfg.timeout, NULL, NULL);
+    rds_command(s->cmd, 4, (const char *[]){ "ZADD", zset, score, e->field },
+                (size_t[]){ 4, (size_t)kl + 2, strlen(score), e->field_len }, n->cfg.timeout,
+                NULL, NULL);
+    rds_command(s->cmd, 3, (const char *[]){ "EXPIRE", hash, ttl },
+                (size_t[]){ 6, (size_t)kl, strlen(ttl) }, n->cfg.timeout, NULL, NULL);
+    rds_command(s->cmd, 3, (const char *[]){ "EXPIRE", zset, ttl },
+                (size_t[]){ 6, (size_t)kl + 2, strlen(ttl) }, n->cfg.timeout, NULL, NULL);
+    free(value);
+}
+
+static void lease(struct rnode *n)
+{
+    char key[128], ex[24];
+    int kl = snprintf(key, sizeof key, "%s:node:%s", n->cfg.prefix, node_hex);
+    snprintf(ex, sizeof ex, "%lld", (long long)(n->cfg.node_lease * 1000));
+    for (unsigned i = 0; i < n->nshards; i++)
+        if (n->shards[i].cmd_up)
+            rds_command(n->shards[i].cmd, 5, (const char *[]){ "SET", key, "1", "PX", ex },
+                        (size_t[]){ 3, (size_t)kl, 1, 2, strlen(ex) }, n->cfg.timeout, NULL,
+                        NULL);
+}
+
+/* Every third of the lease: the node's lease; every third of presence_ttl: the entries. */
+static void on_presence(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct rnode *n = container_of(t, struct rnode, presence);
+    lease(n);
+    double now = ev_now(loop);
+    if (now < n->next_refresh) return;
+    n->next_refresh = now + n->cfg.presence_ttl / 3;
+    for (size_t b = 0; b < n->npres_buckets; b++)
+        for (struct pres *e = n->pres[b]; e; e = e->next) pres_send(n, e);
+}
+
+int rnode_presence_join(struct rnode *n, struct lb_app *app, struct conn *c, uint64_t conn_id,
+                        const char *topic, size_t len, const char *info, size_t info_len)
+{
+    struct rport *p = NULL;
+    for (size_t i = 0; i < n->nports; i++)
+        if (n->ports[i].app == app) p = &n->ports[i];
+    if (!p) return -1;
+    if (n->npres + 1 > n->npres_buckets && pres_grow(n) < 0) return -1;
+    struct pres **slot = pres_slot(n, c, topic, len);
+    struct pres *e = *slot;
+    if (!e) {
+        if (!(e = calloc(1, sizeof *e + len))) return -1;
+        e->port = p;
+        e->c = c;
+        e->topic_len = len;
+        memcpy(e->topic, topic, len);
+        e->field_len = (size_t)snprintf(e->field, sizeof e->field, "%s:%u:%llu", node_hex,
+                                        n->worker, (unsigned long long)conn_id);
+        e->next = *slot;
+        *slot = e;
+        n->npres++;
+    }
+    char *copy = malloc(info_len ? info_len : 1);
+    if (!copy) return -1;
+    memcpy(copy, info, info_len);
+    free(e->info);
+    e->info = copy;
+    e->info_len = info_len;
+    pres_send(n, e);
+    if (!ev_is_active(&n->presence)) {
+        lease(n);
+        ev_timer_start(n->loop, &n->presence);
+    }
+    return 0;
+}
+
+static void rp_left(void *ctx, struct conn *c, const char *topic, size_t len)
+{
+    struct rport *p = ctx;
+    struct rnode *n = p->n;
+    if (p->inner && p->inner->left) p->inner->left(p->inner_ctx, c, topic, len);
+    if (!n->npres) return;
+    struct pres **slot = pres_slot(n, c, topic, len);
+    struct pres *e = *slot;
+    if (!e) return;
+    *slot = e->next;
+    n->npres--;
+    struct shard *s = topic_shard(n, p, topic, len);
+    char hash[1200], zset[1200];
+    int kl = presence_keys(p, topic, len, hash, zset, sizeof hash);
+    if (kl >= 0 && s->cmd_up) {
+        rds_command(s->cmd, 3, (const char *[]){ "HDEL", hash, e->field },
+                    (size_t[]){ 4, (size_t)kl, e->field_len }, n->cfg.timeout, NULL, NULL);
+        rds_command(s->cmd, 3, (const char *[]){ "ZREM", zset, e->field },
+                    (size_t[]){ 4, (size_t)kl + 2, e->field_len }, n->cfg.timeout, NULL, NULL);
+    }
+    free(e->info);
+    free(e);
+}
+
+/* KEYS: hash, zset. ARGV: now (unix seconds), the node lease key prefix. Drops entries past
+ * their expiry or whose node has no lease (it died), returns field, info, field, info... */
+static const char presence_script[] =
+    "local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])\n"
+    "for _, f in ipairs(gone) do\n"
+    "  redis.call('HDEL', KEYS[1], f)\n"
+    "  redis.call('ZREM', KEYS[2], f)\n"
+    "end\n"
+    "local all = redis.call('HGETALL', KEYS[1])\n"
+    "local out, alive = {}, {}\n"
+    "for i = 1, #all, 2 do\n"
+    "  local v = all[i + 1]\n"
+    "  local node = string.match(v, '^([^|]*)|') or ''\n"
+    "  if alive[node] == nil then\n"
+    "    alive[node] = redis.call('EXISTS', ARGV[2] .. node) == 1\n"
+    "  end\n"
+    "  if alive[node] then\n"
+    "    out[#out + 1] = all[i]\n"
+    "    out[#out + 1] = string.sub(v, #node + 2)\n"
+    "  else\n"
+    "    redis.call('HDEL', KEYS[1], all[i])\n"
+    "    redis.call('ZREM', KEYS[2], all[i])\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+struct rds_cmd *rnode_presence_read(struct rnode *n, struct lb_app *app, const char *topic,
+                                    size_t len, rds_done done, void *ud)
+{
+    struct rport *p = NULL;
+    for (size_t i = 0; i < n->nports; i++)
+        if (n->ports[i].app == app) p = &n->ports[i];
+    if (!p) return NULL;
+    char hash[1200], zset[1200], now[32], lease_prefix[128];
+    int kl = presence_keys(p, topic, len, hash, zset, sizeof hash);
+    if (kl < 0) return NULL;
+    struct shard *s = topic_shard(n, p, topic, len);
+    snprintf(now, sizeof now, "%.3f", ev_time());
+    int ll = snprintf(lease_prefix, sizeof lease_prefix, "%s:node:", n->cfg.prefix);
+    const char *argv[] = { "EVAL", presence_script, "2", hash, zset, now, lease_prefix };
+    size_t lens[] = { 4, sizeof presence_script - 1, 1, (size_t)kl, (size_t)kl + 2, strlen(now),
+                      (size_t)ll };
+    return rds_command(s->cmd, 7, argv, lens, n->cfg.timeout, done, ud);
+}
+
 static const struct ps_engine redis_engine = {
     .first_subscriber = rp_first, .last_subscriber = rp_last, .publish = rp_publish,
     .changed = rp_changed, .subscribers = rp_subscribers, .publish_stored = rp_publish_stored,
+    .left = rp_left,
 };
 /* Over an engine that carries history publications itself (the workers' bus). */
 static const struct ps_engine redis_engine_history = {
     .first_subscriber = rp_first, .last_subscriber = rp_last, .publish = rp_publish,
     .changed = rp_changed, .subscribers = rp_subscribers,
     .publish_history = rp_publish_history, .publish_stored = rp_publish_stored,
+    .left = rp_left,
 };
 
 int rnode_attach(struct rnode *n, struct lb_app *app, unsigned index, const char *path)

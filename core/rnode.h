@@ -56,6 +56,17 @@ struct rds *rnode_command_conn(struct rnode *n, const char *key, size_t len);
 struct rds_cmd *rnode_history_read(struct rnode *n, struct lb_app *app, const char *topic,
                                    size_t len, const char *since, rds_done done, void *ud);
 
+/* Presence: connection c (conn_id) of app is in topic with info (conn:subscribe(topic,
+ * { presence = info })), kept in Redis and refreshed until c leaves the topic. Returns 0, or -1
+ * when out of memory. */
+struct conn;
+int rnode_presence_join(struct rnode *n, struct lb_app *app, struct conn *c, uint64_t conn_id,
+                        const char *topic, size_t len, const char *info, size_t info_len);
+/* Reads the presence of app's topic on every node: done gets [field, info, ...] (entries
+ * past their ttl, or of nodes whose lease is gone, dropped). NULL when out of memory. */
+struct rds_cmd *rnode_presence_read(struct rnode *n, struct lb_app *app, const char *topic,
+                                    size_t len, rds_done done, void *ud);
+
 /* Every connection of every worker of the process is up (for /readyz). */
 bool rnode_all_up(void);
 

@@ -6,6 +6,8 @@ local socket = require "socket"
 local ws = require "ws_client"
 local server = require "server"
 local R = require "redis"
+local nginx = require "nginx"
+local helpers = require "helpers"
 local cjson = require "cjson"
 
 local APP = [[
@@ -37,6 +39,16 @@ function app.message(conn, data)
         local since, epoch = b:match("^(%S*) ?(%S*)$")
         local h, err = mw.history(a, tonumber(since), epoch ~= "" and epoch or nil)
         conn:send(h and mw.json.encode(h) or ("err " .. err))
+    elseif cmd == "here" then -- here TOPIC INFO: subscribe with presence
+        assert(conn:subscribe(a, { presence = b }))
+        conn:send("here")
+    elseif cmd == "who" then
+        local list, err = mw.presence_list(a)
+        if not list then return conn:send("err " .. err) end
+        local infos = {}
+        for _, e in ipairs(list) do infos[#infos + 1] = e.info end
+        table.sort(infos)
+        conn:send(mw.presence(a) .. ":" .. table.concat(infos, ","))
     elseif cmd == "many" then -- many N: N timer runs, each a SET and a GET of its own key
         local n, done, bad = tonumber(a), 0, 0
         for i = 1, n do
@@ -261,6 +273,7 @@ describe("redis", function()
             local before = assert(hist(c, "h:r"))
             assert.are.equal(10, before.offset)
             rd:kill9()
+            assert.is_true(wait_until(function() return readyz(a) == 503 end))
             local p = command(c, "pub h:r lost")
             assert.truthy(p:find("redis unavailable", 1, true), p)
             rd:restart()
@@ -283,6 +296,66 @@ describe("redis", function()
         end)
     end)
 
+    describe("behind nginx", function()
+        it("runs the example config: clients stay on a node, topics cross", function()
+            local conf = assert(helpers.read_file("examples/cluster/nginx.conf"))
+            local doc = assert(helpers.read_file("docs/scaling.md"))
+            assert.truthy(doc:find(conf, 1, true), "docs/scaling.md shows the tested config")
+            local a = start_node(nil, { "--redis", rd:url() })
+            local b = start_node(nil, { "--redis", rd:url() })
+            local front = nginx.free_port()
+            conf = conf:gsub("127%.0%.0%.1:8081", "127.0.0.1:" .. a.port)
+                       :gsub("127%.0%.0%.1:8082", "127.0.0.1:" .. b.port)
+                       :gsub("127%.0%.0%.1:8080", "127.0.0.1:" .. front)
+            local ng = nginx.start { http_extra = conf }
+            local clients = {}
+            for i = 1, 6 do
+                clients[i] = assert(ws.connect(front))
+                assert.are.equal("subscribed", command(clients[i], "sub news"))
+            end
+            -- Sticky: every client from this address is on the same node.
+            local on_a = select(2, a:log():gsub("event=upgrade", ""))
+            local on_b = select(2, b:log():gsub("event=upgrade", ""))
+            assert.is_true((on_a == 6 and on_b == 0) or (on_a == 0 and on_b == 6),
+                           ("a: %d, b: %d"):format(on_a, on_b))
+            -- A publish on the other node, straight to it, reaches them through Redis.
+            local other = assert(ws.connect(on_a == 6 and b.port or a.port))
+            assert.is_true(wait_until(function() return rd:numsub("mw:t:/:news") == 1 end))
+            assert.are.equal("pub 0 nil", command(other, "pub news hello"))
+            for i = 1, 6 do assert.are.equal("hello", clients[i]:recv_message(5)) end
+            for i = 1, 6 do clients[i]:close() end
+            other:close()
+            ng:stop()
+        end)
+    end)
+
+    describe("presence", function()
+        it("shows who is in a topic on every node, and forgets a killed node", function()
+            local cfg = 'redis = { url = "' .. rd:url() .. '", node_lease = 1 }\n'
+            local a, b = start_node(cfg), start_node(cfg .. "workers = 2\n")
+            local ca, cb = assert(ws.connect(a.port)), assert(ws.connect(b.port))
+            local cb2 = assert(ws.connect(b.port))
+            assert.are.equal("here", command(ca, "here lobby alice"))
+            assert.are.equal("here", command(cb, "here lobby bob"))
+            assert.are.equal("here", command(cb2, "here lobby carol"))
+            assert.are.equal("3:alice,bob,carol", command(ca, "who lobby"))
+            assert.are.equal("3:alice,bob,carol", command(cb, "who lobby"))
+            -- Leaving the topic removes the entry at once.
+            assert.are.equal("unsubscribed", command(cb2, "unsub lobby"))
+            assert.is_true(wait_until(function()
+                return command(ca, "who lobby") == "2:alice,bob"
+            end, 2))
+            -- kill -9 b: its entries go within the lease (1 s here).
+            b:kill()
+            local t0 = socket.gettime()
+            assert.is_true(wait_until(function()
+                return command(ca, "who lobby") == "1:alice"
+            end, 3))
+            assert.is_true(socket.gettime() - t0 < 2.5)
+            ca:close()
+        end)
+    end)
+
     describe("failures", function()
         it("resubscribes within 2 s after kill -9 and restart", function()
             local cfg = 'redis = { url = "' .. rd:url() .. '", ' ..
@@ -301,6 +374,12 @@ describe("redis", function()
             end, 2))
             assert.is_true(socket.gettime() - t0 < 2)
             assert.is_true(wait_until(function() return readyz(a) == 200 end))
+            -- Counted: both connections of the node lost once, its subscriber resubscribed.
+            local m = ws.http(b:admin_port(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+                              { timeout = 2 }).body
+            assert.are.equal("2", m:match("\nmoonwire_redis_reconnects_total (%d+)"), m)
+            assert.are.equal("1", m:match("\nmoonwire_redis_resubscribes_total (%d+)"), m)
+            assert.are.equal("1", m:match("\nmoonwire_redis_up (%d+)"), m)
             local pub = assert(ws.connect(a.port))
             assert.are.equal("pub 0 nil", command(pub, "pub r3 back"))
             assert.are.equal("back", sub:recv_message(5))

@@ -29,7 +29,7 @@ local BIN = "/usr/sbin/nginx"
 
 -- opts: files (name -> content, served from the root), big (name -> size for sparse files),
 -- tls (also listen with TLS, a certificate for "localhost" only, made here), extra (text in
--- the server blocks).
+-- the server blocks), http_extra (text in the http block: upstreams, servers of its own).
 function M.start(opts)
     opts = opts or {}
     local dir = server.tmpdir()
@@ -83,8 +83,10 @@ http {
         %s
     }
 %s
+%s
 }
-]], dir, dir, dir, t, t, t, t, t, self.port, self.root, opts.extra or "", tls))
+]], dir, dir, dir, t, t, t, t, t, self.port, self.root, opts.extra or "", tls,
+    opts.http_extra or ""))
     local script = string.format("%s -e %s -p %s -c %s >%s 2>&1 </dev/null & echo $!; wait",
         BIN, shell_quote(dir .. "/error.log"), shell_quote(dir), shell_quote(dir .. "/nginx.conf"),
         shell_quote(dir .. "/stdout.log"))
