@@ -102,9 +102,22 @@ struct chan {
     bool local;          /* this worker has subscribers */
     bool subscribed;     /* SUBSCRIBE sent on the current subscriber connection */
     double linger_until; /* when !local: unsubscribe after this */
+    bool confirmed;      /* Redis said "subscribe" for it on the current connection */
+    struct rnode_wait *waits; /* told when confirmed (rnode_when_subscribed) */
+    /* The last stored publication seen (history topics): a new epoch or a gap after it means
+     * the history was lost for this node's subscribers (ps_history_lost). */
+    uint64_t top;
+    char epoch[HIST_EPOCH_LEN + 1];
     size_t topic_off;    /* the topic starts here in name */
     size_t len;
     char name[];
+};
+
+struct rnode_wait {
+    struct rnode_wait *next;
+    struct chan *chan;
+    void (*ready)(void *ud);
+    void *ud;
 };
 
 struct rport {
@@ -262,6 +275,7 @@ static void on_flush(struct ev_loop *loop, ev_timer *t, int revents)
                         un[nun] = c->name;
                         unlen[nun++] = c->len;
                         c->subscribed = false;
+                        c->confirmed = false;
                         pc = &c->next;
                         continue;
                     }
@@ -336,7 +350,7 @@ static void sub_state(void *ud, bool up)
         COUNT(reconnects);
         for (size_t b = 0; b < n->nbuckets; b++)
             for (struct chan *c = n->buckets[b]; c; c = c->next)
-                if (c->shard == si) c->subscribed = false;
+                if (c->shard == si) c->subscribed = c->confirmed = false;
         return;
     }
     /* The node channel (probes), then every channel wanted, in batches. */
@@ -347,6 +361,40 @@ static void sub_state(void *ud, bool up)
     flush_soon(n);
 }
 
+/* Redis confirmed the SUBSCRIBE of channel name: the waiters go on. */
+static void confirmed(struct rnode *n, const char *name, size_t len)
+{
+    struct chan *c = n->nbuckets ? *chan_slot(n, name, len) : NULL;
+    if (!c || !c->subscribed) return;
+    c->confirmed = true;
+    while (c->waits) {
+        struct rnode_wait *w = c->waits;
+        c->waits = w->next;
+        void (*ready)(void *) = w->ready;
+        void *ud = w->ud;
+        free(w);
+        ready(ud);
+    }
+}
+
+/* A stored publication at pos arrives on c: when its epoch is not the one seen before, or
+ * offsets were skipped (this node missed some: the subscriber connection was down), the
+ * history was lost for this node's subscribers; they are told (ps_history_lost) to go on
+ * from just before it. */
+static void history_seen(struct chan *c, const struct hist_pos *pos)
+{
+    bool lost = c->epoch[0] && (strcmp(c->epoch, pos->epoch) != 0 || pos->offset > c->top + 1);
+    if (lost && pos->offset > 0) {
+        struct hist_pos before = *pos;
+        before.offset = pos->offset - 1;
+        ps_history_lost(c->port->ps, c->name + c->topic_off, c->len - c->topic_off, &before);
+    }
+    if (strcmp(c->epoch, pos->epoch) != 0 || pos->offset > c->top) {
+        memcpy(c->epoch, pos->epoch, sizeof c->epoch);
+        c->top = pos->offset;
+    }
+}
+
 /* A message from Redis: delivered to this worker's subscribers unless it is our own echo. */
 static void on_push(void *ud, const redisReply *r)
 {
@@ -354,6 +402,11 @@ static void on_push(void *ud, const redisReply *r)
     struct rnode *n = s->n;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) return;
     const redisReply *kind = r->element[0], *ch = r->element[1], *msg = r->element[2];
+    if (kind->type == REDIS_REPLY_STRING && kind->len == 9 && memcmp(kind->str, "subscribe", 9) == 0 &&
+        ch->type == REDIS_REPLY_STRING) {
+        confirmed(n, ch->str, ch->len);
+        return;
+    }
     if (kind->type != REDIS_REPLY_STRING || kind->len != 7 || memcmp(kind->str, "message", 7))
         return;
     if (ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING) return;
@@ -392,6 +445,7 @@ static void on_push(void *ud, const redisReply *r)
     frame->len += len;
     size_t sent;
     COUNT(received);
+    if (stored) history_seen(c, &pos);
     ps_deliver(c->port->ps, c->name + c->topic_off, c->len - c->topic_off, frame,
                stored ? &pos : NULL, &sent);
     lb_app_delivered(c->port->app, sent);
@@ -504,6 +558,11 @@ void rnode_free(struct rnode *n)
     for (size_t b = 0; b < n->nbuckets; b++)
         for (struct chan *c = n->buckets[b], *next; c; c = next) {
             next = c->next;
+            while (c->waits) {
+                struct rnode_wait *w = c->waits;
+                c->waits = w->next;
+                free(w);
+            }
             free(c);
         }
     free(n->buckets);
@@ -759,6 +818,42 @@ struct rds_cmd *rnode_history_read(struct rnode *n, struct lb_app *app, const ch
     /* Without the run_id the script cannot tell a restart: Redis is not there yet. */
     if (!rid) return rds_fail(s->cmd, "unavailable", done, ud);
     return rds_command(s->cmd, 9, argv, lens, n->cfg.timeout, done, ud);
+}
+
+int rnode_when_subscribed(struct rnode *n, struct lb_app *app, const char *topic, size_t len,
+                          void (*ready)(void *ud), void *ud, struct rnode_wait **wait)
+{
+    *wait = NULL;
+    struct rport *p = NULL;
+    for (size_t i = 0; i < n->nports; i++)
+        if (n->ports[i].app == app) p = &n->ports[i];
+    if (!p) return -1;
+    char buf[1024];
+    size_t off;
+    int nl = chan_name(n, p, topic, len, buf, sizeof buf, &off);
+    struct chan *c = nl >= 0 && n->nbuckets ? *chan_slot(n, buf, (size_t)nl) : NULL;
+    if (!c) return -1;
+    if (c->confirmed) return 1;
+    struct rnode_wait *w = calloc(1, sizeof *w);
+    if (!w) return -1;
+    w->chan = c;
+    w->ready = ready;
+    w->ud = ud;
+    w->next = c->waits;
+    c->waits = w;
+    *wait = w;
+    return 0;
+}
+
+void rnode_wait_cancel(struct rnode_wait *w)
+{
+    if (!w) return;
+    for (struct rnode_wait **pw = &w->chan->waits; *pw; pw = &(*pw)->next)
+        if (*pw == w) {
+            *pw = w->next;
+            break;
+        }
+    free(w);
 }
 
 /* ---- presence ------------------------------------------------------------------------------ */
