@@ -287,6 +287,7 @@ struct recovery {
     bool overflow;        /* held publications were dropped: read again */
     bool busy, ended;     /* in read_done; the member left meanwhile */
     struct rnode_wait *wait;
+    ev_timer confirm;     /* the wait for Redis's SUBSCRIBE confirmation is bounded */
     struct rds_cmd *cmd;
     struct held *held;
     size_t nheld, capheld;
@@ -296,6 +297,7 @@ struct recovery {
 
 static void recovery_free(struct recovery *r)
 {
+    ev_timer_stop(r->app->env->loop, &r->confirm);
     for (size_t i = 0; i < r->nheld; i++) obuf_unref(r->held[i].frame);
     free(r->held);
     free(r);
@@ -450,10 +452,23 @@ static void recovery_read(void *ud)
 {
     struct recovery *r = ud;
     r->wait = NULL;
+    ev_timer_stop(r->app->env->loop, &r->confirm);
     char since[24];
     snprintf(since, sizeof since, "%llu", (unsigned long long)(r->answered ? r->last : r->since));
     r->cmd = rnode_history_read(r->app->env->redis, r->app, r->topic, r->len, since, read_done, r);
     if (!r->cmd) read_done(r, NULL, "out of memory");
+}
+
+/* Redis has not confirmed the topic's subscription in time (it is down, or slow): the client
+ * is answered recovered = false without a position (it resyncs) and goes live. */
+static void confirm_late(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct recovery *r = container_of(t, struct recovery, confirm);
+    rnode_wait_cancel(r->wait);
+    r->wait = NULL;
+    read_done(r, NULL, "Redis did not confirm the topic's subscription in time");
 }
 
 /* Starts the recovery of c's subscription (made just now) from (since, epoch). */
@@ -474,8 +489,11 @@ static void recover_from_redis(struct lb_app *app, struct conn *c, uint64_t id, 
     memcpy(r->topic, topic, len);
     ps_hold(&app->ps, c, topic, len, &recovery_ops, r);
     int w = rnode_when_subscribed(app->env->redis, app, topic, len, recovery_read, r, &r->wait);
+    ev_timer_init(&r->confirm, confirm_late,
+                  app->env->redis_timeout > 0 ? app->env->redis_timeout : 5.0, 0.);
     if (w == 1) recovery_read(r);
     else if (w < 0) read_done(r, NULL, "the topic has no channel in Redis");
+    else ev_timer_start(app->env->loop, &r->confirm);
 }
 
 /* Subscribes c and answers ["S", id, {...}]. On a history topic, with a position to recover

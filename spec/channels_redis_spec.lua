@@ -188,3 +188,41 @@ describe("moonwire.v1 recovery from Redis", function()
             c:close()
         end)
 end)
+
+describe("moonwire.v1 recovery while Redis is down", function()
+    local rd, srv, dir
+
+    setup(function()
+        rd = redis.start()
+        dir = server.app_dir { ["app.lua"] = APP }
+        srv = server.start { app = dir, config = CONFIG .. 'redis = { url = "' .. rd:url() ..
+            '", timeout = 0.5 }\n' }
+    end)
+    teardown(function()
+        if srv then assert.are.equal(0, srv:stop()) end
+        if rd then rd:stop() end
+        server.remove(dir)
+    end)
+
+    it("answers recovered = false (no position) within the timeout, then goes live", function()
+        rd:kill9()
+        local r = open_v1(srv)
+        local t0 = socket.gettime()
+        send(r, { "s", 1, "h:down", { o = 3, e = "abcdefgh" } })
+        assert.are.same({ "S", 1, { recovered = false } }, recv(r, 3))
+        assert.is_true(socket.gettime() - t0 < 2.5)
+        rd:restart()
+        local deadline = socket.gettime() + 10
+        while rd:numsub("mw:t:/:h:down") < 1 and socket.gettime() < deadline do
+            socket.sleep(0.05)
+        end
+        local ok
+        repeat
+            ok = pcall(publish, srv, "h:down", 1)
+            if not ok then socket.sleep(0.1) end
+        until ok or socket.gettime() > deadline
+        local p = recv(r)
+        assert.are.same({ "p", "h:down", 1, "m1" }, { p[1], p[2], p[3], p[5] })
+        r:close()
+    end)
+end)
