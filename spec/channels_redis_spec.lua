@@ -2,9 +2,9 @@
 -- two moonwire nodes on one real redis-server. A client that read up to offset k on one node
 -- and comes back to the OTHER node with (k, epoch) gets exactly what it missed, in order, then
 -- live publications, each once, even while publishing goes on during its recovery; another
--- epoch gives recovered = false once; and when Redis restarts (a new run_id: the history is
--- gone) the subscribers are told ["R", topic, {o, e}] once before the new epoch's
--- publications.
+-- epoch gives recovered = false once; when Redis restarts (a new run_id: the history is gone)
+-- or offsets were skipped, the subscribers are told ["R", topic, {o, e}] once before the
+-- publications that follow; with Redis down, a recovery is answered within redis.timeout.
 local ws = require "ws_client"
 local server = require "server"
 local redis = require "redis"
@@ -162,6 +162,19 @@ describe("moonwire.v1 recovery from Redis", function()
         send(r, { "s", 1, "h:four", { o = 50, e = epoch } })
         assert.are.same({ "S", 1, { recovered = false, o = 2, e = epoch } }, recv(r))
         r:close()
+    end)
+
+    it("tells subscribers ['R', topic, {o, e}] when offsets were skipped (a gap the node " ..
+        "did not hear)", function()
+        local c, epoch = live(b, "h:six", 3, a)
+        -- As if a publication had been given offset 4 while b's subscriber connection was away.
+        assert.are.equal("4", rd:cli("HINCRBY", "mw:h:/:h:six:m", "o", "1"))
+        publish(a, "h:six", 1)
+        assert.are.same({ "R", "h:six", { o = 4, e = epoch } }, recv(c))
+        assert.are.same({ "p", "h:six", 5, epoch, "m1" }, recv(c))
+        publish(a, "h:six", 1)
+        assert.are.same({ "p", "h:six", 6, epoch, "m1" }, recv(c))
+        c:close()
     end)
 
     it("tells subscribers ['R', topic, {o, e}] once when Redis restarts and the history is gone",
