@@ -1,5 +1,6 @@
 -- moonwire.v1 recovery from the history kept in Redis (the Redis engine, docs/scaling.md):
--- two moonwire nodes on one real redis-server. A client that read up to offset k on one node
+-- two moonwire nodes on one real redis-server (the second with two workers; also run under
+-- ThreadSanitizer: Makefile TSAN_SPECS). A client that read up to offset k on one node
 -- and comes back to the OTHER node with (k, epoch) gets exactly what it missed, in order, then
 -- live publications, each once, even while publishing goes on during its recovery; another
 -- epoch gives recovered = false once; when Redis restarts (a new run_id: the history is gone)
@@ -72,7 +73,7 @@ describe("moonwire.v1 recovery from Redis", function()
         dir = server.app_dir { ["app.lua"] = APP }
         local cfg = CONFIG .. 'redis = { url = "' .. rd:url() .. '", backoff = { min = 0.05, max = 0.2 } }\n'
         a = server.start { app = dir, config = cfg }
-        b = server.start { app = dir, config = cfg }
+        b = server.start { app = dir, config = cfg .. "workers = 2\n" } -- recoveries on either
     end)
     teardown(function()
         if a then assert.are.equal(0, a:stop()) end
