@@ -275,6 +275,9 @@ void admin_write_metrics(const struct admin *a, struct mbuf *b)
                 (double)rs.resubscribes);
         counter(b, "moonwire_redis_probes_total",
                 "Probes published on a quiet subscriber connection.", (double)rs.probes);
+        counter(b, "moonwire_redis_gap_fills_total",
+                "History publications missed on the wire and read back from the stream "
+                "(reads).", (double)rs.gap_fills);
     }
 
     metrics_family(b, "moonwire_loop_lag_seconds", "histogram",

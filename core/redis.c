@@ -513,12 +513,14 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     double now = ev_now(loop);
     bool stale = false;
     for (struct rds_cmd *c = r->head; c; c = c->next) {
-        if (c->done && c->deadline && c->deadline <= now) {
+        if (c->deadline && c->deadline <= now) {
+            /* Commands sent without a callback (probes) count for staleness too. */
             rds_done done = c->done;
             c->done = NULL;
+            c->deadline = 0;
             r->stats.timeouts++;
             if (r->last_read < c->sent) stale = true;
-            done(c->ud, NULL, "timeout");
+            if (done) done(c->ud, NULL, "timeout");
             if (r->fd < 0) return;
         }
     }

@@ -62,6 +62,7 @@ void rnode_stats_read(struct rnode_stats *out)
     out->resubscribes = __atomic_load_n(&totals.resubscribes, __ATOMIC_RELAXED);
     out->probes = __atomic_load_n(&totals.probes, __ATOMIC_RELAXED);
     out->reconnects = __atomic_load_n(&totals.reconnects, __ATOMIC_RELAXED);
+    out->gap_fills = __atomic_load_n(&totals.gap_fills, __ATOMIC_RELAXED);
 }
 
 uint32_t rnode_jump(uint64_t key, uint32_t n)
@@ -104,10 +105,16 @@ struct chan {
     double linger_until; /* when !local: unsubscribe after this */
     bool confirmed;      /* Redis said "subscribe" for it on the current connection */
     struct rnode_wait *waits; /* told when confirmed (rnode_when_subscribed) */
-    /* The last stored publication seen (history topics): a new epoch or a gap after it means
-     * the history was lost for this node's subscribers (ps_history_lost). */
-    uint64_t top;
+    /* History topics: where this worker's subscribers are (the last offset delivered, in
+     * epoch), and while a gap is being filled from the stream, what arrived meanwhile. */
     char epoch[HIST_EPOCH_LEN + 1];
+    uint64_t last;
+    bool filling;        /* a read of the stream is on its way, or due again (retry) */
+    bool retry;          /* the last read failed: on_flush reads again */
+    bool refill;         /* resubscribed: read the stream once Redis confirms the SUBSCRIBE */
+    unsigned tries;
+    struct held *held, *held_tail;
+    size_t nheld;
     size_t topic_off;    /* the topic starts here in name */
     size_t len;
     char name[];
@@ -119,6 +126,16 @@ struct rnode_wait {
     void (*ready)(void *ud);
     void *ud;
 };
+
+/* A history publication that arrived while its topic's gap was being filled. */
+struct held {
+    struct held *next;
+    struct hist_pos pos;
+    bool binary;
+    size_t len;
+    char data[];
+};
+#define MAX_HELD 100000
 
 struct rport {
     struct rnode *n;
@@ -164,6 +181,10 @@ struct rnode {
     char node_chan[128];
     size_t node_chan_len;
 };
+
+static void fill_gap(struct chan *c);
+static int history_keys(const struct rport *p, const char *topic, size_t len, char *meta,
+                        char *stream, size_t cap);
 
 static int chan_name(const struct rnode *n, const struct rport *p, const char *topic, size_t len,
                      char *out, size_t cap, size_t *topic_off)
@@ -252,6 +273,7 @@ static void on_flush(struct ev_loop *loop, ev_timer *t, int revents)
                     pc = &c->next;
                     continue;
                 }
+                if (c->retry && s->cmd_up) fill_gap(c);
                 bool drop_it = !c->local && c->linger_until <= now;
                 if ((c->local && !c->subscribed) || (drop_it && c->subscribed)) {
                     if (nsub == cap || nun == cap) {
@@ -280,7 +302,7 @@ static void on_flush(struct ev_loop *loop, ev_timer *t, int revents)
                         continue;
                     }
                 }
-                if (drop_it && !c->subscribed) {
+                if (drop_it && !c->subscribed && !c->filling) {
                     *pc = c->next;
                     n->nchans--;
                     free(c);
@@ -356,7 +378,14 @@ static void sub_state(void *ud, bool up)
     /* The node channel (probes), then every channel wanted, in batches. */
     const char *argv[] = { "SUBSCRIBE", n->node_chan };
     rds_command(s->sub, 2, argv, (size_t[]){ 9, n->node_chan_len }, 0, NULL, NULL);
-    if (s->ever_up) COUNT(resubscribes);
+    if (s->ever_up) {
+        COUNT(resubscribes);
+        /* What was published while the subscriber was away: read back for history topics, once
+         * each channel's SUBSCRIBE is confirmed (on_push). */
+        for (size_t b = 0; b < n->nbuckets; b++)
+            for (struct chan *c = n->buckets[b]; c; c = c->next)
+                if (c->shard == si && c->epoch[0]) c->refill = true;
+    }
     s->ever_up = true;
     flush_soon(n);
 }
@@ -377,22 +406,167 @@ static void confirmed(struct rnode *n, const char *name, size_t len)
     }
 }
 
-/* A stored publication at pos arrives on c: when its epoch is not the one seen before, or
- * offsets were skipped (this node missed some: the subscriber connection was down), the
- * history was lost for this node's subscribers; they are told (ps_history_lost) to go on
- * from just before it. */
-static void history_seen(struct chan *c, const struct hist_pos *pos)
+static void deliver(struct chan *c, const struct hist_pos *pos, const char *data, size_t len,
+                    bool binary)
 {
-    bool lost = c->epoch[0] && (strcmp(c->epoch, pos->epoch) != 0 || pos->offset > c->top + 1);
-    if (lost && pos->offset > 0) {
-        struct hist_pos before = *pos;
-        before.offset = pos->offset - 1;
-        ps_history_lost(c->port->ps, c->name + c->topic_off, c->len - c->topic_off, &before);
-    }
-    if (strcmp(c->epoch, pos->epoch) != 0 || pos->offset > c->top) {
+    struct obuf *frame = obuf_new(WS_FRAME_MAX_SERVER_HEADER + len);
+    if (!frame) return;
+    frame->len = ws_frame_build_header(frame->data, true, 0, binary ? WS_OP_BINARY : WS_OP_TEXT,
+                                       len);
+    memcpy(frame->data + frame->len, data, len);
+    frame->len += len;
+    size_t sent;
+    ps_deliver(c->port->ps, c->name + c->topic_off, c->len - c->topic_off, frame, pos, &sent);
+    lb_app_delivered(c->port->app, sent);
+    obuf_unref(frame);
+}
+
+
+
+/* What came before pos on c's topic is lost for this node's subscribers (a new epoch: Redis
+ * restarted without the data; or a hole the stream no longer holds): moonwire.v1 subscribers
+ * are told to go on from just before pos (["R"], ps_history_lost). */
+static void lost(struct chan *c, const struct hist_pos *pos)
+{
+    struct hist_pos before = *pos;
+    before.offset = pos->offset ? pos->offset - 1 : 0;
+    ps_history_lost(c->port->ps, c->name + c->topic_off, c->len - c->topic_off, &before);
+}
+
+/* A history publication in offset order: the next one is delivered, an older one (already
+ * delivered) dropped, a newer one means the ones between were lost on the way (a reconnect,
+ * Redis' output buffer limit): they are read from the stream first. A new epoch starts over. */
+static void in_order(struct chan *c, const struct hist_pos *pos, const char *data, size_t len,
+                     bool binary)
+{
+    if (!c->epoch[0] || strcmp(c->epoch, pos->epoch) != 0) {
+        if (c->epoch[0]) lost(c, pos);
         memcpy(c->epoch, pos->epoch, sizeof c->epoch);
-        c->top = pos->offset;
+        c->last = pos->offset;
+        deliver(c, pos, data, len, binary);
+        return;
     }
+    if (pos->offset <= c->last) return; /* a duplicate: delivered already */
+    if (pos->offset == c->last + 1) {
+        c->last = pos->offset;
+        deliver(c, pos, data, len, binary);
+        return;
+    }
+    fill_gap(c);
+}
+
+static void hold(struct chan *c, const struct hist_pos *pos, const char *data, size_t len,
+                 bool binary)
+{
+    if (c->nheld >= MAX_HELD) return; /* the fill reads it from the stream again */
+    struct held *h = malloc(sizeof *h + len);
+    if (!h) return;
+    h->next = NULL;
+    h->pos = *pos;
+    h->binary = binary;
+    h->len = len;
+    memcpy(h->data, data, len);
+    if (c->held_tail) c->held_tail->next = h;
+    else c->held = h;
+    c->held_tail = h;
+    c->nheld++;
+}
+
+static void stored_arrived(struct chan *c, const struct hist_pos *pos, const char *data,
+                           size_t len, bool binary)
+{
+    if (c->filling) {
+        hold(c, pos, data, len, binary);
+        return;
+    }
+    bool gap = c->epoch[0] && strcmp(c->epoch, pos->epoch) == 0 && pos->offset > c->last + 1;
+    if (gap) hold(c, pos, data, len, binary);
+    in_order(c, pos, data, len, binary);
+}
+
+/* The stream's entries after the last delivered: each in order, then what was held. */
+static void filled(void *ud, const redisReply *r, const char *err)
+{
+    struct chan *c = ud;
+    bool ok = r && r->type == REDIS_REPLY_ARRAY;
+    if (!ok && !(err && strcmp(err, "closed") == 0) && ++c->tries < 50) {
+        /* Redis is not there now (the command connection is coming back too): read again
+         * soon, holding what arrives meanwhile. */
+        c->retry = true;
+        struct rnode *n = c->port->n;
+        ev_timer_stop(n->loop, &n->flush);
+        ev_timer_set(&n->flush, 0.1, 1.);
+        ev_timer_start(n->loop, &n->flush);
+        return;
+    }
+    c->tries = 0;
+    c->filling = false;
+    struct held *h = c->held;
+    c->held = c->held_tail = NULL;
+    c->nheld = 0;
+    if (err && strcmp(err, "closed") == 0) {
+        /* Shutting down: the apps are gone; nothing is delivered. */
+        while (h) {
+            struct held *next = h->next;
+            free(h);
+            h = next;
+        }
+        return;
+    }
+    if (r && r->type == REDIS_REPLY_ARRAY) {
+        COUNT(gap_fills);
+        for (size_t i = 0; i < r->elements; i++) {
+            const redisReply *e = r->element[i];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+                e->element[0]->type != REDIS_REPLY_STRING ||
+                e->element[1]->type != REDIS_REPLY_ARRAY || e->element[1]->elements < 2)
+                continue;
+            struct hist_pos pos;
+            pos.offset = strtoull(e->element[0]->str, NULL, 10);
+            memcpy(pos.epoch, c->epoch, sizeof pos.epoch);
+            if (pos.offset <= c->last) continue;
+            /* Past a hole the stream no longer has (trimmed): the subscribers see the gap in
+             * the offsets, and moonwire.v1 ones are told to resync. */
+            if (pos.offset > c->last + 1) lost(c, &pos);
+            c->last = pos.offset;
+            const redisReply *d = e->element[1]->element[1];
+            deliver(c, &pos, d->str ? d->str : "", d->len, false);
+        }
+    }
+    while (h) {
+        struct held *next = h->next;
+        if (!c->filling) {
+            /* Still missing after the read (the stream lost them, or the read failed): what is
+             * here is delivered rather than held for ever; the offsets show the gap. */
+            if (h->pos.offset > c->last + 1 && strcmp(h->pos.epoch, c->epoch) == 0) {
+                lost(c, &h->pos);
+                c->last = h->pos.offset - 1;
+            }
+            in_order(c, &h->pos, h->data, h->len, h->binary);
+        } else {
+            hold(c, &h->pos, h->data, h->len, h->binary);
+        }
+        free(h);
+        h = next;
+    }
+}
+
+static void fill_gap(struct chan *c)
+{
+    if (c->filling && !c->retry) return;
+    struct rport *p = c->port;
+    struct rnode *n = p->n;
+    char meta[1100], stream[1100], from[32];
+    int kl = history_keys(p, c->name + c->topic_off, c->len - c->topic_off, meta, stream,
+                          sizeof meta);
+    if (kl < 0) return;
+    struct shard *s = &n->shards[c->shard];
+    snprintf(from, sizeof from, "(%llu-0", (unsigned long long)c->last);
+    c->filling = true;
+    c->retry = false;
+    if (!rds_command(s->cmd, 4, (const char *[]){ "XRANGE", stream, from, "+" },
+                     (size_t[]){ 6, (size_t)kl, strlen(from), 1 }, n->cfg.timeout, filled, c))
+        c->filling = false;
 }
 
 /* A message from Redis: delivered to this worker's subscribers unless it is our own echo. */
@@ -402,9 +576,15 @@ static void on_push(void *ud, const redisReply *r)
     struct rnode *n = s->n;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) return;
     const redisReply *kind = r->element[0], *ch = r->element[1], *msg = r->element[2];
-    if (kind->type == REDIS_REPLY_STRING && kind->len == 9 && memcmp(kind->str, "subscribe", 9) == 0 &&
-        ch->type == REDIS_REPLY_STRING) {
+    if (kind->type == REDIS_REPLY_STRING && kind->len == 9 &&
+        memcmp(kind->str, "subscribe", 9) == 0 && ch->type == REDIS_REPLY_STRING) {
         confirmed(n, ch->str, ch->len);
+        /* Live again on this channel: what was published before now is in the stream. */
+        struct chan *c = n->nbuckets ? *chan_slot(n, ch->str, ch->len) : NULL;
+        if (c && c->refill) {
+            c->refill = false;
+            fill_gap(c);
+        }
         return;
     }
     if (kind->type != REDIS_REPLY_STRING || kind->len != 7 || memcmp(kind->str, "message", 7))
@@ -437,19 +617,9 @@ static void on_push(void *ud, const redisReply *r)
         len -= (size_t)(end + 1 - data);
         data = end + 1;
     }
-    struct obuf *frame = obuf_new(WS_FRAME_MAX_SERVER_HEADER + len);
-    if (!frame) return;
-    frame->len = ws_frame_build_header(frame->data, true, 0, binary ? WS_OP_BINARY : WS_OP_TEXT,
-                                       len);
-    memcpy(frame->data + frame->len, data, len);
-    frame->len += len;
-    size_t sent;
     COUNT(received);
-    if (stored) history_seen(c, &pos);
-    ps_deliver(c->port->ps, c->name + c->topic_off, c->len - c->topic_off, frame,
-               stored ? &pos : NULL, &sent);
-    lb_app_delivered(c->port->app, sent);
-    obuf_unref(frame);
+    if (stored) stored_arrived(c, &pos, data, len, binary);
+    else deliver(c, NULL, data, len, binary);
 }
 
 static void on_probe(struct ev_loop *loop, ev_timer *t, int revents)

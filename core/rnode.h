@@ -85,7 +85,7 @@ bool rnode_all_up(void);
 /* Counters of the process (every worker). */
 struct rnode_stats {
     uint64_t published, received, echoes_dropped, publish_failed, resubscribes, probes,
-        reconnects;
+        reconnects, gap_fills;
 };
 void rnode_stats_read(struct rnode_stats *out);
 

@@ -32,8 +32,10 @@ function app.message(conn, data)
     elseif cmd == "pub" then
         local n, err = mw.publish(a, b)
         conn:send("pub " .. n .. " " .. tostring(err))
-    elseif cmd == "burst" then -- burst TOPIC N: "1".."N"
-        for i = 1, tonumber(b) do mw.publish(a, tostring(i)) end
+    elseif cmd == "burst" then -- burst TOPIC N, or TOPIC N FROM: "FROM".."FROM+N-1"
+        local n, from = b:match("^(%d+) ?(%d*)$")
+        from = tonumber(from) or 1
+        for i = from, from + tonumber(n) - 1 do mw.publish(a, tostring(i)) end
         conn:send("sent")
     elseif cmd == "hist" then -- hist TOPIC, optionally SINCE and EPOCH
         local since, epoch = b:match("^(%S*) ?(%S*)$")
@@ -338,7 +340,10 @@ describe("redis", function()
             assert.are.equal("here", command(ca, "here lobby alice"))
             assert.are.equal("here", command(cb, "here lobby bob"))
             assert.are.equal("here", command(cb2, "here lobby carol"))
-            assert.are.equal("3:alice,bob,carol", command(ca, "who lobby"))
+            -- Each node writes its entries on its own connection: both show all three soon.
+            assert.is_true(wait_until(function()
+                return command(ca, "who lobby") == "3:alice,bob,carol"
+            end, 2))
             assert.are.equal("3:alice,bob,carol", command(cb, "who lobby"))
             -- Leaving the topic removes the entry at once.
             assert.are.equal("unsubscribed", command(cb2, "unsub lobby"))
@@ -353,6 +358,39 @@ describe("redis", function()
             end, 3))
             assert.is_true(socket.gettime() - t0 < 2.5)
             ca:close()
+        end)
+    end)
+
+    describe("gaps", function()
+        it("reads back what a frozen subscriber link missed on a history topic", function()
+            local proxy = io.popen("exec python3 spec/support/freeze_proxy.py " .. rd.port)
+            local pport, ppid = proxy:read("l"):match("^(%d+) (%d+)$")
+            local hist = 'history = { ["h:"] = { size = 1000, ttl = 600 } }\n'
+            local a = start_node(hist .. 'redis = "' .. rd:url() .. '"\n')
+            local b = start_node(hist .. 'redis = { url = "redis://127.0.0.1:' .. pport .. '", ' ..
+                                 'probe_interval = 0.3, backoff = { min = 0.05, max = 0.2 } }\n')
+            local sub = assert(ws.connect(b.port))
+            assert.are.equal("subscribed", command(sub, "sub h:g"))
+            assert.is_true(wait_until(function() return rd:numsub("mw:t:/:h:g") == 1 end))
+            local pub = assert(ws.connect(a.port))
+            assert.are.equal("sent", command(pub, "burst h:g 10"))
+            for i = 1, 10 do assert.are.equal(tostring(i), sub:recv_message(5)) end
+            os.execute("kill -USR1 " .. ppid)
+            -- Published while node b hears nothing: it misses them on the wire.
+            assert.are.equal("sent", command(pub, "burst h:g 200 11"))
+            assert.truthy(b:wait_log("no probe came back", 3), b:log())
+            assert.is_true(wait_until(function() return readyz(b) == 200 end))
+            assert.are.equal("sent", command(pub, "burst h:g 10 211"))
+            -- Every offset once, in order: the missed ones read back from the stream.
+            for i = 11, 220 do assert.are.equal(tostring(i), sub:recv_message(5), b:log()) end
+            assert.is_nil(sub:recv_message(0.3))
+            local m = ws.http(b:admin_port(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+                              { timeout = 2 }).body
+            assert.is_true(tonumber(m:match("\nmoonwire_redis_gap_fills_total (%d+)")) >= 1, m)
+            sub:close()
+            pub:close()
+            os.execute("kill " .. ppid)
+            proxy:close()
         end)
     end)
 
