@@ -4,7 +4,7 @@
 -- and comes back to the OTHER node with (k, epoch) gets exactly what it missed, in order, then
 -- live publications, each once, even while publishing goes on during its recovery; another
 -- epoch gives recovered = false once; when Redis restarts (a new run_id: the history is gone)
--- or offsets were skipped, the subscribers are told ["R", topic, {o, e}] once before the
+-- or offsets were lost beyond what the node can fill from the stream, the subscribers are told ["R", topic, {o, e}] once before the
 -- publications that follow; with Redis down, a recovery is answered within redis.timeout.
 local ws = require "ws_client"
 local server = require "server"
@@ -165,10 +165,11 @@ describe("moonwire.v1 recovery from Redis", function()
         r:close()
     end)
 
-    it("tells subscribers ['R', topic, {o, e}] when offsets were skipped (a gap the node " ..
-        "did not hear)", function()
+    it("tells subscribers ['R', topic, {o, e}] when offsets were skipped and the stream does " ..
+        "not hold them (a gap the node cannot fill)", function()
         local c, epoch = live(b, "h:six", 3, a)
-        -- As if a publication had been given offset 4 while b's subscriber connection was away.
+        -- As if offset 4 had been given and then lost from the stream (trimmed) before b heard
+        -- it: b's gap fill reads the stream, finds 5 but not 4.
         assert.are.equal("4", rd:cli("HINCRBY", "mw:h:/:h:six:m", "o", "1"))
         publish(a, "h:six", 1)
         assert.are.same({ "R", "h:six", { o = 4, e = epoch } }, recv(c))
