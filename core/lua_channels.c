@@ -415,8 +415,9 @@ static void read_done(void *ud, const redisReply *rep, const char *err)
     }
     bool alive = conn_is_open(c) && !r->ended;
     for (size_t i = 0; alive && whole && i < entries->elements; i++) {
-        const redisReply *d = entries->element[i]->element[1]->element[1];
-        alive = recovery_send(r, from + 1 + i, ep, d->str, d->len, false);
+        const redisReply *fields = entries->element[i]->element[1];
+        const redisReply *d = fields->element[1];
+        alive = recovery_send(r, from + 1 + i, ep, d->str, d->len, rnode_entry_binary(fields));
     }
     if (whole) r->last = top;
     if (alive && r->overflow) {

@@ -543,9 +543,13 @@ static int waited_history(lua_State *L, int status, lua_KContext ctx)
         const redisReply *e = list->element[i];
         if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
             e->element[0]->type != REDIS_REPLY_STRING ||
-            e->element[1]->type != REDIS_REPLY_ARRAY || e->element[1]->elements != 2)
+            e->element[1]->type != REDIS_REPLY_ARRAY || e->element[1]->elements < 2)
             continue;
-        lua_createtable(L, 0, 2);
+        lua_createtable(L, 0, 3);
+        if (rnode_entry_binary(e->element[1])) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "binary");
+        }
         lua_pushinteger(L, (lua_Integer)strtoull(e->element[0]->str, NULL, 10));
         lua_setfield(L, -2, "offset");
         const redisReply *d = e->element[1]->element[1];

@@ -83,6 +83,15 @@ static uint64_t fnv(const char *s, size_t len)
     return x;
 }
 
+bool rnode_entry_binary(const redisReply *fields)
+{
+    for (size_t i = 2; i + 1 < fields->elements; i += 2) {
+        const redisReply *k = fields->element[i];
+        if (k->type == REDIS_REPLY_STRING && k->len == 1 && k->str[0] == 'b') return true;
+    }
+    return false;
+}
+
 /* ---- the worker's engine ------------------------------------------------------------------- */
 
 struct rnode;
@@ -112,6 +121,7 @@ struct chan {
     bool filling;        /* a read of the stream is on its way, or due again (retry) */
     bool retry;          /* the last read failed: on_flush reads again */
     bool refill;         /* resubscribed: read the stream once Redis confirms the SUBSCRIBE */
+    bool placing;        /* the topic's offset is being read: SUBSCRIBE waits for it */
     unsigned tries;
     struct held *held, *held_tail;
     size_t nheld;
@@ -183,6 +193,7 @@ struct rnode {
 };
 
 static void fill_gap(struct chan *c);
+static void place(struct chan *c);
 static int history_keys(const struct rport *p, const char *topic, size_t len, char *meta,
                         char *stream, size_t cap);
 
@@ -275,6 +286,10 @@ static void on_flush(struct ev_loop *loop, ev_timer *t, int revents)
                 }
                 if (c->retry && s->cmd_up) fill_gap(c);
                 bool drop_it = !c->local && c->linger_until <= now;
+                if (c->local && !c->subscribed && c->placing) {
+                    pc = &c->next; /* SUBSCRIBE once the topic's offset is known */
+                    continue;
+                }
                 if ((c->local && !c->subscribed) || (drop_it && c->subscribed)) {
                     if (nsub == cap || nun == cap) {
                         cap *= 2;
@@ -302,7 +317,7 @@ static void on_flush(struct ev_loop *loop, ev_timer *t, int revents)
                         continue;
                     }
                 }
-                if (drop_it && !c->subscribed && !c->filling) {
+                if (drop_it && !c->subscribed && !c->filling && !c->placing) {
                     *pc = c->next;
                     n->nchans--;
                     free(c);
@@ -386,6 +401,9 @@ static void sub_state(void *ud, bool up)
             for (struct chan *c = n->buckets[b]; c; c = c->next)
                 if (c->shard == si && c->epoch[0]) c->refill = true;
     }
+    for (size_t b = 0; b < n->nbuckets; b++)
+        for (struct chan *c = n->buckets[b]; c; c = c->next)
+            if (c->shard == si && c->local && !c->epoch[0]) place(c);
     s->ever_up = true;
     flush_soon(n);
 }
@@ -530,7 +548,7 @@ static void filled(void *ud, const redisReply *r, const char *err)
             if (pos.offset > c->last + 1) lost(c, &pos);
             c->last = pos.offset;
             const redisReply *d = e->element[1]->element[1];
-            deliver(c, &pos, d->str ? d->str : "", d->len, false);
+            deliver(c, &pos, d->str ? d->str : "", d->len, rnode_entry_binary(e->element[1]));
         }
     }
     while (h) {
@@ -777,7 +795,10 @@ static void rp_first(void *ctx, const char *topic, size_t len)
         n->nchans++;
     }
     c->local = true;
-    if (!c->subscribed) flush_soon(n);
+    if (!c->subscribed) {
+        place(c);
+        flush_soon(n);
+    }
 }
 
 static void rp_last(void *ctx, const char *topic, size_t len)
@@ -870,7 +891,8 @@ static int rp_publish_history(void *ctx, const char *topic, size_t len, struct o
 
 /* ---- history in Redis ---------------------------------------------------------------------- */
 
-/* KEYS: meta hash, stream, channel. ARGV: header, data, size, ttl, run_id, a new epoch.
+/* KEYS: meta hash, stream, channel. ARGV: header, data, size, ttl, run_id, a new epoch, "1"
+ * for a binary publication (the entry's field b, so it is read back as binary).
  * A new epoch (the stream deleted, offsets from 1) when there is no meta or it was written
  * under another run_id (Redis restarted, maybe from an older snapshot). */
 static const char publish_script[] =
@@ -882,13 +904,17 @@ static const char publish_script[] =
     "  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', ARGV[5])\n"
     "end\n"
     "local off = redis.call('HINCRBY', KEYS[1], 'o', 1)\n"
-    "redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], off .. '-0', 'd', ARGV[2])\n"
+    "if ARGV[7] == '1' then\n"
+    "  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], off .. '-0', 'd', ARGV[2], 'b', '1')\n"
+    "else\n"
+    "  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], off .. '-0', 'd', ARGV[2])\n"
+    "end\n"
     "redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[4] * 2 + 60)\n"
     "redis.call('PUBLISH', KEYS[3], ARGV[1] .. off .. ' ' .. epoch .. ' ' .. ARGV[2])\n"
     "return off\n";
 
-/* KEYS: meta hash, stream. ARGV: run_id, a new epoch, since ("" for all), ttl.
+/* KEYS: meta hash, stream. ARGV: run_id, a new epoch, since ("" for all, "-" for none), ttl.
  * Returns { epoch, top offset, XRANGE entries after since }. */
 static const char read_script[] =
     "local m = redis.call('HMGET', KEYS[1], 'e', 'r', 'o')\n"
@@ -899,6 +925,7 @@ static const char read_script[] =
     "  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', ARGV[1])\n"
     "  redis.call('EXPIRE', KEYS[1], ARGV[4] * 2 + 60)\n"
     "end\n"
+    "if ARGV[3] == '-' then return { epoch, top, {} } end\n"
     "local from = ARGV[3] == '' and '-' or ('(' .. ARGV[3] .. '-0')\n"
     "return { epoch, top, redis.call('XRANGE', KEYS[2], from, '+') }\n";
 
@@ -912,6 +939,46 @@ static int history_keys(const struct rport *p, const char *topic, size_t len, ch
     stream[n - 1] = 's';
     stream[n] = 0;
     return n;
+}
+
+/* The topic's position (epoch, offset) read when this worker took its first subscriber: the
+ * channel is subscribed after it, and once Redis confirms the SUBSCRIBE what was published
+ * since is read from the stream, so nothing published after the subscribe is missed. */
+static void placed(void *ud, const redisReply *r, const char *err)
+{
+    struct chan *c = ud;
+    c->placing = false;
+    if (err && strcmp(err, "closed") == 0) return;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[0]->len <= HIST_EPOCH_LEN &&
+        r->element[1]->type == REDIS_REPLY_INTEGER && !c->epoch[0]) {
+        memcpy(c->epoch, r->element[0]->str, r->element[0]->len);
+        c->epoch[r->element[0]->len] = 0;
+        c->last = (uint64_t)r->element[1]->integer;
+        c->refill = true;
+    }
+    /* Failed (Redis is away): subscribed without a position, live from its confirmation. */
+    flush_soon(c->port->n);
+}
+
+static void place(struct chan *c)
+{
+    struct rport *p = c->port;
+    struct rnode *n = p->n;
+    if (c->placing || c->epoch[0] || !p->ps->history) return;
+    const char *topic = c->name + c->topic_off;
+    size_t len = c->len - c->topic_off;
+    const struct hist_rule *rule = history_rule(p->ps->history, topic, len);
+    struct shard *s = &n->shards[c->shard];
+    char meta[1100], stream[1100], ttl[24], epoch[HIST_EPOCH_LEN + 1];
+    int kl = history_keys(p, topic, len, meta, stream, sizeof meta);
+    if (!rule || kl < 0 || !s->cmd_up) return;
+    snprintf(ttl, sizeof ttl, "%.0f", rule->ttl < 1 ? 1 : rule->ttl);
+    history_new_epoch(epoch);
+    const char *argv[] = { "EVAL", read_script, "2", meta, stream, s->run_id, epoch, "-", ttl };
+    size_t lens[] = { 4, sizeof read_script - 1, 1, (size_t)kl, (size_t)kl, strlen(s->run_id),
+                      strlen(epoch), 1, strlen(ttl) };
+    c->placing = rds_command(s->cmd, 9, argv, lens, n->cfg.timeout, placed, c) != NULL;
 }
 
 static void stored(void *ud, const redisReply *r, const char *err)
@@ -951,12 +1018,13 @@ static int rp_publish_stored(void *ctx, const char *topic, size_t len, struct ob
     snprintf(size, sizeof size, "%u", rule->size);
     snprintf(ttl, sizeof ttl, "%.0f", rule->ttl < 1 ? 1 : rule->ttl);
     history_new_epoch(epoch);
+    bool binary = header[8] & FLAG_BINARY;
     const char *argv[] = { "EVAL", publish_script, "3", meta, stream, name, header, payload,
-                           size, ttl, s->run_id, epoch };
+                           size, ttl, s->run_id, epoch, binary ? "1" : "0" };
     size_t lens[] = { 4, sizeof publish_script - 1, 1, (size_t)kl, (size_t)kl, (size_t)nl,
                       HEADER, plen, strlen(size), strlen(ttl), strlen(s->run_id),
-                      strlen(epoch) };
-    if (!rds_command(s->cmd, 12, argv, lens, n->cfg.timeout, stored, NULL)) return -1;
+                      strlen(epoch), 1 };
+    if (!rds_command(s->cmd, 13, argv, lens, n->cfg.timeout, stored, NULL)) return -1;
     COUNT(published);
     return 0;
 }

@@ -68,6 +68,9 @@ int rnode_when_subscribed(struct rnode *n, struct lb_app *app, const char *topic
                           void (*ready)(void *ud), void *ud, struct rnode_wait **wait);
 void rnode_wait_cancel(struct rnode_wait *w);
 
+/* Whether a history stream entry's fields ([d, data, b, 1]) mark a binary publication. */
+bool rnode_entry_binary(const redisReply *fields);
+
 /* Presence: connection c (conn_id) of app is in topic with info (conn:subscribe(topic,
  * { presence = info })), kept in Redis and refreshed until c leaves the topic. Returns 0, or -1
  * when out of memory. */

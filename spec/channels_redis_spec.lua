@@ -23,6 +23,9 @@ function app.message(conn, data)
             if why then return conn:send("failed " .. why) end
         end
         conn:send("published " .. n)
+    elseif data:match("^pubbin ") then
+        local _, why = mw.publish(data:sub(8), "\0\1\255", true)
+        conn:send(why and ("failed " .. why) or "published bin")
     end
 end
 
@@ -139,6 +142,25 @@ describe("moonwire.v1 recovery from Redis", function()
         end
         quiet(r, 0.3)
         p:close()
+        r:close()
+    end)
+
+    it("recovers binary publications as binary envelopes", function()
+        local c, epoch = live(a, "h:bin", 1)
+        c:close()
+        local p = open_v1(a)
+        send(p, { "m", "pubbin h:bin" })
+        assert.are.same({ "m", "published bin" }, recv(p))
+        p:close()
+        local r = open_v1(b)
+        send(r, { "s", 1, "h:bin", { o = 1, e = epoch } })
+        assert.are.same({ "S", 1, { recovered = true, o = 2, e = epoch } }, recv(r))
+        local data, op = r:recv_message(5)
+        assert.are.equal(ws.op.binary, op)
+        -- 'p' | u16 topic length | topic | u64 offset | u8 epoch length | epoch | data
+        local want = "p\0\5h:bin" .. ("\0"):rep(7) .. "\2" .. string.char(#epoch) .. epoch ..
+            "\0\1\255"
+        assert.are.equal(want, data)
         r:close()
     end)
 

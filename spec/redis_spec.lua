@@ -29,6 +29,18 @@ function app.message(conn, data)
     elseif cmd == "unsub" then
         conn:unsubscribe(a)
         conn:send("unsubscribed")
+    elseif cmd == "subpub" then -- subpub TOPIC N: subscribe, then publish "1".."N" at once
+        assert(conn:subscribe(a))
+        conn:send("subscribed")
+        for i = 1, tonumber(b) do mw.publish(a, tostring(i)) end
+    elseif cmd == "subbin" then -- subbin TOPIC: subscribe, then publish b1 (binary), t2 (text)
+        assert(conn:subscribe(a))
+        conn:send("subscribed")
+        mw.publish(a, "b1", true)
+        mw.publish(a, "t2")
+    elseif cmd == "binpub" then -- binpub TOPIC DATA: a binary publication
+        local n, err = mw.publish(a, b, true)
+        conn:send("pub " .. n .. " " .. tostring(err))
     elseif cmd == "pub" then
         local n, err = mw.publish(a, b)
         conn:send("pub " .. n .. " " .. tostring(err))
@@ -261,6 +273,44 @@ describe("redis", function()
             for _, c in ipairs(subs) do c:close() end
             pa:close()
             pb:close()
+        end)
+
+        it("delivers what is published before Redis confirms the node's SUBSCRIBE", function()
+            local a = start_node(HIST .. 'redis = "' .. rd:url() .. '"\n')
+            local c = assert(ws.connect(a.port))
+            -- The publications reach Redis before the SUBSCRIBE: read back from the stream.
+            assert.are.equal("subscribed", command(c, "subpub h:early 50"))
+            for i = 1, 50 do assert.are.equal(tostring(i), c:recv_message(5), a:log()) end
+            assert.is_nil(c:recv_message(0.3))
+            -- Another topic that already has history: only what comes after the subscribe.
+            assert.are.equal("pub 0 nil", command(c, "pub h:early2 before"))
+            local d = assert(ws.connect(a.port))
+            assert.are.equal("subscribed", command(d, "subpub h:early2 20"))
+            for i = 1, 20 do assert.are.equal(tostring(i), d:recv_message(5), a:log()) end
+            assert.is_nil(d:recv_message(0.3))
+            c:close()
+            d:close()
+        end)
+
+        it("keeps binary = true in the stream: gap fill and mw.history", function()
+            local a = start_node(HIST .. 'redis = "' .. rd:url() .. '"\n')
+            local c = assert(ws.connect(a.port))
+            assert.are.equal("pub 0 nil", command(c, "binpub h:bin b1"))
+            assert.are.equal("pub 0 nil", command(c, "pub h:bin t2"))
+            local h = assert(hist(c, "h:bin"))
+            assert.is_true(h.publications[1].binary)
+            assert.is_nil(h.publications[2].binary)
+            -- Read back by the node (published before its SUBSCRIBE reached Redis).
+            local d = assert(ws.connect(a.port))
+            assert.are.equal("subscribed", command(d, "subbin h:bin2"))
+            local data, op = d:recv_message(5)
+            assert.are.equal("b1", data)
+            assert.are.equal(ws.op.binary, op)
+            data, op = d:recv_message(5)
+            assert.are.equal("t2", data)
+            assert.are.equal(ws.op.text, op)
+            c:close()
+            d:close()
         end)
 
         it("starts a new epoch when Redis comes back from an older snapshot", function()
