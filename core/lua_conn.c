@@ -12,6 +12,7 @@
 #include "log.h"
 #include "lua_app.h"
 #include "lua_channels.h"
+#include "lpresence.h"
 #include "rnode.h"
 #include "utf8.h"
 #include "ws_close.h"
@@ -139,10 +140,11 @@ static int conn_subscribe(lua_State *L)
         if (!info || lua_type(L, -1) != LUA_TSTRING)
             return luaL_error(L, "conn:subscribe: presence must be a string (encode a table "
                                  "with mw.json.encode)");
-        if (!app->env->redis)
-            return luaL_error(L, "conn:subscribe: presence needs Redis (redis = "
-                                 "\"redis://host:port\" in the config, or --redis URL)");
-        if (rnode_presence_join(app->env->redis, app, c, conn_id(c), topic, len, info, ilen) < 0)
+        if (!app->env->redis) {
+            /* This node alone: in the process's table, left with the connection. */
+            if (lpres_join(app->shared_ns, c, conn_id(c), topic, len, info, ilen) < 0)
+                return luaL_error(L, "conn:subscribe: out of memory");
+        } else if (rnode_presence_join(app->env->redis, app, c, conn_id(c), topic, len, info, ilen) < 0)
             return luaL_error(L, "conn:subscribe: out of memory");
     }
     lua_pushboolean(L, rc);

@@ -16,6 +16,7 @@
 #include "history.h"
 #include "lua_app.h"
 #include "redis.h"
+#include "lpresence.h"
 #include "rnode.h"
 #include "util.h"
 
@@ -656,15 +657,76 @@ static int waited_presence(lua_State *L, int status, lua_KContext ctx)
     return 1;
 }
 
+/* The node's own presence entries, copied out of the table's lock into a Lua userdata (a Lua
+ * error must not happen while the lock is held): "id_len info_len id info", one after another. */
+struct pres_copy {
+    char *buf;
+    size_t len, cap, n;
+    bool overflow;
+};
+
+static void copy_entry(void *ud, const char *id, size_t id_len, const char *info,
+                       size_t info_len)
+{
+    struct pres_copy *pc = ud;
+    size_t need = 2 * sizeof(size_t) + id_len + info_len;
+    if (pc->len + need > pc->cap) pc->overflow = true;
+    if (pc->overflow) return;
+    if (pc->buf) {
+        memcpy(pc->buf + pc->len, &id_len, sizeof id_len);
+        memcpy(pc->buf + pc->len + sizeof id_len, &info_len, sizeof info_len);
+        memcpy(pc->buf + pc->len + 2 * sizeof(size_t), id, id_len);
+        memcpy(pc->buf + pc->len + 2 * sizeof(size_t) + id_len, info, info_len);
+    }
+    pc->len += need;
+    pc->n++;
+}
+
+static int local_presence_list(lua_State *L, unsigned ns, const char *topic, size_t len)
+{
+    struct pres_copy pc = { .cap = SIZE_MAX };
+    lpres_each(ns, topic, len, copy_entry, &pc); /* measures */
+    for (;;) {
+        size_t cap = pc.len + pc.len / 4 + 256; /* room for a few joining meanwhile */
+        pc = (struct pres_copy){ .buf = lua_newuserdatauv(L, cap, 0), .cap = cap };
+        lpres_each(ns, topic, len, copy_entry, &pc);
+        if (!pc.overflow) break;
+        lua_pop(L, 1); /* more joined than the room: measure again */
+        pc = (struct pres_copy){ .cap = SIZE_MAX };
+        lpres_each(ns, topic, len, copy_entry, &pc);
+    }
+    lua_createtable(L, (int)pc.n, 0);
+    size_t at = 0;
+    for (size_t i = 0; i < pc.n; i++) {
+        size_t il, fl;
+        memcpy(&il, pc.buf + at, sizeof il);
+        memcpy(&fl, pc.buf + at + sizeof il, sizeof fl);
+        const char *id = pc.buf + at + 2 * sizeof(size_t);
+        lua_createtable(L, 0, 2);
+        lua_pushlstring(L, id, il);
+        lua_setfield(L, -2, "id");
+        lua_pushlstring(L, id + il, fl);
+        lua_setfield(L, -2, "info");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+        at += 2 * sizeof(size_t) + il + fl;
+    }
+    return 1;
+}
+
 static int presence(lua_State *L, bool list, const char *fname)
 {
     struct lb_app *app = lb_app_of(L);
     size_t len;
     const char *topic = lb_check_topic(L, 1, &len, fname);
+    if (!app->env->redis) {
+        /* This node alone: the process's table answers at once. */
+        if (!list) {
+            lua_pushinteger(L, (lua_Integer)lpres_each(app->shared_ns, topic, len, NULL, NULL));
+            return 1;
+        }
+        return local_presence_list(L, app->shared_ns, topic, len);
+    }
     struct lb_task *t = waitable(L, fname);
-    if (!app->env->redis)
-        return luaL_error(L, "%s: presence needs Redis (redis = \"redis://host:port\" in the "
-                             "config, or --redis URL)", fname);
     if (app->redis_in_flight >= app->env->redis_max_in_flight) {
         luaL_pushfail(L);
         lua_pushliteral(L, "limit: as many calls wait for Redis as redis.max_in_flight allows");

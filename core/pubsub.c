@@ -1,6 +1,8 @@
 /* Pub/sub membership and fan-out: see pubsub.h. */
 #include "pubsub.h"
 
+#include "lpresence.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +78,7 @@ int ps_unsubscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t 
             break;
         }
     }
+    lpres_left(c, topic, len);
     return topic_unsubscribe(&ps->topics, set, topic, len);
 }
 
@@ -85,6 +88,8 @@ void ps_leave_all(struct pubsub *ps, struct conn *c)
     for (uint32_t i = 0; i < set->count; i++) end_hold(set->refs[i].topic, set->refs[i].index);
     if (ps->engine)
         for (uint32_t i = 0; i < set->count; i++) tell_last(ps, set->refs[i].topic, c);
+    for (uint32_t i = 0; i < set->count; i++)
+        lpres_left(c, set->refs[i].topic->name, set->refs[i].topic->name_len);
     topic_leave_all(&ps->topics, set);
 }
 

@@ -75,6 +75,20 @@ function app.message(conn, data, is_binary)
         return
     end
     if data == "soon" then return mw.after(0, function() conn:send("at once") end) end
+    if data:sub(1, 5) == "here " then
+        conn:subscribe("room", { presence = data:sub(6) })
+        return conn:send("here")
+    end
+    if data == "who" then
+        local infos = {}
+        for _, e in ipairs(mw.presence_list("room")) do infos[#infos + 1] = e.info end
+        table.sort(infos)
+        return conn:send(mw.presence("room") .. ":" .. table.concat(infos, ","))
+    end
+    if data == "gone" then
+        conn:unsubscribe("room")
+        return conn:send("gone")
+    end
     if data == "fetch" then
         local res, err = mw.http.request { url = "https://api.example.com/x", method = "POST" }
         return conn:send(res and (res.status .. " " .. res.body) or ("fail " .. err))
@@ -170,6 +184,21 @@ describe("the harness", function()
         a:send("shout")
         assert.equal("everyone!", a:receive())
         assert.equal("everyone!", b:receive())
+    end)
+
+    it("keeps presence on the node alone, without Redis", function()
+        local a, b = server:connect(), server:connect()
+        a:receive(); b:receive()
+        a:send("here ann")
+        assert.equal("here", a:receive())
+        b:send("here bob")
+        assert.equal("here", b:receive())
+        a:send("who")
+        assert.equal("2:ann,bob", a:receive())
+        b:send("gone")
+        assert.equal("gone", b:receive())
+        a:send("who")
+        assert.equal("1:ann", a:receive())
     end)
 
     it("runs timers on the virtual clock as server:advance moves it", function()
@@ -296,9 +325,9 @@ describe("moonwire test", function()
         })
         local out, code = run(dir, "test -o TAP")
         assert.equal(0, code, out)
-        assert.truthy(has(out, "1..15"), out)
+        assert.truthy(has(out, "1..16"), out)
         assert.falsy(has(out, "not ok"), out)
-        assert.truthy(has(out, "ok 15 - t.start raises with the file and line"), out)
+        assert.truthy(has(out, "ok 16 - t.start raises with the file and line"), out)
     end)
 
     it("exits 1 and names the failing spec when one fails", function()
