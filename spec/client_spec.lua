@@ -212,7 +212,7 @@ describe("moonwire.js", function()
             local port = srv.port
             assert.are.equal(0, srv:stop())
             srv = server.start { app = dir, config = CONFIG, args = { "--port", tostring(port) } }
-            for _, pg in ipairs(pages) do wait_all(pg, 2, 120) end
+            for _, pg in ipairs(pages) do wait_all(pg, 2, 60) end
             pages[1]:eval("clients[0].c.send('start 20')")
             for _, pg in ipairs(pages) do
                 pg:wait_for("clients.every((r) => r.got.length === 30)", 15)
