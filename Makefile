@@ -54,6 +54,7 @@ TSAN_UNIT_CORE := core/bus.c core/outq.c core/conn_limits.c core/ip_table.c core
 # The specs the ThreadSanitizer build runs (spec/run-tests, make tsan).
 TSAN_SPECS := spec/workers_spec.lua spec/workers_apps_spec.lua spec/deflate_workers_spec.lua \
               spec/history_spec.lua spec/redis_spec.lua spec/channels_workers_spec.lua \
+              spec/channels_redis_spec.lua \
               spec/presence_spec.lua
 
 .PHONY: tsan print-tsan-specs all run cluster test check-deps deps-build deps-run deps-test unit clean \

@@ -280,10 +280,13 @@ export class Moonwire extends Emitter {
         case "p": this._publication(env[1], env[2], env[3], env[4]); break;
         case "S": this._subscribed(env[1], env[2] || {}); break;
         case "R": {
+            // The server lost the topic's history: go on from its position (once per loss;
+            // a repeat of the position we hold is no new loss).
             const sub = this._subs.get(env[1]);
-            if (sub) {
-                sub.offset = env[2].o;
-                sub.epoch = env[2].e;
+            const pos = env[2] || {};
+            if (sub && !(sub.epoch === pos.e && sub.offset === pos.o)) {
+                sub.offset = pos.o;
+                sub.epoch = pos.e;
                 sub._emit("resync", { offset: sub.offset, epoch: sub.epoch });
             }
             break;

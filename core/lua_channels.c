@@ -20,7 +20,11 @@
 #include "log.h"
 #include "lua_app.h"
 #include "lua_channels.h"
+#include "pubsub.h"
+#include "redis.h"
+#include "rnode.h"
 #include "util.h"
+#include "ws_frame.h"
 
 #define DEFAULT_HEARTBEAT 25.0
 
@@ -257,6 +261,242 @@ static double monotonic_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* ---- recovery from the history in Redis ----------------------------------------------------
+
+ * A subscribe with a position on a topic whose history Redis keeps: c is subscribed at once
+ * and its publications held (buffered here, ps_hold) while the topic's channel is made sure
+ * of (rnode_when_subscribed: after it, every publication comes live) and the range after the
+ * position is read (one EVAL, answered on the loop). Then the answer, the range, the buffered
+ * publications past it, in offset order and each once, and c goes live. When the buffer
+ * overflowed, the range after what was sent is read again before going live. */
+#define RECOVERY_BUFFER 1024
+
+struct held {
+    struct obuf *frame;
+    struct hist_pos pos;
+};
+
+struct recovery {
+    struct lb_app *app;
+    struct conn *c;
+    uint64_t id;
+    uint64_t since;       /* the client's position: its offset... */
+    char epoch[HIST_EPOCH_LEN + 1]; /* ...and epoch */
+    uint64_t last;        /* sent up to here (once answered) */
+    bool answered;        /* ["S", ...] went out */
+    bool overflow;        /* held publications were dropped: read again */
+    bool busy, ended;     /* in read_done; the member left meanwhile */
+    struct rnode_wait *wait;
+    ev_timer confirm;     /* the wait for Redis's SUBSCRIBE confirmation is bounded */
+    struct rds_cmd *cmd;
+    struct held *held;
+    size_t nheld, capheld;
+    size_t len;
+    char topic[];
+};
+
+static void recovery_free(struct recovery *r)
+{
+    ev_timer_stop(r->app->env->loop, &r->confirm);
+    for (size_t i = 0; i < r->nheld; i++) obuf_unref(r->held[i].frame);
+    free(r->held);
+    free(r);
+}
+
+static void hold_deliver(void *ud, struct obuf *frame, const struct hist_pos *pos)
+{
+    struct recovery *r = ud;
+    if (!pos) return; /* a plain publication cannot be on this topic */
+    if (r->nheld == r->capheld) {
+        size_t cap = r->capheld ? r->capheld * 2 : 16;
+        struct held *h = cap <= RECOVERY_BUFFER ? realloc(r->held, cap * sizeof *h) : NULL;
+        if (!h) {
+            r->overflow = true;
+            return;
+        }
+        r->held = h;
+        r->capheld = cap;
+    }
+    obuf_ref(frame);
+    r->held[r->nheld++] = (struct held){ frame, *pos };
+}
+
+static void hold_end(void *ud)
+{
+    struct recovery *r = ud;
+    if (r->busy) {
+        r->ended = true;
+        return;
+    }
+    rnode_wait_cancel(r->wait);
+    if (r->cmd) rds_cancel(r->cmd);
+    recovery_free(r);
+}
+
+static const struct ps_hold_ops recovery_ops = { hold_deliver, hold_end };
+
+/* Sends one publication of the recovery to c; false when c is gone. */
+static bool recovery_send(struct recovery *r, uint64_t offset, const char *epoch, const void *data,
+                          size_t len, bool binary)
+{
+    struct obuf *f = ch_publication_frame(r->topic, r->len, offset, epoch, data, len, binary);
+    if (!f) {
+        conn_close(r->c, 1011, "out of memory", 13);
+        return false;
+    }
+    int rc = conn_send_shared(r->c, f);
+    obuf_unref(f);
+    return rc != CONN_CLOSED && !r->ended;
+}
+
+static void recovery_read(void *ud);
+
+/* The range read: { epoch, top, [[id, [field, data, ...]], ...] } or a failure. */
+static void read_done(void *ud, const redisReply *rep, const char *err)
+{
+    struct recovery *r = ud;
+    r->cmd = NULL;
+    r->busy = true;
+    struct conn *c = r->c;
+    uint64_t top = 0;
+    bool ok = !err && rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+              rep->element[0]->type == REDIS_REPLY_STRING &&
+              rep->element[0]->len <= HIST_EPOCH_LEN &&
+              rep->element[1]->type == REDIS_REPLY_INTEGER &&
+              rep->element[2]->type == REDIS_REPLY_ARRAY;
+    char ep[HIST_EPOCH_LEN + 1] = "";
+    if (ok) {
+        memcpy(ep, rep->element[0]->str, rep->element[0]->len);
+        ep[rep->element[0]->len] = 0;
+        top = (uint64_t)rep->element[1]->integer;
+    }
+    const redisReply *entries = ok ? rep->element[2] : NULL;
+    /* Every entry after the asked position is there, in this epoch. */
+    uint64_t from = r->answered ? r->last : r->since;
+    bool whole = ok && strcmp(ep, r->epoch) == 0 && from <= top &&
+                 entries->elements == top - from;
+    for (size_t i = 0; whole && i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+        whole = e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+                e->element[0]->type == REDIS_REPLY_STRING &&
+                strtoull(e->element[0]->str, NULL, 10) == from + 1 + i &&
+                e->element[1]->type == REDIS_REPLY_ARRAY && e->element[1]->elements >= 2 &&
+                e->element[1]->element[1]->type == REDIS_REPLY_STRING;
+    }
+    if (!r->answered) {
+        r->answered = true;
+        if (ok) {
+            struct hist_pos p = { .offset = top };
+            memcpy(p.epoch, ep, sizeof ep);
+            send_subscribed(c, r->id, whole, &p);
+        } else {
+            /* Redis did not answer: the client is told it was not recovered (and resyncs). */
+            log_warn("moonwire.v1: recovering %.*s from Redis failed: %s", (int)(r->len < 100 ? r->len : 100),
+                     r->topic, err ? err : "an unexpected reply");
+            send_subscribed(c, r->id, false, NULL);
+        }
+        r->last = ok ? top : 0;
+    } else if (!whole && ok) {
+        /* The range after what was sent is gone now: the client goes on from the top. */
+        memcpy(r->epoch, ep, sizeof ep);
+        r->last = top;
+        char buf[64 + 2 * HIST_EPOCH_LEN];
+        size_t tl = ch_json_length(r->topic, r->len);
+        char *msg = malloc(tl + sizeof buf + 8);
+        if (msg) {
+            size_t n = 5;
+            memcpy(msg, "[\"R\",", 5);
+            n += ch_json_write(msg + n, r->topic, r->len);
+            n += (size_t)snprintf(msg + n, sizeof buf, ",{\"o\":%llu,\"e\":\"%s\"}]",
+                                  (unsigned long long)top, ep);
+            send_text(c, msg, n);
+            free(msg);
+        }
+    }
+    bool alive = conn_is_open(c) && !r->ended;
+    for (size_t i = 0; alive && whole && i < entries->elements; i++) {
+        const redisReply *fields = entries->element[i]->element[1];
+        const redisReply *d = fields->element[1];
+        alive = recovery_send(r, from + 1 + i, ep, d->str, d->len, rnode_entry_binary(fields));
+    }
+    if (whole) r->last = top;
+    if (alive && r->overflow) {
+        /* Publications were dropped from the buffer: read what follows the last sent again. */
+        r->overflow = false;
+        for (size_t i = 0; i < r->nheld; i++) obuf_unref(r->held[i].frame);
+        r->nheld = 0;
+        r->busy = false;
+        recovery_read(r);
+        return;
+    }
+    /* The held publications past what was sent, then live. */
+    for (size_t i = 0; alive && i < r->nheld; i++) {
+        const struct held *h = &r->held[i];
+        if (strcmp(h->pos.epoch, ep) == 0 && h->pos.offset <= r->last) continue;
+        size_t dl;
+        const char *d = ps_frame_payload(h->frame, &dl);
+        bool binary = (h->frame->data[0] & 0x0F) == WS_OP_BINARY;
+        alive = recovery_send(r, h->pos.offset, h->pos.epoch, d, dl, binary);
+        r->last = h->pos.offset;
+    }
+    if (!r->ended) {
+        /* Publications up to last may still be on their way on the subscriber connection
+         * (another socket than the read's): they are skipped for c. A new epoch resets it
+         * (ps_history_lost). */
+        ps_hold(&r->app->ps, c, r->topic, r->len, NULL, NULL);
+        ps_skip_to(&r->app->ps, c, r->topic, r->len, r->last);
+    }
+    recovery_free(r);
+}
+
+static void recovery_read(void *ud)
+{
+    struct recovery *r = ud;
+    r->wait = NULL;
+    ev_timer_stop(r->app->env->loop, &r->confirm);
+    char since[24];
+    snprintf(since, sizeof since, "%llu", (unsigned long long)(r->answered ? r->last : r->since));
+    r->cmd = rnode_history_read(r->app->env->redis, r->app, r->topic, r->len, since, read_done, r);
+    if (!r->cmd) read_done(r, NULL, "out of memory");
+}
+
+/* Redis has not confirmed the topic's subscription in time (it is down, or slow): the client
+ * is answered recovered = false without a position (it resyncs) and goes live. */
+static void confirm_late(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct recovery *r = container_of(t, struct recovery, confirm);
+    rnode_wait_cancel(r->wait);
+    r->wait = NULL;
+    read_done(r, NULL, "Redis did not confirm the topic's subscription in time");
+}
+
+/* Starts the recovery of c's subscription (made just now) from (since, epoch). */
+static void recover_from_redis(struct lb_app *app, struct conn *c, uint64_t id, const char *topic,
+                               size_t len, uint64_t since, const char *epoch)
+{
+    struct recovery *r = calloc(1, sizeof *r + len);
+    if (!r) {
+        send_error_str(c, id, CH_INTERNAL, "the server is out of memory");
+        return;
+    }
+    r->app = app;
+    r->c = c;
+    r->id = id;
+    r->since = since;
+    snprintf(r->epoch, sizeof r->epoch, "%s", epoch ? epoch : "");
+    r->len = len;
+    memcpy(r->topic, topic, len);
+    ps_hold(&app->ps, c, topic, len, &recovery_ops, r);
+    int w = rnode_when_subscribed(app->env->redis, app, topic, len, recovery_read, r, &r->wait);
+    ev_timer_init(&r->confirm, confirm_late,
+                  app->env->redis_timeout > 0 ? app->env->redis_timeout : 5.0, 0.);
+    if (w == 1) recovery_read(r);
+    else if (w < 0) read_done(r, NULL, "the topic has no channel in Redis");
+    else ev_timer_start(app->env->loop, &r->confirm);
+}
+
 /* Subscribes c and answers ["S", id, {...}]. On a history topic, with a position to recover
  * from: the publications after it, in order, right behind the answer, when they are all still
  * held in that epoch (recovered true), else none (recovered false: the client resyncs). The
@@ -272,6 +512,12 @@ static void subscribe(struct lb_app *app, struct conn *c, uint64_t id, const cha
      * not built yet: such topics answer as plain ones (no position; a client recovering is
      * told recovered = false and resyncs), which is honest, never a silent gap. */
     bool engine_history = app->ps.engine && app->ps.engine->publish_stored;
+    if (engine_history && app->env->redis && has_since && h && h->nrules &&
+        history_rule(h, topic, len)) {
+        if (subscribe_or_say(app, c, id, topic, len))
+            recover_from_redis(app, c, id, topic, len, since, epoch);
+        return;
+    }
     if (engine_history || !h || !h->nrules || !history_rule(h, topic, len)) {
         /* A topic without history keeps no position: a client asking to recover one cannot. */
         if (subscribe_or_say(app, c, id, topic, len)) send_subscribed(c, id, !has_since, NULL);

@@ -3,6 +3,7 @@
 
 #include "lpresence.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -44,6 +45,18 @@ int ps_subscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t le
     return rc;
 }
 
+/* Ends the hold of c's membership of t, if any (c leaves t). */
+static void end_hold(struct topic *t, uint32_t index)
+{
+    struct topic_member *m = &t->members[index];
+    if (!m->hold_ops) return;
+    const struct ps_hold_ops *ops = m->hold_ops;
+    void *hold = m->hold;
+    m->hold_ops = NULL;
+    m->hold = NULL;
+    ops->end(hold);
+}
+
 /* Tells the engine that a subscriber leaves t (and when it is the last), before it is gone. */
 static void tell_last(struct pubsub *ps, const struct topic *t, struct conn *c)
 {
@@ -57,13 +70,12 @@ static void tell_last(struct pubsub *ps, const struct topic *t, struct conn *c)
 int ps_unsubscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t len)
 {
     struct topic_set *set = conn_topics(c);
-    if (ps->engine) {
-        for (uint32_t i = 0; i < set->count; i++) {
-            const struct topic *t = set->refs[i].topic;
-            if (t->name_len == len && memcmp(t->name, topic, len) == 0) {
-                tell_last(ps, t, c);
-                break;
-            }
+    for (uint32_t i = 0; i < set->count; i++) {
+        struct topic *t = set->refs[i].topic;
+        if (t->name_len == len && memcmp(t->name, topic, len) == 0) {
+            end_hold(t, set->refs[i].index);
+            if (ps->engine) tell_last(ps, t, c);
+            break;
         }
     }
     lpres_left(c, topic, len);
@@ -73,6 +85,7 @@ int ps_unsubscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t 
 void ps_leave_all(struct pubsub *ps, struct conn *c)
 {
     struct topic_set *set = conn_topics(c);
+    for (uint32_t i = 0; i < set->count; i++) end_hold(set->refs[i].topic, set->refs[i].index);
     if (ps->engine)
         for (uint32_t i = 0; i < set->count; i++) tell_last(ps, set->refs[i].topic, c);
     for (uint32_t i = 0; i < set->count; i++)
@@ -132,6 +145,10 @@ int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *fr
     for (uint32_t i = 0; i < n; i++) {
         const struct topic_member *m = &t->members[i];
         members[i] = offset && m->skip_to >= offset ? NULL : m->member;
+        if (members[i] && m->hold_ops) {
+            m->hold_ops->deliver(m->hold, frame, pos);
+            members[i] = NULL;
+        }
     }
     /* moonwire.v1 subscribers get the envelope, framed once on first need. */
     struct obuf *envelope = NULL;
@@ -175,6 +192,67 @@ void ps_skip_to(struct pubsub *ps, struct conn *c, const char *topic, size_t len
         }
     }
     (void)ps;
+}
+
+bool ps_hold(struct pubsub *ps, struct conn *c, const char *topic, size_t len,
+             const struct ps_hold_ops *ops, void *hold)
+{
+    (void)ps;
+    const struct topic_set *set = conn_topics(c);
+    for (uint32_t i = 0; i < set->count; i++) {
+        struct topic *t = set->refs[i].topic;
+        if (t->name_len == len && memcmp(t->name, topic, len) == 0) {
+            struct topic_member *m = &t->members[set->refs[i].index];
+            m->hold_ops = ops;
+            m->hold = ops ? hold : NULL;
+            return true;
+        }
+    }
+    return false;
+}
+
+size_t ps_history_lost(struct pubsub *ps, const char *topic, size_t len,
+                       const struct hist_pos *pos)
+{
+    const struct topic *t = topic_find(&ps->topics, topic, len);
+    if (!t || !t->count) return 0;
+    size_t elen = strnlen(pos->epoch, HIST_EPOCH_LEN);
+    size_t cap = WS_FRAME_MAX_SERVER_HEADER + sizeof "[\"R\",,{\"o\":,\"e\":}]" + 20 +
+                 ch_json_length(topic, len) + ch_json_length(pos->epoch, elen);
+    struct obuf *f = obuf_new(cap);
+    if (!f) return 0;
+    char *out = (char *)f->data + WS_FRAME_MAX_SERVER_HEADER;
+    size_t n = 0;
+    memcpy(out, "[\"R\",", 5);
+    n = 5;
+    n += ch_json_write(out + n, topic, len);
+    n += (size_t)sprintf(out + n, ",{\"o\":%llu,\"e\":", (unsigned long long)pos->offset);
+    n += ch_json_write(out + n, pos->epoch, elen);
+    memcpy(out + n, "}]", 2);
+    n += 2;
+    size_t h = ws_frame_build_header(f->data, true, 0, WS_OP_TEXT, n);
+    memmove(f->data + h, out, n);
+    f->len = h + n;
+    /* Sends can end connections (and change the member array): walk a copy. */
+    uint32_t count = t->count;
+    struct conn *local[256];
+    struct conn **members = count <= 256 ? local : malloc(count * sizeof *members);
+    if (!members) {
+        obuf_unref(f);
+        return 0;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        struct topic_member *m = &t->members[i];
+        struct conn *c = m->member;
+        m->skip_to = 0; /* offsets start again in the new epoch */
+        members[i] = c->envelope && !m->hold_ops ? c : NULL;
+    }
+    size_t told = 0;
+    for (uint32_t i = 0; i < count; i++)
+        if (members[i] && conn_send_shared(members[i], f) != CONN_CLOSED) told++;
+    if (members != local) free(members);
+    obuf_unref(f);
+    return told;
 }
 
 static struct obuf *frame_of(const void *data, size_t data_len, bool binary)

@@ -118,6 +118,27 @@ int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *fr
 void ps_skip_to(struct pubsub *ps, struct conn *c, const char *topic, size_t len,
                 uint64_t offset);
 
+/* Holding a subscriber's publications (moonwire.v1 recovery from an engine's history: the
+ * range is read asynchronously while live publications keep coming). */
+struct ps_hold_ops {
+    /* A publication for the held member: frame is its plain frame (take a reference to keep
+     * it), pos its position (NULL on a plain topic). It must not send or unsubscribe. */
+    void (*deliver)(void *hold, struct obuf *frame, const struct hist_pos *pos);
+    /* The member leaves the topic (unsubscribe, the end of the connection) while held. */
+    void (*end)(void *hold);
+};
+/* From now on publications for c's subscription to topic go to ops->deliver(hold) instead of
+ * c; ops NULL: sent to c again (end is not called). Returns false when c is not subscribed. */
+bool ps_hold(struct pubsub *ps, struct conn *c, const char *topic, size_t len,
+             const struct ps_hold_ops *ops, void *hold);
+
+/* The engine found that topic's history was lost while this process listened (a new epoch, or
+ * a gap in the offsets it could not fill): every moonwire.v1 subscriber (not held) is sent
+ * ["R", topic, {"o": pos->offset, "e": pos->epoch}] (continue from there: the publications
+ * after pos follow). Returns how many were told. */
+size_t ps_history_lost(struct pubsub *ps, const char *topic, size_t len,
+                       const struct hist_pos *pos);
+
 /* The payload of a frame built here (a server frame: unmasked, one fragment), and its length. */
 const char *ps_frame_payload(const struct obuf *frame, size_t *len);
 

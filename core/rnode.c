@@ -112,6 +112,8 @@ struct chan {
     bool local;          /* this worker has subscribers */
     bool subscribed;     /* SUBSCRIBE sent on the current subscriber connection */
     double linger_until; /* when !local: unsubscribe after this */
+    bool confirmed;      /* Redis said "subscribe" for it on the current connection */
+    struct rnode_wait *waits; /* told when confirmed (rnode_when_subscribed) */
     /* History topics: where this worker's subscribers are (the last offset delivered, in
      * epoch), and while a gap is being filled from the stream, what arrived meanwhile. */
     char epoch[HIST_EPOCH_LEN + 1];
@@ -126,6 +128,13 @@ struct chan {
     size_t topic_off;    /* the topic starts here in name */
     size_t len;
     char name[];
+};
+
+struct rnode_wait {
+    struct rnode_wait *next;
+    struct chan *chan;
+    void (*ready)(void *ud);
+    void *ud;
 };
 
 /* A history publication that arrived while its topic's gap was being filled. */
@@ -303,6 +312,7 @@ static void on_flush(struct ev_loop *loop, ev_timer *t, int revents)
                         un[nun] = c->name;
                         unlen[nun++] = c->len;
                         c->subscribed = false;
+                        c->confirmed = false;
                         pc = &c->next;
                         continue;
                     }
@@ -377,7 +387,7 @@ static void sub_state(void *ud, bool up)
         COUNT(reconnects);
         for (size_t b = 0; b < n->nbuckets; b++)
             for (struct chan *c = n->buckets[b]; c; c = c->next)
-                if (c->shard == si) c->subscribed = false;
+                if (c->shard == si) c->subscribed = c->confirmed = false;
         return;
     }
     /* The node channel (probes), then every channel wanted, in batches. */
@@ -398,6 +408,22 @@ static void sub_state(void *ud, bool up)
     flush_soon(n);
 }
 
+/* Redis confirmed the SUBSCRIBE of channel name: the waiters go on. */
+static void confirmed(struct rnode *n, const char *name, size_t len)
+{
+    struct chan *c = n->nbuckets ? *chan_slot(n, name, len) : NULL;
+    if (!c || !c->subscribed) return;
+    c->confirmed = true;
+    while (c->waits) {
+        struct rnode_wait *w = c->waits;
+        c->waits = w->next;
+        void (*ready)(void *) = w->ready;
+        void *ud = w->ud;
+        free(w);
+        ready(ud);
+    }
+}
+
 static void deliver(struct chan *c, const struct hist_pos *pos, const char *data, size_t len,
                     bool binary)
 {
@@ -415,6 +441,16 @@ static void deliver(struct chan *c, const struct hist_pos *pos, const char *data
 
 
 
+/* What came before pos on c's topic is lost for this node's subscribers (a new epoch: Redis
+ * restarted without the data; or a hole the stream no longer holds): moonwire.v1 subscribers
+ * are told to go on from just before pos (["R"], ps_history_lost). */
+static void lost(struct chan *c, const struct hist_pos *pos)
+{
+    struct hist_pos before = *pos;
+    before.offset = pos->offset ? pos->offset - 1 : 0;
+    ps_history_lost(c->port->ps, c->name + c->topic_off, c->len - c->topic_off, &before);
+}
+
 /* A history publication in offset order: the next one is delivered, an older one (already
  * delivered) dropped, a newer one means the ones between were lost on the way (a reconnect,
  * Redis' output buffer limit): they are read from the stream first. A new epoch starts over. */
@@ -422,6 +458,7 @@ static void in_order(struct chan *c, const struct hist_pos *pos, const char *dat
                      bool binary)
 {
     if (!c->epoch[0] || strcmp(c->epoch, pos->epoch) != 0) {
+        if (c->epoch[0]) lost(c, pos);
         memcpy(c->epoch, pos->epoch, sizeof c->epoch);
         c->last = pos->offset;
         deliver(c, pos, data, len, binary);
@@ -507,7 +544,8 @@ static void filled(void *ud, const redisReply *r, const char *err)
             memcpy(pos.epoch, c->epoch, sizeof pos.epoch);
             if (pos.offset <= c->last) continue;
             /* Past a hole the stream no longer has (trimmed): the subscribers see the gap in
-             * the offsets and can resync. */
+             * the offsets, and moonwire.v1 ones are told to resync. */
+            if (pos.offset > c->last + 1) lost(c, &pos);
             c->last = pos.offset;
             const redisReply *d = e->element[1]->element[1];
             deliver(c, &pos, d->str ? d->str : "", d->len, rnode_entry_binary(e->element[1]));
@@ -518,8 +556,10 @@ static void filled(void *ud, const redisReply *r, const char *err)
         if (!c->filling) {
             /* Still missing after the read (the stream lost them, or the read failed): what is
              * here is delivered rather than held for ever; the offsets show the gap. */
-            if (h->pos.offset > c->last + 1 && strcmp(h->pos.epoch, c->epoch) == 0)
+            if (h->pos.offset > c->last + 1 && strcmp(h->pos.epoch, c->epoch) == 0) {
+                lost(c, &h->pos);
                 c->last = h->pos.offset - 1;
+            }
             in_order(c, &h->pos, h->data, h->len, h->binary);
         } else {
             hold(c, &h->pos, h->data, h->len, h->binary);
@@ -556,6 +596,7 @@ static void on_push(void *ud, const redisReply *r)
     const redisReply *kind = r->element[0], *ch = r->element[1], *msg = r->element[2];
     if (kind->type == REDIS_REPLY_STRING && kind->len == 9 &&
         memcmp(kind->str, "subscribe", 9) == 0 && ch->type == REDIS_REPLY_STRING) {
+        confirmed(n, ch->str, ch->len);
         /* Live again on this channel: what was published before now is in the stream. */
         struct chan *c = n->nbuckets ? *chan_slot(n, ch->str, ch->len) : NULL;
         if (c && c->refill) {
@@ -705,6 +746,11 @@ void rnode_free(struct rnode *n)
     for (size_t b = 0; b < n->nbuckets; b++)
         for (struct chan *c = n->buckets[b], *next; c; c = next) {
             next = c->next;
+            while (c->waits) {
+                struct rnode_wait *w = c->waits;
+                c->waits = w->next;
+                free(w);
+            }
             free(c);
         }
     free(n->buckets);
@@ -1010,6 +1056,42 @@ struct rds_cmd *rnode_history_read(struct rnode *n, struct lb_app *app, const ch
     /* Without the run_id the script cannot tell a restart: Redis is not there yet. */
     if (!rid) return rds_fail(s->cmd, "unavailable", done, ud);
     return rds_command(s->cmd, 9, argv, lens, n->cfg.timeout, done, ud);
+}
+
+int rnode_when_subscribed(struct rnode *n, struct lb_app *app, const char *topic, size_t len,
+                          void (*ready)(void *ud), void *ud, struct rnode_wait **wait)
+{
+    *wait = NULL;
+    struct rport *p = NULL;
+    for (size_t i = 0; i < n->nports; i++)
+        if (n->ports[i].app == app) p = &n->ports[i];
+    if (!p) return -1;
+    char buf[1024];
+    size_t off;
+    int nl = chan_name(n, p, topic, len, buf, sizeof buf, &off);
+    struct chan *c = nl >= 0 && n->nbuckets ? *chan_slot(n, buf, (size_t)nl) : NULL;
+    if (!c) return -1;
+    if (c->confirmed) return 1;
+    struct rnode_wait *w = calloc(1, sizeof *w);
+    if (!w) return -1;
+    w->chan = c;
+    w->ready = ready;
+    w->ud = ud;
+    w->next = c->waits;
+    c->waits = w;
+    *wait = w;
+    return 0;
+}
+
+void rnode_wait_cancel(struct rnode_wait *w)
+{
+    if (!w) return;
+    for (struct rnode_wait **pw = &w->chan->waits; *pw; pw = &(*pw)->next)
+        if (*pw == w) {
+            *pw = w->next;
+            break;
+        }
+    free(w);
 }
 
 /* ---- presence ------------------------------------------------------------------------------ */

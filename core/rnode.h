@@ -56,6 +56,18 @@ struct rds *rnode_command_conn(struct rnode *n, const char *key, size_t len);
 struct rds_cmd *rnode_history_read(struct rnode *n, struct lb_app *app, const char *topic,
                                    size_t len, const char *since, rds_done done, void *ud);
 
+/* Recovery from the history in Redis must read only once the topic's channel is subscribed
+ * here, so that every publication after the read arrives live. Call it while the topic has a
+ * local subscriber (its channel is wanted). Returns 1 when Redis has confirmed the channel's
+ * SUBSCRIBE on the current subscriber connection (nothing waits), 0 when *wait will call
+ * ready(ud) once it does (after a reconnect too), -1 when the topic has no channel here (name
+ * too long) or out of memory. A wait is freed once ready is called, or by rnode_wait_cancel
+ * (which must come while its topic still has a local subscriber). */
+struct rnode_wait;
+int rnode_when_subscribed(struct rnode *n, struct lb_app *app, const char *topic, size_t len,
+                          void (*ready)(void *ud), void *ud, struct rnode_wait **wait);
+void rnode_wait_cancel(struct rnode_wait *w);
+
 /* Whether a history stream entry's fields ([d, data, b, 1]) mark a binary publication. */
 bool rnode_entry_binary(const redisReply *fields);
 

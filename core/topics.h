@@ -27,6 +27,8 @@ struct topic_set {
 };
 
 /* An entry of a topic's member array. */
+struct ps_hold_ops;
+
 struct topic_member {
     void *member;
     struct topic_set *set;
@@ -34,6 +36,10 @@ struct topic_member {
     /* History topics: publications at or below this offset are not delivered to this member
      * (moonwire.v1 recovery sent them already); 0 for all. */
     uint64_t skip_to;
+    /* While not NULL, publications for this member go to hold_ops->deliver(hold, ...) instead
+     * of being sent (a moonwire.v1 recovery from Redis buffers them; pubsub.h ps_hold). */
+    const struct ps_hold_ops *hold_ops;
+    void *hold;
 };
 
 struct topic {

@@ -123,6 +123,31 @@ test("resync exactly once when the server cannot recover, then live from the new
     c.close();
 });
 
+test("the server's ['R'] (history lost while subscribed): resync once, then from its position", async () => {
+    const c = client();
+    const got = [];
+    const resyncs = [];
+    const sub = c.subscribe("t", (d, ctx) => got.push([ctx.epoch, ctx.offset]));
+    sub.on("resync", (e) => resyncs.push([e.epoch, e.offset]));
+    let ws = FakeWS.last();
+    ws.accept();
+    ws.push(["S", 1, { recovered: true, o: 3, e: "a" }]);
+    ws.push(["p", "t", 4, "a", "x"]);
+    ws.push(["R", "t", { o: 0, e: "b" }]);
+    ws.push(["R", "t", { o: 0, e: "b" }]); // the same position again: no second resync
+    ws.push(["p", "t", 1, "b", "x"]);
+    ws.push(["p", "t", 2, "b", "x"]);
+    ws.push(["p", "t", 2, "b", "x"]);
+    assert.deepEqual(resyncs, [["b", 0]]);
+    assert.deepEqual(got, [["a", 4], ["b", 1], ["b", 2]]);
+    ws.drop(1006);
+    await sleep(60);
+    ws = FakeWS.last();
+    ws.accept();
+    assert.deepEqual(ws.sent[0], ["s", 2, "t", { o: 2, e: "b" }]);
+    c.close();
+});
+
 test("unsubscribe stops deliveries at once, even mid-stream", () => {
     const c = client();
     const got = [];
