@@ -1,5 +1,5 @@
 /* Files every moonwire serves whatever its apps: the moonwire.js client (docs/client.md),
- * compiled into the binary from client/ by the Makefile (build/gen/client_js.c).
+ * compiled into the binary from core/client/ by the Makefile (build/gen/client_js.c).
  *
  *   /_moonwire/moonwire.js         the ES module
  *   /_moonwire/moonwire.global.js  the same as a plain script: sets globalThis.Moonwire

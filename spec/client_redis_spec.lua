@@ -61,7 +61,7 @@ describe("moonwire.js with the Redis engine", function()
         local tmp = server.tmpdir()
         local state, out_file = tmp .. "/state", tmp .. "/out"
         os.execute(string.format("%sspec/support/client_redis_restart.mjs %s %d %d 100 3000 %s >%s 2>&1 &",
-            node, helpers.shell_quote(os.getenv("PWD") .. "/client/moonwire.js"), a.port, b.port,
+            node, helpers.shell_quote(os.getenv("PWD") .. "/core/client/moonwire.js"), a.port, b.port,
             helpers.shell_quote(state), helpers.shell_quote(out_file)))
         local deadline = socket.gettime() + 30
         while not helpers.read_file(state) and socket.gettime() < deadline do socket.sleep(0.05) end

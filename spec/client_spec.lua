@@ -127,7 +127,7 @@ describe("moonwire.js", function()
         local state = tmp .. "/herd-state"
         local out_file = tmp .. "/herd-out"
         local cmd = string.format("%sspec/support/client_herd.mjs %s %d 300 %s >%s 2>&1 &", node,
-            helpers.shell_quote(os.getenv("PWD") .. "/client/moonwire.js"), srv.port,
+            helpers.shell_quote(os.getenv("PWD") .. "/core/client/moonwire.js"), srv.port,
             helpers.shell_quote(state), helpers.shell_quote(out_file))
         os.execute(cmd)
         local deadline = socket.gettime() + 30
@@ -159,7 +159,7 @@ describe("moonwire.js", function()
             return
         end
         local p = io.popen(string.format("%sspec/support/client_faults.mjs %s %d %d 2>&1", node,
-            helpers.shell_quote(os.getenv("PWD") .. "/client/moonwire.js"), srv.port, srv.pid))
+            helpers.shell_quote(os.getenv("PWD") .. "/core/client/moonwire.js"), srv.port, srv.pid))
         local out = p:read("a")
         p:close()
         os.execute("kill -CONT " .. srv.pid .. " 2>/dev/null") -- whatever happened
@@ -211,7 +211,7 @@ describe("moonwire.js", function()
             return
         end
         local cmd = string.format("%sspec/support/client_e2e.mjs %s %d 5000 5 2>&1", node,
-            helpers.shell_quote(os.getenv("PWD") .. "/client/moonwire.js"), srv.port)
+            helpers.shell_quote(os.getenv("PWD") .. "/core/client/moonwire.js"), srv.port)
         local p = io.popen(cmd)
         local out = p:read("a")
         p:close()

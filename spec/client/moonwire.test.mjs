@@ -4,7 +4,7 @@
 // once, and the offline queue.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Moonwire, backoffDelay, retryWindow } from "../moonwire.js";
+import { Moonwire, backoffDelay, retryWindow } from "../../core/client/moonwire.js";
 
 class FakeWS {
     static all = [];
