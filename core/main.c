@@ -553,6 +553,9 @@ int main(int argc, char **argv)
         goto done;
     }
     if (group) {
+        /* Its apps are loaded and it listens: clients reach it from now on (its own listen
+         * queue waits for its loop like what other workers hand it), while the others start. */
+        workers_set_ready(group, w, true);
         if (workers_spawn(group, err, sizeof err) < 0) {
             fprintf(stderr, "moonwire: %s\n", err);
             status = 1;
@@ -576,6 +579,7 @@ int main(int argc, char **argv)
                  lb_app_public_dir(w->apps[i]) ? " (with static files)" : "");
     watch_signals(&proc, loop);
     ev_run(loop, 0);
+    if (group) workers_set_ready(group, w, false);
     unwatch_signals(&proc, loop);
     log_info("stopped");
 done:

@@ -196,6 +196,12 @@ static int route(void *ctx, struct conn *c, const struct hs_upgrade *up, bool up
             r->reason = CTR_REFUSED_ERROR;
             return 503;
         }
+        if (!srv->handoff->ready(srv->handoff_ctx, (unsigned)m->owner)) {
+            r->why = "the worker serving this app is starting; try again in a second";
+            r->reason = CTR_REFUSED_LIMIT;
+            r->headers = "Retry-After: 1\r\n";
+            return 503;
+        }
         srv->handing_to = (unsigned)m->owner;
         return CONN_ROUTE_ELSEWHERE;
     }

@@ -50,6 +50,9 @@ struct srv_handoff_ops {
     int (*reserve)(void *ctx, unsigned owner);
     /* Queues h (malloc'd; the owner frees it) on owner's queue, in the room reserved. */
     void (*send)(void *ctx, unsigned owner, struct srv_handoff *h);
+    /* Whether worker owner's loop runs, so that it can take a connection now. A worker still
+     * starting (loading its apps) is not: its request is answered 503 with Retry-After. */
+    bool (*ready)(void *ctx, unsigned owner);
 };
 
 struct listener {

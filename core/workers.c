@@ -32,10 +32,24 @@ enum {
 /* Messages a wakeup delivers before the loop turns again (then it wakes itself). */
 #define INBOX_BATCH 4096
 
+/* Whether worker id's loop runs (struct workers.ready). Sequentially consistent, with the
+ * stores of the commands and of ready: either the sender sees ready and wakes the worker, or
+ * the worker's first wakeup (workers_set_ready) sees what was sent (no lost wakeup). It is
+ * also what orders the read of w->loop after the worker's thread wrote it. */
+static bool is_ready(struct workers *g, unsigned id)
+{
+    return __atomic_load_n(&g->ready[id], __ATOMIC_SEQ_CST) != 0;
+}
+
+static void wake(struct workers *g, unsigned id)
+{
+    if (is_ready(g, id)) ev_async_send(g->w[id]->loop, &g->w[id]->wake);
+}
+
 static void tell(struct workers *g, unsigned id, unsigned what)
 {
-    __atomic_fetch_or(&g->commands[id], what, __ATOMIC_RELEASE);
-    if (g->w[id]->loop) ev_async_send(g->w[id]->loop, &g->w[id]->wake);
+    __atomic_fetch_or(&g->commands[id], what, __ATOMIC_SEQ_CST);
+    wake(g, id);
 }
 
 /* Publishes from other workers: each delivered, by reference, to this worker's subscribers
@@ -69,7 +83,7 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
     struct workers *g = w->group;
     if (w->napps) deliver_inbox(g, w);
     take_handoffs(g, w);
-    unsigned what = __atomic_exchange_n(&g->commands[w->id], 0, __ATOMIC_ACQUIRE);
+    unsigned what = __atomic_exchange_n(&g->commands[w->id], 0, __ATOMIC_SEQ_CST);
     /* A round's end before the next round's start: both may be waiting. */
     if (what & WK_FINISH) finish_round(g, w);
     if (what & WK_PREPARE) prepare_round(g, w);
@@ -146,10 +160,18 @@ static void handoff_send(void *ctx, unsigned owner, struct srv_handoff *h)
     else q->head = h;
     q->tail = h;
     pthread_mutex_unlock(&q->lock);
-    ev_async_send(g->w[owner]->loop, &g->w[owner]->wake);
+    /* route() handed over only to a ready owner; one that stopped since never takes h
+     * (workers_free closes it). */
+    wake(g, owner);
 }
 
-static const struct srv_handoff_ops handoff_ops = { handoff_reserve, handoff_send };
+static bool handoff_ready(void *ctx, unsigned owner)
+{
+    return is_ready(ctx, owner);
+}
+
+static const struct srv_handoff_ops handoff_ops = { handoff_reserve, handoff_send,
+                                                    handoff_ready };
 
 /* Connections other workers handed over: each served here from its request on. */
 static void take_handoffs(struct workers *g, struct worker *w)
@@ -305,8 +327,7 @@ static const struct ps_engine port_engine = {
 
 static void wake_worker(void *ctx, unsigned worker)
 {
-    struct workers *g = ctx;
-    ev_async_send(g->w[worker]->loop, &g->w[worker]->wake);
+    wake(ctx, worker); /* one not ready yet delivers its inbox on its first turn */
 }
 
 /* Once a second: what the bus dropped for this worker, in one line. */
@@ -426,9 +447,9 @@ static void *run_worker(void *arg)
         return NULL;
     }
     if (worker_init(w, loop, g->cfg, err, sizeof err) < 0) {
-        report(g, -1, err);
         ev_loop_destroy(loop);
-        w->loop = NULL;
+        w->loop = NULL; /* before the report: workers_stop reads it once this thread ended */
+        report(g, -1, err);
         return NULL;
     }
     workers_attach(g, w, id);
@@ -443,8 +464,14 @@ static void *run_worker(void *arg)
         worker_view_of(w, w->view);
         pthread_mutex_unlock(&w->view_lock);
     }
+    /* Ready before the report, so that once the process says it serves (every worker has
+     * reported), no request meets a worker that is starting; a wakeup before ev_run waits. */
+    if (rc == 0) workers_set_ready(g, w, true);
     report(g, rc, err);
-    if (rc == 0) ev_run(loop, 0);
+    if (rc == 0) {
+        ev_run(loop, 0);
+        workers_set_ready(g, w, false);
+    }
     workers_detach(g, w);
     worker_destroy(w);
     /* The loop stays until every thread has ended (workers_stop): a publisher may still wake
@@ -493,6 +520,13 @@ void workers_drain(struct workers *g)
 {
     for (unsigned i = 0; i < g->n; i++)
         if (!i || g->started[i]) tell(g, i, WK_DRAIN);
+}
+
+void workers_set_ready(struct workers *g, struct worker *w, bool ready)
+{
+    __atomic_store_n(&g->ready[w->id], ready ? 1u : 0u, __ATOMIC_SEQ_CST);
+    /* The first turn serves what was sent before (tell, the bus, handoffs queued). */
+    if (ready) ev_async_send(w->loop, &w->wake);
 }
 
 void workers_detach(struct workers *g, struct worker *w)

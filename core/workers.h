@@ -47,6 +47,11 @@ struct workers {
     pthread_t threads[CFG_MAX_WORKERS];
     bool started[CFG_MAX_WORKERS];     /* threads running (joined by workers_stop) */
     unsigned commands[CFG_MAX_WORKERS]; /* atomic: WK_* bits not yet seen */
+    /* atomic: the worker's loop runs (set just before its ev_run, its wakeup started; cleared
+     * when ev_run returns). Only then does another thread touch its loop (a wakeup) or hand it
+     * a connection: a worker still loading its apps has neither a loop to wake nor one that
+     * turns. */
+    unsigned ready[CFG_MAX_WORKERS];
     uint64_t reload[CFG_MAX_WORKERS];   /* atomic: apps to reload (bit i: app i) */
     bool drain_told[CFG_MAX_WORKERS];   /* the worker reported the end of its drain */
     unsigned draining_left;            /* atomic: workers whose drain is not over */
@@ -114,6 +119,11 @@ void workers_drain(struct workers *g);
 /* Ends the other workers' loops and waits for their threads (each frees its own worker).
  * Worker 0 stays for the caller: workers_detach, worker_destroy, then workers_free. */
 void workers_stop(struct workers *g);
+
+/* Marks w's loop as running (ready, on w's thread just before its ev_run: the other workers
+ * hand it connections and wake it from then on) or as ended (ready false, once ev_run
+ * returned). Commands and publishes sent while it was not ready are served by its first turn. */
+void workers_set_ready(struct workers *g, struct worker *w, bool ready);
 
 /* Stops what workers_attach started on w (on its thread, before worker_destroy). */
 void workers_detach(struct workers *g, struct worker *w);
