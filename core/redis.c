@@ -45,6 +45,7 @@ struct rds {
     ev_timer later;      /* runs the fail queue */
     unsigned attempt;
     redisReader *reader;
+    size_t reply_bytes;  /* fed to the reader since its last complete reply */
     char *out;
     size_t out_len, out_pos, out_cap;
     struct rds_cmd *head, *tail;       /* awaiting replies, in order */
@@ -166,6 +167,10 @@ static double jitter(double max)
 }
 
 /* Closes the socket, fails what waited, and schedules the next try. */
+/* The reason given to the waiting commands when a reply outgrows max_reply. */
+static const char TOO_LARGE[] = "too large: a reply from Redis was larger than redis.max_reply; ask for less "
+                                "at once (LRANGE/XRANGE with bounds, HSCAN) or raise redis.max_reply";
+
 static void drop(struct rds *r, const char *why)
 {
     if (r->query) {
@@ -190,7 +195,7 @@ static void drop(struct rds *r, const char *why)
     while (c) {
         struct rds_cmd *next = c->next;
         if (c->handshake) free(c);
-        else fail_later(r, c, "lost");
+        else fail_later(r, c, why == TOO_LARGE ? TOO_LARGE : "lost");
         c = next;
     }
     if (r->closing) {
@@ -283,6 +288,7 @@ static void handshake(struct rds *r)
     ev_io_set(&r->rio, r->fd, EV_READ);
     ev_io_start(r->loop, &r->rio);
     r->reader = redisReaderCreate();
+    r->reply_bytes = 0;
     if (!r->reader) {
         drop(r, "out of memory");
         return;
@@ -453,10 +459,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
             drop(r, "out of memory");
             return;
         }
-        if (r->reader->len - r->reader->pos > r->cfg.max_reply) {
-            drop(r, "a reply larger than max_reply");
-            return;
-        }
+        r->reply_bytes += (size_t)n;
         for (;;) {
             void *reply = NULL;
             if (redisReaderGetReply(r->reader, &reply) != REDIS_OK) {
@@ -466,6 +469,8 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
                 return;
             }
             if (!reply) break;
+            /* What is left unparsed belongs to the replies that follow. */
+            r->reply_bytes = r->reader->len - r->reader->pos;
             struct rds_cmd *c = r->head;
             if (c) {
                 r->head = c->next;
@@ -481,6 +486,12 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
             }
             freeReplyObject(reply);
             if (r->fd < 0) return; /* dropped meanwhile */
+        }
+        /* hiredis trims its buffer while it builds an aggregate: count the bytes fed since the
+         * last complete reply, which bounds the reply tree too. */
+        if (r->reply_bytes > r->cfg.max_reply) {
+            drop(r, TOO_LARGE);
+            return;
         }
         if ((size_t)n < sizeof buf) break;
     }

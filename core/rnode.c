@@ -706,6 +706,7 @@ struct rnode *rnode_new(struct ev_loop *loop, const struct cfg_redis *cfg, unsig
         rc.backoff_min = cfg->backoff_min;
         rc.backoff_max = cfg->backoff_max;
         rc.max_pending = cfg->max_pending;
+        rc.max_reply = cfg->max_reply;
         snprintf(rc.name, sizeof rc.name, "mw:%s:%u", node_hex, worker);
         __atomic_add_fetch(&down_total, 2, __ATOMIC_RELAXED);
         s->cmd = rds_new(loop, n->dns, &rc, &(struct rds_callbacks){ cmd_state, NULL, s });
