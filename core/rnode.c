@@ -124,7 +124,8 @@ struct chan {
     bool placing;        /* the topic's offset is being read: SUBSCRIBE waits for it */
     unsigned tries;
     struct held *held, *held_tail;
-    size_t nheld;
+    size_t nheld, held_bytes;
+    bool overflow;       /* past MAX_HELD(_BYTES): nothing more is held; the stream is read again */
     size_t topic_off;    /* the topic starts here in name */
     size_t len;
     char name[];
@@ -146,6 +147,7 @@ struct held {
     char data[];
 };
 #define MAX_HELD 100000
+#define MAX_HELD_BYTES ((size_t)8 << 20)
 
 struct rport {
     struct rnode *n;
@@ -476,9 +478,18 @@ static void in_order(struct chan *c, const struct hist_pos *pos, const char *dat
 static void hold(struct chan *c, const struct hist_pos *pos, const char *data, size_t len,
                  bool binary)
 {
-    if (c->nheld >= MAX_HELD) return; /* the fill reads it from the stream again */
+    /* Past the limits (or out of memory) nothing more is held until the fill is done: what
+     * is not held is in the stream, which filled() reads again. */
+    if (c->overflow) return;
+    if (c->nheld >= MAX_HELD || len > MAX_HELD_BYTES - c->held_bytes) {
+        c->overflow = true;
+        return;
+    }
     struct held *h = malloc(sizeof *h + len);
-    if (!h) return;
+    if (!h) {
+        c->overflow = true;
+        return;
+    }
     h->next = NULL;
     h->pos = *pos;
     h->binary = binary;
@@ -488,6 +499,7 @@ static void hold(struct chan *c, const struct hist_pos *pos, const char *data, s
     else c->held = h;
     c->held_tail = h;
     c->nheld++;
+    c->held_bytes += len;
 }
 
 static void stored_arrived(struct chan *c, const struct hist_pos *pos, const char *data,
@@ -521,7 +533,9 @@ static void filled(void *ud, const redisReply *r, const char *err)
     c->filling = false;
     struct held *h = c->held;
     c->held = c->held_tail = NULL;
-    c->nheld = 0;
+    c->nheld = c->held_bytes = 0;
+    bool over = c->overflow;
+    c->overflow = false;
     if (err && strcmp(err, "closed") == 0) {
         /* Shutting down: the apps are gone; nothing is delivered. */
         while (h) {
@@ -567,6 +581,8 @@ static void filled(void *ud, const redisReply *r, const char *err)
         free(h);
         h = next;
     }
+    /* What was not held came after the held: it is in the stream. */
+    if (over && ok && !c->filling) fill_gap(c);
 }
 
 static void fill_gap(struct chan *c)
