@@ -1058,7 +1058,10 @@ struct rds_cmd *rnode_history_read(struct rnode *n, struct lb_app *app, const ch
     size_t off;
     int nl = chan_name(n, p, topic, len, name, sizeof name, &off);
     int kl = history_keys(p, topic, len, meta, stream, sizeof meta);
-    if (nl < 0 || kl < 0 || !rule) return NULL;
+    if (!rule) return NULL;
+    if (nl < 0 || kl < 0)
+        return rds_fail(n->shards[0].cmd, "the topic is too long for a Redis key: shorten it or "
+                        "lower limits.max_topic_length", done, ud);
     struct shard *s = &n->shards[shard_of(n, name + strlen(n->cfg.prefix) + 3,
                                           (size_t)nl - strlen(n->cfg.prefix) - 3)];
     char ttl[24], epoch[HIST_EPOCH_LEN + 1];

@@ -289,6 +289,17 @@ describe("redis", function()
             pb:close()
         end)
 
+        it("answers nil and a reason when a topic is too long for a Redis key", function()
+            local a = start_node(HIST .. 'redis = "' .. rd:url() .. '"\n' ..
+                                 'limits = { max_topic_length = 4096 }\n')
+            local c = assert(ws.connect(a.port))
+            local h, err = hist(c, "h:" .. ("x"):rep(1100))
+            assert.is_nil(h)
+            assert.truthy(err:find("too long for a Redis key", 1, true), err)
+            assert.are.equal(0, assert(hist(c, "h:short")).offset)
+            c:close()
+        end)
+
         it("delivers what is published before Redis confirms the node's SUBSCRIBE", function()
             local a = start_node(HIST .. 'redis = "' .. rd:url() .. '"\n')
             local c = assert(ws.connect(a.port))
