@@ -263,18 +263,20 @@ static void queue(struct rds *r, struct rds_cmd *c)
     r->tail = c;
 }
 
-static void handshake_cmd(struct rds *r, int argc, const char **argv, const size_t *lens)
+/* -1: out of memory; the caller drops the connection once the waiting commands are queued
+ * again, so that drop() fails them rather than leaving them nowhere. */
+static int handshake_cmd(struct rds *r, int argc, const char **argv, const size_t *lens)
 {
     struct rds_cmd *c = calloc(1, sizeof *c);
     if (!c || format_into(r, argc, argv, lens) < 0) {
         free(c);
-        drop(r, "out of memory");
-        return;
+        return -1;
     }
     c->r = r;
     c->handshake = true;
     queue(r, c);
     r->handshake_left++;
+    return 0;
 }
 
 static void on_write(struct ev_loop *loop, ev_io *w, int revents);
@@ -310,35 +312,41 @@ static void handshake(struct rds *r)
     struct rds_cmd *user = r->head;
     r->head = r->tail = NULL;
     r->handshake_left = 0;
+    int oom = 0;
     const char *pw = r->cfg.password ? r->cfg.password : r->cfg.addr.password;
     if (pw && *pw) {
         if (r->cfg.addr.user[0]) {
             const char *argv[] = { "AUTH", r->cfg.addr.user, pw };
-            handshake_cmd(r, 3, argv, (size_t[]){ 4, strlen(argv[1]), strlen(pw) });
+            oom |= handshake_cmd(r, 3, argv, (size_t[]){ 4, strlen(argv[1]), strlen(pw) });
         } else {
             const char *argv[] = { "AUTH", pw };
-            handshake_cmd(r, 2, argv, (size_t[]){ 4, strlen(pw) });
+            oom |= handshake_cmd(r, 2, argv, (size_t[]){ 4, strlen(pw) });
         }
     }
     if (r->cfg.addr.db) {
         char db[16];
         snprintf(db, sizeof db, "%d", r->cfg.addr.db);
         const char *argv[] = { "SELECT", db };
-        handshake_cmd(r, 2, argv, (size_t[]){ 6, strlen(db) });
+        oom |= handshake_cmd(r, 2, argv, (size_t[]){ 6, strlen(db) });
     }
     if (r->cfg.name[0]) {
         const char *argv[] = { "CLIENT", "SETNAME", r->cfg.name };
-        handshake_cmd(r, 3, argv, (size_t[]){ 6, 7, strlen(r->cfg.name) });
+        oom |= handshake_cmd(r, 3, argv, (size_t[]){ 6, 7, strlen(r->cfg.name) });
     }
     {
         const char *argv[] = { "PING" };
-        handshake_cmd(r, 1, argv, (size_t[]){ 4 });
+        oom |= handshake_cmd(r, 1, argv, (size_t[]){ 4 });
     }
     /* The waiting commands' replies follow the handshake's. */
     if (r->tail) r->tail->next = user;
     else r->head = user;
     while (r->tail && r->tail->next) r->tail = r->tail->next;
     if (!r->tail) r->tail = user;
+    if (oom) {
+        free(waiting);
+        drop(r, "out of memory");
+        return;
+    }
     if (wlen) {
         int rc = out_append(r, waiting, wlen);
         free(waiting);
