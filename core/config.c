@@ -704,6 +704,7 @@ static const struct field redis_fields[] = {
     REDIS(probe_interval, F_DOUBLE, 0.05, 3600),
     { "linger", F_DOUBLE, offsetof(struct cfg_redis, linger), 0, true, 3600 },
     REDIS(max_pending, F_SIZE, 1024, (double)(1ull << 32)),
+    REDIS(max_reply, F_SIZE, 1024, (double)(1ull << 32)),
     REDIS(max_in_flight, F_SIZE, 1, 1000000),
     REDIS(presence_ttl, F_DOUBLE, 1, 86400),
     REDIS(node_lease, F_DOUBLE, 0.3, 3600),
@@ -776,7 +777,7 @@ static int read_redis(struct loader *ld, struct config *cfg)
             if (!f->name)
                 return failf(ld, "redis", k, "redis.%s is not a known setting (known: url, shards, "
                              "password, prefix, connect_timeout, timeout, probe_interval, "
-                             "linger, backoff, max_pending, max_in_flight, presence_ttl, "
+                             "linger, backoff, max_pending, max_reply, max_in_flight, presence_ttl, "
                              "node_lease)", k);
             if (read_field(ld, "redis", k, f, r) < 0) return -1;
         }

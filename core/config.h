@@ -139,6 +139,7 @@ struct cfg_redis {
     double backoff_min, backoff_max; /* seconds: reconnects use full jitter between them */
     double linger;          /* seconds a topic stays subscribed after its last local subscriber */
     size_t max_pending;     /* bytes of commands waiting per connection */
+    size_t max_reply;       /* bytes one reply may take (0: 64 MiB) */
     size_t max_in_flight;   /* mw.redis.call calls one app may have waiting */
     double presence_ttl;    /* seconds a presence entry lives unless refreshed (every ttl/3) */
     double node_lease;      /* seconds a node's entries outlive it (renewed every lease/3) */

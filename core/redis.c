@@ -45,6 +45,7 @@ struct rds {
     ev_timer later;      /* runs the fail queue */
     unsigned attempt;
     redisReader *reader;
+    size_t reply_bytes;  /* fed to the reader since its last complete reply */
     char *out;
     size_t out_len, out_pos, out_cap;
     struct rds_cmd *head, *tail;       /* awaiting replies, in order */
@@ -166,6 +167,10 @@ static double jitter(double max)
 }
 
 /* Closes the socket, fails what waited, and schedules the next try. */
+/* The reason given to the waiting commands when a reply outgrows max_reply. */
+static const char TOO_LARGE[] = "too large: a reply from Redis was larger than redis.max_reply; ask for less "
+                                "at once (LRANGE/XRANGE with bounds, HSCAN) or raise redis.max_reply";
+
 static void drop(struct rds *r, const char *why)
 {
     if (r->query) {
@@ -190,7 +195,7 @@ static void drop(struct rds *r, const char *why)
     while (c) {
         struct rds_cmd *next = c->next;
         if (c->handshake) free(c);
-        else fail_later(r, c, "lost");
+        else fail_later(r, c, why == TOO_LARGE ? TOO_LARGE : "lost");
         c = next;
     }
     if (r->closing) {
@@ -258,18 +263,20 @@ static void queue(struct rds *r, struct rds_cmd *c)
     r->tail = c;
 }
 
-static void handshake_cmd(struct rds *r, int argc, const char **argv, const size_t *lens)
+/* -1: out of memory; the caller drops the connection once the waiting commands are queued
+ * again, so that drop() fails them rather than leaving them nowhere. */
+static int handshake_cmd(struct rds *r, int argc, const char **argv, const size_t *lens)
 {
     struct rds_cmd *c = calloc(1, sizeof *c);
     if (!c || format_into(r, argc, argv, lens) < 0) {
         free(c);
-        drop(r, "out of memory");
-        return;
+        return -1;
     }
     c->r = r;
     c->handshake = true;
     queue(r, c);
     r->handshake_left++;
+    return 0;
 }
 
 static void on_write(struct ev_loop *loop, ev_io *w, int revents);
@@ -283,6 +290,7 @@ static void handshake(struct rds *r)
     ev_io_set(&r->rio, r->fd, EV_READ);
     ev_io_start(r->loop, &r->rio);
     r->reader = redisReaderCreate();
+    r->reply_bytes = 0;
     if (!r->reader) {
         drop(r, "out of memory");
         return;
@@ -304,35 +312,41 @@ static void handshake(struct rds *r)
     struct rds_cmd *user = r->head;
     r->head = r->tail = NULL;
     r->handshake_left = 0;
+    int oom = 0;
     const char *pw = r->cfg.password ? r->cfg.password : r->cfg.addr.password;
     if (pw && *pw) {
         if (r->cfg.addr.user[0]) {
             const char *argv[] = { "AUTH", r->cfg.addr.user, pw };
-            handshake_cmd(r, 3, argv, (size_t[]){ 4, strlen(argv[1]), strlen(pw) });
+            oom |= handshake_cmd(r, 3, argv, (size_t[]){ 4, strlen(argv[1]), strlen(pw) });
         } else {
             const char *argv[] = { "AUTH", pw };
-            handshake_cmd(r, 2, argv, (size_t[]){ 4, strlen(pw) });
+            oom |= handshake_cmd(r, 2, argv, (size_t[]){ 4, strlen(pw) });
         }
     }
     if (r->cfg.addr.db) {
         char db[16];
         snprintf(db, sizeof db, "%d", r->cfg.addr.db);
         const char *argv[] = { "SELECT", db };
-        handshake_cmd(r, 2, argv, (size_t[]){ 6, strlen(db) });
+        oom |= handshake_cmd(r, 2, argv, (size_t[]){ 6, strlen(db) });
     }
     if (r->cfg.name[0]) {
         const char *argv[] = { "CLIENT", "SETNAME", r->cfg.name };
-        handshake_cmd(r, 3, argv, (size_t[]){ 6, 7, strlen(r->cfg.name) });
+        oom |= handshake_cmd(r, 3, argv, (size_t[]){ 6, 7, strlen(r->cfg.name) });
     }
     {
         const char *argv[] = { "PING" };
-        handshake_cmd(r, 1, argv, (size_t[]){ 4 });
+        oom |= handshake_cmd(r, 1, argv, (size_t[]){ 4 });
     }
     /* The waiting commands' replies follow the handshake's. */
     if (r->tail) r->tail->next = user;
     else r->head = user;
     while (r->tail && r->tail->next) r->tail = r->tail->next;
     if (!r->tail) r->tail = user;
+    if (oom) {
+        free(waiting);
+        drop(r, "out of memory");
+        return;
+    }
     if (wlen) {
         int rc = out_append(r, waiting, wlen);
         free(waiting);
@@ -453,10 +467,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
             drop(r, "out of memory");
             return;
         }
-        if (r->reader->len - r->reader->pos > r->cfg.max_reply) {
-            drop(r, "a reply larger than max_reply");
-            return;
-        }
+        r->reply_bytes += (size_t)n;
         for (;;) {
             void *reply = NULL;
             if (redisReaderGetReply(r->reader, &reply) != REDIS_OK) {
@@ -466,6 +477,8 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
                 return;
             }
             if (!reply) break;
+            /* What is left unparsed belongs to the replies that follow. */
+            r->reply_bytes = r->reader->len - r->reader->pos;
             struct rds_cmd *c = r->head;
             if (c) {
                 r->head = c->next;
@@ -481,6 +494,12 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
             }
             freeReplyObject(reply);
             if (r->fd < 0) return; /* dropped meanwhile */
+        }
+        /* hiredis trims its buffer while it builds an aggregate: count the bytes fed since the
+         * last complete reply, which bounds the reply tree too. */
+        if (r->reply_bytes > r->cfg.max_reply) {
+            drop(r, TOO_LARGE);
+            return;
         }
         if ((size_t)n < sizeof buf) break;
     }

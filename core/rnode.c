@@ -124,7 +124,8 @@ struct chan {
     bool placing;        /* the topic's offset is being read: SUBSCRIBE waits for it */
     unsigned tries;
     struct held *held, *held_tail;
-    size_t nheld;
+    size_t nheld, held_bytes;
+    bool overflow;       /* past MAX_HELD(_BYTES): nothing more is held; the stream is read again */
     size_t topic_off;    /* the topic starts here in name */
     size_t len;
     char name[];
@@ -146,6 +147,7 @@ struct held {
     char data[];
 };
 #define MAX_HELD 100000
+#define MAX_HELD_BYTES ((size_t)8 << 20)
 
 struct rport {
     struct rnode *n;
@@ -476,9 +478,18 @@ static void in_order(struct chan *c, const struct hist_pos *pos, const char *dat
 static void hold(struct chan *c, const struct hist_pos *pos, const char *data, size_t len,
                  bool binary)
 {
-    if (c->nheld >= MAX_HELD) return; /* the fill reads it from the stream again */
+    /* Past the limits (or out of memory) nothing more is held until the fill is done: what
+     * is not held is in the stream, which filled() reads again. */
+    if (c->overflow) return;
+    if (c->nheld >= MAX_HELD || len > MAX_HELD_BYTES - c->held_bytes) {
+        c->overflow = true;
+        return;
+    }
     struct held *h = malloc(sizeof *h + len);
-    if (!h) return;
+    if (!h) {
+        c->overflow = true;
+        return;
+    }
     h->next = NULL;
     h->pos = *pos;
     h->binary = binary;
@@ -488,6 +499,7 @@ static void hold(struct chan *c, const struct hist_pos *pos, const char *data, s
     else c->held = h;
     c->held_tail = h;
     c->nheld++;
+    c->held_bytes += len;
 }
 
 static void stored_arrived(struct chan *c, const struct hist_pos *pos, const char *data,
@@ -521,7 +533,9 @@ static void filled(void *ud, const redisReply *r, const char *err)
     c->filling = false;
     struct held *h = c->held;
     c->held = c->held_tail = NULL;
-    c->nheld = 0;
+    c->nheld = c->held_bytes = 0;
+    bool over = c->overflow;
+    c->overflow = false;
     if (err && strcmp(err, "closed") == 0) {
         /* Shutting down: the apps are gone; nothing is delivered. */
         while (h) {
@@ -567,6 +581,8 @@ static void filled(void *ud, const redisReply *r, const char *err)
         free(h);
         h = next;
     }
+    /* What was not held came after the held: it is in the stream. */
+    if (over && ok && !c->filling) fill_gap(c);
 }
 
 static void fill_gap(struct chan *c)
@@ -706,6 +722,7 @@ struct rnode *rnode_new(struct ev_loop *loop, const struct cfg_redis *cfg, unsig
         rc.backoff_min = cfg->backoff_min;
         rc.backoff_max = cfg->backoff_max;
         rc.max_pending = cfg->max_pending;
+        rc.max_reply = cfg->max_reply;
         snprintf(rc.name, sizeof rc.name, "mw:%s:%u", node_hex, worker);
         __atomic_add_fetch(&down_total, 2, __ATOMIC_RELAXED);
         s->cmd = rds_new(loop, n->dns, &rc, &(struct rds_callbacks){ cmd_state, NULL, s });
@@ -1041,7 +1058,10 @@ struct rds_cmd *rnode_history_read(struct rnode *n, struct lb_app *app, const ch
     size_t off;
     int nl = chan_name(n, p, topic, len, name, sizeof name, &off);
     int kl = history_keys(p, topic, len, meta, stream, sizeof meta);
-    if (nl < 0 || kl < 0 || !rule) return NULL;
+    if (!rule) return NULL;
+    if (nl < 0 || kl < 0)
+        return rds_fail(n->shards[0].cmd, "the topic is too long for a Redis key: shorten it or "
+                        "lower limits.max_topic_length", done, ud);
     struct shard *s = &n->shards[shard_of(n, name + strlen(n->cfg.prefix) + 3,
                                           (size_t)nl - strlen(n->cfg.prefix) - 3)];
     char ttl[24], epoch[HIST_EPOCH_LEN + 1];

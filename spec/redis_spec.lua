@@ -147,6 +147,20 @@ describe("redis", function()
             c:close()
         end)
 
+        it("answers nil and a reason for an aggregate reply over max_reply, then goes on", function()
+            local srv = start_node('redis = { url = "' .. rd:url() .. '", max_reply = "4K", ' ..
+                                   'backoff = { min = 0.05, max = 0.2 } }\n')
+            local items = {}
+            for i = 1, 2000 do items[i] = ("item%05d"):format(i) end
+            rd:cli("RPUSH", "big", table.unpack(items))
+            local c = assert(ws.connect(srv.port))
+            local r = command(c, "call LRANGE big 0 -1")
+            assert.truthy(r:find("^nil|too large: .*max_reply"), r)
+            assert.is_true(wait_until(function() return readyz(srv) == 200 end))
+            assert.are.equal("[item00001,item00002]|nil", command(c, "call LRANGE big 0 1"))
+            c:close()
+        end)
+
         it("times out, and says Redis is unavailable while it is down", function()
             local srv = start_node('redis = { url = "' .. rd:url() .. '", timeout = 0.3, ' ..
                                    'backoff = { min = 0.05, max = 0.2 } }\n')
@@ -273,6 +287,17 @@ describe("redis", function()
             for _, c in ipairs(subs) do c:close() end
             pa:close()
             pb:close()
+        end)
+
+        it("answers nil and a reason when a topic is too long for a Redis key", function()
+            local a = start_node(HIST .. 'redis = "' .. rd:url() .. '"\n' ..
+                                 'limits = { max_topic_length = 4096 }\n')
+            local c = assert(ws.connect(a.port))
+            local h, err = hist(c, "h:" .. ("x"):rep(1100))
+            assert.is_nil(h)
+            assert.truthy(err:find("too long for a Redis key", 1, true), err)
+            assert.are.equal(0, assert(hist(c, "h:short")).offset)
+            c:close()
         end)
 
         it("delivers what is published before Redis confirms the node's SUBSCRIBE", function()
