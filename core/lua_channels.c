@@ -430,6 +430,7 @@ static void read_done(void *ud, const redisReply *rep, const char *err)
         return;
     }
     /* The held publications past what was sent, then live. */
+    const char *last_epoch = ep;
     for (size_t i = 0; alive && i < r->nheld; i++) {
         const struct held *h = &r->held[i];
         if (strcmp(h->pos.epoch, ep) == 0 && h->pos.offset <= r->last) continue;
@@ -438,13 +439,14 @@ static void read_done(void *ud, const redisReply *rep, const char *err)
         bool binary = (h->frame->data[0] & 0x0F) == WS_OP_BINARY;
         alive = recovery_send(r, h->pos.offset, h->pos.epoch, d, dl, binary);
         r->last = h->pos.offset;
+        last_epoch = h->pos.epoch;
     }
     if (!r->ended) {
         /* Publications up to last may still be on their way on the subscriber connection
          * (another socket than the read's): they are skipped for c. A new epoch resets it
          * (ps_history_lost). */
         ps_hold(&r->app->ps, c, r->topic, r->len, NULL, NULL);
-        ps_skip_to(&r->app->ps, c, r->topic, r->len, r->last);
+        ps_skip_to(&r->app->ps, c, r->topic, r->len, r->last, last_epoch);
     }
     recovery_free(r);
 }
@@ -533,7 +535,7 @@ static void subscribe(struct lb_app *app, struct conn *c, uint64_t id, const cha
         return;
     }
     bool ok = subscribe_or_say(app, c, id, topic, len);
-    if (ok) ps_skip_to(&app->ps, c, topic, len, r.top.offset);
+    if (ok) ps_skip_to(&app->ps, c, topic, len, r.top.offset, r.top.epoch);
     history_unlock(h);
     if (ok) {
         bool recovered = !has_since || r.recovered;

@@ -144,7 +144,9 @@ int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *fr
     uint64_t offset = pos ? pos->offset : 0;
     for (uint32_t i = 0; i < n; i++) {
         const struct topic_member *m = &t->members[i];
-        members[i] = offset && m->skip_to >= offset ? NULL : m->member;
+        bool sent_already = offset && m->skip_to >= offset &&
+                            strcmp(m->skip_epoch, pos->epoch) == 0;
+        members[i] = sent_already ? NULL : m->member;
         if (members[i] && m->hold_ops) {
             m->hold_ops->deliver(m->hold, frame, pos);
             members[i] = NULL;
@@ -181,13 +183,15 @@ int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *fr
 }
 
 void ps_skip_to(struct pubsub *ps, struct conn *c, const char *topic, size_t len,
-                uint64_t offset)
+                uint64_t offset, const char *epoch)
 {
     const struct topic_set *set = conn_topics(c);
     for (uint32_t i = 0; i < set->count; i++) {
         struct topic *t = set->refs[i].topic;
         if (t->name_len == len && memcmp(t->name, topic, len) == 0) {
-            t->members[set->refs[i].index].skip_to = offset;
+            struct topic_member *m = &t->members[set->refs[i].index];
+            m->skip_to = offset;
+            snprintf(m->skip_epoch, sizeof m->skip_epoch, "%s", epoch ? epoch : "");
             return;
         }
     }

@@ -113,10 +113,11 @@ int ps_publish(struct pubsub *ps, const char *topic, size_t len, const void *dat
 int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *frame,
                const struct hist_pos *pos, size_t *sent);
 
-/* Delivery of c's subscription to topic skips publications at or below offset from now on
- * (what a moonwire.v1 recovery has sent it already). */
+/* Delivery of c's subscription to topic skips publications at or below offset in epoch from
+ * now on (what a moonwire.v1 recovery has sent it already); publications in another epoch are
+ * delivered. */
 void ps_skip_to(struct pubsub *ps, struct conn *c, const char *topic, size_t len,
-                uint64_t offset);
+                uint64_t offset, const char *epoch);
 
 /* Holding a subscriber's publications (moonwire.v1 recovery from an engine's history: the
  * range is read asynchronously while live publications keep coming). */

@@ -51,7 +51,7 @@ return { message = function(conn, data) conn:send(data) end }
 ]=]
 
 local CONFIG = [[
-history = { ["h:"] = { size = 20, ttl = 600 } }
+history = { ["h:"] = { size = 20, ttl = 600 }, ["x:"] = { size = 20, ttl = 0.3 } }
 limits = { max_subscriptions = 5 }
 ]]
 
@@ -291,6 +291,26 @@ describe("moonwire.v1", function()
             assert.are.same({ "p", "h:a", 4, s[3].e, "1" }, recv(c))
             c:close()
         end)
+
+        it("a subscriber keeps getting publications after the history starts a new epoch",
+            function()
+                -- Subscribed at offset 3; the stream expires (ttl 0.3) and starts again at 1.
+                local p = open_v1(srv)
+                send(p, { "m", "pub x:a 3" })
+                recv(p)
+                local c = open_v1(srv)
+                send(c, { "s", 1, "x:a" })
+                local s = recv(c)
+                assert.are.same({ "S", 1, true, 3 }, { s[1], s[2], s[3].recovered, s[3].o })
+                socket.sleep(0.6)
+                send(p, { "m", "pub x:a 2" })
+                local p1, p2 = recv(c), recv(c)
+                assert.are.same({ "p", "x:a", 1, "1" }, { p1[1], p1[2], p1[3], p1[5] })
+                assert.are.same({ "p", "x:a", 2, "2" }, { p2[1], p2[2], p2[3], p2[5] })
+                assert.are_not.equal(s[3].e, p1[4])
+                p:close()
+                c:close()
+            end)
 
         it("sends what was missed in order, then live, no gap and no duplicate", function()
             local c = open_v1(srv)
