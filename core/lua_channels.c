@@ -539,7 +539,7 @@ static void subscribe(struct lb_app *app, struct conn *c, uint64_t id, const cha
     history_unlock(h);
     if (ok) {
         bool recovered = !has_since || r.recovered;
-        send_subscribed(c, id, recovered, &r.top);
+        send_subscribed(c, id, recovered, r.top.epoch[0] ? &r.top : NULL);
         for (size_t i = 0; has_since && r.recovered && i < r.count && conn_is_open(c); i++) {
             const struct hist_entry *e = r.entries[i];
             struct obuf *f = ch_publication_frame(topic, len, e->offset, r.top.epoch, e->data,
