@@ -678,10 +678,15 @@ void lb_ch_answer(lua_State *L, struct lb_app *app, struct conn *c)
     }
     if (op == 's') {
         /* The handler may have subscribed c itself (conn:subscribe). */
-        if (subscribed_to(c, topic, tlen)) ps_unsubscribe(&app->ps, c, topic, tlen);
+        /* It subscribes again (the answer and any recovery come first), keeping the presence
+         * the handler may have set (conn:subscribe(topic, { presence = info })). */
+        bool was = subscribed_to(c, topic, tlen);
+        if (was) ps_unsubscribe_keep_presence(&app->ps, c, topic, tlen);
         const char *epoch = lua_type(L, 10) == LUA_TSTRING ? lua_tolstring(L, 10, &elen) : "";
         subscribe(app, c, id, topic, tlen, !lua_isnil(L, 9), (uint64_t)lua_tointeger(L, 9),
                   epoch);
+        if (was && !subscribed_to(c, topic, tlen))
+            ps_presence_left(&app->ps, c, topic, tlen);
         return;
     }
     size_t dlen;

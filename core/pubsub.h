@@ -90,6 +90,12 @@ void ps_free(struct pubsub *ps);
 int ps_subscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t len);
 /* Returns 1 when c was subscribed (and now is not), 0 otherwise. */
 int ps_unsubscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t len);
+/* ps_unsubscribe, but c's presence on topic (local and the engine's) stays: c subscribes again
+ * at once (a moonwire.v1 subscribe the app's handler had done itself). If that fails, end the
+ * presence with ps_presence_left. */
+int ps_unsubscribe_keep_presence(struct pubsub *ps, struct conn *c, const char *topic,
+                                 size_t len);
+void ps_presence_left(struct pubsub *ps, struct conn *c, const char *topic, size_t len);
 /* Ends every subscription of c (its WebSocket ended). */
 void ps_leave_all(struct pubsub *ps, struct conn *c);
 

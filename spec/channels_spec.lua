@@ -15,6 +15,7 @@ function app.subscribe(conn, topic, info)
     if topic:match("^secret") then return false, "secret topics need a key" end
     if topic == "slow" then mw.sleep(0.05) end
     if topic == "boom" then error("boom") end
+    if topic:match("^pres") then assert(conn:subscribe(topic, { presence = "me" })) end
     if info then mw.log("info", "recover " .. topic .. " " .. info.offset .. " " .. info.epoch) end
     return true
 end
@@ -37,6 +38,10 @@ function app.message(conn, data, is_binary)
         conn:send("published " .. n)
     elseif cmd == "pubbin" then
         mw.publish(arg, "\0\1\255", true)
+    elseif cmd == "who" then -- who TOPIC: mw.presence and the infos
+        local infos = {}
+        for _, e in ipairs(mw.presence_list(arg)) do infos[#infos + 1] = e.info end
+        conn:send("who " .. mw.presence(arg) .. " " .. table.concat(infos, ","))
     else
         conn:send("echo " .. data, is_binary)
     end
@@ -171,6 +176,21 @@ describe("moonwire.v1", function()
             assert.are.same({ "from v1", ws.op.text }, { raw:recv_message(3) })
             raw:close()
             v1:close()
+        end)
+
+        it("keeps the presence app.subscribe set with conn:subscribe", function()
+            local c = open_v1(srv)
+            send(c, { "s", 1, "pres-a" })
+            assert.are.same({ "S", 1, { recovered = true } }, recv(c))
+            send(c, { "m", "who pres-a" })
+            assert.are.same({ "m", "who 1 me" }, recv(c))
+            send(c, { "m", "pub pres-a 1" })
+            assert.are.same({ "p", "pres-a", 0, "", "1" }, recv(c))
+            assert.are.same({ "m", "published 1" }, recv(c))
+            send(c, { "u", 2, "pres-a" }) -- not answered
+            send(c, { "m", "who pres-a" })
+            assert.are.same({ "m", "who 0 " }, recv(c))
+            c:close()
         end)
 
         it("client publishes reach subscribers when app.publish allows them", function()
