@@ -292,8 +292,19 @@ int history_read(struct history *h, unsigned ns, const char *topic, size_t len, 
     memset(out, 0, sizeof *out);
     const struct hist_rule *rule = history_rule(h, topic, len);
     if (!rule) return HIST_E_NORULE;
-    struct hist_topic *t = find(h, ns, topic, len, rule, now, true);
-    if (!t) return HIST_E_NOMEM;
+    struct hist_topic *t = find(h, ns, topic, len, rule, now, false);
+    if (!t) {
+        /* An empty stream for a read must not evict streams that hold publications (a client
+         * subscribing to many new topics would wipe everyone's history): when it does not fit,
+         * the answer has no position (offset 0, epoch "") and is not a recovery. */
+        size_t sz = sizeof(struct hist_topic) + len + (size_t)rule->size * sizeof(void *);
+        if (h->max_bytes && h->bytes + sz > h->max_bytes) {
+            out->recovered = !since_given;
+            return 0;
+        }
+        t = find(h, ns, topic, len, rule, now, true);
+        if (!t) return HIST_E_NOMEM;
+    }
     out->top.offset = t->top;
     memcpy(out->top.epoch, t->epoch, sizeof out->top.epoch);
     uint64_t oldest = t->count ? t->ring[t->first]->offset : t->top + 1;

@@ -99,7 +99,8 @@ struct hist_range {
 };
 
 /* Reads app ns's topic (lock held), creating its (empty) stream when there is none so that its
- * epoch holds from now on. With since_given: the publications after since when they are all
+ * epoch holds from now on; when that stream does not fit in max_bytes, nothing is evicted for it
+ * and the answer has no position (top offset 0, epoch ""). With since_given: the publications after since when they are all
  * still held and epoch (when not NULL) is the stream's, else none and recovered = false.
  * Without: every publication held, recovered = true. Returns 0, HIST_E_NORULE or HIST_E_NOMEM. */
 int history_read(struct history *h, unsigned ns, const char *topic, size_t len, bool since_given,

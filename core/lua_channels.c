@@ -430,6 +430,7 @@ static void read_done(void *ud, const redisReply *rep, const char *err)
         return;
     }
     /* The held publications past what was sent, then live. */
+    const char *last_epoch = ep;
     for (size_t i = 0; alive && i < r->nheld; i++) {
         const struct held *h = &r->held[i];
         if (strcmp(h->pos.epoch, ep) == 0 && h->pos.offset <= r->last) continue;
@@ -438,13 +439,14 @@ static void read_done(void *ud, const redisReply *rep, const char *err)
         bool binary = (h->frame->data[0] & 0x0F) == WS_OP_BINARY;
         alive = recovery_send(r, h->pos.offset, h->pos.epoch, d, dl, binary);
         r->last = h->pos.offset;
+        last_epoch = h->pos.epoch;
     }
     if (!r->ended) {
         /* Publications up to last may still be on their way on the subscriber connection
          * (another socket than the read's): they are skipped for c. A new epoch resets it
          * (ps_history_lost). */
         ps_hold(&r->app->ps, c, r->topic, r->len, NULL, NULL);
-        ps_skip_to(&r->app->ps, c, r->topic, r->len, r->last);
+        ps_skip_to(&r->app->ps, c, r->topic, r->len, r->last, last_epoch);
     }
     recovery_free(r);
 }
@@ -533,11 +535,11 @@ static void subscribe(struct lb_app *app, struct conn *c, uint64_t id, const cha
         return;
     }
     bool ok = subscribe_or_say(app, c, id, topic, len);
-    if (ok) ps_skip_to(&app->ps, c, topic, len, r.top.offset);
+    if (ok) ps_skip_to(&app->ps, c, topic, len, r.top.offset, r.top.epoch);
     history_unlock(h);
     if (ok) {
         bool recovered = !has_since || r.recovered;
-        send_subscribed(c, id, recovered, &r.top);
+        send_subscribed(c, id, recovered, r.top.epoch[0] ? &r.top : NULL);
         for (size_t i = 0; has_since && r.recovered && i < r.count && conn_is_open(c); i++) {
             const struct hist_entry *e = r.entries[i];
             struct obuf *f = ch_publication_frame(topic, len, e->offset, r.top.epoch, e->data,
@@ -676,10 +678,15 @@ void lb_ch_answer(lua_State *L, struct lb_app *app, struct conn *c)
     }
     if (op == 's') {
         /* The handler may have subscribed c itself (conn:subscribe). */
-        if (subscribed_to(c, topic, tlen)) ps_unsubscribe(&app->ps, c, topic, tlen);
+        /* It subscribes again (the answer and any recovery come first), keeping the presence
+         * the handler may have set (conn:subscribe(topic, { presence = info })). */
+        bool was = subscribed_to(c, topic, tlen);
+        if (was) ps_unsubscribe_keep_presence(&app->ps, c, topic, tlen);
         const char *epoch = lua_type(L, 10) == LUA_TSTRING ? lua_tolstring(L, 10, &elen) : "";
         subscribe(app, c, id, topic, tlen, !lua_isnil(L, 9), (uint64_t)lua_tointeger(L, 9),
                   epoch);
+        if (was && !subscribed_to(c, topic, tlen))
+            ps_presence_left(&app->ps, c, topic, tlen);
         return;
     }
     size_t dlen;

@@ -57,29 +57,50 @@ static void end_hold(struct topic *t, uint32_t index)
     ops->end(hold);
 }
 
-/* Tells the engine that a subscriber leaves t (and when it is the last), before it is gone. */
-static void tell_last(struct pubsub *ps, const struct topic *t, struct conn *c)
+/* Tells the engine that a subscriber leaves t (and when it is the last), before it is gone;
+ * with keep_presence, not what it keeps per connection and topic. */
+static void tell_last(struct pubsub *ps, const struct topic *t, struct conn *c,
+                      bool keep_presence)
 {
-    if (ps->engine && ps->engine->left) ps->engine->left(ps->engine_ctx, c, t->name, t->name_len);
+    if (!keep_presence && ps->engine && ps->engine->left)
+        ps->engine->left(ps->engine_ctx, c, t->name, t->name_len);
     if (ps->engine && ps->engine->changed)
         ps->engine->changed(ps->engine_ctx, t->name, t->name_len, -1, t->count - 1);
     if (ps->engine && ps->engine->last_subscriber && t->count == 1)
         ps->engine->last_subscriber(ps->engine_ctx, t->name, t->name_len);
 }
 
-int ps_unsubscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t len)
+static int unsubscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t len,
+                       bool keep_presence)
 {
     struct topic_set *set = conn_topics(c);
     for (uint32_t i = 0; i < set->count; i++) {
         struct topic *t = set->refs[i].topic;
         if (t->name_len == len && memcmp(t->name, topic, len) == 0) {
             end_hold(t, set->refs[i].index);
-            if (ps->engine) tell_last(ps, t, c);
+            if (ps->engine) tell_last(ps, t, c, keep_presence);
             break;
         }
     }
-    lpres_left(c, topic, len);
+    if (!keep_presence) lpres_left(c, topic, len);
     return topic_unsubscribe(&ps->topics, set, topic, len);
+}
+
+int ps_unsubscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t len)
+{
+    return unsubscribe(ps, c, topic, len, false);
+}
+
+int ps_unsubscribe_keep_presence(struct pubsub *ps, struct conn *c, const char *topic,
+                                 size_t len)
+{
+    return unsubscribe(ps, c, topic, len, true);
+}
+
+void ps_presence_left(struct pubsub *ps, struct conn *c, const char *topic, size_t len)
+{
+    if (ps->engine && ps->engine->left) ps->engine->left(ps->engine_ctx, c, topic, len);
+    lpres_left(c, topic, len);
 }
 
 void ps_leave_all(struct pubsub *ps, struct conn *c)
@@ -87,7 +108,7 @@ void ps_leave_all(struct pubsub *ps, struct conn *c)
     struct topic_set *set = conn_topics(c);
     for (uint32_t i = 0; i < set->count; i++) end_hold(set->refs[i].topic, set->refs[i].index);
     if (ps->engine)
-        for (uint32_t i = 0; i < set->count; i++) tell_last(ps, set->refs[i].topic, c);
+        for (uint32_t i = 0; i < set->count; i++) tell_last(ps, set->refs[i].topic, c, false);
     for (uint32_t i = 0; i < set->count; i++)
         lpres_left(c, set->refs[i].topic->name, set->refs[i].topic->name_len);
     topic_leave_all(&ps->topics, set);
@@ -144,7 +165,9 @@ int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *fr
     uint64_t offset = pos ? pos->offset : 0;
     for (uint32_t i = 0; i < n; i++) {
         const struct topic_member *m = &t->members[i];
-        members[i] = offset && m->skip_to >= offset ? NULL : m->member;
+        bool sent_already = offset && m->skip_to >= offset &&
+                            strcmp(m->skip_epoch, pos->epoch) == 0;
+        members[i] = sent_already ? NULL : m->member;
         if (members[i] && m->hold_ops) {
             m->hold_ops->deliver(m->hold, frame, pos);
             members[i] = NULL;
@@ -181,13 +204,15 @@ int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *fr
 }
 
 void ps_skip_to(struct pubsub *ps, struct conn *c, const char *topic, size_t len,
-                uint64_t offset)
+                uint64_t offset, const char *epoch)
 {
     const struct topic_set *set = conn_topics(c);
     for (uint32_t i = 0; i < set->count; i++) {
         struct topic *t = set->refs[i].topic;
         if (t->name_len == len && memcmp(t->name, topic, len) == 0) {
-            t->members[set->refs[i].index].skip_to = offset;
+            struct topic_member *m = &t->members[set->refs[i].index];
+            m->skip_to = offset;
+            snprintf(m->skip_epoch, sizeof m->skip_epoch, "%s", epoch ? epoch : "");
             return;
         }
     }

@@ -90,6 +90,12 @@ void ps_free(struct pubsub *ps);
 int ps_subscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t len);
 /* Returns 1 when c was subscribed (and now is not), 0 otherwise. */
 int ps_unsubscribe(struct pubsub *ps, struct conn *c, const char *topic, size_t len);
+/* ps_unsubscribe, but c's presence on topic (local and the engine's) stays: c subscribes again
+ * at once (a moonwire.v1 subscribe the app's handler had done itself). If that fails, end the
+ * presence with ps_presence_left. */
+int ps_unsubscribe_keep_presence(struct pubsub *ps, struct conn *c, const char *topic,
+                                 size_t len);
+void ps_presence_left(struct pubsub *ps, struct conn *c, const char *topic, size_t len);
 /* Ends every subscription of c (its WebSocket ended). */
 void ps_leave_all(struct pubsub *ps, struct conn *c);
 
@@ -113,10 +119,11 @@ int ps_publish(struct pubsub *ps, const char *topic, size_t len, const void *dat
 int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *frame,
                const struct hist_pos *pos, size_t *sent);
 
-/* Delivery of c's subscription to topic skips publications at or below offset from now on
- * (what a moonwire.v1 recovery has sent it already). */
+/* Delivery of c's subscription to topic skips publications at or below offset in epoch from
+ * now on (what a moonwire.v1 recovery has sent it already); publications in another epoch are
+ * delivered. */
 void ps_skip_to(struct pubsub *ps, struct conn *c, const char *topic, size_t len,
-                uint64_t offset);
+                uint64_t offset, const char *epoch);
 
 /* Holding a subscriber's publications (moonwire.v1 recovery from an engine's history: the
  * range is read asynchronously while live publications keep coming). */

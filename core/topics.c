@@ -116,7 +116,7 @@ int topic_subscribe(struct topic_table *t, struct topic_set *set, void *member, 
         }
         return TOPIC_E_NOMEM;
     }
-    tp->members[tp->count] = (struct topic_member){ member, set, set->count, 0, NULL, NULL };
+    tp->members[tp->count] = (struct topic_member){ .member = member, .set = set, .ref = set->count };
     set->refs[set->count] = (struct topic_ref){ tp, tp->count };
     tp->count++;
     set->count++;

@@ -33,9 +33,12 @@ struct topic_member {
     void *member;
     struct topic_set *set;
     uint32_t ref; /* index of this topic in set->refs */
-    /* History topics: publications at or below this offset are not delivered to this member
-     * (moonwire.v1 recovery sent them already); 0 for all. */
+    /* History topics: publications at or below this offset in epoch skip_epoch are not
+     * delivered to this member (moonwire.v1 recovery sent them already); 0 for all. A
+     * publication in another epoch (the history was dropped and offsets start again) is
+     * always delivered. */
     uint64_t skip_to;
+    char skip_epoch[8 + 1]; /* HIST_EPOCH_LEN + 1, NUL-terminated */
     /* While not NULL, publications for this member go to hold_ops->deliver(hold, ...) instead
      * of being sent (a moonwire.v1 recovery from Redis buffers them; pubsub.h ps_hold). */
     const struct ps_hold_ops *hold_ops;

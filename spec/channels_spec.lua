@@ -15,6 +15,7 @@ function app.subscribe(conn, topic, info)
     if topic:match("^secret") then return false, "secret topics need a key" end
     if topic == "slow" then mw.sleep(0.05) end
     if topic == "boom" then error("boom") end
+    if topic:match("^pres") then assert(conn:subscribe(topic, { presence = "me" })) end
     if info then mw.log("info", "recover " .. topic .. " " .. info.offset .. " " .. info.epoch) end
     return true
 end
@@ -37,6 +38,10 @@ function app.message(conn, data, is_binary)
         conn:send("published " .. n)
     elseif cmd == "pubbin" then
         mw.publish(arg, "\0\1\255", true)
+    elseif cmd == "who" then -- who TOPIC: mw.presence and the infos
+        local infos = {}
+        for _, e in ipairs(mw.presence_list(arg)) do infos[#infos + 1] = e.info end
+        conn:send("who " .. mw.presence(arg) .. " " .. table.concat(infos, ","))
     else
         conn:send("echo " .. data, is_binary)
     end
@@ -51,7 +56,7 @@ return { message = function(conn, data) conn:send(data) end }
 ]=]
 
 local CONFIG = [[
-history = { ["h:"] = { size = 20, ttl = 600 } }
+history = { ["h:"] = { size = 20, ttl = 600 }, ["x:"] = { size = 20, ttl = 0.3 } }
 limits = { max_subscriptions = 5 }
 ]]
 
@@ -173,6 +178,21 @@ describe("moonwire.v1", function()
             v1:close()
         end)
 
+        it("keeps the presence app.subscribe set with conn:subscribe", function()
+            local c = open_v1(srv)
+            send(c, { "s", 1, "pres-a" })
+            assert.are.same({ "S", 1, { recovered = true } }, recv(c))
+            send(c, { "m", "who pres-a" })
+            assert.are.same({ "m", "who 1 me" }, recv(c))
+            send(c, { "m", "pub pres-a 1" })
+            assert.are.same({ "p", "pres-a", 0, "", "1" }, recv(c))
+            assert.are.same({ "m", "published 1" }, recv(c))
+            send(c, { "u", 2, "pres-a" }) -- not answered
+            send(c, { "m", "who pres-a" })
+            assert.are.same({ "m", "who 0 " }, recv(c))
+            c:close()
+        end)
+
         it("client publishes reach subscribers when app.publish allows them", function()
             local a, b = open_v1(srv), open_v1(srv)
             send(b, { "s", 1, "lobby" })
@@ -291,6 +311,26 @@ describe("moonwire.v1", function()
             assert.are.same({ "p", "h:a", 4, s[3].e, "1" }, recv(c))
             c:close()
         end)
+
+        it("a subscriber keeps getting publications after the history starts a new epoch",
+            function()
+                -- Subscribed at offset 3; the stream expires (ttl 0.3) and starts again at 1.
+                local p = open_v1(srv)
+                send(p, { "m", "pub x:a 3" })
+                recv(p)
+                local c = open_v1(srv)
+                send(c, { "s", 1, "x:a" })
+                local s = recv(c)
+                assert.are.same({ "S", 1, true, 3 }, { s[1], s[2], s[3].recovered, s[3].o })
+                socket.sleep(0.6)
+                send(p, { "m", "pub x:a 2" })
+                local p1, p2 = recv(c), recv(c)
+                assert.are.same({ "p", "x:a", 1, "1" }, { p1[1], p1[2], p1[3], p1[5] })
+                assert.are.same({ "p", "x:a", 2, "2" }, { p2[1], p2[2], p2[3], p2[5] })
+                assert.are_not.equal(s[3].e, p1[4])
+                p:close()
+                c:close()
+            end)
 
         it("sends what was missed in order, then live, no gap and no duplicate", function()
             local c = open_v1(srv)

@@ -164,3 +164,34 @@ Test(history, the_byte_cap_evicts_the_least_recently_published)
     free(huge);
     history_free(&h);
 }
+
+Test(history, reading_new_topics_does_not_evict_published_streams)
+{
+    struct history h;
+    history_init(&h, 8192);
+    history_add_rule(&h, T(""), 100, 60);
+    struct hist_pos first;
+    cr_assert_eq(history_append(&h, 0, T("real"), "x", 1, false, 0, &first), 0);
+    /* Each empty stream costs about 100 pointers: 50 of them do not fit in 8 KiB. */
+    struct hist_range r;
+    for (int i = 0; i < 50; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "e%d", i);
+        cr_assert_eq(history_read(&h, 0, name, strlen(name), true, 0, "abcdefgh", 1, &r), 0);
+        cr_assert(!r.recovered);
+        history_range_free(&r);
+        cr_assert_leq(h.bytes, 8192);
+    }
+    cr_assert_eq(h.lost, 0, "no stream was evicted for a read");
+    cr_assert_eq(history_read(&h, 0, T("real"), true, 0, first.epoch, 2, &r), 0);
+    cr_assert(r.recovered, "the published stream is still there");
+    cr_assert_str_eq(r.top.epoch, first.epoch);
+    cr_assert_eq(r.count, 1);
+    history_range_free(&r);
+    /* Without since, a read that does not fit answers recovered with no position. */
+    cr_assert_eq(history_read(&h, 0, T("zz"), false, 0, NULL, 2, &r), 0);
+    cr_assert(r.recovered);
+    cr_assert_eq(r.top.offset, 0);
+    cr_assert_str_eq(r.top.epoch, "");
+    history_free(&h);
+}
