@@ -5,6 +5,7 @@
 local socket = require "socket"
 local ws = require "ws_client"
 local server = require "server"
+local helpers = require "helpers"
 
 -- GET path on the admin listener. Returns status, body, headers.
 local function get(port, path, headers)
@@ -14,17 +15,7 @@ local function get(port, path, headers)
     return resp.status, resp.body, resp.headers
 end
 
--- The samples of a scrape: { ['name{labels}'] = value }.
-local function samples(body)
-    local t = {}
-    for line in body:gmatch("[^\n]+") do
-        if line:sub(1, 1) ~= "#" then
-            local key, value = line:match("^(%S+) (%S+)$")
-            if key then t[key] = tonumber(value) or (value == "+Inf" and math.huge) end
-        end
-    end
-    return t
-end
+local function samples(body) return helpers.metric_samples(body) end
 
 local function promtool_check(body, dir)
     local path = dir .. "/scrape.txt"

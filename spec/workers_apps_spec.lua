@@ -14,17 +14,7 @@ local function get(port, path)
     return resp.status, resp.body
 end
 
--- The samples of a scrape, { ['name{labels}'] = value }; an app's label reads "app".
-local function samples(body)
-    local t = {}
-    for line in body:gmatch("[^\n]+") do
-        if line:sub(1, 1) ~= "#" then
-            local key, value = line:match("^(%S+) (%S+)$")
-            if key then t[(key:gsub('app="[^"]*"', 'app="app"'))] = tonumber(value) end
-        end
-    end
-    return t
-end
+local function samples(body) return helpers.metric_samples(body, true) end
 
 -- Polls /metrics until check(samples) is true (workers copy their figures every 100 ms).
 local function wait_metrics(srv, check, timeout)

@@ -61,4 +61,20 @@ function M.write_file(path, text)
     assert(os.rename(tmp, path))
 end
 
+-- The samples of a Prometheus scrape: { ['name{labels}'] = value }. With one_app, every app
+-- label reads "app" (specs that run a single app whose name comes from its folder).
+function M.metric_samples(body, one_app)
+    local t = {}
+    for line in body:gmatch("[^\n]+") do
+        if line:sub(1, 1) ~= "#" then
+            local key, value = line:match("^(%S+) (%S+)$")
+            if key then
+                if one_app then key = key:gsub('app="[^"]*"', 'app="app"') end
+                t[key] = tonumber(value) or (value == "+Inf" and math.huge) or nil
+            end
+        end
+    end
+    return t
+end
+
 return M
