@@ -148,12 +148,11 @@ static struct obuf *envelope_of(const char *topic, size_t len, const struct obuf
                                 dlen, binary);
 }
 
-int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *frame,
-               const struct hist_pos *pos, size_t *sent)
+/* ps_deliver to the subscribers of t, found already (the name is topic[0..len)). */
+static int deliver_to(struct pubsub *ps, const struct topic *t, const char *topic, size_t len,
+                      struct obuf *frame, const struct hist_pos *pos, size_t *sent)
 {
     *sent = 0;
-    const struct topic *t = topic_find(&ps->topics, topic, len);
-    if (!t) return 0;
     /* A send can end a connection (a slow consumer past its limit), which ends its
      * subscriptions and so changes the member array: walk a copy. Connections are only freed
      * between events, so the pointers in the copy stay valid. A member that recovery has
@@ -201,6 +200,14 @@ int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *fr
     ps->counters->messages_out += count;
     *sent = count;
     return 0;
+}
+
+int ps_deliver(struct pubsub *ps, const char *topic, size_t len, struct obuf *frame,
+               const struct hist_pos *pos, size_t *sent)
+{
+    *sent = 0;
+    const struct topic *t = topic_find(&ps->topics, topic, len);
+    return t ? deliver_to(ps, t, topic, len, frame, pos, sent) : 0;
 }
 
 void ps_skip_to(struct pubsub *ps, struct conn *c, const char *topic, size_t len,
@@ -352,11 +359,11 @@ int ps_publish(struct pubsub *ps, const char *topic, size_t len, const void *dat
         *sent = t ? t->count : 0; /* once stored, in offset order */
         return 0;
     }
-    bool local = topic_find(&ps->topics, topic, len) != NULL;
-    if (!local && !ps->engine) return 0; /* nobody to frame it for */
+    const struct topic *t = topic_find(&ps->topics, topic, len);
+    if (!t && !ps->engine) return 0; /* nobody to frame it for */
     struct obuf *frame = frame_of(data, data_len, binary);
     if (!frame) return PS_E_NOMEM;
-    int rc = local ? ps_deliver(ps, topic, len, frame, NULL, sent) : 0;
+    int rc = t ? deliver_to(ps, t, topic, len, frame, NULL, sent) : 0;
     if (ps->engine && ps->engine->publish &&
         ps->engine->publish(ps->engine_ctx, topic, len, frame) < 0 && rc == 0)
         rc = PS_E_REMOTE;
